@@ -1,0 +1,813 @@
+"""The NumPy reference backend: the oracle every compiled backend is tested against.
+
+Everything here is plain NumPy, written to be obviously correct rather than fast.
+Compiled backends (``cython``, ``numba``, later ``cuda``) subclass :class:`Backend`
+and override the hot ops, keeping each signature (a contract test checks it).
+
+Conventions shared by all ops
+-----------------------------
+* Arrays are 2-D ``(batch, features)`` unless an op says otherwise.
+* The working dtype is taken from the first floating input (``float32`` or
+  ``float64``); other numeric dtypes are converted to ``float64`` and every other
+  array argument is converted to the working dtype. Non-numeric input raises
+  ``TypeError``.
+* ``out=`` (and other output buffers) must already have the right shape and dtype
+  and be C-contiguous and writable; otherwise ``ValueError`` is raised. Ops
+  return the array they wrote to.
+* Reductions (bias gradient, batch-norm statistics, loss sums) accumulate in
+  ``float64``.
+* Losses return the *mean* over the batch (``sum(w_i * l_i) / n``, Keras's
+  ``sum_over_batch_size``) as a Python float, and write the gradient of that mean
+  with respect to the predictions/logits.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Backend", "ACTIVATIONS", "activation_code"]
+
+#: Activation name -> integer code. Compiled kernels choose by code, never by
+#: passing functions around (that would defeat Numba's cache).
+ACTIVATIONS = {
+    "linear": 0,
+    "relu": 1,
+    "leaky_relu": 2,
+    "elu": 3,
+    "sigmoid": 4,
+    "tanh": 5,
+    "gelu": 6,
+    "softplus": 7,
+    "softmax": 8,
+}
+
+#: Default extra parameter per activation (negative slope, ELU alpha).
+ACTIVATION_DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
+
+#: Activations whose derivative cannot be written from the forward output alone.
+NEEDS_INPUT_FOR_BACKWARD = frozenset({"gelu"})
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def activation_code(name):
+    """Return the integer code of activation ``name`` (``None`` means linear)."""
+    if name is None:
+        return 0
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"Unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+def activation_alpha(name, alpha):
+    """The activation's extra parameter, with its default filled in."""
+    if alpha is None:
+        return float(ACTIVATION_DEFAULT_ALPHA.get(name, 0.0))
+    return float(alpha)
+
+
+# --------------------------------------------------------------------------
+# argument checking shared by every backend
+# --------------------------------------------------------------------------
+def work_dtype(x, name="x"):
+    """The float dtype an op computes in, given its primary input ``x``."""
+    dt = np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
+    if dt == np.float32 or dt == np.float64:
+        return np.dtype(dt)
+    if dt.kind in "biuf":
+        return np.dtype(np.float64)
+    raise TypeError(f"{name}: expected a numeric array, got dtype {dt}")
+
+
+def as_float(x, dtype, name, ndim=None):
+    """``x`` as a C-contiguous array of ``dtype`` (copied only when needed)."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def as_labels(y, n, n_classes, name="labels"):
+    """Integer class labels of shape ``(n,)`` checked against ``n_classes``."""
+    a = np.asarray(y)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1 or a.shape[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},), got {np.shape(y)}")
+    if a.dtype.kind == "f":
+        if a.size and not np.all(np.floor(a) == a):
+            raise ValueError(f"{name}: integer class labels expected, got non-integer floats")
+    elif a.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected integer labels, got dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.intp)
+    if a.size and (a.min() < 0 or a.max() >= n_classes):
+        raise ValueError(
+            f"{name}: labels must be in [0, {n_classes}), got range "
+            f"[{int(a.min())}, {int(a.max())}]"
+        )
+    return a
+
+
+def check_out(out, shape, dtype, name="out"):
+    """Validate a caller-supplied output buffer, or allocate one when ``None``."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: must be writable")
+    return out
+
+
+def check_state(arr, shape, dtype, name):
+    """Validate an array updated in place (parameters, optimizer state)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(arr).__name__}")
+    return check_out(arr, shape, dtype, name)
+
+
+def sample_weights(sample_weight, n, dtype=np.float64):
+    """Per-sample weights of shape ``(n,)`` (float64) or ``None``."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), got {np.shape(sample_weight)}")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def gemm_shapes(a, b, trans_a, trans_b):
+    """``(m, k, n)`` of ``op(a) @ op(b)``, with a clear error when they don't fit."""
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"gemm: a and b must be 2-D, got shapes {a.shape} and {b.shape}")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k2:
+        raise ValueError(
+            f"gemm: inner dimensions differ: op(a) is ({m}, {k}) and op(b) is ({k2}, {n}) "
+            f"(a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})"
+        )
+    return m, k, n
+
+
+def check_bias(bias, n, dtype):
+    """The bias vector of a product with ``n`` columns, as ``dtype``."""
+    b = as_float(bias, dtype, "bias")
+    if b.shape != (n,):
+        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    return b
+
+
+def splitmix_uniform(seed, n):
+    """``n`` uniforms in [0, 1) from a counter-based SplitMix64 hash of ``(seed, i)``.
+
+    Every backend implements exactly this generator, so dropout masks are
+    identical on all of them (and on a GPU, where each thread hashes its index).
+    """
+    i = np.arange(1, n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed & 0xFFFFFFFFFFFFFFFF) + i * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    # top 24 bits -> exactly representable in float32 and float64
+    return (z >> np.uint64(40)).astype(np.float64) * (1.0 / 16777216.0)
+
+
+def _flush_denormals(a):
+    """Set float32 subnormal values to zero in place (they run ~38x slower)."""
+    if a.dtype == np.float32:
+        a[np.abs(a) < np.finfo(np.float32).tiny] = 0.0
+    return a
+
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+class Backend:
+    """Reference implementation of every op, in plain NumPy.
+
+    Subclasses override hot ops and must keep each method's signature.
+    """
+
+    name = "numpy"
+    #: True for backends whose arrays live in host memory as numpy arrays.
+    host_memory = True
+
+    # ------------------------------------------------------------------
+    # allocation and transfer: layers and models allocate only through these
+    # ------------------------------------------------------------------
+    def empty(self, shape, dtype=np.float32):
+        """Uninitialised array of ``shape`` and ``dtype`` in backend memory."""
+        return np.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype=np.float32):
+        """Zero-filled array in backend memory."""
+        return np.zeros(shape, dtype=dtype)
+
+    def asarray(self, x, dtype=None):
+        """Host data -> backend array (C-contiguous, converted to ``dtype``)."""
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def to_numpy(self, x):
+        """Backend array -> host ``numpy.ndarray``."""
+        return np.asarray(x)
+
+    def synchronize(self):
+        """Wait for queued work (a no-op on the CPU)."""
+
+    # ------------------------------------------------------------------
+    # matrix product with fused epilogue
+    # ------------------------------------------------------------------
+    def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
+             bias=None, activation="linear", act_alpha=None):
+        """``out = act(alpha * op(a) @ op(b) + beta * out + bias)``.
+
+        Parameters
+        ----------
+        a : array (m, k), or (k, m) when ``trans_a``
+        b : array (k, n), or (n, k) when ``trans_b``
+        out : array (m, n), optional
+            Output; with ``beta != 0`` its previous contents are accumulated.
+        bias : array (n,), optional
+            Added to every row before the activation.
+        activation : str
+            Name from :data:`ACTIVATIONS` applied as the epilogue.
+        act_alpha : float, optional
+            Negative slope for ``leaky_relu``, alpha for ``elu``.
+
+        Returns
+        -------
+        out : array (m, n) of the working dtype of ``a``.
+        """
+        dt = work_dtype(a, "a")
+        a = as_float(a, dt, "a", 2)
+        b = as_float(b, dt, "b", 2)
+        m, _, n = gemm_shapes(a, b, trans_a, trans_b)
+        if beta != 0.0 and out is None:
+            raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
+        out = check_out(out, (m, n), dt)
+        opa = a.T if trans_a else a
+        opb = b.T if trans_b else b
+        r = alpha * (opa @ opb) if alpha != 1.0 else opa @ opb
+        if beta != 0.0:
+            r = r + beta * out
+        if bias is not None:
+            r = r + check_bias(bias, n, dt)
+        out[...] = r
+        if activation not in (None, "linear"):
+            self.activation_forward(out, activation, out=out, alpha=act_alpha)
+        return out
+
+    # ------------------------------------------------------------------
+    # activations
+    # ------------------------------------------------------------------
+    def activation_forward(self, x, activation, out=None, alpha=None):
+        """``out = activation(x)`` elementwise (softmax: along the last axis of 2-D ``x``).
+
+        ``alpha`` is the negative slope of ``leaky_relu`` (default 0.2) or the
+        ``elu`` alpha (default 1.0). ``out`` may be ``x`` itself.
+        """
+        code = activation_code(activation)
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x")
+        out = check_out(out, x.shape, dt)
+        a = activation_alpha(activation, alpha)
+        if code == ACTIVATIONS["softmax"]:
+            return self.softmax(x, out=out)
+        with np.errstate(over="ignore", under="ignore"):
+            if code == 0:
+                r = x
+            elif code == 1:
+                r = np.maximum(x, 0)
+            elif code == 2:
+                r = np.where(x > 0, x, a * x)
+            elif code == 3:
+                r = np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+            elif code == 4:
+                # stable logistic: exp of a non-positive number only
+                e = np.exp(-np.abs(x))
+                r = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+            elif code == 5:
+                r = np.tanh(x)
+            elif code == 6:
+                r = 0.5 * x * (1.0 + _erf(x.astype(np.float64) * _SQRT_HALF))
+            elif code == 7:
+                r = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+        out[...] = r
+        return out
+
+    def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
+        """``out = dy * activation'(x)``, written from the forward output ``y``.
+
+        ``x`` (the forward input) is needed only for ``gelu``. For ``softmax``
+        this is the full Jacobian-vector product along each row. ``out`` may be
+        ``dy`` itself.
+        """
+        code = activation_code(activation)
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy")
+        y = as_float(y, dt, "y")
+        if y.shape != dy.shape:
+            raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
+        out = check_out(out, dy.shape, dt)
+        a = activation_alpha(activation, alpha)
+        if code == 0:
+            r = dy
+        elif code == 1:
+            r = np.where(y > 0, dy, 0)
+        elif code == 2:
+            r = np.where(y > 0, dy, a * dy)
+        elif code == 3:
+            r = np.where(y > 0, dy, dy * (y + a))
+        elif code == 4:
+            r = dy * y * (1 - y)
+        elif code == 5:
+            r = dy * (1 - y * y)
+        elif code == 6:
+            if x is None:
+                raise ValueError("activation_backward: gelu needs the forward input x")
+            x = as_float(x, dt, "x")
+            if x.shape != dy.shape:
+                raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
+            xd = x.astype(np.float64)
+            cdf = 0.5 * (1.0 + _erf(xd * _SQRT_HALF))
+            pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
+            r = dy * (cdf + xd * pdf)
+        elif code == 7:
+            # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
+            r = dy * -np.expm1(-y)
+        elif code == 8:
+            if dy.ndim != 2:
+                raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
+            s = np.sum(dy.astype(np.float64) * y, axis=1, keepdims=True)
+            r = y * (dy - s)
+        out[...] = r
+        return out
+
+    def softmax(self, x, out=None):
+        """Row-wise softmax of 2-D ``x``, stable for large magnitudes."""
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x", 2)
+        out = check_out(out, x.shape, dt)
+        if x.size == 0:
+            return out
+        z = x - x.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out[...] = e / e.sum(axis=1, keepdims=True)
+        return out
+
+    def log_softmax(self, x, out=None):
+        """Row-wise log-softmax of 2-D ``x``, stable for large magnitudes."""
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x", 2)
+        out = check_out(out, x.shape, dt)
+        if x.size == 0:
+            return out
+        z = x - x.max(axis=1, keepdims=True)
+        out[...] = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return out
+
+    # ------------------------------------------------------------------
+    # losses: (mean loss as a float, gradient of that mean)
+    # ------------------------------------------------------------------
+    def _targets(self, target, logits, dt, name="target"):
+        """Integer labels (1-D) or a dense target array matching ``logits``."""
+        t = np.asarray(target)
+        n, k = logits.shape
+        if t.ndim == 2 and t.shape == logits.shape:
+            return as_float(t, dt, name)
+        if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k != 1):
+            return as_labels(t, n, k, name)
+        raise ValueError(
+            f"{name}: expected integer labels of shape ({n},) or probabilities of shape "
+            f"{logits.shape}, got {t.shape}"
+        )
+
+    def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
+                              label_smoothing=0.0):
+        """Fused softmax + categorical cross-entropy from logits.
+
+        Parameters
+        ----------
+        logits : array (n, k)
+        target : int array (n,) of class labels, or array (n, k) of probabilities
+        grad : array (n, k), optional
+            Receives d(mean loss)/d(logits) = w_i * (softmax - target) / n.
+        sample_weight : array (n,), optional
+        label_smoothing : float
+            Keras's: target = target * (1 - ls) + ls / k.
+
+        Returns
+        -------
+        (loss, grad) : float mean loss, gradient array
+        """
+        dt = work_dtype(logits, "logits")
+        z = as_float(logits, dt, "logits", 2)
+        n, k = z.shape
+        t = self._targets(target, z, dt)
+        w = sample_weights(sample_weight, n)
+        grad = check_out(grad, z.shape, dt, "grad")
+        if n == 0:
+            return 0.0, grad
+        if t.ndim == 1:
+            t = np.eye(k, dtype=np.float64)[t]
+        t = t.astype(np.float64)
+        if label_smoothing:
+            t = t * (1.0 - label_smoothing) + label_smoothing / k
+        zd = z.astype(np.float64)
+        zs = zd - zd.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(zs).sum(axis=1, keepdims=True))
+        logp = zs - lse
+        per = -(t * logp).sum(axis=1)
+        p = np.exp(logp)
+        g = (p * t.sum(axis=1, keepdims=True) - t) / n
+        if w is not None:
+            per = per * w
+            g = g * w[:, None]
+        grad[...] = g
+        return float(per.sum() / n), grad
+
+    def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
+                                  epsilon=1e-7):
+        """Categorical cross-entropy from probabilities (clipped to [eps, 1-eps]).
+
+        Keras's non-fused path: probabilities are renormalised to sum to one,
+        clipped, and the gradient is with respect to the probabilities.
+        """
+        dt = work_dtype(probs, "probs")
+        p = as_float(probs, dt, "probs", 2)
+        n, k = p.shape
+        t = self._targets(target, p, dt)
+        w = sample_weights(sample_weight, n)
+        grad = check_out(grad, p.shape, dt, "grad")
+        if n == 0:
+            return 0.0, grad
+        if t.ndim == 1:
+            t = np.eye(k, dtype=np.float64)[t]
+        pd = p.astype(np.float64)
+        s = pd.sum(axis=1, keepdims=True)
+        q = pd / s
+        clipped = (q < epsilon) | (q > 1 - epsilon)
+        qc = np.clip(q, epsilon, 1 - epsilon)
+        per = -(t * np.log(qc)).sum(axis=1)
+        # d/dq of -sum t log(clip(q)); then through q = p / s
+        dq = np.where(clipped, 0.0, -t / qc)
+        g = (dq - (dq * q).sum(axis=1, keepdims=True)) / s / n
+        if w is not None:
+            per = per * w
+            g = g * w[:, None]
+        grad[...] = g
+        return float(per.sum() / n), grad
+
+    def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
+        """Binary cross-entropy from logits, stable for any magnitude.
+
+        loss per element = max(z, 0) - z * t + log1p(exp(-|z|)); the per-sample
+        loss is the mean over the last axis, the result the mean over samples.
+        grad = w_i * (sigmoid(z) - t) / (n * k).
+        """
+        dt = work_dtype(logits, "logits")
+        z = as_float(logits, dt, "logits", 2)
+        t = as_float(target, dt, "target")
+        if t.shape != z.shape:
+            raise ValueError(f"target: expected shape {z.shape}, got {t.shape}")
+        n, k = z.shape
+        w = sample_weights(sample_weight, n)
+        grad = check_out(grad, z.shape, dt, "grad")
+        if z.size == 0:
+            return 0.0, grad
+        zd, td = z.astype(np.float64), t.astype(np.float64)
+        per = (np.maximum(zd, 0) - zd * td + np.log1p(np.exp(-np.abs(zd)))).mean(axis=1)
+        e = np.exp(-np.abs(zd))
+        sig = np.where(zd >= 0, 1 / (1 + e), e / (1 + e))
+        g = (sig - td) / (n * k)
+        if w is not None:
+            per = per * w
+            g = g * w[:, None]
+        grad[...] = g
+        return float(per.sum() / n), grad
+
+    def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
+                             epsilon=1e-7):
+        """Binary cross-entropy from probabilities clipped to [eps, 1 - eps] (Keras)."""
+        dt = work_dtype(probs, "probs")
+        p = as_float(probs, dt, "probs", 2)
+        t = as_float(target, dt, "target")
+        if t.shape != p.shape:
+            raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
+        n, k = p.shape
+        w = sample_weights(sample_weight, n)
+        grad = check_out(grad, p.shape, dt, "grad")
+        if p.size == 0:
+            return 0.0, grad
+        pd, td = p.astype(np.float64), t.astype(np.float64)
+        pc = np.clip(pd, epsilon, 1 - epsilon)
+        per = -(td * np.log(pc) + (1 - td) * np.log(1 - pc)).mean(axis=1)
+        inside = (pd >= epsilon) & (pd <= 1 - epsilon)
+        g = np.where(inside, (pc - td) / (pc * (1 - pc)), 0.0) / (n * k)
+        if w is not None:
+            per = per * w
+            g = g * w[:, None]
+        grad[...] = g
+        return float(per.sum() / n), grad
+
+    def mean_squared_error(self, pred, target, grad=None, sample_weight=None):
+        """Mean squared error (mean over the last axis, then over samples)."""
+        return self._regression_loss(pred, target, grad, sample_weight, squared=True)
+
+    def mean_absolute_error(self, pred, target, grad=None, sample_weight=None):
+        """Mean absolute error (mean over the last axis, then over samples).
+
+        The gradient uses sign(pred - target), zero where they are equal.
+        """
+        return self._regression_loss(pred, target, grad, sample_weight, squared=False)
+
+    def _regression_loss(self, pred, target, grad, sample_weight, squared):
+        dt = work_dtype(pred, "pred")
+        p = as_float(pred, dt, "pred", 2)
+        t = as_float(target, dt, "target")
+        if t.shape != p.shape:
+            raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
+        n, k = p.shape
+        w = sample_weights(sample_weight, n)
+        grad = check_out(grad, p.shape, dt, "grad")
+        if p.size == 0:
+            return 0.0, grad
+        d = p.astype(np.float64) - t
+        if squared:
+            per, g = (d * d).mean(axis=1), 2.0 * d / (n * k)
+        else:
+            per, g = np.abs(d).mean(axis=1), np.sign(d) / (n * k)
+        if w is not None:
+            per = per * w
+            g = g * w[:, None]
+        grad[...] = g
+        return float(per.sum() / n), grad
+
+    # ------------------------------------------------------------------
+    # reductions, dropout, batch normalisation
+    # ------------------------------------------------------------------
+    def bias_grad(self, dy, out=None):
+        """Column sums of 2-D ``dy`` accumulated in float64: the bias gradient (k,)."""
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy", 2)
+        out = check_out(out, (dy.shape[1],), dt)
+        out[...] = dy.sum(axis=0, dtype=np.float64)
+        return out
+
+    def dropout_forward(self, x, rate, seed, out=None, mask=None):
+        """Inverted dropout: ``out = x * mask`` with ``mask`` in {0, 1/(1-rate)}.
+
+        The mask is drawn from :func:`splitmix_uniform` with ``seed``, so every
+        backend drops the same units. Returns ``(out, mask)``; ``mask`` has the
+        shape and dtype of ``x`` and is what :meth:`dropout_backward` needs.
+        """
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x")
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+        out = check_out(out, x.shape, dt)
+        mask = check_out(mask, x.shape, dt, "mask")
+        u = splitmix_uniform(int(seed), x.size).reshape(x.shape)
+        mask[...] = np.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
+        out[...] = x * mask
+        return out, mask
+
+    def dropout_backward(self, dy, mask, out=None):
+        """``out = dy * mask``."""
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy")
+        mask = as_float(mask, dt, "mask")
+        if mask.shape != dy.shape:
+            raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
+        out = check_out(out, dy.shape, dt)
+        out[...] = dy * mask
+        return out
+
+    def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
+                          momentum=0.99, epsilon=1e-3, out=None):
+        """Batch normalisation over the batch axis of 2-D ``x``.
+
+        Training: normalise with the batch mean and (biased) variance, and update
+        ``moving_mean``/``moving_var`` in place as Keras does:
+        ``moving = momentum * moving + (1 - momentum) * batch``.
+        Inference: normalise with the moving statistics.
+
+        Returns ``(out, mean, inv_std)``; ``mean`` and ``inv_std`` (shape (k,),
+        float64) are what :meth:`batchnorm_backward` needs.
+        """
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x", 2)
+        n, k = x.shape
+        gamma = as_float(gamma, dt, "gamma", 1)
+        beta = as_float(beta, dt, "beta", 1)
+        for nm, v in (("gamma", gamma), ("beta", beta)):
+            if v.shape != (k,):
+                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+        moving_mean = check_state(moving_mean, (k,), dt, "moving_mean")
+        moving_var = check_state(moving_var, (k,), dt, "moving_var")
+        out = check_out(out, x.shape, dt)
+        xd = x.astype(np.float64)
+        if training:
+            if n == 0:
+                raise ValueError("batchnorm_forward: training needs at least one sample")
+            mean = xd.mean(axis=0)
+            var = ((xd - mean) ** 2).mean(axis=0)
+            moving_mean[...] = momentum * moving_mean + (1.0 - momentum) * mean
+            moving_var[...] = momentum * moving_var + (1.0 - momentum) * var
+        else:
+            mean = moving_mean.astype(np.float64)
+            var = moving_var.astype(np.float64)
+        inv_std = 1.0 / np.sqrt(var + epsilon)
+        out[...] = (xd - mean) * (inv_std * gamma) + beta
+        return out, mean, inv_std
+
+    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, dx=None, dgamma=None,
+                           dbeta=None):
+        """Gradients of training-mode batch normalisation.
+
+        Returns ``(dx, dgamma, dbeta)``.
+        """
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy", 2)
+        x = as_float(x, dt, "x", 2)
+        if x.shape != dy.shape:
+            raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
+        n, k = x.shape
+        gamma = as_float(gamma, dt, "gamma", 1)
+        mean = np.asarray(mean, dtype=np.float64)
+        inv_std = np.asarray(inv_std, dtype=np.float64)
+        for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
+            if v.shape != (k,):
+                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+        dx = check_out(dx, x.shape, dt, "dx")
+        dgamma = check_out(dgamma, (k,), dt, "dgamma")
+        dbeta = check_out(dbeta, (k,), dt, "dbeta")
+        dyd = dy.astype(np.float64)
+        xhat = (x.astype(np.float64) - mean) * inv_std
+        db = dyd.sum(axis=0)
+        dg = (dyd * xhat).sum(axis=0)
+        if n:
+            dx[...] = (gamma * inv_std / n) * (n * dyd - db - xhat * dg)
+        dgamma[...] = dg
+        dbeta[...] = db
+        return dx, dgamma, dbeta
+
+    # ------------------------------------------------------------------
+    # optimizer updates, in place. ``weight_decay`` is decoupled as in Keras
+    # (and torch.optim.AdamW): param -= lr * weight_decay * param first.
+    # float32 state is flushed to zero below the smallest normal number.
+    # ------------------------------------------------------------------
+    def _opt_args(self, param, grad, *state_names_and_arrays):
+        if not isinstance(param, np.ndarray):
+            raise TypeError(f"param: expected a numpy.ndarray, got {type(param).__name__}")
+        dt = param.dtype
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"param: expected float32 or float64, got {dt}")
+        check_state(param, param.shape, dt, "param")
+        grad = as_float(grad, dt, "grad")
+        if grad.shape != param.shape:
+            raise ValueError(f"grad: expected shape {param.shape}, got {grad.shape}")
+        for nm, arr in state_names_and_arrays:
+            check_state(arr, param.shape, dt, nm)
+        return grad
+
+    @staticmethod
+    def _decay(param, lr, weight_decay):
+        if weight_decay:
+            param -= param * (lr * weight_decay)
+
+    def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
+                   nesterov=False, weight_decay=0.0):
+        """Keras SGD: ``v = momentum*v - lr*g``; ``p += v`` (Nesterov: ``p += momentum*v - lr*g``).
+
+        ``velocity`` is required when ``momentum > 0``.
+        """
+        grad = self._opt_args(param, grad, *([("velocity", velocity)] if velocity is not None else []))
+        lr = float(learning_rate)
+        self._decay(param, lr, weight_decay)
+        if momentum:
+            if velocity is None:
+                raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+            velocity[...] = momentum * velocity - lr * grad
+            _flush_denormals(velocity)
+            if nesterov:
+                param += momentum * velocity - lr * grad
+            else:
+                param += velocity
+        else:
+            param -= lr * grad
+        return param
+
+    def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
+                    beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
+        """Keras Adam (AdamW with ``weight_decay``); ``step`` counts from 1.
+
+        ``alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``;
+        ``m += (g - m)(1 - beta_1)``; ``v += (g^2 - v)(1 - beta_2)``;
+        ``p -= alpha * m / (sqrt(v) + eps)``.
+        """
+        grad = self._opt_args(param, grad, ("m", m), ("v", v))
+        if step < 1:
+            raise ValueError(f"adam_update: step counts from 1, got {step}")
+        lr = float(learning_rate)
+        self._decay(param, lr, weight_decay)
+        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        m += (grad - m) * (1.0 - beta_1)
+        v += (grad * grad - v) * (1.0 - beta_2)
+        _flush_denormals(m)
+        _flush_denormals(v)
+        param -= (alpha * m / (np.sqrt(v) + epsilon)).astype(param.dtype)
+        return param
+
+    def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
+                       weight_decay=0.0):
+        """RMSprop: ``ms = rho*ms + (1-rho)*g^2``; ``p -= lr * g / (sqrt(ms) + eps)``."""
+        grad = self._opt_args(param, grad, ("ms", ms))
+        lr = float(learning_rate)
+        self._decay(param, lr, weight_decay)
+        ms[...] = rho * ms + (1.0 - rho) * grad * grad
+        _flush_denormals(ms)
+        param -= (lr * grad / (np.sqrt(ms) + epsilon)).astype(param.dtype)
+        return param
+
+    def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
+                       weight_decay=0.0):
+        """Adagrad: ``acc += g^2``; ``p -= lr * g / (sqrt(acc) + eps)``."""
+        grad = self._opt_args(param, grad, ("acc", acc))
+        lr = float(learning_rate)
+        self._decay(param, lr, weight_decay)
+        acc += grad * grad
+        _flush_denormals(acc)
+        param -= (lr * grad / (np.sqrt(acc) + epsilon)).astype(param.dtype)
+        return param
+
+    # ------------------------------------------------------------------
+    # small helpers used by layers and optimizers (not hot; rarely overridden)
+    # ------------------------------------------------------------------
+    def sum_squares(self, x):
+        """``sum(x**2)`` accumulated in float64, as a Python float."""
+        x = np.asarray(x)
+        return float(np.dot(x.ravel().astype(np.float64), x.ravel().astype(np.float64)))
+
+    def scale_(self, x, factor):
+        """``x *= factor`` in place."""
+        x *= factor
+        return x
+
+    def clip_(self, x, lo, hi):
+        """Clip ``x`` to ``[lo, hi]`` in place."""
+        np.clip(x, lo, hi, out=x)
+        return x
+
+    def axpy_(self, alpha, x, y):
+        """``y += alpha * x`` in place."""
+        y += alpha * np.asarray(x, dtype=y.dtype)
+        return y
+
+    def copy_(self, src, dst):
+        """``dst[...] = src``."""
+        dst[...] = src
+        return dst
+
+    def regularizer_loss(self, w, l1=0.0, l2=0.0):
+        """``l1 * sum|w| + l2 * sum w^2`` (Keras's L1L2), as a Python float."""
+        w = np.asarray(w, dtype=np.float64)
+        r = 0.0
+        if l1:
+            r += l1 * float(np.abs(w).sum())
+        if l2:
+            r += l2 * float((w * w).sum())
+        return r
+
+    def regularizer_grad_(self, w, grad, l1=0.0, l2=0.0):
+        """``grad += l1 * sign(w) + 2 * l2 * w`` in place."""
+        if l1:
+            grad += (l1 * np.sign(w)).astype(grad.dtype)
+        if l2:
+            grad += ((2.0 * l2) * w).astype(grad.dtype)
+        return grad
+
+    def all_finite(self, x):
+        """True when ``x`` holds no NaN or infinity."""
+        return bool(np.isfinite(x).all())
+
+    def __repr__(self):
+        return f"<pynn backend {self.name!r}>"
