@@ -34,6 +34,9 @@ extensions = [
 ]
 
 setup(
+    # The debug build writes its C files elsewhere, so a later normal build never
+    # reuses checked C code (and vice versa).
     ext_modules=cythonize(extensions, compiler_directives=directives,
-                          include_path=["csrc"], force=DEBUG),
+                          include_path=["csrc"],
+                          build_dir="build/cython-debug" if DEBUG else None),
 )

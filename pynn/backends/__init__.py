@@ -114,7 +114,8 @@ def _default():
                     f"(cython: {_errors.get('cython')}; numba: {_errors.get('numba')}); "
                     "using the slow NumPy reference backend",
                     RuntimeWarning, stacklevel=3)
-    return _instances[_default_name]
+    # _load, not _instances[...]: register() may have dropped the cached instance
+    return _load(_default_name)
 
 
 def get_backend():

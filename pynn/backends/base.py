@@ -90,7 +90,7 @@ def as_float(x, dtype, name, ndim=None):
         raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.asarray(a, dtype=dtype, order="C")
 
 
 def as_labels(y, n, n_classes, name="labels"):
@@ -328,36 +328,39 @@ class Backend:
             raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
         out = check_out(out, dy.shape, dt)
         a = activation_alpha(activation, alpha)
-        if code == 0:
-            r = dy
-        elif code == 1:
-            r = np.where(y > 0, dy, 0)
-        elif code == 2:
-            r = np.where(y > 0, dy, a * dy)
-        elif code == 3:
-            r = np.where(y > 0, dy, dy * (y + a))
-        elif code == 4:
-            r = dy * y * (1 - y)
-        elif code == 5:
-            r = dy * (1 - y * y)
-        elif code == 6:
-            if x is None:
-                raise ValueError("activation_backward: gelu needs the forward input x")
-            x = as_float(x, dt, "x")
-            if x.shape != dy.shape:
-                raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
-            xd = x.astype(np.float64)
-            cdf = 0.5 * (1.0 + _erf(xd * _SQRT_HALF))
-            pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
-            r = dy * (cdf + xd * pdf)
-        elif code == 7:
-            # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
-            r = dy * -np.expm1(-y)
-        elif code == 8:
-            if dy.ndim != 2:
-                raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
-            s = np.sum(dy.astype(np.float64) * y, axis=1, keepdims=True)
-            r = y * (dy - s)
+        # np.where evaluates both branches: overflow in the unused one is harmless
+        with np.errstate(over="ignore", under="ignore"):
+            if code == 0:
+                r = dy
+            elif code == 1:
+                r = np.where(y > 0, dy, 0)
+            elif code == 2:
+                r = np.where(y > 0, dy, a * dy)
+            elif code == 3:
+                r = np.where(y > 0, dy, dy * (y + a))
+            elif code == 4:
+                r = dy * y * (1 - y)
+            elif code == 5:
+                r = dy * (1 - y * y)
+            elif code == 6:
+                if x is None:
+                    raise ValueError("activation_backward: gelu needs the forward input x")
+                x = as_float(x, dt, "x")
+                if x.shape != dy.shape:
+                    raise ValueError(
+                        f"activation_backward: dy {dy.shape} and x {x.shape} differ")
+                xd = x.astype(np.float64)
+                cdf = 0.5 * (1.0 + _erf(xd * _SQRT_HALF))
+                pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
+                r = dy * (cdf + xd * pdf)
+            elif code == 7:
+                # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
+                r = dy * -np.expm1(-y)
+            elif code == 8:
+                if dy.ndim != 2:
+                    raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
+                s = np.sum(dy.astype(np.float64) * y, axis=1, keepdims=True)
+                r = y * (dy - s)
         out[...] = r
         return out
 
@@ -424,7 +427,7 @@ class Backend:
         t = self._targets(target, z, dt)
         w = sample_weights(sample_weight, n)
         grad = check_out(grad, z.shape, dt, "grad")
-        if n == 0:
+        if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
         if t.ndim == 1:
             t = np.eye(k, dtype=np.float64)[t]

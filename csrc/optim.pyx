@@ -1,0 +1,115 @@
+# cython: language_level=3, cdivision=True
+"""Optimizer updates: one in-place pass over flat parameter and state buffers.
+
+The arithmetic follows the NumPy reference step by step in the working type
+(Python floats become the array's type, as under NumPy's promotion rules), with
+decoupled weight decay first and float32 state flushed to zero below FLT_MIN.
+"""
+cimport cython
+from cython cimport floating
+
+from pynn_math cimport f_sqrt, flush_denormal
+
+
+cdef inline bint _same(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept:
+    return a == b and b == c
+
+
+def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
+               double learning_rate, double momentum, bint nesterov, double weight_decay):
+    """Keras SGD; ``velocity`` is read only when ``momentum != 0``."""
+    cdef Py_ssize_t size = param.shape[0], i
+    cdef floating lr = <floating>learning_rate, mom = <floating>momentum
+    cdef floating decay = <floating>(learning_rate * weight_decay)
+    cdef floating p, v
+    cdef bint use_decay = weight_decay != 0.0
+    if grad.shape[0] != size or (momentum != 0.0 and velocity.shape[0] != size):
+        raise ValueError("sgd_update: param, grad and velocity sizes differ")
+    with nogil:
+        if momentum != 0.0:
+            for i in range(size):
+                p = param[i]
+                if use_decay:
+                    p = p - p * decay
+                v = flush_denormal(mom * velocity[i] - lr * grad[i])
+                velocity[i] = v
+                if nesterov:
+                    param[i] = p + (mom * v - lr * grad[i])
+                else:
+                    param[i] = p + v
+        else:
+            for i in range(size):
+                p = param[i]
+                if use_decay:
+                    p = p - p * decay
+                param[i] = p - lr * grad[i]
+
+
+def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
+                floating[::1] v, double alpha, double beta_1, double beta_2, double epsilon,
+                double learning_rate, double weight_decay):
+    """Adam with the bias corrections folded into ``alpha``."""
+    cdef Py_ssize_t size = param.shape[0], i
+    cdef floating a = <floating>alpha, eps = <floating>epsilon
+    cdef floating c1 = <floating>(1.0 - beta_1), c2 = <floating>(1.0 - beta_2)
+    cdef floating decay = <floating>(learning_rate * weight_decay)
+    cdef floating p, g, mi, vi
+    cdef bint use_decay = weight_decay != 0.0
+    if not (_same(size, grad.shape[0], m.shape[0]) and v.shape[0] == size):
+        raise ValueError("adam_update: param, grad, m and v sizes differ")
+    with nogil:
+        for i in range(size):
+            p = param[i]
+            if use_decay:
+                p = p - p * decay
+            g = grad[i]
+            mi = m[i]
+            mi = flush_denormal(mi + (g - mi) * c1)
+            vi = v[i]
+            vi = flush_denormal(vi + (g * g - vi) * c2)
+            m[i] = mi
+            v[i] = vi
+            param[i] = p - a * mi / (f_sqrt(vi) + eps)
+
+
+def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] ms,
+                   double learning_rate, double rho, double epsilon, double weight_decay):
+    """RMSprop: ``ms = rho ms + (1 - rho) g^2``; ``p -= lr g / (sqrt(ms) + eps)``."""
+    cdef Py_ssize_t size = param.shape[0], i
+    cdef floating lr = <floating>learning_rate, r = <floating>rho
+    cdef floating c = <floating>(1.0 - rho), eps = <floating>epsilon
+    cdef floating decay = <floating>(learning_rate * weight_decay)
+    cdef floating p, g, s
+    cdef bint use_decay = weight_decay != 0.0
+    if not _same(size, grad.shape[0], ms.shape[0]):
+        raise ValueError("rmsprop_update: param, grad and ms sizes differ")
+    with nogil:
+        for i in range(size):
+            p = param[i]
+            if use_decay:
+                p = p - p * decay
+            g = grad[i]
+            s = flush_denormal(r * ms[i] + c * g * g)
+            ms[i] = s
+            param[i] = p - lr * g / (f_sqrt(s) + eps)
+
+
+def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] acc,
+                   double learning_rate, double epsilon, double weight_decay):
+    """Adagrad: ``acc += g^2``; ``p -= lr g / (sqrt(acc) + eps)``."""
+    cdef Py_ssize_t size = param.shape[0], i
+    cdef floating lr = <floating>learning_rate, eps = <floating>epsilon
+    cdef floating decay = <floating>(learning_rate * weight_decay)
+    cdef floating p, g, s
+    cdef bint use_decay = weight_decay != 0.0
+    if not _same(size, grad.shape[0], acc.shape[0]):
+        raise ValueError("adagrad_update: param, grad and acc sizes differ")
+    with nogil:
+        for i in range(size):
+            p = param[i]
+            if use_decay:
+                p = p - p * decay
+            g = grad[i]
+            s = flush_denormal(acc[i] + g * g)
+            acc[i] = s
+            param[i] = p - lr * g / (f_sqrt(s) + eps)

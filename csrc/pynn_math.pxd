@@ -1,0 +1,248 @@
+# cython: language_level=3
+"""Inline math shared by the pynn kernels: activations chosen by integer code.
+
+Header-only: every function here is ``cdef inline ... noexcept nogil`` over the
+fused ``floating`` type, so each kernel module that cimports it gets float32 and
+float64 versions from this one source. Codes follow ``pynn.backends.base.ACTIVATIONS``.
+
+Precision: cheap activations compute in the working type (as the NumPy
+reference does); exact-erf GELU and its derivative compute in double.
+"""
+cimport cython
+from cython cimport floating
+from libc.math cimport (erf, exp, expf, expm1, expm1f, fabs, fabsf, log, log1p,
+                        log1pf, sqrt, sqrtf, tanh, tanhf, M_SQRT1_2)
+from libc.float cimport FLT_MIN
+
+cdef enum:
+    ACT_LINEAR = 0
+    ACT_RELU = 1
+    ACT_LEAKY_RELU = 2
+    ACT_ELU = 3
+    ACT_SIGMOID = 4
+    ACT_TANH = 5
+    ACT_GELU = 6
+    ACT_SOFTPLUS = 7
+    ACT_SOFTMAX = 8
+
+# ---------------------------------------------------------------------------
+# libm in the working type
+# ---------------------------------------------------------------------------
+cdef inline floating f_exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating f_expm1(floating x) noexcept nogil:
+    if floating is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+cdef inline floating f_log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating f_tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating f_abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating f_sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating flush_denormal(floating v) noexcept nogil:
+    """float32 values with |v| < FLT_MIN become 0 (denormals are ~38x slower)."""
+    if floating is float:
+        if fabsf(v) < FLT_MIN:
+            return 0.0
+    return v
+
+
+# ---------------------------------------------------------------------------
+# activations (elementwise; softmax is row-wise, see below)
+# ---------------------------------------------------------------------------
+@cython.cdivision(True)
+cdef inline floating sigmoid(floating x) noexcept nogil:
+    """Stable logistic: exp of a non-positive number only."""
+    cdef floating e = f_exp(-f_abs(x))
+    if x >= 0:
+        return 1 / (1 + e)
+    return e / (1 + e)
+
+
+cdef inline floating gelu(floating x) noexcept nogil:
+    """Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), computed in double."""
+    cdef double xd = x
+    return <floating>(0.5 * xd * (1.0 + erf(xd * M_SQRT1_2)))
+
+
+cdef inline floating act_scalar(floating x, int code, floating a) noexcept nogil:
+    """Elementwise activation ``code`` (not softmax) of ``x``; ``a`` = slope / ELU alpha.
+
+    NaN propagates as in NumPy (relu(NaN) is NaN).
+    """
+    if code == ACT_RELU:
+        return 0 if x <= 0 else x
+    elif code == ACT_LEAKY_RELU:
+        return x if x > 0 else a * x
+    elif code == ACT_ELU:
+        return x if x > 0 else a * f_expm1(x)
+    elif code == ACT_SIGMOID:
+        return sigmoid(x)
+    elif code == ACT_TANH:
+        return f_tanh(x)
+    elif code == ACT_GELU:
+        return gelu(x)
+    elif code == ACT_SOFTPLUS:
+        return (x if x > 0 else 0) + f_log1p(f_exp(-f_abs(x)))
+    return x
+
+
+cdef inline floating act_grad_scalar(floating dy, floating y, floating x, int code,
+                                     floating a) noexcept nogil:
+    """``dy * act'(.)`` from the forward output ``y`` (GELU uses the input ``x``)."""
+    cdef double xd, cdf, pdf
+    if code == ACT_RELU:
+        return dy if y > 0 else 0
+    elif code == ACT_LEAKY_RELU:
+        return dy if y > 0 else a * dy
+    elif code == ACT_ELU:
+        return dy if y > 0 else dy * (y + a)
+    elif code == ACT_SIGMOID:
+        return dy * y * (1 - y)
+    elif code == ACT_TANH:
+        return dy * (1 - y * y)
+    elif code == ACT_GELU:
+        xd = x
+        cdf = 0.5 * (1.0 + erf(xd * M_SQRT1_2))
+        pdf = exp(-0.5 * xd * xd) * 0.3989422804014327  # 1/sqrt(2 pi)
+        return <floating>(dy * (cdf + xd * pdf))
+    elif code == ACT_SOFTPLUS:
+        # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
+        return dy * -f_expm1(-y)
+    return dy
+
+
+# ---------------------------------------------------------------------------
+# row kernels over contiguous memory (``out`` may equal ``x``)
+# ---------------------------------------------------------------------------
+@cython.cdivision(True)
+cdef inline void softmax_row(const floating* x, floating* out, Py_ssize_t n) noexcept nogil:
+    """Stable softmax of one row; the normaliser is summed in double."""
+    cdef Py_ssize_t j
+    cdef floating mx, e
+    cdef double s = 0.0, inv
+    if n <= 0:
+        return
+    mx = x[0]
+    for j in range(1, n):
+        if x[j] > mx:
+            mx = x[j]
+    for j in range(n):
+        e = f_exp(x[j] - mx)
+        out[j] = e
+        s += e
+    inv = 1.0 / s
+    for j in range(n):
+        out[j] = <floating>(out[j] * inv)
+
+
+cdef inline void log_softmax_row(const floating* x, floating* out,
+                                 Py_ssize_t n) noexcept nogil:
+    """Stable log-softmax of one row: (x - max) - log(sum exp(x - max))."""
+    cdef Py_ssize_t j
+    cdef floating mx
+    cdef double s = 0.0, lse
+    if n <= 0:
+        return
+    mx = x[0]
+    for j in range(1, n):
+        if x[j] > mx:
+            mx = x[j]
+    for j in range(n):
+        s += exp(<double>x[j] - mx)
+    lse = log(s)
+    for j in range(n):
+        out[j] = <floating>((<double>x[j] - mx) - lse)
+
+
+cdef inline void act_forward_flat(const floating* x, floating* out, Py_ssize_t n, int code,
+                                  floating a) noexcept nogil:
+    """Elementwise activation over ``n`` contiguous values (``code`` != softmax).
+
+    The switch sits outside the loops so each loop is branch-free and the
+    compiler can vectorise the cheap ones.
+    """
+    cdef Py_ssize_t j
+    if code == ACT_LINEAR:
+        if out != x:
+            for j in range(n):
+                out[j] = x[j]
+    elif code == ACT_RELU:
+        for j in range(n):
+            out[j] = act_scalar(x[j], ACT_RELU, a)
+    elif code == ACT_LEAKY_RELU:
+        for j in range(n):
+            out[j] = act_scalar(x[j], ACT_LEAKY_RELU, a)
+    elif code == ACT_ELU:
+        for j in range(n):
+            out[j] = act_scalar(x[j], ACT_ELU, a)
+    elif code == ACT_SIGMOID:
+        for j in range(n):
+            out[j] = sigmoid(x[j])
+    elif code == ACT_TANH:
+        for j in range(n):
+            out[j] = f_tanh(x[j])
+    elif code == ACT_GELU:
+        for j in range(n):
+            out[j] = gelu(x[j])
+    elif code == ACT_SOFTPLUS:
+        for j in range(n):
+            out[j] = act_scalar(x[j], ACT_SOFTPLUS, a)
+
+
+cdef inline void bias_act_row(floating* row, const floating* bias, Py_ssize_t n, int code,
+                              floating a) noexcept nogil:
+    """GEMM epilogue for one output row: ``row = act(row + bias)`` in one pass.
+
+    ``bias`` may be NULL. Softmax needs the whole row, so it adds the bias in the
+    same pass that finds the row maximum.
+    """
+    cdef Py_ssize_t j
+    if code == ACT_SOFTMAX:
+        if bias != NULL:
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+        softmax_row(row, row, n)
+    elif bias != NULL:
+        if code == ACT_LINEAR:
+            for j in range(n):
+                row[j] = row[j] + bias[j]
+        elif code == ACT_RELU:
+            for j in range(n):
+                row[j] = act_scalar(row[j] + bias[j], ACT_RELU, a)
+        else:
+            for j in range(n):
+                row[j] = act_scalar(row[j] + bias[j], code, a)
+    elif code != ACT_LINEAR:
+        act_forward_flat(row, row, n, code, a)

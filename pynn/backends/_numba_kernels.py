@@ -1,0 +1,681 @@
+"""Numba kernels behind :class:`pynn.backends.numba_backend.NumbaBackend`.
+
+Every kernel is a serial ``@njit`` function without an explicit signature, so
+nothing compiles when this module is imported: each kernel compiles on its
+first call for the argument types it sees (float32 or float64 arrays) and is
+cached on disk (``cache=True``), so later processes load the machine code.
+
+Conventions
+-----------
+* Kernels trust their arguments: the Python methods of the backend have
+  already checked shapes, dtypes, contiguity and writability.
+* Activations are chosen by integer code (:data:`pynn.backends.base.ACTIVATIONS`).
+* Optional arrays are passed as empty arrays plus a flag (size 0 = absent), so
+  one compiled specialisation serves both cases.
+* Per-element transcendental functions and every reduction run in float64.
+* ``fastmath`` uses an explicit flag set without ``nnan``/``ninf`` so NaN and
+  infinity checks keep working.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+#: LLVM fast-math flags: no ``nnan``/``ninf`` (NaN checks must keep working),
+#: no ``reassoc`` (summation order stays as written).
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# SplitMix64 constants, typed uint64 so Numba never promotes to float64.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S40 = np.uint64(40)
+_INV_2_24 = 1.0 / 16777216.0
+
+_SOFTMAX = 8
+
+
+def _jit(fn):
+    """Lazily compiled, disk-cached, serial kernel."""
+    return njit(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)(fn)
+
+
+def _inline(fn):
+    """Scalar helper inlined into its callers at Numba-IR level, so the loops
+    that call it with a constant activation code reduce to straight-line,
+    vectorisable code (a plain call per element costs ~5 ns)."""
+    return njit(cache=True, fastmath=set(FASTMATH), error_model="numpy", inline="always")(fn)
+
+
+# --------------------------------------------------------------------------
+# scalar activations (float64 in, float64 out)
+# --------------------------------------------------------------------------
+@_inline
+def act_scalar(x, code, a):
+    """``activation(x)`` for every elementwise activation code (not softmax)."""
+    if code == 0:
+        return x
+    if code == 1:
+        if x < 0.0:
+            return 0.0
+        return x
+    if code == 2:
+        if x > 0.0:
+            return x
+        return a * x
+    if code == 3:
+        if x > 0.0:
+            return x
+        return a * math.expm1(x)
+    if code == 4:
+        e = math.exp(-abs(x))
+        if x >= 0.0:
+            return 1.0 / (1.0 + e)
+        return e / (1.0 + e)
+    if code == 5:
+        return math.tanh(x)
+    if code == 6:
+        return 0.5 * x * (1.0 + math.erf(x * _SQRT_HALF))
+    if code == 7:
+        m = x if x > 0.0 else 0.0
+        return m + math.log1p(math.exp(-abs(x)))
+    return x
+
+
+@_inline
+def act_grad_scalar(dy, y, x, code, a):
+    """``dy * activation'(.)`` from the forward output ``y`` (input ``x`` for gelu)."""
+    if code == 0:
+        return dy
+    if code == 1:
+        if y > 0.0:
+            return dy
+        return 0.0
+    if code == 2:
+        if y > 0.0:
+            return dy
+        return a * dy
+    if code == 3:
+        if y > 0.0:
+            return dy
+        return dy * (y + a)
+    if code == 4:
+        return dy * y * (1.0 - y)
+    if code == 5:
+        return dy * (1.0 - y * y)
+    if code == 6:
+        cdf = 0.5 * (1.0 + math.erf(x * _SQRT_HALF))
+        pdf = math.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        return dy * (cdf + x * pdf)
+    if code == 7:
+        return dy * -math.expm1(-y)
+    return dy
+
+
+# --------------------------------------------------------------------------
+# row-wise softmax helpers (2-D, in place allowed)
+# --------------------------------------------------------------------------
+@_inline
+def _row_max(z, i, k):
+    """Maximum of row ``i`` as float64 (NaN when the row holds a NaN, like ``np.max``)."""
+    mx = -np.inf
+    nan = False
+    for j in range(k):
+        v = z[i, j]
+        if v > mx:
+            mx = v
+        elif v != v:
+            nan = True
+    return np.nan if nan else float(mx)
+
+
+@_jit
+def softmax_rows(x, out):
+    """``out[i] = softmax(x[i])``; ``out`` may be ``x``."""
+    n, k = x.shape
+    for i in range(n):
+        mx = _row_max(x, i, k)
+        s = 0.0
+        for j in range(k):
+            e = math.exp(float(x[i, j]) - mx)
+            out[i, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(k):
+            out[i, j] = float(out[i, j]) * inv
+
+
+@_jit
+def log_softmax_rows(x, out):
+    """``out[i] = log_softmax(x[i])``; ``out`` may be ``x``."""
+    n, k = x.shape
+    for i in range(n):
+        mx = _row_max(x, i, k)
+        s = 0.0
+        for j in range(k):
+            s += math.exp(float(x[i, j]) - mx)
+        lse = math.log(s)
+        for j in range(k):
+            out[i, j] = (float(x[i, j]) - mx) - lse
+
+
+# --------------------------------------------------------------------------
+# GEMM + fused epilogue
+# --------------------------------------------------------------------------
+@_jit
+def gemm_nn(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
+    """``out = act(alpha * a @ b + beta * out + bias)`` (see :func:`gemm_epilogue`)."""
+    np.dot(a, b, dst)
+    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
+
+
+@_jit
+def gemm_tn(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
+    """As :func:`gemm_nn` with ``a.T``: an F-ordered view, BLAS gets the transpose flag."""
+    np.dot(a.T, b, dst)
+    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
+
+
+@_jit
+def gemm_nt(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
+    """As :func:`gemm_nn` with ``b.T`` (no copy)."""
+    np.dot(a, b.T, dst)
+    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
+
+
+@_jit
+def gemm_tt(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
+    """As :func:`gemm_nn` with ``a.T`` and ``b.T`` (no copies)."""
+    np.dot(a.T, b.T, dst)
+    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
+
+
+@_jit
+def gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
+    """``out = act(alpha * dst + beta * out + bias)`` after the BLAS product ``dst``.
+
+    One kernel per transpose combination (``gemm_nn`` ...) keeps each small, so
+    only the combinations a program uses get compiled. ``dst`` is ``out`` itself
+    (``dst_is_out``) unless ``beta != 0`` or ``out`` overlaps an operand, in which
+    case it is a scratch array of the same shape. ``bias`` has size 0 when absent.
+    """
+    has_bias = bias.shape[0] > 0
+    elementwise = 0 if code == _SOFTMAX else code
+    if alpha == 1.0 and beta == 0.0 and dst_is_out:
+        # the common case: one fused pass of bias + activation over the product
+        if has_bias:
+            _bias_act(out, bias, elementwise, act_alpha)
+        elif elementwise != 0:
+            flat = out.reshape(-1)
+            activation_forward(flat, flat, elementwise, act_alpha)
+    else:
+        m, n = out.shape
+        for i in range(m):
+            for j in range(n):
+                v = alpha * float(dst[i, j])
+                if beta != 0.0:
+                    v += beta * float(out[i, j])
+                if has_bias:
+                    v += float(bias[j])
+                out[i, j] = v
+        if elementwise != 0:
+            flat = out.reshape(-1)
+            activation_forward(flat, flat, elementwise, act_alpha)
+    if code == _SOFTMAX:
+        softmax_rows(out, out)
+
+
+# --------------------------------------------------------------------------
+# activations (flat views for elementwise ones, 2-D for softmax). Each kernel
+# branches on the code once and runs a loop specialised for that activation.
+# --------------------------------------------------------------------------
+@_inline
+def _fwd_loop(x, out, code, a):
+    for i in range(x.shape[0]):
+        out[i] = act_scalar(float(x[i]), code, a)
+
+
+@_inline
+def _bwd_loop(dy, y, x, out, code, a):
+    for i in range(dy.shape[0]):
+        out[i] = act_grad_scalar(float(dy[i]), float(y[i]), float(x[i]), code, a)
+
+
+@_inline
+def _bias_act_loop(out, bias, code, a):
+    m, n = out.shape
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = act_scalar(float(out[i, j]) + float(bias[j]), code, a)
+
+
+@_jit
+def _bias_act(out, bias, code, a):
+    """In place ``out = act(out + bias)`` over the rows of 2-D ``out``."""
+    if code == 0:
+        _bias_act_loop(out, bias, 0, a)
+    elif code == 1:
+        _bias_act_loop(out, bias, 1, a)
+    elif code == 2:
+        _bias_act_loop(out, bias, 2, a)
+    else:
+        # transcendental: the libm call dominates, one loop serves them all
+        _bias_act_loop(out, bias, code, a)
+
+
+@_jit
+def activation_forward(x, out, code, a):
+    """Elementwise ``out = act(x)`` over flat arrays; ``out`` may be ``x``."""
+    if code == 0:
+        _fwd_loop(x, out, 0, a)
+    elif code == 1:
+        _fwd_loop(x, out, 1, a)
+    elif code == 2:
+        _fwd_loop(x, out, 2, a)
+    else:
+        # transcendental: the libm call dominates, one loop serves them all
+        _fwd_loop(x, out, code, a)
+
+
+@_jit
+def activation_backward(dy, y, x, out, code, a):
+    """Elementwise ``out = dy * act'(.)`` over flat arrays (``x`` is read for gelu only)."""
+    if code == 0:
+        _bwd_loop(dy, y, x, out, 0, a)
+    elif code == 1:
+        _bwd_loop(dy, y, x, out, 1, a)
+    elif code == 2:
+        _bwd_loop(dy, y, x, out, 2, a)
+    elif code == 3:
+        _bwd_loop(dy, y, x, out, 3, a)
+    elif code == 4:
+        _bwd_loop(dy, y, x, out, 4, a)
+    elif code == 5:
+        _bwd_loop(dy, y, x, out, 5, a)
+    else:
+        # gelu, softplus: the libm call dominates
+        _bwd_loop(dy, y, x, out, code, a)
+
+
+@_jit
+def softmax_backward(dy, y, out):
+    """Row-wise softmax JVP: ``out = y * (dy - sum(dy * y))``; ``out`` may be ``dy``."""
+    n, k = dy.shape
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            s += float(dy[i, j]) * float(y[i, j])
+        for j in range(k):
+            yv = float(y[i, j])
+            out[i, j] = yv * (float(dy[i, j]) - s)
+
+
+# --------------------------------------------------------------------------
+# losses: return the weighted sum of per-sample losses; grad written in place
+# --------------------------------------------------------------------------
+@_jit
+def softmax_cross_entropy(z, labels, t, w, label_smoothing, grad):
+    """Fused softmax + cross-entropy from logits ``z`` (n, k), n >= 1.
+
+    Targets are ``labels`` (intp, size n) when ``labels.size == n``, else the
+    dense ``t`` (n, k). ``w`` has size 0 when unweighted.
+    """
+    n, k = z.shape
+    use_labels = labels.shape[0] == n
+    has_w = w.shape[0] > 0
+    ls = label_smoothing
+    off = ls / k
+    on = 1.0 - ls
+    inv_n = 1.0 / n
+    total = 0.0
+    for i in range(n):
+        mx = _row_max(z, i, k)
+        s = 0.0
+        for j in range(k):
+            s += math.exp(float(z[i, j]) - mx)
+        lse = math.log(s)
+        lab = labels[i] if use_labels else -1
+        tsum = 0.0
+        per = 0.0
+        for j in range(k):
+            if use_labels:
+                tj = 1.0 if j == lab else 0.0
+            else:
+                tj = float(t[i, j])
+            if ls != 0.0:
+                tj = tj * on + off
+            tsum += tj
+            per -= tj * ((float(z[i, j]) - mx) - lse)
+        wi = w[i] if has_w else 1.0
+        total += per * wi
+        scale = wi * inv_n
+        for j in range(k):
+            if use_labels:
+                tj = 1.0 if j == lab else 0.0
+            else:
+                tj = float(t[i, j])
+            if ls != 0.0:
+                tj = tj * on + off
+            p = math.exp((float(z[i, j]) - mx) - lse)
+            grad[i, j] = (p * tsum - tj) * scale
+    return total
+
+
+@_jit
+def categorical_cross_entropy(p, labels, t, w, epsilon, grad):
+    """Keras's cross-entropy from probabilities: renormalise, clip, log (n >= 1)."""
+    n, k = p.shape
+    use_labels = labels.shape[0] == n
+    has_w = w.shape[0] > 0
+    hi = 1.0 - epsilon
+    inv_n = 1.0 / n
+    total = 0.0
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            s += float(p[i, j])
+        lab = labels[i] if use_labels else -1
+        per = 0.0
+        dot = 0.0
+        for j in range(k):
+            tj = (1.0 if j == lab else 0.0) if use_labels else float(t[i, j])
+            q = float(p[i, j]) / s
+            if q < epsilon:
+                qc = epsilon
+            elif q > hi:
+                qc = hi
+            else:
+                qc = q
+            per -= tj * math.log(qc)
+            if not (q < epsilon or q > hi):
+                dot += (-tj / qc) * q
+        wi = w[i] if has_w else 1.0
+        total += per * wi
+        scale = wi * inv_n / s
+        for j in range(k):
+            tj = (1.0 if j == lab else 0.0) if use_labels else float(t[i, j])
+            q = float(p[i, j]) / s
+            if q < epsilon or q > hi:
+                dq = 0.0
+            else:
+                dq = -tj / q
+            grad[i, j] = (dq - dot) * scale
+    return total
+
+
+@_jit
+def sigmoid_binary_cross_entropy(z, t, w, grad):
+    """Binary cross-entropy from logits, mean over the last axis (n, k >= 1)."""
+    n, k = z.shape
+    has_w = w.shape[0] > 0
+    inv_k = 1.0 / k
+    inv_nk = 1.0 / (n * k)
+    total = 0.0
+    for i in range(n):
+        wi = w[i] if has_w else 1.0
+        per = 0.0
+        for j in range(k):
+            zd = float(z[i, j])
+            td = float(t[i, j])
+            e = math.exp(-abs(zd))
+            mz = zd if zd > 0.0 else 0.0
+            per += mz - zd * td + math.log1p(e)
+            if zd >= 0.0:
+                sig = 1.0 / (1.0 + e)
+            else:
+                sig = e / (1.0 + e)
+            grad[i, j] = (sig - td) * inv_nk * wi
+        total += per * inv_k * wi
+    return total
+
+
+@_jit
+def binary_cross_entropy(p, t, w, epsilon, grad):
+    """Binary cross-entropy from probabilities clipped to [eps, 1 - eps] (n, k >= 1)."""
+    n, k = p.shape
+    has_w = w.shape[0] > 0
+    hi = 1.0 - epsilon
+    inv_k = 1.0 / k
+    inv_nk = 1.0 / (n * k)
+    total = 0.0
+    for i in range(n):
+        wi = w[i] if has_w else 1.0
+        per = 0.0
+        for j in range(k):
+            pd = float(p[i, j])
+            td = float(t[i, j])
+            if pd < epsilon:
+                pc = epsilon
+            elif pd > hi:
+                pc = hi
+            else:
+                pc = pd
+            per -= td * math.log(pc) + (1.0 - td) * math.log(1.0 - pc)
+            if pd >= epsilon and pd <= hi:
+                g = (pc - td) / (pc * (1.0 - pc))
+            else:
+                g = 0.0
+            grad[i, j] = g * inv_nk * wi
+        total += per * inv_k * wi
+    return total
+
+
+@_jit
+def regression_loss(p, t, w, squared, grad):
+    """Mean squared (``squared``) or absolute error, mean over the last axis."""
+    n, k = p.shape
+    has_w = w.shape[0] > 0
+    inv_k = 1.0 / k
+    inv_nk = 1.0 / (n * k)
+    total = 0.0
+    for i in range(n):
+        wi = w[i] if has_w else 1.0
+        per = 0.0
+        for j in range(k):
+            d = float(p[i, j]) - float(t[i, j])
+            if squared:
+                per += d * d
+                grad[i, j] = 2.0 * d * inv_nk * wi
+            else:
+                per += abs(d)
+                if d > 0.0:
+                    sg = 1.0
+                elif d < 0.0:
+                    sg = -1.0
+                else:
+                    sg = d  # 0 stays 0, NaN stays NaN
+                grad[i, j] = sg * inv_nk * wi
+        total += per * inv_k * wi
+    return total
+
+
+# --------------------------------------------------------------------------
+# reductions, dropout, batch normalisation
+# --------------------------------------------------------------------------
+@_jit
+def bias_grad(dy, out):
+    """``out[j] = sum_i dy[i, j]`` accumulated in float64."""
+    n, k = dy.shape
+    acc = np.zeros(k, dtype=np.float64)
+    for i in range(n):
+        for j in range(k):
+            acc[j] += dy[i, j]
+    for j in range(k):
+        out[j] = acc[j]
+
+
+@_jit
+def dropout_forward(x, seed, rate, out, mask):
+    """Inverted dropout over flat arrays with the SplitMix64 mask of ``base``."""
+    scale = 1.0 / (1.0 - rate)
+    for i in range(x.shape[0]):
+        z = seed + np.uint64(i + 1) * _GOLDEN
+        z = (z ^ (z >> _S30)) * _MIX1
+        z = (z ^ (z >> _S27)) * _MIX2
+        z = z ^ (z >> _S31)
+        u = float(z >> _S40) * _INV_2_24
+        mask[i] = scale if u >= rate else 0.0
+        out[i] = x[i] * mask[i]
+
+
+@_jit
+def multiply(a, b, out):
+    """``out = a * b`` over flat arrays (dropout backward)."""
+    for i in range(a.shape[0]):
+        out[i] = a[i] * b[i]
+
+
+@_jit
+def batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum,
+                      epsilon, out, mean, inv_std):
+    """Batch normalisation of 2-D ``x``; fills ``mean``/``inv_std`` (float64, k)."""
+    n, k = x.shape
+    if training:
+        for j in range(k):
+            mean[j] = 0.0
+            inv_std[j] = 0.0
+        for i in range(n):
+            for j in range(k):
+                mean[j] += x[i, j]
+        for j in range(k):
+            mean[j] /= n
+        for i in range(n):
+            for j in range(k):
+                d = float(x[i, j]) - mean[j]
+                inv_std[j] += d * d  # the variance, for now
+        for j in range(k):
+            var = inv_std[j] / n
+            moving_mean[j] = momentum * float(moving_mean[j]) + (1.0 - momentum) * mean[j]
+            moving_var[j] = momentum * float(moving_var[j]) + (1.0 - momentum) * var
+            inv_std[j] = 1.0 / math.sqrt(var + epsilon)
+    else:
+        for j in range(k):
+            mean[j] = moving_mean[j]
+            inv_std[j] = 1.0 / math.sqrt(float(moving_var[j]) + epsilon)
+    scale = np.empty(k, dtype=np.float64)
+    for j in range(k):
+        scale[j] = inv_std[j] * float(gamma[j])
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = (float(x[i, j]) - mean[j]) * scale[j] + float(beta[j])
+
+
+@_jit
+def batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
+    """Training-mode batch-norm gradients (float64 sums)."""
+    n, k = x.shape
+    db = np.zeros(k, dtype=np.float64)
+    dg = np.zeros(k, dtype=np.float64)
+    for i in range(n):
+        for j in range(k):
+            d = float(dy[i, j])
+            db[j] += d
+            dg[j] += d * ((float(x[i, j]) - mean[j]) * inv_std[j])
+    if n > 0:
+        c = np.empty(k, dtype=np.float64)
+        for j in range(k):
+            c[j] = float(gamma[j]) * inv_std[j] / n
+        for i in range(n):
+            for j in range(k):
+                xhat = (float(x[i, j]) - mean[j]) * inv_std[j]
+                dx[i, j] = c[j] * (n * float(dy[i, j]) - db[j] - xhat * dg[j])
+    for j in range(k):
+        dgamma[j] = dg[j]
+        dbeta[j] = db[j]
+
+
+# --------------------------------------------------------------------------
+# optimizers: flat arrays, scalars already in the parameter dtype (so float32
+# state is updated in float32 arithmetic, as the reference does); ``tiny`` is
+# FLT_MIN for float32 (denormal flush) and 0 for float64 (no flush).
+# --------------------------------------------------------------------------
+@_jit
+def sgd_update(param, grad, velocity, use_momentum, lr, momentum, nesterov, decay, tiny):
+    """Keras SGD with optional momentum/Nesterov and decoupled weight decay."""
+    for i in range(param.shape[0]):
+        p = param[i]
+        if decay != 0.0:
+            p -= p * decay
+        g = grad[i]
+        if use_momentum:
+            v = momentum * velocity[i] - lr * g
+            if abs(v) < tiny:
+                v = 0.0
+            velocity[i] = v
+            if nesterov:
+                p += momentum * velocity[i] - lr * g
+            else:
+                p += velocity[i]
+        else:
+            p -= lr * g
+        param[i] = p
+
+
+@_jit
+def adam_update(param, grad, m, v, alpha, one_minus_b1, one_minus_b2, epsilon, decay, tiny):
+    """Keras Adam step (``alpha`` already holds the bias corrections)."""
+    for i in range(param.shape[0]):
+        p = param[i]
+        if decay != 0.0:
+            p -= p * decay
+        g = grad[i]
+        mi = m[i] + (g - m[i]) * one_minus_b1
+        vi = v[i] + (g * g - v[i]) * one_minus_b2
+        if abs(mi) < tiny:
+            mi = 0.0
+        if abs(vi) < tiny:
+            vi = 0.0
+        m[i] = mi
+        v[i] = vi
+        param[i] = p - alpha * m[i] / (np.sqrt(v[i]) + epsilon)
+
+
+@_jit
+def rmsprop_update(param, grad, ms, lr, rho, one_minus_rho, epsilon, decay, tiny):
+    """RMSprop step."""
+    for i in range(param.shape[0]):
+        p = param[i]
+        if decay != 0.0:
+            p -= p * decay
+        g = grad[i]
+        s = rho * ms[i] + one_minus_rho * g * g
+        if abs(s) < tiny:
+            s = 0.0
+        ms[i] = s
+        param[i] = p - lr * g / (np.sqrt(ms[i]) + epsilon)
+
+
+@_jit
+def adagrad_update(param, grad, acc, lr, epsilon, decay, tiny):
+    """Adagrad step."""
+    for i in range(param.shape[0]):
+        p = param[i]
+        if decay != 0.0:
+            p -= p * decay
+        g = grad[i]
+        s = acc[i] + g * g
+        if abs(s) < tiny:
+            s = 0.0
+        acc[i] = s
+        param[i] = p - lr * g / (np.sqrt(acc[i]) + epsilon)
+
+
+#: Every top-level kernel (the ones the backend calls), for warm-up and tests.
+KERNELS = (
+    gemm_nn, gemm_tn, gemm_nt, gemm_tt, gemm_epilogue, _bias_act, activation_forward,
+    activation_backward, softmax_backward, softmax_rows,
+    log_softmax_rows, softmax_cross_entropy, categorical_cross_entropy,
+    sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
+    dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
+    adam_update, rmsprop_update, adagrad_update,
+)
+#: Helpers inlined into the kernels above (never compiled on their own).
+HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop)

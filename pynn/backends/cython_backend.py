@@ -1,0 +1,361 @@
+"""The ``cython`` backend: compiled kernels from ``csrc/*.pyx`` (``pynn._ext``).
+
+Each method validates and converts its arguments with the helpers of
+:mod:`pynn.backends.base` exactly as the reference does, then calls one kernel
+that runs without the GIL and allocates nothing. GEMM goes to BLAS through
+``scipy.linalg.cython_blas`` with the bias + activation epilogue fused in.
+
+Importing this module raises ``ImportError`` when the extensions are not built
+(``python setup.py build_ext --inplace``); the registry then reports the backend
+as unavailable.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pynn._ext import dense as _dense
+from pynn._ext import layers as _layers
+from pynn._ext import losses as _losses
+from pynn._ext import optim as _optim
+
+from .base import (ACTIVATIONS, Backend, activation_alpha, activation_code, as_float,
+                   check_bias, check_out, check_state, gemm_shapes, sample_weights,
+                   work_dtype)
+
+__all__ = ["CythonBackend"]
+
+_SOFTMAX = ACTIVATIONS["softmax"]
+_GELU = ACTIVATIONS["gelu"]
+_NO_WEIGHTS = np.zeros(0, dtype=np.float64)
+#: stand-in for "no bias" (the kernel reads it only when told it is a bias)
+_NO_BIAS = {np.dtype(np.float32): np.zeros(0, np.float32),
+            np.dtype(np.float64): np.zeros(0, np.float64)}
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_LOSS_KIND = {"sigmoid_bce": 0, "bce": 1, "mse": 2, "mae": 3}
+
+
+def _flat(a):
+    """A 1-D view of a C-contiguous array (no copy)."""
+    return a.reshape(-1)
+
+
+def _unaliased(inp, *outs):
+    """``inp``, or a copy of it when it overlaps an output buffer other than
+    element for element (exact aliasing is fine for elementwise kernels)."""
+    for out in outs:
+        if out is not None and inp is not out and np.may_share_memory(inp, out):
+            same = (inp.shape == out.shape and inp.strides == out.strides
+                    and inp.__array_interface__["data"][0]
+                    == out.__array_interface__["data"][0])
+            if not same:
+                return inp.copy()
+    return inp
+
+
+def _disjoint(inp, *outs):
+    """``inp``, or a copy when it shares any memory with an output (BLAS, reductions)."""
+    for out in outs:
+        if out is not None and np.may_share_memory(inp, out):
+            return inp.copy()
+    return inp
+
+
+def _weights(sample_weight, n):
+    w = sample_weights(sample_weight, n)
+    return (_NO_WEIGHTS, False) if w is None else (w, True)
+
+
+class CythonBackend(Backend):
+    """Compiled CPU backend (Cython + BLAS); float32 and float64 kernels from one source."""
+
+    name = "cython"
+
+    # ------------------------------------------------------------------
+    # matrix product with fused epilogue
+    # ------------------------------------------------------------------
+    def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
+             bias=None, activation="linear", act_alpha=None):
+        dt = work_dtype(a, "a")
+        a = as_float(a, dt, "a", 2)
+        b = as_float(b, dt, "b", 2)
+        m, _, n = gemm_shapes(a, b, trans_a, trans_b)
+        if beta != 0.0 and out is None:
+            raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
+        out = check_out(out, (m, n), dt)
+        code = activation_code(activation)
+        act_a = activation_alpha(activation, act_alpha)
+        if bias is not None:
+            bias_arr, has_bias = _disjoint(check_bias(bias, n, dt), out), True
+        else:
+            bias_arr, has_bias = _NO_BIAS[dt], False
+        a = _disjoint(a, out)
+        b = _disjoint(b, out)
+        _dense.gemm(a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta),
+                    bias_arr, has_bias, code, act_a)
+        return out
+
+    # ------------------------------------------------------------------
+    # activations
+    # ------------------------------------------------------------------
+    def activation_forward(self, x, activation, out=None, alpha=None):
+        code = activation_code(activation)
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x")
+        out = check_out(out, x.shape, dt)
+        a = activation_alpha(activation, alpha)
+        if code == _SOFTMAX:
+            return self.softmax(x, out=out)
+        x = _unaliased(x, out)
+        _dense.activation_forward(_flat(x), _flat(out), code, a)
+        return out
+
+    def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
+        code = activation_code(activation)
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy")
+        y = as_float(y, dt, "y")
+        if y.shape != dy.shape:
+            raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
+        out = check_out(out, dy.shape, dt)
+        a = activation_alpha(activation, alpha)
+        if code == _SOFTMAX:
+            if dy.ndim != 2:
+                raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
+            dy = _unaliased(dy, out)
+            y = _unaliased(y, out)
+            _dense.softmax_backward(dy, y, out)
+            return out
+        if code == _GELU:
+            if x is None:
+                raise ValueError("activation_backward: gelu needs the forward input x")
+            x = as_float(x, dt, "x")
+            if x.shape != dy.shape:
+                raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
+            x = _unaliased(x, out)
+        else:
+            x = dy  # not read
+        dy = _unaliased(dy, out)
+        y = _unaliased(y, out)
+        _dense.activation_backward(_flat(dy), _flat(y), _flat(x), _flat(out), code, a)
+        return out
+
+    def softmax(self, x, out=None):
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x", 2)
+        out = check_out(out, x.shape, dt)
+        _dense.softmax(_unaliased(x, out), out)
+        return out
+
+    def log_softmax(self, x, out=None):
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x", 2)
+        out = check_out(out, x.shape, dt)
+        _dense.log_softmax(_unaliased(x, out), out)
+        return out
+
+    # ------------------------------------------------------------------
+    # losses
+    # ------------------------------------------------------------------
+    def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
+                              label_smoothing=0.0):
+        dt = work_dtype(logits, "logits")
+        z = as_float(logits, dt, "logits", 2)
+        n, k = z.shape
+        t = self._targets(target, z, dt)
+        w, has_w = _weights(sample_weight, n)
+        grad = check_out(grad, z.shape, dt, "grad")
+        if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
+            return 0.0, grad
+        z = _unaliased(z, grad)
+        ls = float(label_smoothing)
+        if t.ndim == 1:
+            loss = _losses.softmax_cross_entropy_labels(z, t, w, has_w, grad, ls)
+        else:
+            t = _disjoint(t, grad)
+            loss = _losses.softmax_cross_entropy_dense(z, t, w, has_w, grad, ls)
+        return float(loss), grad
+
+    def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
+                                  epsilon=1e-7):
+        dt = work_dtype(probs, "probs")
+        p = as_float(probs, dt, "probs", 2)
+        n, k = p.shape
+        t = self._targets(target, p, dt)
+        w, has_w = _weights(sample_weight, n)
+        grad = check_out(grad, p.shape, dt, "grad")
+        if n == 0:
+            return 0.0, grad
+        p = _unaliased(p, grad)
+        eps = float(epsilon)
+        if t.ndim == 1:
+            loss = _losses.categorical_cross_entropy_labels(p, t, w, has_w, grad, eps)
+        else:
+            t = _disjoint(t, grad)
+            loss = _losses.categorical_cross_entropy_dense(p, t, w, has_w, grad, eps)
+        return float(loss), grad
+
+    def _elementwise_loss(self, kind, pred, target, grad, sample_weight, epsilon, name):
+        dt = work_dtype(pred, name)
+        p = as_float(pred, dt, name, 2)
+        t = as_float(target, dt, "target")
+        if t.shape != p.shape:
+            raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
+        n, k = p.shape
+        w, has_w = _weights(sample_weight, n)
+        grad = check_out(grad, p.shape, dt, "grad")
+        if p.size == 0:
+            return 0.0, grad
+        p = _unaliased(p, grad)
+        t = _unaliased(t, grad)
+        loss = _losses.elementwise_loss(_LOSS_KIND[kind], p, t, w, has_w, grad,
+                                        float(epsilon))
+        return float(loss), grad
+
+    def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
+        return self._elementwise_loss("sigmoid_bce", logits, target, grad, sample_weight,
+                                      0.0, "logits")
+
+    def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
+                             epsilon=1e-7):
+        return self._elementwise_loss("bce", probs, target, grad, sample_weight, epsilon,
+                                      "probs")
+
+    def mean_squared_error(self, pred, target, grad=None, sample_weight=None):
+        return self._elementwise_loss("mse", pred, target, grad, sample_weight, 0.0, "pred")
+
+    def mean_absolute_error(self, pred, target, grad=None, sample_weight=None):
+        return self._elementwise_loss("mae", pred, target, grad, sample_weight, 0.0, "pred")
+
+    # ------------------------------------------------------------------
+    # reductions, dropout, batch normalisation
+    # ------------------------------------------------------------------
+    def bias_grad(self, dy, out=None):
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy", 2)
+        out = check_out(out, (dy.shape[1],), dt)
+        _layers.bias_grad(_disjoint(dy, out), out)
+        return out
+
+    def dropout_forward(self, x, rate, seed, out=None, mask=None):
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x")
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+        out = check_out(out, x.shape, dt)
+        mask = check_out(mask, x.shape, dt, "mask")
+        if np.may_share_memory(out, mask):
+            raise ValueError("dropout_forward: out and mask must not overlap")
+        x = _disjoint(x, mask)
+        x = _unaliased(x, out)
+        _layers.dropout_forward(_flat(x), float(rate), int(seed) & _MASK64, _flat(out),
+                                _flat(mask))
+        return out, mask
+
+    def dropout_backward(self, dy, mask, out=None):
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy")
+        mask = as_float(mask, dt, "mask")
+        if mask.shape != dy.shape:
+            raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
+        out = check_out(out, dy.shape, dt)
+        _layers.multiply(_flat(_unaliased(dy, out)), _flat(_unaliased(mask, out)), _flat(out))
+        return out
+
+    def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
+                          momentum=0.99, epsilon=1e-3, out=None):
+        dt = work_dtype(x)
+        x = as_float(x, dt, "x", 2)
+        n, k = x.shape
+        gamma = as_float(gamma, dt, "gamma", 1)
+        beta = as_float(beta, dt, "beta", 1)
+        for nm, v in (("gamma", gamma), ("beta", beta)):
+            if v.shape != (k,):
+                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+        moving_mean = check_state(moving_mean, (k,), dt, "moving_mean")
+        moving_var = check_state(moving_var, (k,), dt, "moving_var")
+        out = check_out(out, x.shape, dt)
+        if training and n == 0:
+            raise ValueError("batchnorm_forward: training needs at least one sample")
+        if np.may_share_memory(moving_mean, moving_var):
+            raise ValueError("batchnorm_forward: moving_mean and moving_var must not overlap")
+        x = _disjoint(_unaliased(x, out), moving_mean, moving_var)
+        gamma = _disjoint(gamma, out, moving_mean, moving_var)
+        beta = _disjoint(beta, out, moving_mean, moving_var)
+        mean = np.empty(k, dtype=np.float64)
+        inv_std = np.empty(k, dtype=np.float64)
+        _layers.batchnorm_forward(x, gamma, beta, moving_mean, moving_var, bool(training),
+                                  float(momentum), float(epsilon), out, mean, inv_std)
+        return out, mean, inv_std
+
+    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, dx=None, dgamma=None,
+                           dbeta=None):
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy", 2)
+        x = as_float(x, dt, "x", 2)
+        if x.shape != dy.shape:
+            raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
+        n, k = x.shape
+        gamma = as_float(gamma, dt, "gamma", 1)
+        mean = as_float(mean, np.float64, "mean")
+        inv_std = as_float(inv_std, np.float64, "inv_std")
+        for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
+            if v.shape != (k,):
+                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+        dx = check_out(dx, x.shape, dt, "dx")
+        dgamma = check_out(dgamma, (k,), dt, "dgamma")
+        dbeta = check_out(dbeta, (k,), dt, "dbeta")
+        outs = (dgamma, dbeta)
+        dy = _disjoint(_unaliased(dy, dx), *outs)
+        x = _disjoint(_unaliased(x, dx), *outs)
+        gamma = _disjoint(gamma, dx, *outs)
+        mean = _disjoint(mean, dx, *outs)
+        inv_std = _disjoint(inv_std, dx, *outs)
+        _layers.batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
+        return dx, dgamma, dbeta
+
+    # ------------------------------------------------------------------
+    # optimizer updates, in place over flat views
+    # ------------------------------------------------------------------
+    def _opt_grad(self, param, grad, *states):
+        """The reference's checks, then ``grad`` copied if it overlaps ``param``."""
+        grad = self._opt_args(param, grad, *states)
+        return grad.copy() if np.may_share_memory(grad, param) else grad
+
+    def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
+                   nesterov=False, weight_decay=0.0):
+        grad = self._opt_grad(param, grad,
+                              *([("velocity", velocity)] if velocity is not None else []))
+        if momentum and velocity is None:
+            raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+        vel = velocity if velocity is not None else param  # not read without momentum
+        _optim.sgd_update(_flat(param), _flat(grad), _flat(vel), float(learning_rate),
+                          float(momentum), bool(nesterov), float(weight_decay))
+        return param
+
+    def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
+                    beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
+        grad = self._opt_grad(param, grad, ("m", m), ("v", v))
+        if step < 1:
+            raise ValueError(f"adam_update: step counts from 1, got {step}")
+        lr = float(learning_rate)
+        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        _optim.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), alpha,
+                           float(beta_1), float(beta_2), float(epsilon), lr,
+                           float(weight_decay))
+        return param
+
+    def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
+                       weight_decay=0.0):
+        grad = self._opt_grad(param, grad, ("ms", ms))
+        _optim.rmsprop_update(_flat(param), _flat(grad), _flat(ms), float(learning_rate),
+                              float(rho), float(epsilon), float(weight_decay))
+        return param
+
+    def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
+                       weight_decay=0.0):
+        grad = self._opt_grad(param, grad, ("acc", acc))
+        _optim.adagrad_update(_flat(param), _flat(grad), _flat(acc), float(learning_rate),
+                              float(epsilon), float(weight_decay))
+        return param
