@@ -1,0 +1,574 @@
+"""Optimizers with Keras 3 names, arguments, defaults and update rules.
+
+Every update runs through backend ops (``sgd_update``, ``adam_update``,
+``rmsprop_update``, ``adagrad_update``; ``sum_squares``/``scale_``/``clip_`` for
+gradient clipping). State arrays are allocated through the backend.
+
+Usage by a model::
+
+    opt = pynn.optimizers.get("adam")
+    opt.build(params, backend, flat_param=flat)   # params: views into ``flat``
+    ...
+    opt.apply(grads, params, flat_grad=flat_g)    # one step, in place
+
+When the model hands over flat buffers holding every trainable parameter (and
+their gradients) with ``params[i]`` / ``grads[i]`` consecutive views into them,
+the whole update is ONE backend call over the flat buffer; per-variable
+clipping (``clipnorm``) and ``exclude_from_weight_decay`` still work (they touch
+the per-parameter views first). Gradients may be modified in place by clipping.
+
+Step semantics follow Keras: clipping, then decoupled weight decay
+``p -= p * lr * weight_decay``, then the update; the learning rate (a schedule is
+evaluated at ``iterations``, the number of steps done) is read once per step,
+and ``iterations`` is incremented after the update.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from . import schedules
+from .schedules import LearningRateSchedule
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get", "serialize",
+           "deserialize", "schedules"]
+
+
+def _check_nonneg(name, value):
+    if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative float or None, got {name}={value!r}")
+
+
+class Optimizer:
+    """Base class of optimizers.
+
+    Parameters
+    ----------
+    learning_rate : float, LearningRateSchedule or callable
+        A callable that is not a schedule is called with no arguments each step.
+    weight_decay : float, optional
+        Decoupled weight decay applied before each update: ``p -= p * lr * wd``.
+    clipnorm : float, optional
+        Each gradient is rescaled so its L2 norm is at most ``clipnorm``.
+    clipvalue : float, optional
+        Each gradient is clipped to ``[-clipvalue, clipvalue]``.
+    global_clipnorm : float, optional
+        All gradients are rescaled together so their joint L2 norm is at most
+        ``global_clipnorm``. Only one of the three clipping options may be set.
+    name : str, optional
+    """
+
+    #: Names of the per-parameter state slots (set by subclasses).
+    _slots = ()
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name=None):
+        given = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        if sum(v is not None for v in given.values()) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
+                             f"set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        for k, v in given.items():
+            _check_nonneg(k, v)
+        if weight_decay is not None and not isinstance(weight_decay, (int, float)):
+            raise ValueError(f"weight_decay must be a float or None, got {weight_decay!r}")
+        self.name = name if name is not None else type(self).__name__.lower()
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
+        self.global_clipnorm = global_clipnorm
+        self._learning_rate = None
+        self.learning_rate = learning_rate
+        self._iterations = 0
+        self._exclude_vars = []
+        self._exclude_names = []
+        self.built = False
+        self._backend = None
+        self._params = []
+        self._names = None
+        self._flat_param = None
+        self._flat_state = {}
+        self._state = {}
+        self._decay_mask = []
+
+    # ------------------------------------------------------------------
+    # learning rate and step count
+    # ------------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The learning rate of the next step, as a float."""
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            return float(lr(self._iterations))
+        if callable(lr):
+            return float(lr())
+        return lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(value, LearningRateSchedule) or (callable(value) and
+                                                       not isinstance(value, (int, float))):
+            self._learning_rate = value
+            return
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            raise TypeError(
+                "This optimizer was created with a `LearningRateSchedule` object as its "
+                "`learning_rate` constructor argument, hence its learning rate is not settable. "
+                "If you need the learning rate to be settable, you should instantiate the "
+                "optimizer with a float `learning_rate` argument.")
+        try:
+            lr = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"learning_rate must be a float, a LearningRateSchedule or a "
+                            f"callable, got {value!r}") from None
+        if not lr >= 0:
+            raise ValueError(f"learning_rate must be >= 0, got {value!r}")
+        self._learning_rate = lr
+
+    @property
+    def iterations(self):
+        """Number of update steps applied so far."""
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value):
+        self._iterations = int(value)
+
+    # ------------------------------------------------------------------
+    # weight decay exclusions
+    # ------------------------------------------------------------------
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Exclude parameters from weight decay.
+
+        Parameters
+        ----------
+        var_list : list of arrays, optional
+            Parameter arrays (as passed to :meth:`build`) to exclude.
+        var_names : list of str, optional
+            Regular expressions searched in the parameter names the model passes
+            to :meth:`build` (e.g. ``'bias'``).
+        """
+        if self.built:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before the "
+                             "optimizer is built.")
+        self._exclude_vars = list(var_list or [])
+        self._exclude_names = list(var_names or [])
+
+    def _use_weight_decay(self, i, param):
+        if any(param is v for v in self._exclude_vars):
+            return False
+        if self._exclude_names and self._names is not None:
+            name = self._names[i]
+            if any(re.search(pat, name) for pat in self._exclude_names):
+                return False
+        return True
+
+    # ------------------------------------------------------------------
+    # build and apply
+    # ------------------------------------------------------------------
+    def build(self, params, backend=None, flat_param=None, names=None):
+        """Allocate the optimizer state for ``params``.
+
+        Parameters
+        ----------
+        params : list of arrays
+            The trainable parameters, updated in place by :meth:`apply`.
+        backend : Backend, optional
+            Defaults to the active backend.
+        flat_param : array, optional
+            One 1-D buffer holding all of ``params`` back to back, in list order
+            (``params[i]`` being views into it). Enables the one-call update.
+        names : list of str, optional
+            Parameter names (e.g. ``'dense/kernel'``) for ``exclude_from_weight_decay``.
+        """
+        if backend is None:
+            from ..backends import get_backend
+            backend = get_backend()
+        params = list(params)
+        if names is not None:
+            names = list(names)
+            if len(names) != len(params):
+                raise ValueError(f"build: got {len(names)} names for {len(params)} parameters")
+        if self._exclude_names and names is None:
+            raise ValueError("exclude_from_weight_decay(var_names=...) needs parameter names: "
+                             "pass names=... to Optimizer.build")
+        self._backend = backend
+        self._params = params
+        self._names = names
+        self._flat_param = None
+        self._flat_state = {}
+        self._state = {slot: [] for slot in self._slots}
+        offsets = None
+        if flat_param is not None:
+            offsets = self._check_flat(params, flat_param)
+            self._flat_param = flat_param
+            for slot in self._slots:
+                self._flat_state[slot] = self._new_state(backend, flat_param.shape,
+                                                         flat_param.dtype)
+        for i, p in enumerate(params):
+            for slot in self._slots:
+                if offsets is not None:
+                    o = offsets[i]
+                    arr = self._flat_state[slot][o:o + p.size].reshape(p.shape)
+                else:
+                    arr = self._new_state(backend, p.shape, p.dtype)
+                self._state[slot].append(arr)
+        self._decay_mask = [self._use_weight_decay(i, p) for i, p in enumerate(params)]
+        self.built = True
+
+    def _new_state(self, backend, shape, dtype):
+        """A zero-filled state array (subclasses may start elsewhere)."""
+        return backend.zeros(shape, dtype=dtype)
+
+    @staticmethod
+    def _check_flat(params, flat):
+        """Offsets of ``params`` in ``flat``; they must tile it in list order."""
+        if getattr(flat, "ndim", None) != 1:
+            raise ValueError(f"flat_param: expected a 1-D array, got shape "
+                             f"{getattr(flat, 'shape', None)}")
+        offsets, o = [], 0
+        for i, p in enumerate(params):
+            if p.dtype != flat.dtype:
+                raise ValueError(f"params[{i}]: dtype {p.dtype} differs from flat_param's "
+                                 f"{flat.dtype}")
+            offsets.append(o)
+            o += p.size
+        if o != flat.size:
+            raise ValueError(f"flat_param holds {flat.size} values but the parameters hold {o}; "
+                             "it must contain exactly the trainable parameters")
+        if isinstance(flat, np.ndarray):
+            base = flat.__array_interface__["data"][0]
+            for i, (p, off) in enumerate(zip(params, offsets)):
+                if (not isinstance(p, np.ndarray) or
+                        p.__array_interface__["data"][0] != base + off * flat.itemsize or
+                        not p.flags.c_contiguous):
+                    raise ValueError(f"params[{i}] (shape {p.shape}) is not the view of "
+                                     f"flat_param at offset {off}")
+        return offsets
+
+    def apply(self, grads, params=None, flat_grad=None):
+        """Apply one update step in place.
+
+        Parameters
+        ----------
+        grads : list of arrays
+            One gradient per parameter (may be rescaled/clipped in place).
+        params : list of arrays, optional
+            The parameters; the optimizer is built on them at the first call.
+        flat_grad : array, optional
+            The flat buffer ``grads`` are views of (used when built with
+            ``flat_param``): the update then runs as one backend call.
+        """
+        grads = list(grads)
+        if not self.built:
+            if params is None:
+                raise ValueError("apply: the optimizer is not built; pass params or call build()")
+            self.build(params)
+        if len(grads) != len(self._params):
+            raise ValueError(f"apply: got {len(grads)} gradients for {len(self._params)} "
+                             "parameters")
+        be = self._backend
+        lr = self.learning_rate
+        flat = self._flat_param is not None and flat_grad is not None
+        if flat and flat_grad.shape != self._flat_param.shape:
+            raise ValueError(f"flat_grad: expected shape {self._flat_param.shape}, got "
+                             f"{flat_grad.shape}")
+        self._clip(be, grads, flat_grad if flat else None)
+        wd = float(self.weight_decay or 0.0)
+        if flat:
+            if wd and not all(self._decay_mask):
+                for p, use in zip(self._params, self._decay_mask):
+                    if use:
+                        be.scale_(p, 1.0 - lr * wd)
+                wd = 0.0
+            state = [self._flat_state[s] for s in self._slots]
+            self._update(be, self._flat_param, flat_grad, state, lr, wd)
+        else:
+            for i, (p, g) in enumerate(zip(self._params, grads)):
+                state = [self._state[s][i] for s in self._slots]
+                self._update(be, p, g, state, lr, wd if self._decay_mask[i] else 0.0)
+        self._iterations += 1
+
+    def _clip(self, be, grads, flat_grad):
+        if self.clipnorm:
+            c = float(self.clipnorm)
+            for g in grads:
+                norm = math.sqrt(be.sum_squares(g))
+                if norm > c:
+                    be.scale_(g, c / norm)
+        elif self.global_clipnorm:
+            c = float(self.global_clipnorm)
+            if flat_grad is not None:
+                ss = be.sum_squares(flat_grad)
+            else:
+                ss = sum(be.sum_squares(g) for g in grads)
+            norm = math.sqrt(ss)
+            # Keras: scale = c * min(1 / norm, 1 / c); NaN when the norm is not finite
+            scale = float("nan") if not math.isfinite(norm) else (c / norm if norm > c else 1.0)
+            if scale != 1.0:
+                for g in ([flat_grad] if flat_grad is not None else grads):
+                    be.scale_(g, scale)
+        elif self.clipvalue:
+            v = float(self.clipvalue)
+            for g in ([flat_grad] if flat_grad is not None else grads):
+                be.clip_(g, -v, v)
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        raise NotImplementedError(f"{type(self).__name__} must implement _update")
+
+    # ------------------------------------------------------------------
+    # state and config
+    # ------------------------------------------------------------------
+    @property
+    def variables(self):
+        """The state arrays, slot by slot, parameter by parameter."""
+        return [a for s in self._slots for a in self._state.get(s, [])]
+
+    def get_state(self):
+        """Host copies of the step count and every state array (for saving)."""
+        be = self._backend
+        out = {"iterations": np.asarray(self._iterations, dtype=np.int64)}
+        for s in self._slots:
+            for i, a in enumerate(self._state.get(s, [])):
+                out[f"{s}_{i}"] = np.array(be.to_numpy(a))
+        return out
+
+    def set_state(self, state):
+        """Restore what :meth:`get_state` returned (the optimizer must be built)."""
+        if not self.built:
+            raise ValueError("set_state: build the optimizer first")
+        self._iterations = int(state["iterations"])
+        for s in self._slots:
+            for i, a in enumerate(self._state[s]):
+                key = f"{s}_{i}"
+                if key not in state:
+                    raise ValueError(f"set_state: missing {key!r}")
+                v = np.asarray(state[key])
+                if v.shape != a.shape:
+                    raise ValueError(f"set_state: {key} has shape {v.shape}, expected {a.shape}")
+                self._backend.copy_(self._backend.asarray(v, dtype=a.dtype), a)
+
+    def get_config(self):
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
+                "clipvalue": self.clipvalue}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} learning_rate={self.learning_rate} " \
+               f"iterations={self._iterations}>"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    ``v = momentum * v - lr * g``; ``p += v`` (Nesterov: ``p += momentum * v - lr * g``);
+    without momentum ``p -= lr * g``.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="SGD"):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+        if not isinstance(momentum, (int, float)) or momentum < 0 or momentum > 1:
+            raise ValueError(f"`momentum` must be a float between [0, 1]. Received: "
+                             f"momentum={momentum}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self._slots = ("momentum",) if self.momentum else ()
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        backend.sgd_update(param, grad, state[0] if state else None, learning_rate=lr,
+                           momentum=self.momentum, nesterov=self.nesterov,
+                           weight_decay=weight_decay)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(momentum=self.momentum, nesterov=self.nesterov)
+        return cfg
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), Keras's form:
+    ``alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``; ``p -= alpha * m / (sqrt(v) + eps)``.
+
+    ``amsgrad=True`` keeps the running maximum of ``v`` (NumPy path, host
+    backends only).
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name="adam"):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+        for nm, v in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"{nm} must be in [0, 1), got {nm}={v}")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+        self.amsgrad = bool(amsgrad)
+        self._slots = ("momentum", "velocity", "velocity_hat") if amsgrad else \
+            ("momentum", "velocity")
+
+    def build(self, params, backend=None, flat_param=None, names=None):
+        super().build(params, backend, flat_param, names)
+        if self.amsgrad and not self._backend.host_memory:
+            raise NotImplementedError(f"Adam(amsgrad=True) runs only on host-memory backends, "
+                                      f"not on {self._backend.name!r}")
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        step = self._iterations + 1
+        if not self.amsgrad:
+            backend.adam_update(param, grad, state[0], state[1], step, learning_rate=lr,
+                                beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                                weight_decay=weight_decay)
+            return
+        m, v, vhat = state
+        g = np.asarray(grad, dtype=param.dtype)
+        if weight_decay:
+            param -= param * (lr * weight_decay)
+        alpha = lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+        m += (g - m) * (1.0 - self.beta_1)
+        v += (g * g - v) * (1.0 - self.beta_2)
+        np.maximum(vhat, v, out=vhat)
+        param -= (alpha * m / (np.sqrt(vhat) + self.epsilon)).astype(param.dtype)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                   amsgrad=self.amsgrad)
+        return cfg
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.004, as in Keras)."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name="adamw"):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")
+        super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, amsgrad=amsgrad, weight_decay=weight_decay,
+                         clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm, name=name)
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``ms = rho * ms + (1 - rho) * g**2``; ``p -= lr * g / (sqrt(ms) + eps)``.
+
+    The update is the backend's ``rmsprop_update``. ``momentum > 0`` and
+    ``centered=True`` are not supported.
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name="rmsprop"):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+        if momentum:
+            raise NotImplementedError(f"RMSprop: momentum > 0 is not supported (got "
+                                      f"momentum={momentum}); use momentum=0.0")
+        if centered:
+            raise NotImplementedError("RMSprop: centered=True is not supported; use "
+                                      "centered=False")
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"rho must be in [0, 1), got rho={rho}")
+        self.rho = float(rho)
+        self.momentum = 0.0
+        self.epsilon = float(epsilon)
+        self.centered = False
+        self._slots = ("velocity",)
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        backend.rmsprop_update(param, grad, state[0], learning_rate=lr, rho=self.rho,
+                               epsilon=self.epsilon, weight_decay=weight_decay)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(rho=self.rho, momentum=self.momentum, epsilon=self.epsilon,
+                   centered=self.centered)
+        return cfg
+
+
+class Adagrad(Optimizer):
+    """Adagrad: ``acc += g**2``; ``p -= lr * g / (sqrt(acc) + eps)``, ``acc`` starting at
+    ``initial_accumulator_value``."""
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name="adagrad"):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+        if initial_accumulator_value < 0:
+            raise ValueError(f"initial_accumulator_value must be >= 0, got "
+                             f"{initial_accumulator_value}")
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+        self._slots = ("accumulator",)
+
+    def _new_state(self, backend, shape, dtype):
+        return backend.asarray(np.full(shape, self.initial_accumulator_value, dtype=dtype),
+                               dtype=dtype)
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        backend.adagrad_update(param, grad, state[0], learning_rate=lr, epsilon=self.epsilon,
+                               weight_decay=weight_decay)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(initial_accumulator_value=self.initial_accumulator_value,
+                   epsilon=self.epsilon)
+        return cfg
+
+
+# --------------------------------------------------------------------------
+# lookup
+# --------------------------------------------------------------------------
+_CLASSES = {c.__name__.lower(): c for c in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+
+
+def serialize(optimizer):
+    """``{'class_name': ..., 'config': ...}`` for an optimizer."""
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config):
+    """Inverse of :func:`serialize`."""
+    name = str(config.get("class_name", "")).lower()
+    if name not in _CLASSES:
+        raise ValueError(f"Unknown optimizer {config.get('class_name')!r}; expected one of "
+                         f"{sorted(_CLASSES)}")
+    return _CLASSES[name].from_config(dict(config.get("config") or {}))
+
+
+def get(identifier):
+    """Resolve ``identifier`` (instance, class, case-insensitive name like ``'adam'``, or a
+    ``{'class_name', 'config'}`` dict) to an :class:`Optimizer`."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        return identifier()
+    if isinstance(identifier, str):
+        cls = _CLASSES.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"Unknown optimizer {identifier!r}; expected one of "
+                             f"{sorted(_CLASSES)}")
+        return cls()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    raise ValueError(f"Could not interpret optimizer identifier {identifier!r}; expected one "
+                     f"of {sorted(_CLASSES)}, an Optimizer instance or a config dict")

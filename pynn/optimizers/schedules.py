@@ -1,0 +1,205 @@
+"""Learning-rate schedules (Keras 3 formulas), evaluated at the optimizer's step count.
+
+An optimizer given a schedule as ``learning_rate`` calls ``schedule(iterations)``
+before each update, where ``iterations`` is the number of updates already done
+(so the first update uses ``schedule(0)``).
+"""
+from __future__ import annotations
+
+import math
+
+__all__ = ["LearningRateSchedule", "ExponentialDecay", "InverseTimeDecay", "PolynomialDecay",
+           "CosineDecay", "PiecewiseConstantDecay", "serialize", "deserialize"]
+
+
+def _positive_steps(decay_steps, cls):
+    if decay_steps is None or decay_steps <= 0:
+        raise ValueError(f"{cls}: decay_steps must be > 0, got decay_steps={decay_steps}")
+    return decay_steps
+
+
+class LearningRateSchedule:
+    """Base class: ``schedule(step) -> float`` learning rate."""
+
+    def __call__(self, step):
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(step)")
+
+    def get_config(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement get_config()")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
+
+    With ``staircase=True`` the exponent is ``floor(step / decay_steps)``.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
+                 name="ExponentialDecay"):
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = _positive_steps(decay_steps, "ExponentialDecay")
+        self.decay_rate = decay_rate
+        self.staircase = staircase
+        self.name = name
+
+    def __call__(self, step):
+        p = float(step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return float(self.initial_learning_rate) * float(self.decay_rate) ** p
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+                "staircase": self.staircase, "name": self.name}
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (floored when staircase)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
+                 name="InverseTimeDecay"):
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = _positive_steps(decay_steps, "InverseTimeDecay")
+        self.decay_rate = decay_rate
+        self.staircase = staircase
+        self.name = name
+
+    def __call__(self, step):
+        p = float(step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return float(self.initial_learning_rate) / (1.0 + float(self.decay_rate) * p)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+                "staircase": self.staircase, "name": self.name}
+
+
+class PolynomialDecay(LearningRateSchedule):
+    """``(initial - end) * (1 - step / decay_steps) ** power + end``.
+
+    Without ``cycle`` the step is capped at ``decay_steps``; with ``cycle``
+    ``decay_steps`` is stretched to the first multiple above the step.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
+                 cycle=False, name="PolynomialDecay"):
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = _positive_steps(decay_steps, "PolynomialDecay")
+        self.end_learning_rate = end_learning_rate
+        self.power = power
+        self.cycle = cycle
+        self.name = name
+
+    def __call__(self, step):
+        step = float(step)
+        decay_steps = float(self.decay_steps)
+        if self.cycle:
+            decay_steps *= 1.0 if step == 0 else math.ceil(step / decay_steps)
+        else:
+            step = min(step, decay_steps)
+        p = step / decay_steps
+        init, end = float(self.initial_learning_rate), float(self.end_learning_rate)
+        return (init - end) * (1.0 - p) ** float(self.power) + end
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "decay_steps": self.decay_steps, "end_learning_rate": self.end_learning_rate,
+                "power": self.power, "cycle": self.cycle, "name": self.name}
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay with optional linear warmup (Keras 3).
+
+    Without warmup: ``lr = initial * ((1 - alpha) * 0.5 * (1 + cos(pi * s / decay_steps)) + alpha)``
+    with ``s = min(step, decay_steps)``. With ``warmup_target``: the rate rises
+    linearly from ``initial_learning_rate`` to ``warmup_target`` over
+    ``warmup_steps``, then decays from ``warmup_target`` over ``decay_steps``.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
+                 warmup_target=None, warmup_steps=0):
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = _positive_steps(decay_steps, "CosineDecay")
+        self.alpha = alpha
+        self.name = name
+        self.warmup_target = warmup_target
+        self.warmup_steps = warmup_steps
+
+    def _decay(self, step, decay_from):
+        fraction = step / float(self.decay_steps)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * fraction))
+        return decay_from * ((1.0 - self.alpha) * cosine + self.alpha)
+
+    def __call__(self, step):
+        step = float(step)
+        init = float(self.initial_learning_rate)
+        if self.warmup_target is None:
+            return self._decay(min(step, float(self.decay_steps)), init)
+        target = float(self.warmup_target)
+        warm = float(self.warmup_steps)
+        step = min(step, float(self.decay_steps) + warm)
+        if step < warm:
+            return (target - init) * (step / warm) + init
+        return self._decay(step - warm, target)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "decay_steps": self.decay_steps, "alpha": self.alpha, "name": self.name,
+                "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """``values[0]`` for ``step <= boundaries[0]``, ``values[i]`` for
+    ``boundaries[i-1] < step <= boundaries[i]``, ``values[-1]`` after the last boundary."""
+
+    def __init__(self, boundaries, values, name="PiecewiseConstant"):
+        boundaries = list(boundaries)
+        values = list(values)
+        if len(boundaries) != len(values) - 1:
+            raise ValueError(
+                "PiecewiseConstantDecay: the length of boundaries should be 1 less than the "
+                f"length of values; got {len(boundaries)} boundaries and {len(values)} values")
+        if any(b2 < b1 for b1, b2 in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"PiecewiseConstantDecay: boundaries must be increasing, got "
+                             f"{boundaries}")
+        self.boundaries = boundaries
+        self.values = values
+        self.name = name
+
+    def __call__(self, step):
+        for b, v in zip(self.boundaries, self.values):
+            if step <= b:
+                return float(v)
+        return float(self.values[-1])
+
+    def get_config(self):
+        return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
+
+
+_SCHEDULES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, PolynomialDecay,
+                                      CosineDecay, PiecewiseConstantDecay)}
+
+
+def serialize(schedule):
+    """``{'class_name': ..., 'config': ...}`` for a schedule."""
+    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+
+
+def deserialize(config):
+    """Inverse of :func:`serialize`."""
+    name = config.get("class_name")
+    if name not in _SCHEDULES:
+        raise ValueError(f"Unknown learning-rate schedule {name!r}; expected one of "
+                         f"{sorted(_SCHEDULES)}")
+    return _SCHEDULES[name].from_config(dict(config.get("config") or {}))
