@@ -1,0 +1,752 @@
+"""Metrics: streaming Keras-style ``Metric`` objects and standalone report functions.
+
+Streaming metrics follow Keras 3: ``update_state(y_true, y_pred, sample_weight=None)``
+accumulates (in float64), ``result()`` returns a Python float, ``reset_state()`` clears.
+During ``fit``/``evaluate`` the model passes ``y_true`` as prepared by the loss
+(integer labels ``(n,)`` for sparse losses, ``(n, k)`` floats otherwise) and ``y_pred``
+as the model's *probability* output ``(n, k)``; both are NumPy arrays. Metrics run on
+predictions once per batch, so they use plain NumPy rather than backend ops.
+
+The standalone functions (:func:`confusion_matrix`, :func:`precision_recall_fscore`,
+:func:`classification_report`) take class labels (or one-hot / probability rows,
+which are arg-maxed) and give the same numbers and layout as scikit-learn's.
+
+>>> from pynn.metrics import get
+>>> m = get("accuracy", loss="sparse_categorical_crossentropy")
+>>> type(m).__name__, m.name
+('SparseCategoricalAccuracy', 'accuracy')
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+__all__ = [
+    "Metric", "MeanMetricWrapper", "Mean", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy",
+    "SparseCategoricalAccuracy", "Precision", "Recall", "F1Score", "MeanSquaredError",
+    "MeanAbsoluteError", "accuracy", "binary_accuracy", "categorical_accuracy",
+    "sparse_categorical_accuracy", "get", "serialize", "deserialize", "confusion_matrix",
+    "precision_recall_fscore", "classification_report",
+]
+
+
+def _snake(name):
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+def _sample_weights(sample_weight, n, name):
+    """Per-sample float64 weights of shape ``(n,)``; ``None`` gives ones."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 0:
+        return np.full(n, float(w))
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{name}: sample_weight must have shape ({n},) to match the batch, "
+                         f"got {w.shape}")
+    return w
+
+
+def _same_rank(y_true, y_pred):
+    """Keras's squeeze_or_expand_to_same_rank for a (n,) vs (n, 1) mismatch."""
+    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+        y_true = y_true.reshape(y_pred.shape)
+    elif y_pred.ndim == y_true.ndim - 1 and y_true.shape[-1] == 1:
+        y_pred = y_pred.reshape(y_true.shape)
+    return y_true, y_pred
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-sample metric functions (Keras names); each returns float64 values of shape (n,)
+# ---------------------------------------------------------------------------------------------
+def _rowmean(values):
+    values = np.asarray(values, dtype=np.float64)
+    return values.mean(axis=-1) if values.ndim > 1 else values
+
+
+def accuracy(y_true, y_pred):
+    """Exact-match accuracy per sample: ``mean(y_true == y_pred)`` over the last axis."""
+    y_true, y_pred = _same_rank(np.asarray(y_true), np.asarray(y_pred))
+    return _rowmean(y_true == y_pred)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """Per-sample accuracy of ``y_pred > threshold`` against 0/1 targets."""
+    y_true, y_pred = _same_rank(np.asarray(y_true), np.asarray(y_pred))
+    return _rowmean(y_true == (y_pred > threshold).astype(y_true.dtype))
+
+
+def categorical_accuracy(y_true, y_pred):
+    """``argmax(y_true) == argmax(y_pred)`` per sample (one-hot targets)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError("categorical_accuracy: y_true must be one-hot with the same shape as "
+                         f"y_pred, got y_true {y_true.shape} and y_pred {y_pred.shape}")
+    return (np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)).astype(np.float64)
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    """``y_true == argmax(y_pred)`` per sample (integer targets)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]
+    if y_true.shape != y_pred.shape[:-1]:
+        raise ValueError("sparse_categorical_accuracy: y_true must hold integer labels of shape "
+                         f"{y_pred.shape[:-1]} for y_pred {y_pred.shape}, got {y_true.shape}")
+    return (y_true == np.argmax(y_pred, axis=-1)).astype(np.float64)
+
+
+def mean_squared_error(y_true, y_pred):
+    y_true, y_pred = _same_rank(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+    return _rowmean((y_true - y_pred) ** 2)
+
+
+def mean_absolute_error(y_true, y_pred):
+    y_true, y_pred = _same_rank(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+    return _rowmean(np.abs(y_true - y_pred))
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric objects
+# ---------------------------------------------------------------------------------------------
+class Metric:
+    """Base class: accumulate over batches, ``result()`` is a Python float.
+
+    Subclasses implement ``update_state``, ``result`` and ``reset_state``.
+    Calling a metric updates its state and returns the current result (Keras).
+    """
+
+    def __init__(self, name=None, dtype=None):
+        self.name = name or _snake(type(self).__name__)
+        self.dtype = dtype
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        raise NotImplementedError
+
+    def result(self):
+        raise NotImplementedError
+
+    def reset_state(self):
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class Mean(Metric):
+    """Weighted mean of the values passed to ``update_state(values, sample_weight=None)``."""
+
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.reset_state()
+
+    def reset_state(self):
+        self.total = 0.0
+        self.count = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values = np.asarray(values, dtype=np.float64)
+        if sample_weight is None:
+            self.total += float(values.sum())
+            self.count += float(values.size)
+            return
+        w = np.asarray(sample_weight, dtype=np.float64)
+        try:
+            w = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - w.ndim)), values.shape)
+        except ValueError:
+            raise ValueError(f"{self.name}: sample_weight of shape {np.shape(sample_weight)} "
+                             f"does not broadcast to values of shape {values.shape}") from None
+        self.total += float((values * w).sum())
+        self.count += float(w.sum())
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+class MeanMetricWrapper(Mean):
+    """Weighted mean over samples of ``fn(y_true, y_pred, **kwargs)`` (per-sample values)."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        super().__init__(name=name or getattr(fn, "__name__", "metric"), dtype=dtype)
+        self._fn = fn
+        self._fn_kwargs = kwargs
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = np.asarray(self._fn(y_true, y_pred, **self._fn_kwargs), dtype=np.float64)
+        if values.ndim == 0:
+            values = values.reshape(1)
+        n = values.shape[0]
+        w = _sample_weights(sample_weight, n, self.name)
+        if values.ndim > 1:
+            values = values.reshape(n, -1).mean(axis=1)
+        if w is None:
+            self.total += float(values.sum())
+            self.count += float(n)
+        else:
+            self.total += float(values @ w)
+            self.count += float(w.sum())
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, **self._fn_kwargs}
+
+
+class Accuracy(MeanMetricWrapper):
+    """How often ``y_pred`` equals ``y_true`` exactly (Keras ``Accuracy``)."""
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(accuracy, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+class BinaryAccuracy(MeanMetricWrapper):
+    """How often ``y_pred > threshold`` matches the 0/1 targets."""
+
+    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+        super().__init__(binary_accuracy, name=name, dtype=dtype, threshold=float(threshold))
+        self.threshold = float(threshold)
+
+
+class CategoricalAccuracy(MeanMetricWrapper):
+    """How often ``argmax(y_pred)`` matches ``argmax(y_true)`` (one-hot targets)."""
+
+    def __init__(self, name="categorical_accuracy", dtype=None):
+        super().__init__(categorical_accuracy, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+class SparseCategoricalAccuracy(MeanMetricWrapper):
+    """How often ``argmax(y_pred)`` matches the integer labels."""
+
+    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+        super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+class MeanSquaredError(MeanMetricWrapper):
+    """Mean of ``(y_true - y_pred) ** 2``."""
+
+    def __init__(self, name="mean_squared_error", dtype=None):
+        super().__init__(mean_squared_error, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+class MeanAbsoluteError(MeanMetricWrapper):
+    """Mean of ``|y_true - y_pred|``."""
+
+    def __init__(self, name="mean_absolute_error", dtype=None):
+        super().__init__(mean_absolute_error, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+class _AutoAccuracy(MeanMetricWrapper):
+    """``'accuracy'`` whose kind is chosen from the shapes on the first update (Keras 3 rule).
+
+    Output width 1 -> binary accuracy (threshold 0.5); integer targets with one rank fewer
+    than the output (or a trailing 1) -> sparse categorical; otherwise categorical.
+    """
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(self._resolve, name=name, dtype=dtype)
+        self.kind = None
+
+    def _resolve(self, y_true, y_pred):
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        if self.kind is None:
+            if y_pred.ndim <= 1 or y_pred.shape[-1] == 1:
+                self.kind = "binary"
+            elif y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
+                self.kind = "sparse_categorical"
+            else:
+                self.kind = "categorical"
+        fn = {"binary": binary_accuracy, "sparse_categorical": sparse_categorical_accuracy,
+              "categorical": categorical_accuracy}[self.kind]
+        return fn(y_true, y_pred)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+class _ConfusionMetric(Metric):
+    """Shared state of Precision / Recall / F1Score: per-class tp, fp, fn counts.
+
+    Output width 1 (or a 1-D output): binary; a prediction is positive when
+    ``y_pred > thresholds`` (default 0.5) and a target when ``y_true >= 0.5``.
+    Output width k > 1: the predicted class is ``argmax(y_pred)``, the true class is the
+    integer label (or ``argmax`` of a one-hot row); the result is the metric of class
+    ``class_id`` when given, else averaged over the classes seen so far in ``y_true`` or the
+    predictions: ``average='macro'`` (unweighted mean, the default, same as scikit-learn's
+    ``average='macro'``), ``'weighted'`` (by support) or ``'micro'`` (from the summed counts).
+    """
+
+    _AVERAGES = ("macro", "micro", "weighted")
+
+    def __init__(self, thresholds=None, class_id=None, average="macro", name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if thresholds is None:
+            thresholds = 0.5
+        if np.ndim(thresholds) != 0:
+            raise ValueError(f"{type(self).__name__}: thresholds must be one float, got "
+                             f"{thresholds!r}")
+        self.thresholds = float(thresholds)
+        self.class_id = None if class_id is None else int(class_id)
+        if average not in self._AVERAGES:
+            raise ValueError(f"{type(self).__name__}: average must be one of {self._AVERAGES}, "
+                             f"got {average!r}")
+        self.average = average
+        self.reset_state()
+
+    def reset_state(self):
+        self.tp = self.fp = self.fn = None
+        self._binary = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        n = y_pred.shape[0] if y_pred.ndim else 1
+        w = _sample_weights(sample_weight, n, self.name)
+        if w is None:
+            w = np.ones(n)
+        binary = y_pred.ndim <= 1 or y_pred.shape[-1] == 1
+        if self._binary is not None and binary != self._binary:
+            raise ValueError(f"{self.name}: output width changed between batches")
+        self._binary = binary
+        if binary:
+            if y_true.size != n:
+                raise ValueError(f"{self.name}: binary y_true must have {n} values for y_pred "
+                                 f"{y_pred.shape}, got {y_true.shape}")
+            pred = y_pred.reshape(n) > self.thresholds
+            true = y_true.reshape(n) >= 0.5
+            k, tp = 1, np.array([w[pred & true].sum()])
+            fp, fn = np.array([w[pred & ~true].sum()]), np.array([w[~pred & true].sum()])
+        else:
+            k = y_pred.shape[-1]
+            pred = np.argmax(y_pred.reshape(n, k), axis=1)
+            if y_true.shape == y_pred.shape:
+                true = np.argmax(y_true.reshape(n, k), axis=1)
+            elif y_true.size == n:
+                true = y_true.reshape(n).astype(np.int64)
+                if true.size and (true.min() < 0 or true.max() >= k):
+                    raise ValueError(f"{self.name}: labels must be in [0, {k}) for {k} output "
+                                     f"classes, got range [{true.min()}, {true.max()}]")
+            else:
+                raise ValueError(f"{self.name}: y_true {y_true.shape} matches neither labels "
+                                 f"({n},) nor one-hot {y_pred.shape}")
+            hit = pred == true
+            tp = np.bincount(true[hit], w[hit], minlength=k)
+            fp = np.bincount(pred[~hit], w[~hit], minlength=k)
+            fn = np.bincount(true[~hit], w[~hit], minlength=k)
+        if self.tp is None:
+            self.tp, self.fp, self.fn = np.zeros(k), np.zeros(k), np.zeros(k)
+        elif self.tp.shape[0] != k:
+            raise ValueError(f"{self.name}: number of classes changed from {self.tp.shape[0]} "
+                             f"to {k}")
+        self.tp += tp
+        self.fp += fp
+        self.fn += fn
+
+    @staticmethod
+    def _score(num, den):
+        num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    def _per_class(self, tp, fp, fn):
+        raise NotImplementedError
+
+    def result(self):
+        if self.tp is None:
+            return 0.0
+        tp, fp, fn = self.tp, self.fp, self.fn
+        if self._binary:
+            return float(self._per_class(tp, fp, fn)[0])
+        if self.class_id is not None:
+            if not 0 <= self.class_id < tp.shape[0]:
+                raise ValueError(f"{self.name}: class_id {self.class_id} out of range for "
+                                 f"{tp.shape[0]} classes")
+            c = self.class_id
+            return float(self._per_class(tp[c:c + 1], fp[c:c + 1], fn[c:c + 1])[0])
+        if self.average == "micro":
+            return float(self._per_class(tp.sum(keepdims=True), fp.sum(keepdims=True),
+                                         fn.sum(keepdims=True))[0])
+        seen = (tp + fp + fn) > 0
+        if not seen.any():
+            return 0.0
+        scores = self._per_class(tp, fp, fn)[seen]
+        if self.average == "weighted":
+            support = (tp + fn)[seen]
+            if support.sum() > 0:
+                return float(scores @ support / support.sum())
+        return float(scores.mean())
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "thresholds": self.thresholds,
+                "class_id": self.class_id, "average": self.average}
+
+
+class Precision(_ConfusionMetric):
+    """tp / (tp + fp); 0 when nothing was predicted positive. See ``_ConfusionMetric``."""
+
+    def __init__(self, thresholds=None, class_id=None, average="macro", name="precision",
+                 dtype=None):
+        super().__init__(thresholds, class_id, average, name, dtype)
+
+    def _per_class(self, tp, fp, fn):
+        return self._score(tp, tp + fp)
+
+
+class Recall(_ConfusionMetric):
+    """tp / (tp + fn); 0 when there was no positive target. See ``_ConfusionMetric``."""
+
+    def __init__(self, thresholds=None, class_id=None, average="macro", name="recall",
+                 dtype=None):
+        super().__init__(thresholds, class_id, average, name, dtype)
+
+    def _per_class(self, tp, fp, fn):
+        return self._score(tp, tp + fn)
+
+
+class F1Score(_ConfusionMetric):
+    """Harmonic mean of precision and recall, 2 tp / (2 tp + fp + fn).
+
+    Binary for a width-1 output (``threshold`` default 0.5); for multi-class outputs the
+    macro average over classes by default (``average='micro'`` / ``'weighted'`` also accepted).
+    Keras's ``average=None`` (a per-class array) is not offered: ``result()`` is one float.
+    """
+
+    def __init__(self, average="macro", threshold=None, class_id=None, name="f1_score",
+                 dtype=None):
+        super().__init__(threshold, class_id, average, name, dtype)
+
+    def _per_class(self, tp, fp, fn):
+        return self._score(2 * tp, 2 * tp + fp + fn)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "threshold": self.thresholds,
+                "class_id": self.class_id, "average": self.average}
+
+
+# ---------------------------------------------------------------------------------------------
+# Identifier resolution
+# ---------------------------------------------------------------------------------------------
+_CLASSES = {c.__name__: c for c in (
+    Mean, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, Precision,
+    Recall, F1Score, MeanSquaredError, MeanAbsoluteError)}
+
+_NAMES = {
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "precision": Precision,
+    "recall": Recall,
+    "f1_score": F1Score,
+    "f1": F1Score,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+}
+
+
+def _loss_kind(loss):
+    """'sparse', 'categorical', 'binary' or None, from a loss name, instance, class or config."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        names = [loss]
+    elif isinstance(loss, dict):
+        names = [str(loss.get("class_name", ""))]
+    elif isinstance(loss, type):
+        names = [loss.__name__]
+    else:
+        names = [str(getattr(loss, "name", "")), str(getattr(loss, "__name__", "")),
+                 type(loss).__name__]
+    for name in names:
+        name = _snake(name).replace("cross_entropy", "crossentropy")
+        if "sparse_categorical" in name:
+            return "sparse"
+        if "categorical_crossentropy" in name or "categorical_focal" in name or name == "cce":
+            return "categorical"
+        if "binary_crossentropy" in name or "binary_focal" in name or name == "bce":
+            return "binary"
+    return None
+
+
+def get(identifier, loss=None):
+    """Resolve a metric identifier to a :class:`Metric` instance.
+
+    ``identifier``: a Metric instance (returned as is), a Metric class, a config dict
+    ``{'class_name': ..., 'config': {...}}``, a function ``fn(y_true, y_pred) -> (n,)`` (wrapped
+    in :class:`MeanMetricWrapper`), or a name. ``'accuracy'``/``'acc'`` resolve from ``loss``
+    as Keras does: sparse categorical cross-entropy -> :class:`SparseCategoricalAccuracy`,
+    categorical cross-entropy -> :class:`CategoricalAccuracy`, binary cross-entropy ->
+    :class:`BinaryAccuracy` (threshold 0.5); for any other loss the kind is chosen from the
+    output width on the first update. A metric given by name keeps that name (the history
+    key), e.g. ``get('acc').name == 'acc'``. ``None`` gives ``None``.
+    """
+    if identifier is None:
+        return None
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        key = identifier.strip()
+        low = key.lower()
+        if low in ("accuracy", "acc"):
+            kind = _loss_kind(loss)
+            cls = {"sparse": SparseCategoricalAccuracy, "categorical": CategoricalAccuracy,
+                   "binary": BinaryAccuracy}.get(kind, _AutoAccuracy)
+            return cls(name=key)
+        if low in _NAMES:
+            return _NAMES[low](name=key)
+        if key in _CLASSES:
+            return _CLASSES[key]()
+        valid = sorted(set(_NAMES) | {"accuracy", "acc"} | set(_CLASSES))
+        raise ValueError(f"Unknown metric {identifier!r}; valid names: {', '.join(valid)}")
+    if callable(identifier):
+        return MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", None))
+    raise ValueError(f"Could not interpret metric identifier {identifier!r} "
+                     f"(type {type(identifier).__name__})")
+
+
+def serialize(metric):
+    """``{'class_name': ..., 'config': ...}`` for a built-in metric."""
+    if isinstance(metric, _AutoAccuracy):
+        return {"class_name": "accuracy", "config": {"name": metric.name}}
+    name = type(metric).__name__
+    if name not in _CLASSES:
+        raise ValueError(f"Cannot serialize custom metric {metric!r}")
+    return {"class_name": name, "config": metric.get_config()}
+
+
+def deserialize(config):
+    """Inverse of :func:`serialize`."""
+    cls_name = config.get("class_name")
+    cfg = dict(config.get("config", {}))
+    if cls_name == "accuracy":
+        return _AutoAccuracy(**cfg)
+    if cls_name not in _CLASSES:
+        raise ValueError(f"Unknown metric class {cls_name!r}; expected one of {sorted(_CLASSES)}")
+    return _CLASSES[cls_name].from_config(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Standalone functions on predictions
+# ---------------------------------------------------------------------------------------------
+def _to_labels(y, name):
+    """Class labels ``(n,)`` from labels, ``(n, 1)`` columns or one-hot/probability rows."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return np.argmax(y, axis=1)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be labels (n,), a column (n, 1) or rows (n, k); "
+                         f"got shape {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{name} holds non-integer values: pass class labels, e.g. "
+                             "np.argmax(probs, axis=1) or (probs > 0.5).astype(int)")
+        y = y.astype(np.int64)
+    elif y.dtype.kind in "biu":
+        y = y.astype(np.int64)
+    return y
+
+
+def _labels_pair(y_true, y_pred):
+    t, p = _to_labels(y_true, "y_true"), _to_labels(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same number of samples, got "
+                         f"{t.shape[0]} and {p.shape[0]}")
+    if (t.dtype.kind in "iu") != (p.dtype.kind in "iu"):
+        raise ValueError(f"y_true ({t.dtype}) and y_pred ({p.dtype}) mix label types")
+    return t, p
+
+
+def _label_index(y, labels):
+    """Position of each value of ``y`` in ``labels`` (-1 when absent)."""
+    k = len(labels)
+    if k == 0:
+        return np.full(len(y), -1, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    pos = np.clip(np.searchsorted(sorted_labels, y), 0, k - 1)
+    return np.where(sorted_labels[pos] == y, order[pos], -1).astype(np.int64)
+
+
+def _counts(t, p, labels):
+    """tp, pred, true counts per label (int64 arrays in ``labels`` order)."""
+    k = len(labels)
+    ti, pi = _label_index(t, labels), _label_index(p, labels)
+    true_sum = np.bincount(ti[ti >= 0], minlength=k)
+    pred_sum = np.bincount(pi[pi >= 0], minlength=k)
+    hit = (ti == pi) & (ti >= 0)
+    tp_sum = np.bincount(ti[hit], minlength=k)
+    return tp_sum, pred_sum, true_sum
+
+
+def confusion_matrix(y_true, y_pred, num_classes=None, labels=None):
+    """Counts ``C[i, j]`` of samples of true class i predicted as class j.
+
+    ``y_true``/``y_pred``: labels ``(n,)``, or one-hot/probability rows ``(n, k)`` (arg-maxed).
+    Integer labels give a ``(num_classes, num_classes)`` int64 matrix with
+    ``num_classes = max(label) + 1`` by default (as ``tf.math.confusion_matrix``); pass
+    ``labels`` (scikit-learn's argument) to choose and order the classes explicitly.
+    """
+    t, p = _labels_pair(y_true, y_pred)
+    if labels is None:
+        if t.dtype.kind in "iu":
+            lo = min(t.min(initial=0), p.min(initial=0))
+            if lo < 0:
+                raise ValueError("confusion_matrix: negative labels need an explicit `labels`")
+            hi = int(max(t.max(initial=-1), p.max(initial=-1))) + 1
+            if num_classes is None:
+                num_classes = hi
+            elif hi > num_classes:
+                raise ValueError(f"confusion_matrix: labels go up to {hi - 1} but "
+                                 f"num_classes={num_classes}")
+            labels = np.arange(num_classes)
+        else:
+            labels = np.unique(np.concatenate([t, p]))
+    labels = np.asarray(labels)
+    k = len(labels)
+    ti, pi = _label_index(t, labels), _label_index(p, labels)
+    keep = (ti >= 0) & (pi >= 0)
+    return np.bincount(ti[keep] * k + pi[keep], minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def _resolve_labels(t, p, labels):
+    present = np.unique(np.concatenate([t, p]))
+    if labels is None:
+        return present, True
+    labels = np.asarray(labels)
+    return labels, set(labels.tolist()) >= set(present.tolist())
+
+
+def precision_recall_fscore(y_true, y_pred, average=None, labels=None, beta=1.0, pos_label=1,
+                            zero_division=0.0):
+    """Precision, recall, F-beta and support per class, like scikit-learn's
+    ``precision_recall_fscore_support``.
+
+    Parameters
+    ----------
+    y_true, y_pred : array (n,) of labels, or (n, k) one-hot / probability rows (arg-maxed)
+    average : None, 'binary', 'micro', 'macro' or 'weighted'
+        ``None`` returns arrays over ``labels`` (default: the sorted labels present in
+        ``y_true`` or ``y_pred``); otherwise floats and ``support=None``.
+    zero_division : 0.0 or 1.0
+        Value used where a ratio has a zero denominator (scikit-learn's default gives 0.0).
+
+    Returns
+    -------
+    precision, recall, fscore : float64 arrays (k,) or floats
+    support : int64 array (k,) of true counts per class, or None when averaged
+    """
+    if average not in (None, "binary", "micro", "macro", "weighted"):
+        raise ValueError("average must be None, 'binary', 'micro', 'macro' or 'weighted', "
+                         f"got {average!r}")
+    if zero_division not in (0, 1):
+        raise ValueError(f"zero_division must be 0.0 or 1.0, got {zero_division!r}")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    t, p = _labels_pair(y_true, y_pred)
+    if average == "binary":
+        present = np.unique(np.concatenate([t, p]))
+        if len(present) > 2:
+            raise ValueError(f"average='binary' needs at most 2 classes, got {len(present)} "
+                             f"({present.tolist()}); choose 'micro', 'macro' or 'weighted'")
+        if pos_label not in present.tolist() and len(present) == 2:
+            raise ValueError(f"pos_label={pos_label!r} is not a valid label: "
+                             f"{present.tolist()}")
+        labels = np.asarray([pos_label])
+    else:
+        labels, _ = _resolve_labels(t, p, labels)
+    tp, pred, true = _counts(t, p, labels)
+    if average == "micro":
+        tp, pred, true = tp.sum(keepdims=True), pred.sum(keepdims=True), true.sum(keepdims=True)
+
+    def ratio(num, den):
+        num, den = num.astype(np.float64), den.astype(np.float64)
+        out = np.full(num.shape, float(zero_division))
+        np.divide(num, den, out=out, where=den != 0)
+        return out
+
+    precision, recall = ratio(tp, pred), ratio(tp, true)
+    if np.isposinf(beta):
+        fscore = recall
+    elif beta == 0:
+        fscore = precision
+    else:
+        b2 = beta * beta
+        fscore = ratio((1 + b2) * tp, b2 * true + pred)
+    if average is None:
+        return precision, recall, fscore, true.astype(np.int64)
+    weights = true.astype(np.float64) if average == "weighted" else None
+    if weights is not None and weights.sum() == 0:
+        weights = None
+
+    def avg(a):
+        return float(np.average(a, weights=weights)) if a.size else 0.0
+
+    return avg(precision), avg(recall), avg(fscore), None
+
+
+def classification_report(y_true, y_pred, labels=None, target_names=None, digits=2):
+    """Text report of per-class precision, recall, F1 and support, laid out like
+    scikit-learn's ``classification_report`` (with its ``accuracy``, ``macro avg`` and
+    ``weighted avg`` rows; ``micro avg`` instead of ``accuracy`` when ``labels`` leaves out a
+    class present in the data). Zero divisions count as 0.0.
+    """
+    t, p = _labels_pair(y_true, y_pred)
+    labels, micro_is_accuracy = _resolve_labels(t, p, labels)
+    if target_names is None:
+        target_names = [f"{lab}" for lab in labels.tolist()]
+    else:
+        target_names = [f"{name}" for name in target_names]
+        if len(target_names) != len(labels):
+            raise ValueError(f"classification_report: {len(target_names)} target_names for "
+                             f"{len(labels)} labels ({labels.tolist()})")
+    prec, rec, f1, support = precision_recall_fscore(t, p, labels=labels)
+    headers = ["precision", "recall", "f1-score", "support"]
+    width = max(max((len(n) for n in target_names), default=0), len("weighted avg"), digits)
+    head_fmt = "{:>{width}s} " + " {:>9}" * len(headers)
+    report = head_fmt.format("", *headers, width=width) + "\n\n"
+    row_fmt = "{:>{width}s} " + " {:>9.{digits}f}" * 3 + " {:>9}\n"
+    for row in zip(target_names, prec, rec, f1, support.tolist()):
+        report += row_fmt.format(*row, width=width, digits=digits)
+    report += "\n"
+    total = int(support.sum())
+    for average in ("micro", "macro", "weighted"):
+        ap, ar, af, _ = precision_recall_fscore(t, p, average=average, labels=labels)
+        if average == "micro" and micro_is_accuracy:
+            acc_fmt = "{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f}" + " {:>9}\n"
+            report += acc_fmt.format("accuracy", "", "", af, total, width=width, digits=digits)
+        else:
+            report += row_fmt.format(f"{average} avg", ap, ar, af, total, width=width,
+                                     digits=digits)
+    return report
