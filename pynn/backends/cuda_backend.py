@@ -1,0 +1,645 @@
+"""The ``cuda`` backend: every hot op as a Numba CUDA kernel, data on the device.
+
+Needs the ``numba-cuda`` package (``pip install numba-cuda``, or the ``cuda``
+extra of pynn) and either an NVIDIA GPU or the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1`` set before Numba is first imported; slow, for
+tests and debugging). ``CudaBackend()`` raises ``ImportError`` or
+``RuntimeError`` with the reason otherwise, so ``pynn.backends.available()``
+lists ``"cuda"`` only where it works.
+
+Memory model
+------------
+Arrays live in device memory (``host_memory = False``). ``empty``/``zeros``/
+``asarray`` return Numba device arrays; ``to_numpy`` copies back. Every op
+also accepts host ``numpy`` arrays (copied to the device on each call) and
+returns device arrays, except losses, which return ``(float, grad)`` with the
+loss reduced on the device. Output buffers (``out=``, ``grad=``, ``mask=``...)
+and arrays updated in place (parameters, optimizer state, moving statistics)
+must be device arrays of the right shape and dtype: ``ValueError`` otherwise.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import warnings
+
+import numpy as np
+
+from .base import (ACTIVATIONS, Backend, activation_alpha, activation_code, as_float,
+                   as_labels, gemm_shapes, sample_weights, work_dtype)
+
+__all__ = ["CudaBackend"]
+
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_TINY32 = float(np.finfo(np.float32).tiny)
+
+
+def _import_cuda():
+    """``numba.cuda`` and the kernel module, or a clear error."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise ImportError("the cuda backend needs the numba-cuda package: "
+                          "pip install numba-cuda (or pip install 'pynn[cuda]')")
+    from numba import cuda
+
+    from . import _cuda_kernels as K
+    return cuda, K
+
+
+class CudaBackend(Backend):
+    """Numba CUDA kernels over device arrays.
+
+    Parameters
+    ----------
+    threads_per_block : int
+        Threads per block of 1-D kernels (a power of two; default 256).
+    gemm_tile : int
+        Edge of the square GEMM tile and thread block (default 16, i.e. 16x16).
+    max_blocks : int
+        Cap on the blocks of a 1-D launch; grid-stride loops cover the rest.
+    """
+
+    name = "cuda"
+    host_memory = False
+
+    def __init__(self, threads_per_block=None, gemm_tile=None, max_blocks=None):
+        cuda, K = _import_cuda()
+        tpb = K.THREADS_PER_BLOCK if threads_per_block is None else int(threads_per_block)
+        if tpb < 1 or tpb > 1024 or tpb & (tpb - 1):
+            raise ValueError(f"threads_per_block: expected a power of two in [1, 1024], got {tpb}")
+        tile = K.GEMM_TILE if gemm_tile is None else int(gemm_tile)
+        if tile < 1 or tile * tile > 1024:
+            raise ValueError(f"gemm_tile: expected 1 <= tile and tile**2 <= 1024, got {tile}")
+        mb = K.MAX_BLOCKS if max_blocks is None else int(max_blocks)
+        if mb < 1:
+            raise ValueError(f"max_blocks: expected a positive integer, got {mb}")
+        self.threads_per_block = tpb
+        self.gemm_tile = tile
+        self.max_blocks = mb
+        self._simulator = _is_simulator()
+        if not self._simulator and not cuda.is_available():
+            raise RuntimeError("no usable CUDA GPU (numba.cuda.is_available() is False); "
+                               "set NUMBA_ENABLE_CUDASIM=1 before importing numba to use "
+                               "the CUDA simulator")
+        self._cuda, self._K = cuda, K
+        self._dummies = {}
+
+    # ------------------------------------------------------------------
+    # launch helpers
+    # ------------------------------------------------------------------
+    def _grid(self, n):
+        return max(1, min(self.max_blocks, -(-int(n) // self.threads_per_block)))
+
+    def _launch(self, kernel, n, *args, shared=0):
+        """Launch a 1-D grid-stride ``kernel`` over ``n`` items (no-op when 0)."""
+        if n <= 0:
+            return
+        cfg = (kernel[self._grid(n), self.threads_per_block, 0, shared] if shared
+               else kernel[self._grid(n), self.threads_per_block])
+        with self._quiet():
+            cfg(*args)
+
+    @contextlib.contextmanager
+    def _quiet(self):
+        """Silence the simulator's overflow warnings on the SplitMix64 hash.
+
+        The simulator runs kernels as NumPy scalar code, which warns on the
+        intended uint64 wrap-around; on a GPU this is a no-op.
+        """
+        if not self._simulator:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+            yield
+
+    def _dummy(self, dtype, ndim):
+        """A tiny device array for kernel arguments that a branch never reads."""
+        key = (np.dtype(dtype).str, ndim)
+        if key not in self._dummies:
+            self._dummies[key] = self._cuda.device_array((1,) * ndim, dtype=dtype)
+        return self._dummies[key]
+
+    @staticmethod
+    def _is_device(x):
+        return bool(getattr(x, "__cuda_ndarray__", False))
+
+    def _to_device(self, x, dtype, name, ndim=None):
+        """``x`` as a C-contiguous device array of ``dtype`` (copied only when needed)."""
+        cuda = self._cuda
+        if not self._is_device(x) and hasattr(x, "__cuda_array_interface__") \
+                and not self._simulator:
+            x = cuda.as_cuda_array(x)
+        if self._is_device(x):
+            if np.dtype(x.dtype).kind not in "biuf":
+                raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+            if ndim is not None and len(x.shape) != ndim:
+                raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
+            if not x.is_c_contiguous():
+                x = cuda.to_device(np.ascontiguousarray(x.copy_to_host()))
+            if np.dtype(x.dtype) != np.dtype(dtype):
+                y = cuda.device_array(x.shape, dtype=dtype)
+                self._launch(self._K.copy_ew, x.size, _flat(x), _flat(y))
+                x = y
+            return x
+        return cuda.to_device(as_float(x, dtype, name, ndim))
+
+    def _out(self, out, shape, dtype, name="out"):
+        """Validate a caller's device output buffer, or allocate one."""
+        shape = tuple(int(s) for s in shape)
+        if out is None:
+            return self._cuda.device_array(shape, dtype=dtype)
+        if not self._is_device(out):
+            raise ValueError(f"{name}: expected a device array of shape {shape} and dtype "
+                             f"{np.dtype(dtype)} (from backend.empty/zeros/asarray), got "
+                             f"{type(out).__name__}")
+        if tuple(out.shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {tuple(out.shape)}")
+        if np.dtype(out.dtype) != np.dtype(dtype):
+            raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {out.dtype}")
+        if not out.is_c_contiguous():
+            raise ValueError(f"{name}: must be C-contiguous")
+        return out
+
+    def _weights(self, sample_weight, n):
+        """(device float64 weights, has_w)."""
+        if sample_weight is None:
+            return self._dummy(np.float64, 1), False
+        if self._is_device(sample_weight):
+            shp = tuple(sample_weight.shape)
+            if len(shp) == 2 and shp[1] == 1:
+                sample_weight = sample_weight.reshape(shp[0])
+                shp = (shp[0],)
+            if shp != (n,):
+                raise ValueError(f"sample_weight: expected shape ({n},), got {shp}")
+            return self._to_device(sample_weight, np.float64, "sample_weight"), True
+        w = sample_weights(sample_weight, n)
+        return self._cuda.to_device(w), True
+
+    def _targets(self, target, logits, dt, name="target"):
+        """(labels device array or dummy, dense device array or dummy, dense flag)."""
+        n, k = logits.shape
+        if self._is_device(target):
+            shp = tuple(target.shape)
+            if len(shp) == 2 and shp == (n, k):
+                return self._dummy(np.int64, 1), self._to_device(target, dt, name), True
+            if len(shp) == 2 and shp[1] == 1 and k != 1:
+                target = target.reshape(shp[0])
+                shp = (shp[0],)
+            if len(shp) == 1:
+                if shp[0] != n:
+                    raise ValueError(f"{name}: expected shape ({n},), got {shp}")
+                if np.dtype(target.dtype).kind not in "biuf":
+                    raise TypeError(f"{name}: expected integer labels, got dtype "
+                                    f"{target.dtype}")
+                if not target.is_c_contiguous():
+                    target = self._cuda.to_device(np.ascontiguousarray(target.copy_to_host()))
+                return target, self._dummy(dt, 2), False
+            raise ValueError(f"{name}: expected integer labels of shape ({n},) or "
+                             f"probabilities of shape {(n, k)}, got {shp}")
+        t = np.asarray(target)
+        if t.ndim == 2 and t.shape == (n, k):
+            return self._dummy(np.int64, 1), self._cuda.to_device(as_float(t, dt, name)), True
+        if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k != 1):
+            lab = as_labels(t, n, k, name).astype(np.int64)
+            return self._cuda.to_device(lab), self._dummy(dt, 2), False
+        raise ValueError(f"{name}: expected integer labels of shape ({n},) or probabilities "
+                         f"of shape {(n, k)}, got {t.shape}")
+
+    def _sum(self, x):
+        """float64 sum of flat device array ``x`` on the device -> Python float."""
+        return self._reduce(x, self._K.RED_SUM)
+
+    def _reduce(self, x, mode):
+        K = self._K
+        n = x.size
+        if n == 0:
+            return 0.0
+        tpb = self.threads_per_block
+        g = self._grid(n)
+        partial = self._cuda.device_array(g, dtype=np.float64)
+        with self._quiet():
+            K.reduce_partial[g, tpb, 0, tpb * 8](x, mode, partial)
+            if g > 1:
+                total = self._cuda.device_array(1, dtype=np.float64)
+                K.reduce_partial[1, tpb, 0, tpb * 8](partial, K.RED_SUM, total)
+                partial = total
+        return float(partial.copy_to_host()[0])
+
+    def _loss_result(self, per, n, bad=None, name="target"):
+        total = self._sum(per)
+        if bad is not None and int(bad.copy_to_host()[0]):
+            raise ValueError(f"{name}: labels must be integers in [0, k)")
+        return total / n
+
+    # ------------------------------------------------------------------
+    # allocation and transfer
+    # ------------------------------------------------------------------
+    def empty(self, shape, dtype=np.float32):
+        """Uninitialised device array."""
+        return self._cuda.device_array(shape, dtype=np.dtype(dtype))
+
+    def zeros(self, shape, dtype=np.float32):
+        """Zero-filled device array."""
+        return self._cuda.to_device(np.zeros(shape, dtype=dtype))
+
+    def asarray(self, x, dtype=None):
+        """Host data -> device array (C-contiguous, ``dtype``); device arrays pass through
+        (converted on the device when ``dtype`` differs)."""
+        if self._is_device(x):
+            if dtype is None or np.dtype(dtype) == np.dtype(x.dtype):
+                if x.is_c_contiguous():
+                    return x
+                dtype = x.dtype
+            return self._to_device(x, np.dtype(dtype), "x")
+        return self._cuda.to_device(np.ascontiguousarray(x, dtype=dtype))
+
+    def to_numpy(self, x):
+        """Device array -> host ``numpy.ndarray`` (a copy); host arrays pass through."""
+        if self._is_device(x):
+            return x.copy_to_host()
+        return np.asarray(x)
+
+    def synchronize(self):
+        """Wait for all queued kernels and copies."""
+        self._cuda.synchronize()
+
+    # ------------------------------------------------------------------
+    # GEMM
+    # ------------------------------------------------------------------
+    def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
+             bias=None, activation="linear", act_alpha=None):
+        code = activation_code(activation)
+        dt = work_dtype(a, "a")
+        a = self._to_device(a, dt, "a", 2)
+        b = self._to_device(b, dt, "b", 2)
+        m, k, n = gemm_shapes(a, b, trans_a, trans_b)
+        if beta != 0.0 and out is None:
+            raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
+        out = self._out(out, (m, n), dt)
+        has_bias = bias is not None
+        bias = (self._to_device(bias, dt, "bias") if has_bias else self._dummy(dt, 1))
+        if has_bias and tuple(bias.shape) != (n,):
+            raise ValueError(f"bias: expected shape ({n},), got {tuple(bias.shape)}")
+        softmax = code == ACTIVATIONS["softmax"]
+        epi = 0 if softmax else code
+        act_a = activation_alpha(activation, act_alpha)
+        if m and n:
+            T = self.gemm_tile
+            gm = min(-(-m // T), self.max_blocks)
+            gn = min(-(-n // T), self.max_blocks)
+            kern = self._K.gemm_f32 if dt == np.float32 else self._K.gemm_f64
+            with self._quiet():
+                kern[(gn, gm), (T, T), 0, 2 * T * T * dt.itemsize](
+                    a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta),
+                    bias, has_bias, epi, act_a)
+        if softmax:
+            self.softmax(out, out=out)
+        return out
+
+    # ------------------------------------------------------------------
+    # activations
+    # ------------------------------------------------------------------
+    def activation_forward(self, x, activation, out=None, alpha=None):
+        code = activation_code(activation)
+        dt = work_dtype(x)
+        x = self._to_device(x, dt, "x")
+        out = self._out(out, x.shape, dt)
+        if code == ACTIVATIONS["softmax"]:
+            return self.softmax(x, out=out)
+        a = activation_alpha(activation, alpha)
+        self._launch(self._K.act_forward, x.size, _flat(x), _flat(out), code, a)
+        return out
+
+    def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
+        code = activation_code(activation)
+        dt = work_dtype(dy, "dy")
+        dy = self._to_device(dy, dt, "dy")
+        y = self._to_device(y, dt, "y")
+        if tuple(y.shape) != tuple(dy.shape):
+            raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
+        out = self._out(out, dy.shape, dt)
+        a = activation_alpha(activation, alpha)
+        if code == ACTIVATIONS["softmax"]:
+            if len(dy.shape) != 2:
+                raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
+            self._launch(self._K.softmax_backward_rows, dy.shape[0], dy, y, out)
+            return out
+        if code == ACTIVATIONS["gelu"]:
+            if x is None:
+                raise ValueError("activation_backward: gelu needs the forward input x")
+            x = self._to_device(x, dt, "x")
+            if tuple(x.shape) != tuple(dy.shape):
+                raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
+        else:
+            x = y
+        self._launch(self._K.act_backward, dy.size, _flat(dy), _flat(y), _flat(x), _flat(out),
+                     code, a)
+        return out
+
+    def softmax(self, x, out=None):
+        return self._softmax(x, out, False)
+
+    def log_softmax(self, x, out=None):
+        return self._softmax(x, out, True)
+
+    def _softmax(self, x, out, log):
+        dt = work_dtype(x)
+        x = self._to_device(x, dt, "x", 2)
+        out = self._out(out, x.shape, dt)
+        if x.size:
+            self._launch(self._K.softmax_rows, x.shape[0], x, out, log)
+        return out
+
+    # ------------------------------------------------------------------
+    # losses
+    # ------------------------------------------------------------------
+    def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
+                              label_smoothing=0.0):
+        dt = work_dtype(logits, "logits")
+        z = self._to_device(logits, dt, "logits", 2)
+        n, k = z.shape
+        lab, t, dense = self._targets(target, z, dt)
+        w, has_w = self._weights(sample_weight, n)
+        grad = self._out(grad, z.shape, dt, "grad")
+        if n == 0:
+            return 0.0, grad
+        per = self._cuda.device_array(n, dtype=np.float64)
+        bad = self._cuda.to_device(np.zeros(1, dtype=np.int32))
+        self._launch(self._K.xent_rows, n, z, lab, t, dense, w, has_w,
+                     float(label_smoothing), grad, per, bad)
+        return self._loss_result(per, n, bad), grad
+
+    def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
+                                  epsilon=1e-7):
+        dt = work_dtype(probs, "probs")
+        p = self._to_device(probs, dt, "probs", 2)
+        n, k = p.shape
+        lab, t, dense = self._targets(target, p, dt)
+        w, has_w = self._weights(sample_weight, n)
+        grad = self._out(grad, p.shape, dt, "grad")
+        if n == 0:
+            return 0.0, grad
+        per = self._cuda.device_array(n, dtype=np.float64)
+        bad = self._cuda.to_device(np.zeros(1, dtype=np.int32))
+        self._launch(self._K.cce_rows, n, p, lab, t, dense, w, has_w, float(epsilon),
+                     grad, per, bad)
+        return self._loss_result(per, n, bad), grad
+
+    def _elementwise_loss(self, pred, target, grad, sample_weight, kind, eps, name):
+        dt = work_dtype(pred, name)
+        p = self._to_device(pred, dt, name, 2)
+        t = self._to_device(target, dt, "target")
+        if tuple(t.shape) != tuple(p.shape):
+            raise ValueError(f"target: expected shape {tuple(p.shape)}, got {tuple(t.shape)}")
+        n, k = p.shape
+        w, has_w = self._weights(sample_weight, n)
+        grad = self._out(grad, p.shape, dt, "grad")
+        if p.size == 0:
+            return 0.0, grad
+        per = self._cuda.device_array(n, dtype=np.float64)
+        self._launch(self._K.elementwise_loss_rows, n, p, t, w, has_w, kind, float(eps),
+                     grad, per)
+        return self._loss_result(per, n), grad
+
+    def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
+        return self._elementwise_loss(logits, target, grad, sample_weight,
+                                      self._K.SIGMOID_BCE, 0.0, "logits")
+
+    def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
+                             epsilon=1e-7):
+        return self._elementwise_loss(probs, target, grad, sample_weight, self._K.BCE,
+                                      epsilon, "probs")
+
+    def mean_squared_error(self, pred, target, grad=None, sample_weight=None):
+        return self._elementwise_loss(pred, target, grad, sample_weight, self._K.MSE, 0.0,
+                                      "pred")
+
+    def mean_absolute_error(self, pred, target, grad=None, sample_weight=None):
+        return self._elementwise_loss(pred, target, grad, sample_weight, self._K.MAE, 0.0,
+                                      "pred")
+
+    # ------------------------------------------------------------------
+    # reductions, dropout, batch normalisation
+    # ------------------------------------------------------------------
+    def bias_grad(self, dy, out=None):
+        dt = work_dtype(dy, "dy")
+        dy = self._to_device(dy, dt, "dy", 2)
+        out = self._out(out, (dy.shape[1],), dt)
+        self._launch(self._K.col_sum, dy.shape[1], dy, out)
+        return out
+
+    def dropout_forward(self, x, rate, seed, out=None, mask=None):
+        dt = work_dtype(x)
+        x = self._to_device(x, dt, "x")
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+        out = self._out(out, x.shape, dt)
+        mask = self._out(mask, x.shape, dt, "mask")
+        self._launch(self._K.dropout_fwd, x.size, _flat(x), np.uint64(int(seed) & _MASK64),
+                     float(rate), 1.0 / (1.0 - rate), _flat(out), _flat(mask))
+        return out, mask
+
+    def dropout_backward(self, dy, mask, out=None):
+        dt = work_dtype(dy, "dy")
+        dy = self._to_device(dy, dt, "dy")
+        mask = self._to_device(mask, dt, "mask")
+        if tuple(mask.shape) != tuple(dy.shape):
+            raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
+        out = self._out(out, dy.shape, dt)
+        self._launch(self._K.mul_ew, dy.size, _flat(dy), _flat(mask), _flat(out))
+        return out
+
+    def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
+                          momentum=0.99, epsilon=1e-3, out=None):
+        """As :meth:`Backend.batchnorm_forward`; ``mean``/``inv_std`` are float64
+        device arrays."""
+        dt = work_dtype(x)
+        x = self._to_device(x, dt, "x", 2)
+        n, k = x.shape
+        gamma = self._to_device(gamma, dt, "gamma", 1)
+        beta = self._to_device(beta, dt, "beta", 1)
+        for nm, v in (("gamma", gamma), ("beta", beta)):
+            if tuple(v.shape) != (k,):
+                raise ValueError(f"{nm}: expected shape ({k},), got {tuple(v.shape)}")
+        moving_mean = self._out(moving_mean, (k,), dt, "moving_mean")
+        moving_var = self._out(moving_var, (k,), dt, "moving_var")
+        out = self._out(out, x.shape, dt)
+        if training and n == 0:
+            raise ValueError("batchnorm_forward: training needs at least one sample")
+        mean = self._cuda.device_array(k, dtype=np.float64)
+        inv_std = self._cuda.device_array(k, dtype=np.float64)
+        self._launch(self._K.bn_stats, k, x, bool(training), float(momentum), float(epsilon),
+                     moving_mean, moving_var, mean, inv_std)
+        self._launch(self._K.bn_apply, n * k, x, mean, inv_std, gamma, beta, out)
+        return out, mean, inv_std
+
+    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, dx=None, dgamma=None,
+                           dbeta=None):
+        dt = work_dtype(dy, "dy")
+        dy = self._to_device(dy, dt, "dy", 2)
+        x = self._to_device(x, dt, "x", 2)
+        if tuple(x.shape) != tuple(dy.shape):
+            raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
+        n, k = x.shape
+        gamma = self._to_device(gamma, dt, "gamma", 1)
+        mean = self._to_device(mean, np.float64, "mean", 1)
+        inv_std = self._to_device(inv_std, np.float64, "inv_std", 1)
+        for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
+            if tuple(v.shape) != (k,):
+                raise ValueError(f"{nm}: expected shape ({k},), got {tuple(v.shape)}")
+        dx = self._out(dx, x.shape, dt, "dx")
+        dgamma = self._out(dgamma, (k,), dt, "dgamma")
+        dbeta = self._out(dbeta, (k,), dt, "dbeta")
+        self._launch(self._K.bn_backward_cols, k, dy, x, gamma, mean, inv_std, dx, dgamma,
+                     dbeta)
+        return dx, dgamma, dbeta
+
+    # ------------------------------------------------------------------
+    # optimizers (fused, in place)
+    # ------------------------------------------------------------------
+    def _opt_args(self, param, grad, *state_names_and_arrays):
+        if not self._is_device(param):
+            raise ValueError(f"param: expected a device array (from backend.asarray), got "
+                             f"{type(param).__name__}")
+        dt = np.dtype(param.dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"param: expected float32 or float64, got {dt}")
+        self._out(param, param.shape, dt, "param")
+        grad = self._to_device(grad, dt, "grad")
+        if tuple(grad.shape) != tuple(param.shape):
+            raise ValueError(f"grad: expected shape {tuple(param.shape)}, got "
+                             f"{tuple(grad.shape)}")
+        for nm, arr in state_names_and_arrays:
+            if not self._is_device(arr):
+                raise ValueError(f"{nm}: expected a device array (from backend.zeros), got "
+                                 f"{type(arr).__name__}")
+            self._out(arr, param.shape, dt, nm)
+        tiny = _TINY32 if dt == np.float32 else 0.0
+        return grad, tiny
+
+    def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
+                   nesterov=False, weight_decay=0.0):
+        grad, tiny = self._opt_args(
+            param, grad, *([("velocity", velocity)] if velocity is not None else []))
+        if momentum and velocity is None:
+            raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+        vel = velocity if momentum else param
+        self._launch(self._K.sgd_kernel, param.size, _flat(param), _flat(grad), _flat(vel),
+                     float(learning_rate), float(momentum), bool(nesterov),
+                     float(weight_decay), tiny)
+        return param
+
+    def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
+                    beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
+        grad, tiny = self._opt_args(param, grad, ("m", m), ("v", v))
+        if step < 1:
+            raise ValueError(f"adam_update: step counts from 1, got {step}")
+        lr = float(learning_rate)
+        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        self._launch(self._K.adam_kernel, param.size, _flat(param), _flat(grad), _flat(m),
+                     _flat(v), alpha, float(beta_1), float(beta_2), float(epsilon), lr,
+                     float(weight_decay), tiny)
+        return param
+
+    def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
+                       weight_decay=0.0):
+        grad, tiny = self._opt_args(param, grad, ("ms", ms))
+        self._launch(self._K.rmsprop_kernel, param.size, _flat(param), _flat(grad), _flat(ms),
+                     float(learning_rate), float(rho), float(epsilon), float(weight_decay),
+                     tiny)
+        return param
+
+    def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
+                       weight_decay=0.0):
+        grad, tiny = self._opt_args(param, grad, ("acc", acc))
+        self._launch(self._K.adagrad_kernel, param.size, _flat(param), _flat(grad),
+                     _flat(acc), float(learning_rate), float(epsilon), float(weight_decay),
+                     tiny)
+        return param
+
+    # ------------------------------------------------------------------
+    # small helpers used by layers and optimizers
+    # ------------------------------------------------------------------
+    def _inplace(self, x, name):
+        if not self._is_device(x):
+            raise ValueError(f"{name}: expected a device array, got {type(x).__name__}")
+        if not x.is_c_contiguous():
+            raise ValueError(f"{name}: must be C-contiguous")
+        return x
+
+    def sum_squares(self, x):
+        x = self._to_device(x, work_dtype(x), "x")
+        return self._reduce(_flat(x), self._K.RED_SUMSQ)
+
+    def scale_(self, x, factor):
+        x = self._inplace(x, "x")
+        self._launch(self._K.misc_ew, x.size, _flat(x), _flat(x), self._K.OP_SCALE,
+                     float(factor), 0.0)
+        return x
+
+    def clip_(self, x, lo, hi):
+        x = self._inplace(x, "x")
+        self._launch(self._K.misc_ew, x.size, _flat(x), _flat(x), self._K.OP_CLIP,
+                     float(lo), float(hi))
+        return x
+
+    def axpy_(self, alpha, x, y):
+        y = self._inplace(y, "y")
+        x = self._to_device(x, y.dtype, "x")
+        if tuple(x.shape) != tuple(y.shape):
+            raise ValueError(f"axpy_: x {tuple(x.shape)} and y {tuple(y.shape)} differ")
+        self._launch(self._K.misc_ew, y.size, _flat(x), _flat(y), self._K.OP_AXPY,
+                     float(alpha), 0.0)
+        return y
+
+    def copy_(self, src, dst):
+        dst = self._inplace(dst, "dst")
+        if not self._is_device(src):
+            host = np.broadcast_to(np.asarray(src, dtype=dst.dtype), tuple(dst.shape))
+            dst.copy_to_device(np.ascontiguousarray(host))
+            return dst
+        src = self._to_device(src, dst.dtype, "src")
+        if tuple(src.shape) != tuple(dst.shape):
+            raise ValueError(f"copy_: src {tuple(src.shape)} and dst {tuple(dst.shape)} differ")
+        self._launch(self._K.copy_ew, dst.size, _flat(src), _flat(dst))
+        return dst
+
+    def regularizer_loss(self, w, l1=0.0, l2=0.0):
+        w = self._to_device(w, work_dtype(w, "w"), "w")
+        r = 0.0
+        if l1:
+            r += l1 * self._reduce(_flat(w), self._K.RED_SUMABS)
+        if l2:
+            r += l2 * self._reduce(_flat(w), self._K.RED_SUMSQ)
+        return r
+
+    def regularizer_grad_(self, w, grad, l1=0.0, l2=0.0):
+        grad = self._inplace(grad, "grad")
+        w = self._to_device(w, grad.dtype, "w")
+        if tuple(w.shape) != tuple(grad.shape):
+            raise ValueError(f"regularizer_grad_: w {tuple(w.shape)} and grad "
+                             f"{tuple(grad.shape)} differ")
+        if l1 or l2:
+            self._launch(self._K.misc_ew, grad.size, _flat(w), _flat(grad),
+                         self._K.OP_REG_GRAD, float(l1), float(l2))
+        return grad
+
+    def all_finite(self, x):
+        x = self._to_device(x, work_dtype(x), "x")
+        return self._reduce(_flat(x), self._K.RED_NONFINITE) == 0.0
+
+    def __repr__(self):
+        kind = "simulator" if self._simulator else "gpu"
+        return (f"<pynn backend 'cuda' ({kind}, threads_per_block={self.threads_per_block}, "
+                f"gemm_tile={self.gemm_tile})>")
+
+
+def _flat(x):
+    """1-D view of a C-contiguous device array."""
+    return x if len(x.shape) == 1 else x.reshape(x.size)
+
+
+def _is_simulator():
+    from numba.cuda.core import config
+    return bool(config.ENABLE_CUDASIM)
