@@ -297,3 +297,13 @@ class BrokenSignature(B.Backend):
 BROKEN_BACKENDS = [BrokenReluBackward, BrokenUnshiftedSoftmax, BrokenFloat32BiasGrad,
                    BrokenDropoutRng, BrokenAdamNoFlush, BrokenStrideBlindGemm, BrokenLabelCheck,
                    BrokenOutCheck, BrokenGeluGrad, BrokenBatchnormVariance, BrokenSignature]
+
+
+# The directory the imported pynn package lives in: site-packages after an install,
+# the repository root when running from a source tree. Subprocess tests put this (not
+# the repository) on PYTHONPATH so they test the same build the suite imports.
+import os as _os  # noqa: E402
+
+import pynn as _pynn  # noqa: E402
+
+PYNN_PATH = _os.path.dirname(_os.path.dirname(_os.path.abspath(_pynn.__file__)))

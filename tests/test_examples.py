@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import PYNN_PATH
 
 from pynn.__main__ import main
 
@@ -16,7 +17,7 @@ ACCURACY = re.compile(r"^(?:Final|Test)[\w ]*accuracy: (\d+\.\d+)", re.M)
 def run(args, cwd, env_extra=None, timeout=300):
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = PYNN_PATH + os.pathsep + env.get("PYTHONPATH", "")
     env.update(env_extra or {})
     out = subprocess.run([sys.executable] + args, cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=timeout)

@@ -12,6 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from helpers import PYNN_PATH
 
 pytest.importorskip("numba")
 
@@ -424,7 +425,7 @@ def test_optimizer_bad_arguments(nb, rng):
 # --------------------------------------------------------------------------
 def _run(code, cache_dir):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               PYTHONPATH=PYNN_PATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import PYNN_PATH
 
 pytest.importorskip("matplotlib")
 import matplotlib  # noqa: E402
@@ -138,7 +139,7 @@ def test_headless_selects_agg_and_import_is_lazy(tmp_path):
     )
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = PYNN_PATH + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "h.png")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -6,6 +6,7 @@ import threading
 import warnings
 
 import pytest
+from helpers import PYNN_PATH
 
 import pynn
 import pynn.backends as B
@@ -17,9 +18,9 @@ def run_python(code, **env):
     """Run ``code`` in a fresh interpreter with the repository importable."""
     e = dict(os.environ)
     e.pop("PYNN_BACKEND", None)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTHONPATH"] = PYNN_PATH + os.pathsep + e.get("PYTHONPATH", "")
     e.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=e, cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code], env=e, cwd=PYNN_PATH, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import pynn
 import pynn.backends as B
 from pynn.backends import Backend
 
@@ -102,7 +103,7 @@ def test_registry_lists_cuda_under_the_simulator(cuda_be):
 
 
 def _run(code, **env):
-    e = dict(os.environ, PYTHONPATH=ROOT)
+    e = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(pynn.__file__))))
     e.pop("NUMBA_ENABLE_CUDASIM", None)
     e.update(env)
     return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,

@@ -1,0 +1,108 @@
+"""Smoke tests of the benchmark tables (pynn.bench) and of examples/drop_in_numpy.py.
+
+They check that everything runs on every available backend and that the JSON report is
+complete; they never assert a timing.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from helpers import PYNN_PATH
+
+import pynn.backends as B
+from pynn import bench
+from pynn.ops import _OPS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_op_cases_cover_every_op():
+    assert sorted({c.op for c in bench.op_cases(batches=(4,), n_params=64)}) == sorted(_OPS)
+
+
+def test_quick_bench_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    printed = capsys.readouterr().out
+    backends = B.available()
+    assert report["meta"]["backends"] == backends
+
+    # (a) one row per op case and backend, every one measured
+    cases = bench.op_cases(batches=bench.QUICK_BATCHES, n_params=4096)
+    for name in backends:
+        rows = [r for r in report["ops"] if r["backend"] == name]
+        assert len(rows) == len(cases), name
+        assert {r["op"] for r in rows} == set(_OPS)
+        bad = [(r["op"], r["status"]) for r in rows if r["status"] != "ok"]
+        assert not bad, (name, bad)
+        assert all(r["median_us"] > 0 for r in rows)
+        if name != "numpy":
+            assert all(r["speedup_vs_numpy"] > 0 for r in rows)
+    assert "## (a) Ops" in printed
+
+    # (b) one dense row per backend and batch, plus the bare-GEMM floor
+    for batch in bench.QUICK_BATCHES:
+        dense = {r["backend"]: r for r in report["dense"] if r["batch"] == batch}
+        assert set(dense) == set(backends) | {"numpy GEMMs only"}
+        for name in backends:
+            assert dense[name]["status"] == "ok", dense[name]["status"]
+            for part in ("forward_us", "backward_us", "step_us"):
+                assert dense[name][part] > 0
+    assert "## (b) Dense 784->256" in printed
+
+    # (c) training rows per backend, optimizer and batch when pynn.models works
+    if bench.models_status() is not None:
+        assert "train" not in report
+        return
+    for opt in ("sgd", "adam"):
+        for batch in bench.QUICK_TRAIN_BATCHES:
+            rows = {r["contestant"]: r for r in report["train"]
+                    if r["optimizer"] == opt and r["batch"] == batch}
+            for name in backends:
+                row = rows[f"pynn[{name}]"]
+                assert row["status"] == "ok", row["status"]
+                assert row["median_s"] > 0 and row["n_samples"] == bench.QUICK_SAMPLES
+            for peer in ("PyTorch", "NumPy MLP", "scikit-learn"):
+                assert rows[peer]["status"] in ("ok", bench.NOT_INSTALLED), rows[peer]
+            assert rows["NumPy MLP"]["status"] == "ok"
+            assert rows["GEMM floor"]["median_s"] > 0
+    for pb in bench.QUICK_PREDICT_BATCHES:
+        rows = {r["contestant"]: r for r in report["predict"] if r["batch"] == pb}
+        for name in backends:
+            assert rows[f"pynn[{name}]"]["status"] == "ok"
+    assert "## (c) Training" in printed
+
+
+def test_bench_rejects_unknown_backend(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--ops", "--backends", "no_such_backend"])
+    assert "no_such_backend" in capsys.readouterr().err
+
+
+def _section(text, title):
+    start = text.index(title)
+    end = text.find("\n\n", start)
+    return text[start:end if end >= 0 else len(text)]
+
+
+def test_drop_in_example_matches_numpy_on_xor():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PYNN_PATH + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "drop_in_numpy.py"),
+         "--epochs", "1500", "--samples", "60"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    xor = _section(proc.stdout, "XOR")
+    found = re.findall(r"^\s*(NumPy|pynn\.ops)\s+([\d.]+)%\s+([\d.]+)", xor, re.M)
+    rows = {name: (float(acc), float(loss)) for name, acc, loss in found}
+    assert set(rows) == {"NumPy", "pynn.ops"}, proc.stdout
+    (acc_np, loss_np), (acc_pynn, loss_pynn) = rows["NumPy"], rows["pynn.ops"]
+    assert acc_pynn == acc_np == 100.0, xor
+    assert abs(loss_pynn - loss_np) < 1e-3, xor
+    assert "speed-up of pynn.ops over NumPy" in xor
+    assert "Two moons" in proc.stdout
