@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import signal
 import sys
+import threading
+import warnings
 
 import numpy as np
 
@@ -60,6 +63,63 @@ def _check_batch_size(batch_size):
 
 def _n_samples(a):
     return int(np.shape(a)[0]) if np.ndim(a) else 0
+
+
+def _as_array(value, what):
+    """``np.asarray(value)`` with an error naming the argument for ragged/odd input."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{what}: cannot be converted to a numeric array (ragged nested "
+                         f"sequences or mixed types?): {exc}") from None
+
+
+#: guards the lazy creation of each model's forward-pass lock
+_LOCK_CREATION = threading.Lock()
+
+
+class _StepGuard:
+    """Defers a Ctrl-C (SIGINT) that arrives during a training step to the step's end.
+
+    ``fit`` wraps every step in ``in_step = True`` ... :meth:`end_step`; a SIGINT in
+    between is remembered and raised as ``KeyboardInterrupt`` once the step (forward,
+    backward, optimizer update) has finished, so an interrupted model holds the
+    weights of its last finished step, never a half-applied update. A second Ctrl-C
+    during the same step interrupts at once. Installed only in the main thread and only
+    over Python's default handler (a user's own SIGINT handler is left alone).
+    """
+
+    def __init__(self):
+        self.in_step = False
+        self.pending = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self._previous = signal.signal(signal.SIGINT, self._handler)
+            except (ValueError, OSError):  # pragma: no cover - no signals here
+                self._previous = None
+        return self
+
+    def _handler(self, signum, frame):
+        if self.in_step and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    def end_step(self):
+        self.in_step = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
 
 
 class Sequential:
@@ -414,7 +474,7 @@ class Sequential:
             raise ValueError(f"{what} is required")
         if not self._layers:
             raise ValueError(f"Sequential model {self.name!r} has no layers")
-        a = np.asarray(x)
+        a = _as_array(x, what)
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{what}: expected numeric data, got dtype {a.dtype}")
         if a.ndim < 2:
@@ -443,13 +503,18 @@ class Sequential:
         if y is None:
             raise ValueError(f"{what}y is required (a Sequential model trains on (x, y) pairs)")
         xa = self._prepare_x(x, what + "x")
-        ya = np.asarray(y)
+        ya = _as_array(y, what + "y")
         n = xa.shape[0]
         if ya.ndim == 0 or ya.shape[0] != n:
             raise ValueError(f"Data cardinality is ambiguous. Make sure all arrays contain "
                              f"the same number of samples. '{what}x' sizes: {n}, '{what}y' "
                              f"sizes: {_n_samples(ya)}")
         yp = self.loss.prepare_targets(ya, self.output_shape)
+        if yp.dtype.kind == "f" and not np.isfinite(yp).all():
+            bad = np.argwhere(~np.isfinite(yp))[0]
+            raise ValueError(f"{what}y contains NaN or infinite values (first at index "
+                             f"{tuple(int(i) for i in bad)}, value {yp[tuple(bad)]}); "
+                             f"targets of shape {ya.shape}")
         sw = None
         if sample_weight is not None and class_weight is not None:
             raise ValueError("You cannot `class_weight` and `sample_weight` at the same time.")
@@ -555,12 +620,118 @@ class Sequential:
         return float(loss), grad
 
     def _compute_gradients(self, xb, yb, swb, fused):
-        """Forward, loss and backward: fills the flat gradient buffer; returns (loss, out)."""
-        out = self._forward(xb, training=True, logits=fused)
-        loss, grad = self._loss_and_grad(out, yb, swb, fused)
-        self._backward(grad)
+        """Forward, loss and backward: fills the flat gradient buffer; returns (loss, out).
+
+        A stack of plain Dense layers with a loss the backend can fuse runs as ONE
+        backend call (:meth:`~pynn.backends.base.Backend.dense_stack_forward_backward`);
+        anything else goes layer by layer.
+        """
+        spec = self._dense_stack_spec(xb)
+        if spec is not None:
+            loss, out = self._dense_stack_step(spec, xb, yb, swb)
+        else:
+            out = self._forward(xb, training=True, logits=fused)
+            loss, grad = self._loss_and_grad(out, yb, swb, fused)
+            self._backward(grad)
         loss += self._regularization(with_grad=True)
         return loss, out
+
+    #: Loss class name -> the loss of the fused Dense-stack step
+    _STACK_LOSSES = {
+        "SparseCategoricalCrossentropy": "softmax_cross_entropy",
+        "CategoricalCrossentropy": "softmax_cross_entropy",
+        "BinaryCrossentropy": "sigmoid_binary_cross_entropy",
+        "MeanSquaredError": "mean_squared_error",
+        "MeanAbsoluteError": "mean_absolute_error",
+    }
+
+    def _dense_stack_spec(self, xb):
+        """The fused-step plan ``(loss name, activations, label_smoothing, weights)`` when
+        every layer is a trainable Dense and the loss is one the step computes, else None.
+        Cached per layout, loss object and backend."""
+        be = self._backend
+        key = (self._layout_id, self.loss, be, self._dtype)  # objects: compared by identity
+        cached = getattr(self, "_stack_spec_cache", None)
+        if cached is None or cached[0] != key:
+            cached = self._stack_spec_cache = (key, self._make_dense_stack_spec())
+            self._stack_workspaces = {}
+        spec = cached[1]
+        if spec is None or xb.ndim != 2:
+            return None
+        return spec
+
+    def _make_dense_stack_spec(self):
+        from . import losses as losses_mod
+        be, loss = self._backend, self.loss
+        if not be.host_memory or not self._layers or self._dtype not in ("float32", "float64"):
+            return None
+        if type(loss) not in (losses_mod.SparseCategoricalCrossentropy,
+                              losses_mod.CategoricalCrossentropy, losses_mod.BinaryCrossentropy,
+                              losses_mod.MeanSquaredError, losses_mod.MeanAbsoluteError):
+            return None
+        if loss.reduction not in ("sum_over_batch_size", "mean", "sum",
+                                  "mean_with_sample_weight"):
+            return None
+        kernels, biases, dkernels, dbiases, acts = [], [], [], [], []
+        for layer in self._layers:
+            if type(layer) is not layers_mod.Dense or layer.kernel is None:
+                return None
+            if layer.kernel.grad is None or (layer.bias is not None and layer.bias.grad is None):
+                return None  # frozen weights: the layered path skips their gradients
+            kernels.append(layer.kernel.value)
+            dkernels.append(layer.kernel.grad)
+            biases.append(None if layer.bias is None else layer.bias.value)
+            dbiases.append(None if layer.bias is None else layer.bias.grad)
+            acts.append(layer.output_activation)
+        name = self._STACK_LOSSES[type(loss).__name__]
+        ls = 0.0
+        fa = loss.fused_activation
+        if fa is not None:
+            from_logits = loss.from_logits
+            if not from_logits and acts[-1] != fa:
+                return None  # cross-entropy from probabilities: not fused
+            if from_logits and acts[-1] == fa:
+                return None  # the step would fold the activation into the loss
+            ls = getattr(loss, "label_smoothing", 0.0)
+            if ls and name != "softmax_cross_entropy":
+                return None  # smoothed binary targets: layered path
+        return dict(loss=name, activations=acts, label_smoothing=float(ls), kernels=kernels,
+                    biases=biases, dkernels=dkernels, dbiases=dbiases,
+                    units=[k.shape[1] for k in kernels])
+
+    def _dense_stack_step(self, spec, xb, yb, swb):
+        """Forward + loss + backward in one backend call, into per-batch-size workspaces."""
+        be, dt = self._backend, np.dtype(self._dtype)
+        n = xb.shape[0]
+        ws = self._stack_workspaces.get(n)
+        if ws is None:
+            if len(self._stack_workspaces) >= 4:
+                self._stack_workspaces.clear()
+            units = spec["units"]
+            ws = self._stack_workspaces[n] = dict(
+                outs=[be.empty((n, u), dt) for u in units],
+                deltas=[be.empty((n, u), dt) for u in units],
+                preacts=[be.empty((n, u), dt) if a == "gelu" else None
+                         for u, a in zip(units, spec["activations"])],
+                target=None)
+        if yb.ndim == 2 and yb.dtype != dt:
+            tbuf = ws["target"]
+            if tbuf is None or tbuf.shape != yb.shape:
+                tbuf = ws["target"] = be.empty(yb.shape, dt)
+            np.copyto(tbuf, yb, casting="unsafe")
+            yb = tbuf
+        scale = self._loss_weight
+        red = self.loss.reduction
+        if red == "sum":
+            scale *= n
+        elif red == "mean_with_sample_weight" and swb is not None:
+            s = float(np.sum(swb))
+            scale *= n / s if s else 0.0
+        loss = be.dense_stack_forward_backward(
+            xb, yb, spec["kernels"], spec["biases"], spec["activations"], spec["loss"],
+            ws["outs"], ws["deltas"], spec["dkernels"], spec["dbiases"], sample_weight=swb,
+            preacts=ws["preacts"], label_smoothing=spec["label_smoothing"], loss_scale=scale)
+        return float(loss), ws["outs"][-1]
 
     def _ensure_optimizer(self):
         if self._opt_layout_id != self._layout_id:
@@ -572,6 +743,10 @@ class Sequential:
 
     def _train_step(self, xb, yb, swb, fused):
         loss, out = self._compute_gradients(xb, yb, swb, fused)
+        if not math.isfinite(loss):
+            # checked BEFORE the update: the weights stay those of the last good step,
+            # nothing is accumulated; the caller (fit / train_on_batch) reports it
+            return loss
         if self._train_weights:
             self.optimizer.apply([w.grad for w in self._train_weights],
                                  [w.value for w in self._train_weights],
@@ -676,39 +851,91 @@ class Sequential:
                                      model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         self._ensure_optimizer()
+        lock = self._forward_lock()
         callbacks.on_train_begin()
         logs = {}
         epoch_logs = {}
-        for epoch in range(initial_epoch, epochs):
-            self.reset_metrics()
-            callbacks.on_epoch_begin(epoch)
-            order = self._epoch_order(n, batch_size, shuffle)
-            for step in range(steps):
-                start = step * batch_size
-                stop = min(n, start + batch_size)
-                idx = slice(start, stop) if order is None else order[start:stop]
-                callbacks.on_train_batch_begin(step)
-                xb = self._take(xa, idx, "x")
-                yb = np.take(ya, idx, axis=0) if order is not None else ya[idx]
-                swb = None if sw is None else (sw[idx] if order is None
-                                               else np.take(sw, idx))
-                self._train_step(xb, yb, swb, fused)
-                logs = self._logs()
-                callbacks.on_train_batch_end(step, logs)
-                if self.stop_training:
-                    break
-            epoch_logs = dict(logs)
-            if val is not None and self._should_validate(epoch, validation_freq):
-                val_logs = self._test_loop(val[0], val[1], val[2], val_bs, callbacks, fused)
-                epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-            epoch_logs["learning_rate"] = float(self.optimizer.learning_rate)
-            callbacks.on_epoch_end(epoch, epoch_logs)
-            if self.stop_training:
-                break
+        try:
+            with _StepGuard() as guard:
+                for epoch in range(initial_epoch, epochs):
+                    self.reset_metrics()
+                    callbacks.on_epoch_begin(epoch)
+                    order = self._epoch_order(n, batch_size, shuffle)
+                    for step in range(steps):
+                        start = step * batch_size
+                        stop = min(n, start + batch_size)
+                        idx = slice(start, stop) if order is None else order[start:stop]
+                        callbacks.on_train_batch_begin(step)
+                        xb = self._take(xa, idx, "x")
+                        yb = np.take(ya, idx, axis=0) if order is not None else ya[idx]
+                        swb = None if sw is None else (sw[idx] if order is None
+                                                       else np.take(sw, idx))
+                        with lock:
+                            guard.in_step = True
+                            loss = self._train_step(xb, yb, swb, fused)
+                            guard.end_step()
+                        if not math.isfinite(loss):
+                            self._stop_on_nonfinite_loss(loss, epoch, epochs, step, steps)
+                            logs = self._logs()
+                            logs["loss"] = loss
+                            callbacks.on_train_batch_end(step, logs)
+                            break
+                        logs = self._logs()
+                        callbacks.on_train_batch_end(step, logs)
+                        if self.stop_training:
+                            break
+                    epoch_logs = dict(logs)
+                    if val is not None and self._should_validate(epoch, validation_freq):
+                        with lock:
+                            val_logs = self._test_loop(val[0], val[1], val[2], val_bs,
+                                                       callbacks, fused)
+                        epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                    epoch_logs["learning_rate"] = float(self.optimizer.learning_rate)
+                    callbacks.on_epoch_end(epoch, epoch_logs)
+                    if self.stop_training:
+                        break
+        except KeyboardInterrupt:
+            # Ctrl-C: the weights are those of the last finished step (a SIGINT during a
+            # step is deferred to its end by _StepGuard); the History holds every
+            # finished epoch. Keras semantics: on_train_end is not called; re-raise.
+            if callbacks.history is not None:
+                self.history = callbacks.history
+            raise
         callbacks.on_train_end(epoch_logs)
         if callbacks.history is not None:
             self.history = callbacks.history
         return self.history
+
+    def _forward_lock(self):
+        """The model's re-entrant lock around forward passes (layers share workspaces)."""
+        lock = self.__dict__.get("_fwd_lock")
+        if lock is None:
+            with _LOCK_CREATION:
+                lock = self.__dict__.get("_fwd_lock")
+                if lock is None:
+                    lock = self._fwd_lock = threading.RLock()
+        return lock
+
+    def _stop_on_nonfinite_loss(self, loss, epoch, epochs, step, steps):
+        """A NaN/Inf training loss: stop like Keras's TerminateOnNaN, with a warning.
+
+        Keras semantics (``stop_training``, no exception): the batch and epoch logs of
+        the aborted epoch carry the non-finite ``loss`` (so the History shows it) and
+        ``on_epoch_end``/``on_train_end`` run as after any stop. Unlike Keras, the
+        offending step's optimizer update is NOT applied (``_train_step`` checks the
+        loss first), so the weights are those of the last finished step, not NaN.
+        """
+        self.stop_training = True
+        state = ("so the weights are those of the previous step")
+        be = self._backend
+        if self._flat_params is not None and not be.all_finite(self._flat_params):
+            # a previous update overflowed (finite loss, non-finite gradient): say so
+            state = ("but the weights already hold NaN/Inf from an earlier update whose "
+                     "gradient overflowed; restore them from a checkpoint")
+        warnings.warn(f"fit: the training loss became {loss} at epoch {epoch + 1}/{epochs}, "
+                      f"step {step + 1}/{steps} (1-based); training stopped and that step's "
+                      f"update was not applied, {state}. Lower the learning rate or check "
+                      f"the data.", RuntimeWarning, stacklevel=3)
 
     @staticmethod
     def _should_validate(epoch, freq):
@@ -759,7 +986,8 @@ class Sequential:
             callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                                      verbose=verbose, epochs=1,
                                      steps=-(-xa.shape[0] // batch_size))
-        logs = self._test_loop(xa, ya, sw, batch_size, callbacks, self._fused())
+        with self._forward_lock():
+            logs = self._test_loop(xa, ya, sw, batch_size, callbacks, self._fused())
         return self._format_result(logs, return_dict)
 
     def _format_result(self, logs, return_dict):
@@ -774,28 +1002,32 @@ class Sequential:
         from .callbacks import CallbackList
         batch_size = _check_batch_size(batch_size)
         verbose = _resolve_verbose(verbose)
-        xa = self._prepare_x(x)
+        lock = self._forward_lock()  # thread-safe: layers reuse their workspaces
+        with lock:
+            xa = self._prepare_x(x)
         n = xa.shape[0]
         if not isinstance(callbacks, CallbackList):
             callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                                      verbose=verbose, epochs=1, steps=-(-n // batch_size))
-        be = self._backend
         result = np.empty((n,) + tuple(self.output_shape[1:]), dtype=np.dtype(self._dtype))
         callbacks.on_predict_begin()
         for step, start in enumerate(range(0, n, batch_size)):
             stop = min(n, start + batch_size)
             callbacks.on_predict_batch_begin(step)
-            out = self._forward(self._take(xa, slice(start, stop), "x"), training=False)
-            result[start:stop] = be.to_numpy(out)
+            with lock:
+                self._sync()
+                out = self._forward(self._take(xa, slice(start, stop), "x"), training=False)
+                result[start:stop] = self._backend.to_numpy(out)
             callbacks.on_predict_batch_end(step, {"outputs": result[start:stop]})
         callbacks.on_predict_end()
         return result
 
     def __call__(self, x, training=False):
         """All of ``x`` as one batch (``training=True`` uses batch statistics and dropout)."""
-        xa = self._prepare_x(x)
-        return np.array(self._backend.to_numpy(self._forward(xa, training=bool(training))),
-                        copy=True)
+        with self._forward_lock():
+            xa = self._prepare_x(x)
+            return np.array(self._backend.to_numpy(self._forward(xa, training=bool(training))),
+                            copy=True)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
@@ -805,7 +1037,14 @@ class Sequential:
         if xa.shape[0] == 0:
             raise ValueError("train_on_batch: x is empty (0 samples)")
         self._ensure_optimizer()
-        self._train_step(xa, ya, sw, self._fused())
+        with self._forward_lock():
+            loss = self._train_step(xa, ya, sw, self._fused())
+        if not math.isfinite(loss):
+            warnings.warn(f"train_on_batch: the loss is {loss}; the weights were not updated",
+                          RuntimeWarning, stacklevel=2)
+            logs = self._logs()
+            logs["loss"] = loss
+            return self._format_result(logs, return_dict)
         return self._format_result(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -819,8 +1058,10 @@ class Sequential:
 
     def predict_on_batch(self, x):
         """Outputs for one batch, as a NumPy array."""
-        xa = self._prepare_x(x)
-        return np.array(self._backend.to_numpy(self._forward(xa, training=False)), copy=True)
+        with self._forward_lock():
+            xa = self._prepare_x(x)
+            return np.array(self._backend.to_numpy(self._forward(xa, training=False)),
+                            copy=True)
 
     # ------------------------------------------------------------------------------------
     # weights

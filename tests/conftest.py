@@ -18,19 +18,7 @@ _shared = os.path.normpath(os.path.join(_here, "..", "..", "shared", "data"))
 if "PYNN_DATA_DIR" not in os.environ and os.path.isdir(_shared):
     os.environ["PYNN_DATA_DIR"] = _shared
 
-# Extra backends to run the whole suite against, e.g. a deliberately broken one
-# to see the suite fail: PYNN_TEST_EXTRA_BACKENDS="broken_relu=helpers:BrokenReluBackward"
-EXTRA_BACKENDS = []
-for _item in filter(None, os.environ.get("PYNN_TEST_EXTRA_BACKENDS", "").split(",")):
-    _name, _spec = _item.split("=", 1)
-    B.register(_name.strip(), _spec.strip())
-    EXTRA_BACKENDS.append(_name.strip())
-
-# Only CPU backends are loaded here: loading "cuda" would import numba.cuda before
-# tests/cuda/conftest.py can switch the simulator on.
-CPU_BACKENDS = [n for n in ("numpy", "cython", "numba", *EXTRA_BACKENDS)
-                if B.why_unavailable(n) is None]
-FAST_BACKENDS = [n for n in CPU_BACKENDS if n != "numpy"]
+from helpers import CPU_BACKENDS, EXTRA_BACKENDS, FAST_BACKENDS  # noqa: E402,F401
 
 
 @pytest.fixture(params=CPU_BACKENDS)

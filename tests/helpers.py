@@ -307,3 +307,21 @@ import os as _os  # noqa: E402
 import pynn as _pynn  # noqa: E402
 
 PYNN_PATH = _os.path.dirname(_os.path.dirname(_os.path.abspath(_pynn.__file__)))
+
+
+# ---------------------------------------------------------------------------------------
+# Which backends the suite runs on (conftest.py's fixtures and test modules import these
+# from here: `from conftest import` is ambiguous with tests/cuda/conftest.py).
+# Extra backends to run the whole suite against, e.g. a deliberately broken one
+# to see the suite fail: PYNN_TEST_EXTRA_BACKENDS="broken_relu=helpers:BrokenReluBackward"
+EXTRA_BACKENDS = []
+for _item in filter(None, _os.environ.get("PYNN_TEST_EXTRA_BACKENDS", "").split(",")):
+    _name, _spec = _item.split("=", 1)
+    B.register(_name.strip(), _spec.strip())
+    EXTRA_BACKENDS.append(_name.strip())
+
+# Only CPU backends are loaded here: loading "cuda" would import numba.cuda before
+# tests/cuda/conftest.py can switch the simulator on.
+CPU_BACKENDS = [n for n in ("numpy", "cython", "numba", *EXTRA_BACKENDS)
+                if B.why_unavailable(n) is None]
+FAST_BACKENDS = [n for n in CPU_BACKENDS if n != "numpy"]

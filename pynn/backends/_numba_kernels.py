@@ -668,6 +668,98 @@ def adagrad_update(param, grad, acc, lr, epsilon, decay, tiny):
         param[i] = p - lr * g / (np.sqrt(acc[i]) + epsilon)
 
 
+# --------------------------------------------------------------------------
+# fused training step of a stack of Dense layers
+# --------------------------------------------------------------------------
+@_jit
+def _flush_scale(d, scale, tiny):
+    """``d *= scale`` (skipped when 1) and values below ``tiny`` set to zero."""
+    flat = d.reshape(-1)
+    for i in range(flat.shape[0]):
+        v = flat[i]
+        if scale != 1.0:
+            v = v * scale
+        if abs(v) < tiny:
+            v = 0.0
+        flat[i] = v
+
+
+@_jit
+def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,
+                codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc):
+    """Forward, loss and backward of a Dense stack; returns the scaled mean loss.
+
+    Per-layer arrays come as homogeneous tuples (one compiled specialisation per
+    depth and dtype); ``biases[i]``/``dbiases[i]`` have size 0 for a layer
+    without bias, ``preacts[i]`` is read only for GELU (code 6). ``labels``
+    (intp) has size n for class labels, else ``t`` is the dense target. Returns
+    NaN without touching anything when a label is out of range. ``tiny`` is
+    FLT_MIN for float32 (the loss gradient is flushed below it) and 0 for float64.
+    ``acc`` is float64 scratch of at least the widest layer (bias-gradient sums).
+    """
+    depth = len(kernels)
+    n = x.shape[0]
+    k_last = kernels[depth - 1].shape[1]
+    if labels.shape[0] == n:
+        for i in range(n):
+            if labels[i] < 0 or labels[i] >= k_last:
+                return np.nan
+    # forward
+    for i in range(depth):
+        out = outs[i]
+        dst = preacts[i] if codes[i] == 6 else out
+        if i == 0:
+            np.dot(x, kernels[i], dst)
+        else:
+            np.dot(outs[i - 1], kernels[i], dst)
+        if codes[i] == 6:
+            if biases[i].shape[0] > 0:
+                _bias_act(dst, biases[i], 0, alphas[i])
+            activation_forward(dst.reshape(-1), out.reshape(-1), 6, alphas[i])
+        else:
+            gemm_epilogue(out, out, True, 1.0, 0.0, biases[i], codes[i], alphas[i])
+    # loss
+    z = outs[depth - 1]
+    g = deltas[depth - 1]
+    if loss_code == 0:
+        total = softmax_cross_entropy(z, labels, t, w, label_smoothing, g)
+    elif loss_code == 1:
+        total = sigmoid_binary_cross_entropy(z, t, w, g)
+    else:
+        total = regression_loss(z, t, w, loss_code == 2, g)
+    _flush_scale(g, loss_scale, tiny)
+    # backward
+    for i in range(depth - 1, -1, -1):
+        d = deltas[i]
+        y = outs[i]
+        code = codes[i]
+        if code == _SOFTMAX:
+            softmax_backward(d, y, d)
+        elif code == 6:
+            activation_backward(d.reshape(-1), y.reshape(-1), preacts[i].reshape(-1),
+                                d.reshape(-1), 6, alphas[i])
+        elif code != 0:
+            activation_backward(d.reshape(-1), y.reshape(-1), y.reshape(-1), d.reshape(-1),
+                                code, alphas[i])
+        if i == 0:
+            np.dot(x.T, d, dkernels[i])
+        else:
+            np.dot(outs[i - 1].T, d, dkernels[i])
+        db = dbiases[i]
+        if db.shape[0] > 0:
+            k = d.shape[1]
+            for j in range(k):
+                acc[j] = 0.0
+            for r in range(n):
+                for j in range(k):
+                    acc[j] += d[r, j]
+            for j in range(k):
+                db[j] = acc[j]
+        if i > 0:
+            np.dot(d, kernels[i].T, deltas[i - 1])
+    return total / n * loss_scale
+
+
 #: Every top-level kernel (the ones the backend calls), for warm-up and tests.
 KERNELS = (
     gemm_nn, gemm_tn, gemm_nt, gemm_tt, gemm_epilogue, _bias_act, activation_forward,
@@ -675,7 +767,7 @@ KERNELS = (
     log_softmax_rows, softmax_cross_entropy, categorical_cross_entropy,
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
-    adam_update, rmsprop_update, adagrad_update,
+    adam_update, rmsprop_update, adagrad_update, dense_stack, _flush_scale,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
 HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop)

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-__all__ = ["Backend", "ACTIVATIONS", "activation_code"]
+__all__ = ["Backend", "ACTIVATIONS", "activation_code", "STACK_LOSSES"]
 
 #: Activation name -> integer code. Compiled kernels choose by code, never by
 #: passing functions around (that would defeat Numba's cache).
@@ -812,5 +812,243 @@ class Backend:
         """True when ``x`` holds no NaN or infinity."""
         return bool(np.isfinite(x).all())
 
+    # ------------------------------------------------------------------
+    # fused training step of a stack of Dense layers
+    # ------------------------------------------------------------------
+    def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
+                                     deltas, dkernels, dbiases, sample_weight=None,
+                                     act_alphas=None, preacts=None, label_smoothing=0.0,
+                                     loss_scale=1.0):
+        """One training step of a stack of Dense layers: forward, loss, backward.
+
+        Layer ``i`` computes ``outs[i] = act_i(h_{i-1} @ kernels[i] + biases[i])``
+        with ``h_{-1} = x``. The loss is taken on ``outs[-1]``; when the last
+        activation is the one ``loss`` folds in (``'softmax'`` for
+        ``'softmax_cross_entropy'``, ``'sigmoid'`` for
+        ``'sigmoid_binary_cross_entropy'``) that layer is computed linear, so
+        ``outs[-1]`` holds the logits. Backward writes ``dZ_i`` into ``deltas[i]``,
+        ``dkernels[i] = h_{i-1}^T dZ_i``, ``dbiases[i] = column sums of dZ_i`` and
+        ``deltas[i-1] = act'(dZ_i @ kernels[i]^T)``; no gradient for ``x``.
+
+        Parameters
+        ----------
+        x : array (n, d_0)
+            Converted to the kernels' dtype if needed.
+        target : int array (n,) or array (n, d_L)
+            Class labels or probabilities for ``'softmax_cross_entropy'``; an array
+            (n, d_L) for the other losses.
+        kernels : list of L arrays (d_{i}, d_{i+1})
+            float32 or float64 (all the same dtype), C-contiguous.
+        biases : list of L arrays (d_{i+1},) or None
+        activations : list of L str
+            Names from :data:`ACTIVATIONS` (``None`` means linear).
+        loss : str
+            A key of :data:`STACK_LOSSES`.
+        outs, deltas : lists of L writable C-contiguous arrays (n, d_{i+1})
+            Layer outputs and their gradients (workspaces; they must not overlap
+            each other or any input).
+        dkernels : list of L writable arrays (d_i, d_{i+1})
+        dbiases : list of L writable arrays (d_{i+1},), None where ``biases[i]`` is None
+        sample_weight : array (n,), optional
+        act_alphas : list of L floats or None, optional
+            ``leaky_relu`` slope / ``elu`` alpha per layer (None: the default).
+        preacts : list of L arrays (n, d_{i+1}) or None, optional
+            Pre-activations; required (writable) only for ``gelu`` layers, whose
+            derivative needs its input.
+        label_smoothing : float
+            For ``'softmax_cross_entropy'`` only (Keras's).
+        loss_scale : float
+            Multiplies the returned loss and its gradient (loss weights, reductions).
+
+        Returns
+        -------
+        float
+            ``loss_scale`` times the mean loss (``sum_over_batch_size``).
+        """
+        return _dense_stack_reference(self, x, target, kernels, biases, activations, loss, outs,
+                                     deltas, dkernels, dbiases, sample_weight, act_alphas, preacts,
+                                     label_smoothing, loss_scale)
+
     def __repr__(self):
         return f"<pynn backend {self.name!r}>"
+
+
+# --------------------------------------------------------------------------
+# fused training step of a stack of Dense layers
+# --------------------------------------------------------------------------
+#: Losses :meth:`Backend.dense_stack_forward_backward` computes -> integer code.
+STACK_LOSSES = {
+    "softmax_cross_entropy": 0,
+    "sigmoid_binary_cross_entropy": 1,
+    "mean_squared_error": 2,
+    "mean_absolute_error": 3,
+}
+
+#: Loss -> the output activation folded into it when it is the last layer's.
+STACK_FOLDED_ACTIVATION = {"softmax_cross_entropy": "softmax",
+                           "sigmoid_binary_cross_entropy": "sigmoid"}
+
+
+def _stack_list(seq, depth, name):
+    if isinstance(seq, np.ndarray) or not isinstance(seq, (list, tuple)):
+        raise TypeError(f"{name}: expected a list or tuple of {depth} entries, got "
+                        f"{type(seq).__name__}")
+    if len(seq) != depth:
+        raise ValueError(f"{name}: expected {depth} entries (one per layer), got {len(seq)}")
+    return list(seq)
+
+
+def check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
+                      dbiases, sample_weight=None, act_alphas=None, preacts=None,
+                      label_smoothing=0.0, loss_scale=1.0):
+    """Validate and normalise the arguments of ``dense_stack_forward_backward`` once.
+
+    Returns a dict with ``x`` (converted to the kernels' dtype), ``labels`` (intp
+    ``(n,)`` or ``None``), ``target`` (dense ``(n, k)`` or ``None``), ``w``
+    (float64 ``(n,)`` or ``None``), ``codes`` and ``alphas`` (per layer, with the
+    folded last activation replaced by linear), ``preacts`` (list, ``None``
+    where unused), ``biases``/``dbiases`` lists, ``loss_code``, ``dtype``,
+    ``label_smoothing`` and ``loss_scale`` as floats.
+    """
+    if loss not in STACK_LOSSES:
+        raise ValueError(f"loss: expected one of {sorted(STACK_LOSSES)}, got {loss!r}")
+    if isinstance(kernels, np.ndarray) or not isinstance(kernels, (list, tuple)):
+        raise TypeError(f"kernels: expected a list or tuple of 2-D arrays, got "
+                        f"{type(kernels).__name__}")
+    depth = len(kernels)
+    if depth == 0:
+        raise ValueError("kernels: expected at least one layer")
+    kernels = list(kernels)
+    biases = _stack_list(biases, depth, "biases")
+    activations = _stack_list(activations, depth, "activations")
+    outs = _stack_list(outs, depth, "outs")
+    deltas = _stack_list(deltas, depth, "deltas")
+    dkernels = _stack_list(dkernels, depth, "dkernels")
+    dbiases = _stack_list(dbiases, depth, "dbiases")
+    act_alphas = ([None] * depth if act_alphas is None
+                  else _stack_list(act_alphas, depth, "act_alphas"))
+    preacts = [None] * depth if preacts is None else _stack_list(preacts, depth, "preacts")
+    for i, k in enumerate(kernels):
+        if not isinstance(k, np.ndarray):
+            raise TypeError(f"kernels[{i}]: expected a numpy.ndarray, got {type(k).__name__}")
+    dt = kernels[0].dtype
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"kernels[0]: expected float32 or float64, got {dt}")
+    xa = np.asarray(x)
+    if xa.dtype.kind not in "biuf":
+        raise TypeError(f"x: expected a numeric array, got dtype {xa.dtype}")
+    if xa.ndim != 2:
+        raise ValueError(f"x: expected a 2-D array (batch, features), got shape {xa.shape}")
+    x = np.ascontiguousarray(xa, dtype=dt)
+    n, width = x.shape
+    codes, alphas = [], []
+    for i in range(depth):
+        k = kernels[i]
+        if k.ndim != 2 or k.shape[0] != width:
+            raise ValueError(f"kernels[{i}]: expected shape ({width}, units) to follow "
+                             f"{'x' if i == 0 else f'kernels[{i - 1}]'} of width {width}, "
+                             f"got {k.shape}")
+        if k.dtype != dt:
+            raise ValueError(f"kernels[{i}]: expected dtype {dt}, got {k.dtype}")
+        if not k.flags.c_contiguous:
+            raise ValueError(f"kernels[{i}]: must be C-contiguous")
+        units = k.shape[1]
+        act = activations[i]
+        code = activation_code(act)
+        alpha = activation_alpha(act, act_alphas[i])
+        if i == depth - 1 and act is not None and act == STACK_FOLDED_ACTIVATION.get(loss):
+            code, alpha = 0, 0.0
+        codes.append(code)
+        alphas.append(alpha)
+        if biases[i] is not None:
+            if not isinstance(biases[i], np.ndarray):
+                raise TypeError(f"biases[{i}]: expected a numpy.ndarray or None, got "
+                                f"{type(biases[i]).__name__}")
+            if biases[i].shape != (units,) or biases[i].dtype != dt:
+                raise ValueError(f"biases[{i}]: expected shape ({units},) and dtype {dt}, got "
+                                 f"{biases[i].shape} {biases[i].dtype}")
+            if not biases[i].flags.c_contiguous:
+                raise ValueError(f"biases[{i}]: must be C-contiguous")
+            check_state(dbiases[i], (units,), dt, f"dbiases[{i}]")
+        elif dbiases[i] is not None:
+            raise ValueError(f"dbiases[{i}]: must be None when biases[{i}] is None")
+        check_state(outs[i], (n, units), dt, f"outs[{i}]")
+        check_state(deltas[i], (n, units), dt, f"deltas[{i}]")
+        check_state(dkernels[i], (width, units), dt, f"dkernels[{i}]")
+        if code == ACTIVATIONS["gelu"]:
+            check_state(preacts[i], (n, units), dt, f"preacts[{i}]")
+        else:
+            preacts[i] = None
+        width = units
+    k_out = width
+    loss_code = STACK_LOSSES[loss]
+    labels = dense = None
+    t = np.asarray(target)
+    if loss_code == 0:
+        if t.ndim == 2 and t.shape == (n, k_out):
+            dense = as_float(t, dt, "target")
+        elif t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k_out != 1):
+            labels = as_labels(t, n, k_out, "target")
+        else:
+            raise ValueError(f"target: expected integer labels of shape ({n},) or "
+                             f"probabilities of shape ({n}, {k_out}), got {t.shape}")
+    else:
+        if t.shape != (n, k_out):
+            raise ValueError(f"target: expected shape ({n}, {k_out}), got {t.shape}")
+        dense = as_float(t, dt, "target")
+    w = sample_weights(sample_weight, n)
+    ls = float(label_smoothing)
+    if ls and loss_code != 0:
+        raise ValueError(f"label_smoothing: only supported with softmax_cross_entropy, got "
+                         f"{ls} with {loss!r}")
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing: expected a float in [0, 1], got {ls}")
+    return dict(x=x, labels=labels, target=dense, w=w, codes=codes, alphas=alphas,
+                preacts=preacts, biases=biases, dbiases=dbiases, loss_code=loss_code,
+                dtype=dt, label_smoothing=ls, loss_scale=float(loss_scale))
+
+
+_STACK_LOSS_NAMES = {v: k for k, v in STACK_LOSSES.items()}
+_ACTIVATION_NAMES = {v: k for k, v in ACTIVATIONS.items()}
+
+
+def _dense_stack_reference(be, x, target, kernels, biases, activations, loss, outs, deltas,
+                           dkernels, dbiases, sample_weight, act_alphas, preacts,
+                           label_smoothing, loss_scale):
+    """The fused step composed from ``be``'s single ops (the oracle)."""
+    a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
+                          dkernels, dbiases, sample_weight, act_alphas, preacts,
+                          label_smoothing, loss_scale)
+    x, codes, alphas, pre = a["x"], a["codes"], a["alphas"], a["preacts"]
+    biases, dbiases = a["biases"], a["dbiases"]
+    depth = len(kernels)
+    names = [_ACTIVATION_NAMES[c] for c in codes]
+    h = x
+    for i in range(depth):
+        if names[i] == "gelu":
+            be.gemm(h, kernels[i], out=pre[i], bias=biases[i])
+            be.activation_forward(pre[i], "gelu", out=outs[i])
+        else:
+            be.gemm(h, kernels[i], out=outs[i], bias=biases[i], activation=names[i],
+                    act_alpha=alphas[i])
+        h = outs[i]
+    t = a["labels"] if a["labels"] is not None else a["target"]
+    lossfn = getattr(be, loss)
+    if a["loss_code"] == 0:
+        value, _ = lossfn(outs[-1], t, grad=deltas[-1], sample_weight=a["w"],
+                          label_smoothing=a["label_smoothing"])
+    else:
+        value, _ = lossfn(outs[-1], t, grad=deltas[-1], sample_weight=a["w"])
+    if a["loss_scale"] != 1.0:
+        value *= a["loss_scale"]
+        be.scale_(deltas[-1], a["loss_scale"])
+    for i in range(depth - 1, -1, -1):
+        if names[i] != "linear":
+            be.activation_backward(deltas[i], outs[i], names[i], x=pre[i], out=deltas[i],
+                                   alpha=alphas[i])
+        be.gemm(x if i == 0 else outs[i - 1], deltas[i], out=dkernels[i], trans_a=True)
+        if biases[i] is not None:
+            be.bias_grad(deltas[i], out=dbiases[i])
+        if i > 0:
+            be.gemm(deltas[i], kernels[i], out=deltas[i - 1], trans_b=True)
+    return float(value)

@@ -19,10 +19,11 @@ from pynn._ext import dense as _dense
 from pynn._ext import layers as _layers
 from pynn._ext import losses as _losses
 from pynn._ext import optim as _optim
+from pynn._ext import step as _step
 
-from .base import (ACTIVATIONS, Backend, activation_alpha, activation_code, as_float,
-                   check_bias, check_out, check_state, gemm_shapes, sample_weights,
-                   work_dtype)
+from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
+                   activation_alpha, activation_code, as_float, check_bias, check_dense_stack,
+                   check_out, check_state, gemm_shapes, sample_weights, work_dtype)
 
 __all__ = ["CythonBackend"]
 
@@ -359,3 +360,75 @@ class CythonBackend(Backend):
         _optim.adagrad_update(_flat(param), _flat(grad), _flat(acc), float(learning_rate),
                               float(epsilon), float(weight_decay))
         return param
+
+    # ------------------------------------------------------------------
+    # fused training step of a stack of Dense layers
+    # ------------------------------------------------------------------
+    def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
+                                     deltas, dkernels, dbiases, sample_weight=None,
+                                     act_alphas=None, preacts=None, label_smoothing=0.0,
+                                     loss_scale=1.0):
+        """One nogil call (``csrc/step.pyx``); arguments are checked there at C speed,
+        and only a rejected call goes through the Python validator (for its message
+        and its conversions, e.g. float64 ``x`` for a float32 model)."""
+        try:
+            fast = _fast_stack_args(x, target, kernels, biases, activations, loss, outs,
+                                    deltas, dkernels, dbiases, sample_weight, act_alphas,
+                                    preacts, label_smoothing)
+            if fast is not None:
+                return _step.dense_stack(*fast, float(loss_scale))
+        except _step.StepArgumentError:
+            pass
+        a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
+                              dkernels, dbiases, sample_weight, act_alphas, preacts,
+                              label_smoothing, loss_scale)
+        if a["x"].shape[0] == 0:  # no samples: the reference gives zero gradients
+            return Backend.dense_stack_forward_backward(
+                self, x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
+                dbiases, sample_weight, act_alphas, preacts, label_smoothing, loss_scale)
+        return _step.dense_stack(a["x"], a["labels"], a["target"], a["w"], list(kernels),
+                                 a["biases"], list(outs), a["preacts"], list(deltas),
+                                 list(dkernels), a["dbiases"], a["codes"], a["alphas"],
+                                 a["loss_code"], a["label_smoothing"], a["loss_scale"])
+
+
+def _fast_stack_args(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
+                     dbiases, sample_weight, act_alphas, preacts, label_smoothing):
+    """The kernel's arguments without Python-level array checks (the kernel checks
+    them), or ``None`` when a conversion may be needed (the slow path decides)."""
+    loss_code = STACK_LOSSES.get(loss) if isinstance(loss, str) else None
+    if loss_code is None or not isinstance(kernels, (list, tuple)):
+        return None
+    depth = len(kernels)
+    for seq in (activations, biases, outs, deltas, dkernels, dbiases):
+        if not isinstance(seq, (list, tuple)) or len(seq) != depth:
+            return None
+    for seq in (act_alphas, preacts):
+        if seq is not None and (not isinstance(seq, (list, tuple)) or len(seq) != depth):
+            return None
+    codes, alphas = [], []
+    for i, act in enumerate(activations):
+        code = ACTIVATIONS.get(act, 0) if act is not None else 0
+        if act is not None and act not in ACTIVATIONS:
+            return None
+        alpha = activation_alpha(act, None if act_alphas is None else act_alphas[i])
+        codes.append(code)
+        alphas.append(alpha)
+    if depth and activations[-1] is not None and \
+            activations[-1] == STACK_FOLDED_ACTIVATION.get(loss):
+        codes[-1], alphas[-1] = 0, 0.0
+    if preacts is None:
+        preacts = [None] * depth
+    labels = dense = None
+    if isinstance(target, np.ndarray) and target.ndim == 1 and target.dtype == np.intp:
+        labels = target
+    else:
+        dense = target
+    return (x, labels, dense, sample_weight, _as_list(kernels), _as_list(biases),
+            _as_list(outs), _as_list(preacts), _as_list(deltas), _as_list(dkernels),
+            _as_list(dbiases), codes, alphas, loss_code, float(label_smoothing))
+
+
+def _as_list(seq):
+    return seq if type(seq) is list else list(seq)
+

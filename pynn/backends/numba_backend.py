@@ -10,6 +10,7 @@ Importing this module raises ``ImportError`` when Numba is not installed.
 from __future__ import annotations
 
 import math
+import operator
 
 import numba  # noqa: F401  (ImportError here means the backend is unavailable)
 import numpy as np
@@ -21,7 +22,9 @@ from .base import (
     activation_alpha,
     activation_code,
     as_float,
+    as_labels,
     check_bias,
+    check_dense_stack,
     check_out,
     check_state,
     gemm_shapes,
@@ -36,6 +39,8 @@ _GELU = ACTIVATIONS["gelu"]
 _FLT_MIN = float(np.finfo(np.float32).tiny)
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _NO_LABELS = np.empty(0, dtype=np.intp)
+_EMPTY_TARGET = {np.dtype(np.float32): np.empty((0, 0), np.float32),
+                 np.dtype(np.float64): np.empty((0, 0), np.float64)}
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 #: (trans_a, trans_b) -> kernel; each compiles only when first used.
 _GEMM = {(False, False): K.gemm_nn, (True, False): K.gemm_tn,
@@ -332,6 +337,123 @@ class NumbaBackend(Backend):
         K.adagrad_update(_flat(param), _flat(grad), _flat(acc), s(lr), s(epsilon),
                          s(lr * weight_decay), _tiny(param.dtype))
         return param
+
+    # ------------------------------------------------------------------
+    # fused training step of a stack of Dense layers
+    # ------------------------------------------------------------------
+    _stack_plan = None
+
+    def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
+                                     deltas, dkernels, dbiases, sample_weight=None,
+                                     act_alphas=None, preacts=None, label_smoothing=0.0,
+                                     loss_scale=1.0):
+        """One ``@njit`` call (:func:`~pynn.backends._numba_kernels.dense_stack`).
+
+        The per-layer arrays are validated once and remembered: a later call
+        with the very same array objects (a model's workspaces and weight views)
+        only checks ``x``, ``target`` and ``sample_weight``.
+        """
+        meta = _stack_meta(loss, activations, act_alphas, label_smoothing)
+        arrays = (*kernels, *biases, *outs, *deltas, *dkernels, *dbiases,
+                  *(() if preacts is None else preacts))
+        plan = self._stack_plan
+        if not (plan is not None and plan.meta == meta and len(plan.arrays) == len(arrays)
+                and all(map(operator.is_, plan.arrays, arrays))):
+            plan = None
+        xs = ts = ws = None
+        if plan is not None:
+            xs, ts, ws = _stack_fast_inputs(plan, x, target, sample_weight)
+        if xs is None:
+            a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
+                                  dkernels, dbiases, sample_weight, act_alphas, preacts,
+                                  label_smoothing, loss_scale)
+            if a["x"].shape[0] == 0:  # no samples: the reference gives zero gradients
+                return Backend.dense_stack_forward_backward(
+                    self, x, target, kernels, biases, activations, loss, outs, deltas,
+                    dkernels, dbiases, sample_weight, act_alphas, preacts, label_smoothing,
+                    loss_scale)
+            plan = self._stack_plan = _stack_plan(a, meta, arrays, kernels, outs, deltas,
+                                                  dkernels)
+            xs = a["x"]
+            if a["labels"] is not None:
+                ts = (a["labels"], np.empty((0, 0), dtype=plan.dtype))
+            else:
+                ts = (_NO_LABELS, a["target"])
+            ws = _NO_WEIGHTS if a["w"] is None else a["w"]
+        loss_value = K.dense_stack(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
+                                   plan.tiny, plan.scratch)
+        if math.isnan(loss_value) and ts[0].shape[0]:
+            as_labels(ts[0], plan.n, plan.k, "target")  # raises with the bad range
+        return float(loss_value)
+
+
+class _StackPlan:
+    """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
+
+    __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
+                 "loss_code", "tiny", "scratch")
+
+
+def _stack_meta(loss, activations, act_alphas, label_smoothing):
+    return (loss, tuple(activations),
+            None if act_alphas is None else tuple(act_alphas), float(label_smoothing))
+
+
+def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels):
+    """Kernel arguments (tuples, placeholders, scratch) from ``check_dense_stack``'s dict."""
+    dt = a["dtype"]
+    n = a["x"].shape[0]
+    empty1, empty2 = np.empty(0, dtype=dt), np.empty((0, 0), dtype=dt)
+    plan = _StackPlan()
+    plan.meta, plan.arrays, plan.dtype, plan.n = meta, arrays, dt, n
+    plan.width = kernels[0].shape[0]
+    plan.k = kernels[-1].shape[1]
+    plan.loss_code = a["loss_code"]
+    plan.labels_ok = a["loss_code"] == 0
+    plan.tiny = _tiny(dt)
+    plan.args = (
+        tuple(kernels),
+        tuple(empty1 if b is None else b for b in a["biases"]),
+        tuple(outs),
+        tuple(empty2 if p is None else p for p in a["preacts"]),
+        tuple(deltas),
+        tuple(dkernels),
+        tuple(empty1 if b is None else b for b in a["dbiases"]),
+        np.array(a["codes"], dtype=np.int64),
+        np.array(a["alphas"], dtype=np.float64),
+        a["loss_code"], a["label_smoothing"],
+    )
+    plan.scratch = np.zeros(max(k.shape[1] for k in kernels), dtype=np.float64)
+    return plan
+
+
+def _stack_fast_inputs(plan, x, target, sample_weight):
+    """``(x, (labels, dense target), w)`` when they need no conversion, else Nones."""
+    none = None, None, None
+    n = plan.n
+    if not (type(x) is np.ndarray and x.dtype == plan.dtype and x.shape == (n, plan.width)
+            and x.flags.c_contiguous):
+        return none
+    if type(target) is not np.ndarray:
+        return none
+    if target.ndim == 1:
+        if not (plan.labels_ok and target.dtype == np.intp and target.shape[0] == n
+                and target.flags.c_contiguous):
+            return none
+        ts = (target, _EMPTY_TARGET[plan.dtype])
+    elif (target.dtype == plan.dtype and target.shape == (n, plan.k)
+          and target.flags.c_contiguous):
+        ts = (_NO_LABELS, target)
+    else:
+        return none
+    if sample_weight is None:
+        ws = _NO_WEIGHTS
+    elif (type(sample_weight) is np.ndarray and sample_weight.dtype == np.float64
+          and sample_weight.shape == (n,) and sample_weight.flags.c_contiguous):
+        ws = sample_weight
+    else:
+        return none
+    return x, ts, ws
 
 
 def _operand(x, dt, name, trans):

@@ -1,0 +1,409 @@
+# cython: language_level=3, cdivision=True
+"""One whole training step of a stack of Dense layers in one nogil call.
+
+Forward (BLAS GEMM + bias/activation epilogue per layer), the loss and its
+gradient on the last output, and backward (activation derivative in place,
+``dW = A^T dZ``, ``db`` = column sums in float64, ``dA = dZ W^T``) run without
+the GIL and without allocating arrays; the arithmetic follows the single-op
+kernels of ``dense.pyx``, ``losses.pyx`` and ``layers.pyx`` (shared inline math
+from ``pynn_math.pxd``). On x86 the step runs with flush-to-zero and
+denormals-are-zero set in MXCSR (restored afterwards), so float32 work never
+slows down on subnormal values. BLAS worker threads keep their own MXCSR, so the
+float32 loss gradient is also flushed below FLT_MIN explicitly: a confident
+softmax gives gradients like exp(-100), and a threaded GEMM over them crawls.
+
+:func:`dense_stack` checks every array it is handed at C speed (type, dtype,
+rank, shape chain, C-contiguity, alignment, writability) and raises
+:class:`StepArgumentError` on the first mismatch; the backend then runs the
+Python validator of ``pynn.backends.base`` for a clear message.
+"""
+cimport cython
+cimport numpy as cnp
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cython cimport floating
+from libc.math cimport exp, fabs, log, log1p
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_forward_flat,
+                        act_grad_scalar, bias_act_row, flush_denormal)
+
+cnp.import_array()
+
+cdef extern from "limits.h":
+    const int INT_MAX
+
+cdef extern from *:
+    """
+    #if defined(__SSE__) || defined(__x86_64__) || defined(_M_X64)
+    #include <xmmintrin.h>
+    /* FTZ (bit 15) and DAZ (bit 6) on; returns the previous MXCSR */
+    static inline unsigned int pynn_ftz_on(void) {
+        unsigned int old = _mm_getcsr();
+        _mm_setcsr(old | 0x8040u);
+        return old;
+    }
+    static inline void pynn_ftz_restore(unsigned int old) { _mm_setcsr(old); }
+    #else
+    static inline unsigned int pynn_ftz_on(void) { return 0u; }
+    static inline void pynn_ftz_restore(unsigned int old) { (void)old; }
+    #endif
+    """
+    unsigned int pynn_ftz_on() noexcept nogil
+    void pynn_ftz_restore(unsigned int old) noexcept nogil
+
+# loss codes (pynn.backends.base.STACK_LOSSES)
+cdef enum:
+    LOSS_SOFTMAX_CE = 0
+    LOSS_SIGMOID_BCE = 1
+    LOSS_MSE = 2
+    LOSS_MAE = 3
+
+# columns reduced per block in the bias gradient (float64 accumulators on the stack)
+cdef enum:
+    BLOCK = 256
+
+
+class StepArgumentError(ValueError):
+    """An argument of :func:`dense_stack` is not what the kernel needs."""
+
+
+cdef struct StackLayer:
+    void* w          # kernel (n_in, n_out)
+    void* b          # bias (n_out,) or NULL
+    void* out        # layer output (n, n_out)
+    void* pre        # pre-activation (n, n_out), GELU only, else NULL
+    void* delta      # dZ (n, n_out)
+    void* dw         # kernel gradient (n_in, n_out)
+    void* db         # bias gradient (n_out,) or NULL
+    Py_ssize_t n_in
+    Py_ssize_t n_out
+    int code
+    double alpha
+
+
+cdef inline void _blas(char* transa, char* transb, int m, int n, int k,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating* c, int ldc) noexcept nogil:
+    cdef floating one = 1, zero = 0
+    if floating is float:
+        sgemm(transa, transb, &m, &n, &k, &one, <float*>a, &lda, <float*>b, &ldb, &zero,
+              c, &ldc)
+    else:
+        dgemm(transa, transb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb, &zero,
+              c, &ldc)
+
+
+cdef void _mm(const floating* a, Py_ssize_t a_cols, const floating* b, Py_ssize_t b_cols,
+              floating* out, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_a,
+              bint trans_b) noexcept nogil:
+    """Row-major ``out (m, n) = op(a) @ op(b)`` (BLAS sees the column-major transpose)."""
+    cdef Py_ssize_t i
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        for i in range(m * n):
+            out[i] = 0
+        return
+    _blas(b"T" if trans_b else b"N", b"T" if trans_a else b"N", <int>n, <int>m, <int>k,
+          b, <int>b_cols, a, <int>a_cols, out, <int>n)
+
+
+cdef void _act_backward_inplace(floating* d, const floating* y, const floating* pre,
+                                Py_ssize_t n, Py_ssize_t k, int code,
+                                floating a) noexcept nogil:
+    """``d = d * act'(.)`` in place (softmax: the row Jacobian-vector product)."""
+    cdef Py_ssize_t i, j, size = n * k
+    cdef double s
+    if code == ACT_LINEAR:
+        return
+    if code == ACT_RELU:
+        for i in range(size):
+            d[i] = d[i] if y[i] > 0 else 0
+    elif code == ACT_SOFTMAX:
+        for i in range(n):
+            s = 0.0
+            for j in range(k):
+                s += <double>d[i * k + j] * y[i * k + j]
+            for j in range(k):
+                d[i * k + j] = <floating>(y[i * k + j] * (d[i * k + j] - s))
+    elif code == ACT_GELU:
+        for i in range(size):
+            d[i] = act_grad_scalar(d[i], y[i], pre[i], code, a)
+    else:
+        for i in range(size):
+            d[i] = act_grad_scalar(d[i], y[i], <floating>0, code, a)
+
+
+cdef void _bias_grad(const floating* d, floating* db, Py_ssize_t n,
+                     Py_ssize_t k) noexcept nogil:
+    cdef double acc[BLOCK]
+    cdef Py_ssize_t i, j, j0 = 0, jn
+    while j0 < k:
+        jn = min(<Py_ssize_t>BLOCK, k - j0)
+        for j in range(jn):
+            acc[j] = 0.0
+        for i in range(n):
+            for j in range(jn):
+                acc[j] += d[i * k + j0 + j]
+        for j in range(jn):
+            db[j0 + j] = <floating>acc[j]
+        j0 += jn
+
+
+cdef double _softmax_ce(const floating* z, const Py_ssize_t* labels, const floating* t,
+                        const double* w, floating* g, Py_ssize_t n, Py_ssize_t k, double ls,
+                        double loss_scale) noexcept nogil:
+    """Fused softmax + cross-entropy (as losses.pyx); returns the weighted loss sum."""
+    cdef Py_ssize_t i, j, y = -1
+    cdef const floating* zr
+    cdef double mx, s, sz, lse, per, wi, scale, p, tj, T, total = 0.0
+    cdef double on = 1.0 - ls, off = ls / k
+    for i in range(n):
+        zr = z + i * k
+        mx = zr[0]
+        for j in range(1, k):
+            if zr[j] > mx:
+                mx = zr[j]
+        s = 0.0
+        sz = 0.0
+        for j in range(k):
+            s += exp(zr[j] - mx)
+            sz += zr[j] - mx
+        lse = log(s)
+        wi = w[i] if w != NULL else 1.0
+        scale = wi / n * loss_scale
+        if labels != NULL:
+            y = labels[i]
+            per = -(on * (zr[y] - mx - lse))
+            if ls != 0.0:
+                per -= off * (sz - k * lse)
+            T = on + ls
+            for j in range(k):
+                p = exp(zr[j] - mx - lse)
+                tj = off + on if j == y else off
+                g[i * k + j] = flush_denormal(<floating>((p * T - tj) * scale))
+        else:
+            per = 0.0
+            T = 0.0
+            for j in range(k):
+                tj = t[i * k + j] * on + off if ls != 0.0 else <double>t[i * k + j]
+                per -= tj * (zr[j] - mx - lse)
+                T += tj
+            for j in range(k):
+                p = exp(zr[j] - mx - lse)
+                tj = t[i * k + j] * on + off if ls != 0.0 else <double>t[i * k + j]
+                g[i * k + j] = flush_denormal(<floating>((p * T - tj) * scale))
+        total += wi * per
+    return total
+
+
+cdef double _elementwise_loss(int kind, const floating* p, const floating* t,
+                              const double* w, floating* g, Py_ssize_t n, Py_ssize_t k,
+                              double loss_scale) noexcept nogil:
+    """Sigmoid BCE from logits, squared or absolute error (as losses.pyx)."""
+    cdef Py_ssize_t i, j
+    cdef double z, tv, e, sig, l, gv, d, wi, row, f, inv_nk, total = 0.0
+    inv_nk = 1.0 / (<double>n * k)
+    for i in range(n):
+        wi = w[i] if w != NULL else 1.0
+        f = inv_nk * wi * loss_scale
+        row = 0.0
+        for j in range(k):
+            z = p[i * k + j]
+            tv = t[i * k + j]
+            if kind == LOSS_SIGMOID_BCE:
+                e = exp(-fabs(z))
+                l = (z if z > 0 else 0.0) - z * tv + log1p(e)
+                sig = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+                gv = sig - tv
+            elif kind == LOSS_MSE:
+                d = z - tv
+                l = d * d
+                gv = 2.0 * d
+            else:
+                d = z - tv
+                l = fabs(d)
+                gv = 1.0 if d > 0 else (-1.0 if d < 0 else d)
+            row += l
+            g[i * k + j] = flush_denormal(<floating>(gv * f))
+        total += wi * (row / k)
+    return total
+
+
+cdef double _step(StackLayer* L, int depth, const floating* x, Py_ssize_t n, int loss_code,
+                  const Py_ssize_t* labels, const floating* t, const double* w, double ls,
+                  double loss_scale) noexcept nogil:
+    """Forward, loss, backward; returns ``loss_scale`` times the mean loss."""
+    cdef int i
+    cdef Py_ssize_t r, k
+    cdef const floating* h = x
+    cdef const floating* bias
+    cdef floating* out
+    cdef floating* pre
+    cdef floating* d
+    cdef floating a
+    cdef double total
+    # forward
+    for i in range(depth):
+        k = L[i].n_out
+        out = <floating*>L[i].out
+        bias = <const floating*>L[i].b
+        a = <floating>L[i].alpha
+        if L[i].code == ACT_GELU:
+            pre = <floating*>L[i].pre
+            _mm(h, L[i].n_in, <const floating*>L[i].w, k, pre, n, k, L[i].n_in, False, False)
+            if bias != NULL:
+                for r in range(n):
+                    bias_act_row(pre + r * k, bias, k, ACT_LINEAR, a)
+            act_forward_flat(pre, out, n * k, ACT_GELU, a)
+        else:
+            _mm(h, L[i].n_in, <const floating*>L[i].w, k, out, n, k, L[i].n_in, False, False)
+            if bias != NULL or L[i].code != ACT_LINEAR:
+                for r in range(n):
+                    bias_act_row(out + r * k, bias, k, L[i].code, a)
+        h = out
+    # loss: its gradient goes into the last delta
+    k = L[depth - 1].n_out
+    d = <floating*>L[depth - 1].delta
+    if loss_code == LOSS_SOFTMAX_CE:
+        total = _softmax_ce(<const floating*>L[depth - 1].out, labels, t, w, d, n, k, ls,
+                            loss_scale)
+    else:
+        total = _elementwise_loss(loss_code, <const floating*>L[depth - 1].out, t, w, d, n, k,
+                                  loss_scale)
+    # backward
+    for i in range(depth - 1, -1, -1):
+        k = L[i].n_out
+        d = <floating*>L[i].delta
+        _act_backward_inplace(d, <const floating*>L[i].out, <const floating*>L[i].pre, n, k,
+                              L[i].code, <floating>L[i].alpha)
+        h = x if i == 0 else <const floating*>L[i - 1].out
+        _mm(h, L[i].n_in, d, k, <floating*>L[i].dw, L[i].n_in, k, n, True, False)
+        if L[i].db != NULL:
+            _bias_grad(d, <floating*>L[i].db, n, k)
+        if i > 0:
+            _mm(d, k, <const floating*>L[i].w, k, <floating*>L[i - 1].delta, n, L[i].n_in, k,
+                False, True)
+    return total / n * loss_scale
+
+
+# ---------------------------------------------------------------------------
+# argument checks at C speed
+# ---------------------------------------------------------------------------
+cdef void* _data(object a, int typenum, int ndim, Py_ssize_t d0, Py_ssize_t d1,
+                 bint writable, str name) except NULL:
+    """The data pointer of ``a`` after checking it; raises StepArgumentError."""
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp* dims
+    if not cnp.PyArray_Check(a):
+        raise StepArgumentError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    arr = <cnp.ndarray>a
+    if cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_TYPE(arr) != typenum:
+        raise StepArgumentError(f"{name}: wrong rank or dtype")
+    dims = cnp.PyArray_DIMS(arr)
+    if dims[0] != d0 or (ndim == 2 and dims[1] != d1):
+        raise StepArgumentError(f"{name}: wrong shape")
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        raise StepArgumentError(f"{name}: must be C-contiguous and aligned")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise StepArgumentError(f"{name}: must be writable")
+    if cnp.PyArray_SIZE(arr) == 0:
+        return <void*>1  # never dereferenced: every loop over it is empty
+    return cnp.PyArray_DATA(arr)
+
+
+def dense_stack(object x, object labels, object target, object w, list kernels, list biases,
+                list outs, list preacts, list deltas, list dkernels, list dbiases, list codes,
+                list alphas, int loss_code, double label_smoothing, double loss_scale):
+    """The fused step (see ``Backend.dense_stack_forward_backward``); returns the loss.
+
+    ``labels`` (intp (n,)) or ``target`` (dense (n, k)) is ``None``; ``w`` is a
+    float64 (n,) array or ``None``; ``codes``/``alphas`` are per-layer activation
+    codes (the folded last activation already linear) and parameters;
+    ``biases``, ``dbiases``, ``preacts`` hold ``None`` where unused. ``n`` >= 1.
+    """
+    cdef int depth = len(kernels), i, typenum
+    cdef Py_ssize_t n, width, units, j
+    cdef StackLayer* L
+    cdef void* xp
+    cdef const Py_ssize_t* lp = NULL
+    cdef void* tp = NULL
+    cdef const double* wp = NULL
+    cdef double total
+    cdef unsigned int csr
+    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+        raise StepArgumentError("x: expected a 2-D numpy.ndarray")
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise StepArgumentError("x: expected float32 or float64")
+    n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+    width = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+    if depth < 1 or n < 1:
+        raise StepArgumentError("need at least one layer and one sample")
+    if not (len(biases) == len(outs) == len(preacts) == len(deltas) == len(dkernels)
+            == len(dbiases) == len(codes) == len(alphas) == depth):
+        raise StepArgumentError("per-layer lists differ in length")
+    xp = _data(x, typenum, 2, n, width, False, "x")
+    L = <StackLayer*>PyMem_Malloc(depth * sizeof(StackLayer))
+    if L == NULL:
+        raise MemoryError()
+    try:
+        for i in range(depth):
+            k = kernels[i]
+            if not cnp.PyArray_Check(k) or cnp.PyArray_NDIM(<cnp.ndarray>k) != 2:
+                raise StepArgumentError(f"kernels[{i}]: expected a 2-D numpy.ndarray")
+            units = cnp.PyArray_DIMS(<cnp.ndarray>k)[1]
+            L[i].w = _data(k, typenum, 2, width, units, False, f"kernels[{i}]")
+            L[i].out = _data(outs[i], typenum, 2, n, units, True, f"outs[{i}]")
+            L[i].delta = _data(deltas[i], typenum, 2, n, units, True, f"deltas[{i}]")
+            L[i].dw = _data(dkernels[i], typenum, 2, width, units, True, f"dkernels[{i}]")
+            if biases[i] is None:
+                L[i].b = NULL
+                L[i].db = NULL
+                if dbiases[i] is not None:
+                    raise StepArgumentError(f"dbiases[{i}]: must be None without a bias")
+            else:
+                L[i].b = _data(biases[i], typenum, 1, units, 0, False, f"biases[{i}]")
+                L[i].db = _data(dbiases[i], typenum, 1, units, 0, True, f"dbiases[{i}]")
+            L[i].code = codes[i]
+            if L[i].code < 0 or L[i].code > ACT_SOFTMAX:
+                raise StepArgumentError(f"activation code {L[i].code} unknown")
+            L[i].alpha = alphas[i]
+            if L[i].code == ACT_GELU:
+                L[i].pre = _data(preacts[i], typenum, 2, n, units, True, f"preacts[{i}]")
+            else:
+                L[i].pre = NULL
+            if width > INT_MAX or units > INT_MAX or n > INT_MAX:
+                raise StepArgumentError("dimensions above 2**31 - 1 are not supported by BLAS")
+            L[i].n_in = width
+            L[i].n_out = units
+            width = units
+        if units == 0:
+            raise StepArgumentError("the last layer needs at least one unit")
+        if loss_code < LOSS_SOFTMAX_CE or loss_code > LOSS_MAE:
+            raise StepArgumentError(f"loss code {loss_code} unknown")
+        if labels is not None:
+            if loss_code != LOSS_SOFTMAX_CE:
+                raise StepArgumentError("labels are only for softmax_cross_entropy")
+            lp = <const Py_ssize_t*>_data(labels, cnp.NPY_INTP, 1, n, 0, False, "labels")
+            for j in range(n):
+                if lp[j] < 0 or lp[j] >= width:
+                    raise StepArgumentError(f"labels: must be in [0, {width})")
+        else:
+            tp = _data(target, typenum, 2, n, width, False, "target")
+        if w is not None:
+            wp = <const double*>_data(w, cnp.NPY_FLOAT64, 1, n, 0, False, "sample_weight")
+        if label_smoothing != 0.0 and loss_code != LOSS_SOFTMAX_CE:
+            raise StepArgumentError("label_smoothing is only for softmax_cross_entropy")
+        with nogil:
+            csr = pynn_ftz_on()
+            if typenum == cnp.NPY_FLOAT32:
+                total = _step(L, depth, <const float*>xp, n, loss_code, lp,
+                              <const float*>tp, wp, label_smoothing, loss_scale)
+            else:
+                total = _step(L, depth, <const double*>xp, n, loss_code, lp,
+                              <const double*>tp, wp, label_smoothing, loss_scale)
+            pynn_ftz_restore(csr)
+    finally:
+        PyMem_Free(L)
+    return total

@@ -1,0 +1,580 @@
+"""The fused Dense-stack training step (``Backend.dense_stack_forward_backward``).
+
+* every backend against the reference composition of single ops (float32 and
+  float64; depth 1-3, odd widths, batch 1 and odd; every loss, activation,
+  label kind, sample weights, label smoothing, loss scale, layers without bias);
+* the reference itself against finite differences (float64);
+* bad arguments raise clear errors, on every backend;
+* the model: the fused path gives the layered path's losses and weights, is
+  bit-identical across runs, and allocates no arrays per step after warm-up.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import pynn
+import pynn.backends as B
+from pynn import layers, losses
+from pynn.backends.base import ACTIVATIONS, STACK_LOSSES, Backend
+from pynn.models import Sequential
+
+from helpers import CPU_BACKENDS, FAST_BACKENDS
+from helpers import assert_close
+
+REF = Backend()
+COMPILED = FAST_BACKENDS or pytest.skip("no compiled backend", allow_module_level=True)
+FOLD = {"softmax_cross_entropy": "softmax", "sigmoid_binary_cross_entropy": "sigmoid"}
+
+
+# ------------------------------------------------------------------------------------------
+# building blocks
+# ------------------------------------------------------------------------------------------
+def make_problem(rng, dtype, sizes, n, loss, target_kind="labels", bias=True, weighted=False):
+    """Random kernels, biases, x and targets of a Dense stack with widths ``sizes``."""
+    ks = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype)
+          for a, b in zip(sizes[:-1], sizes[1:])]
+    if isinstance(bias, bool):
+        bias = [bias] * len(ks)
+    bs = [(rng.standard_normal(b) * 0.1).astype(dtype) if use else None
+          for b, use in zip(sizes[1:], bias)]
+    x = rng.standard_normal((n, sizes[0])).astype(dtype)
+    k = sizes[-1]
+    if loss == "softmax_cross_entropy":
+        if target_kind == "labels":
+            t = rng.integers(0, k, n).astype(np.intp)
+        elif target_kind == "labels_column":
+            t = rng.integers(0, k, (n, 1)).astype(np.int32)
+        else:
+            t = rng.dirichlet(np.ones(k), n).astype(dtype)
+    elif loss == "sigmoid_binary_cross_entropy":
+        t = (rng.random((n, k)) > 0.5).astype(dtype)
+    else:
+        t = rng.standard_normal((n, k)).astype(dtype)
+    w = rng.random(n) + 0.5 if weighted else None
+    return x, t, ks, bs, w
+
+
+def make_buffers(dtype, sizes, n, biases, fill=np.nan):
+    """Workspaces and gradients, pre-filled with NaN so unwritten entries show."""
+    units = sizes[1:]
+    outs = [np.full((n, u), fill, dtype) for u in units]
+    deltas = [np.full((n, u), fill, dtype) for u in units]
+    preacts = [np.full((n, u), fill, dtype) for u in units]
+    dks = [np.full((a, b), fill, dtype) for a, b in zip(sizes[:-1], units)]
+    dbs = [None if b is None else np.full(u, fill, dtype) for u, b in zip(units, biases)]
+    return outs, deltas, preacts, dks, dbs
+
+
+def run_step(be, x, t, ks, bs, acts, loss, w=None, alphas=None, ls=0.0, scale=1.0,
+             sizes=None, n=None):
+    sizes = sizes or [ks[0].shape[0]] + [k.shape[1] for k in ks]
+    n = x.shape[0] if n is None else n
+    outs, deltas, preacts, dks, dbs = make_buffers(ks[0].dtype, sizes, n, bs)
+    value = be.dense_stack_forward_backward(
+        x, t, ks, bs, acts, loss, outs, deltas, dks, dbs, sample_weight=w, act_alphas=alphas,
+        preacts=preacts, label_smoothing=ls, loss_scale=scale)
+    return value, outs, dks, dbs
+
+
+def compose(x, t, ks, bs, acts, loss, w=None, alphas=None, ls=0.0, scale=1.0):
+    """The step written out with the reference's single ops (independent of the op)."""
+    h, hs, zs = np.asarray(x, ks[0].dtype), [], []
+    names = list(acts)
+    if names[-1] == FOLD.get(loss):
+        names[-1] = "linear"
+    for i, k in enumerate(ks):
+        z = REF.gemm(h, k, bias=bs[i])
+        a = REF.activation_forward(z, names[i], alpha=None if alphas is None else alphas[i])
+        hs.append(a)
+        zs.append(z)
+        h = a
+    g = np.empty_like(h)
+    kw = {"label_smoothing": ls} if loss == "softmax_cross_entropy" else {}
+    value, g = getattr(REF, loss)(h, t, grad=g, sample_weight=w, **kw)
+    g = g * g.dtype.type(scale)
+    dks, dbs = [None] * len(ks), [None] * len(ks)
+    for i in range(len(ks) - 1, -1, -1):
+        g = REF.activation_backward(g, hs[i], names[i], x=zs[i],
+                                    alpha=None if alphas is None else alphas[i])
+        prev = np.asarray(x, ks[0].dtype) if i == 0 else hs[i - 1]
+        dks[i] = REF.gemm(prev, g, trans_a=True)
+        dbs[i] = None if bs[i] is None else REF.bias_grad(g)
+        if i:
+            g = REF.gemm(g, ks[i], trans_b=True)
+    return value * scale, hs, dks, dbs
+
+
+def assert_step_close(got, want, dtype, loose=1.0, what=""):
+    g_value, g_outs, g_dks, g_dbs = got
+    w_value, w_outs, w_dks, w_dbs = want
+    assert isinstance(g_value, float), what
+    assert_close(g_value, w_value, dtype, loose, f"{what} loss")
+    for i in range(len(w_dks)):
+        assert_close(g_outs[i], w_outs[i], dtype, loose, f"{what} outs[{i}]")
+        assert_close(g_dks[i], w_dks[i], dtype, loose, f"{what} dkernels[{i}]")
+        if w_dbs[i] is None:
+            assert g_dbs[i] is None
+        else:
+            assert_close(g_dbs[i], w_dbs[i], dtype, loose, f"{what} dbiases[{i}]")
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def be(request):
+    return B.get(request.param)
+
+
+# ------------------------------------------------------------------------------------------
+# parity with the reference composition
+# ------------------------------------------------------------------------------------------
+ARCHS = {1: [9, 5], 2: [13, 7, 3], 3: [11, 17, 6, 5]}
+
+
+@pytest.mark.parametrize("loss", sorted(STACK_LOSSES))
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_parity_every_loss_and_depth(be, dtype, loss, depth, rng):
+    sizes = ARCHS[depth]
+    acts = (["relu", "tanh", "elu"][:depth - 1]
+            + [FOLD.get(loss, "linear" if loss == "mean_squared_error" else "sigmoid")])
+    for n, weighted in ((7, False), (1, True), (33, True)):
+        x, t, ks, bs, w = make_problem(rng, dtype, sizes, n, loss, weighted=weighted)
+        want = compose(x, t, ks, bs, acts, loss, w)
+        got = run_step(be, x, t, ks, bs, acts, loss, w)
+        assert_step_close(got, want, dtype, what=f"{be.name} {loss} depth {depth} n {n}")
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_parity_every_activation(be, dtype, act, rng):
+    sizes = [6, 11, 4, 3]
+    # hidden position, and last position under a loss that does not fold it
+    for acts, loss in (([act, "relu", "softmax"], "softmax_cross_entropy"),
+                       (["tanh", act, act], "mean_squared_error")):
+        x, t, ks, bs, w = make_problem(rng, dtype, sizes, 5, loss)
+        want = compose(x, t, ks, bs, acts, loss)
+        got = run_step(be, x, t, ks, bs, acts, loss)
+        assert_step_close(got, want, dtype, what=f"{be.name} {acts} {loss}")
+
+
+@pytest.mark.parametrize("target_kind", ["labels", "labels_column", "dense"])
+def test_parity_targets_weights_smoothing_scale(be, dtype, target_kind, rng):
+    sizes = [10, 8, 4]
+    acts = ["leaky_relu", "softmax"]
+    loss = "softmax_cross_entropy"
+    for weighted, ls, scale in ((False, 0.0, 1.0), (True, 0.1, 2.5), (True, 0.0, 32.0)):
+        x, t, ks, bs, w = make_problem(rng, dtype, sizes, 9, loss, target_kind, weighted=weighted)
+        tt = t[:, 0].astype(np.intp) if target_kind == "labels_column" else t
+        want = compose(x, tt, ks, bs, acts, loss, w, alphas=[0.05, None], ls=ls, scale=scale)
+        got = run_step(be, x, t, ks, bs, acts, loss, w, alphas=[0.05, None], ls=ls, scale=scale)
+        assert_step_close(got, want, dtype, what=f"{be.name} {target_kind} ls={ls} s={scale}")
+
+
+def test_parity_without_bias_and_float64_input(be, rng):
+    sizes = [12, 9, 5, 2]
+    loss = "sigmoid_binary_cross_entropy"
+    x, t, ks, bs, w = make_problem(rng, np.float32, sizes, 6, loss, bias=[False, True, False])
+    acts = ["gelu", "softplus", "sigmoid"]
+    want = compose(x, t, ks, bs, acts, loss)
+    got = run_step(be, x.astype(np.float64), t, ks, bs, acts, loss)  # x converted
+    assert_step_close(got, want, np.float32, what=be.name)
+
+
+def test_every_output_written(be, dtype, rng):
+    """NaN-filled workspaces: every entry of every gradient is written (no stale data)."""
+    sizes = [5, 4, 3]
+    x, t, ks, bs, w = make_problem(rng, dtype, sizes, 4, "mean_absolute_error")
+    value, outs, dks, dbs = run_step(be, x, t, ks, bs, ["relu", "linear"],
+                                     "mean_absolute_error")
+    for arr in outs + dks + dbs:
+        assert np.isfinite(arr).all()
+    assert np.isfinite(value)
+
+
+def test_repeated_calls_are_bit_identical(be, rng):
+    sizes = [20, 16, 10]
+    x, t, ks, bs, w = make_problem(rng, np.float32, sizes, 8, "softmax_cross_entropy")
+    outs, deltas, preacts, dks, dbs = make_buffers(np.float32, sizes, 8, bs)
+    first = None
+    for _ in range(3):
+        v = be.dense_stack_forward_backward(x, t, ks, bs, ["relu", "softmax"],
+                                            "softmax_cross_entropy", outs, deltas, dks, dbs)
+        snap = (v, [d.copy() for d in dks], [d.copy() for d in dbs])
+        if first is None:
+            first = snap
+        else:
+            assert snap[0] == first[0]
+            for a, b in zip(snap[1] + snap[2], first[1] + first[2]):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_empty_batch_gives_zero_gradients(be):
+    sizes = [4, 3, 2]
+    ks = [np.ones((4, 3), np.float64), np.ones((3, 2), np.float64)]
+    bs = [np.zeros(3), np.zeros(2)]
+    x = np.zeros((0, 4))
+    t = np.zeros(0, np.intp)
+    value, outs, dks, dbs = run_step(be, x, t, ks, bs, ["relu", "softmax"],
+                                     "softmax_cross_entropy", sizes=sizes, n=0)
+    assert value == 0.0
+    for d in dks + dbs:
+        np.testing.assert_array_equal(d, 0.0)
+
+
+# ------------------------------------------------------------------------------------------
+# the reference against finite differences
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("loss,acts", [
+    ("softmax_cross_entropy", ["tanh", "gelu", "softmax"]),
+    ("sigmoid_binary_cross_entropy", ["elu", "softplus", "sigmoid"]),
+    ("mean_squared_error", ["sigmoid", "leaky_relu", "linear"]),
+    ("mean_squared_error", ["tanh", "tanh", "softmax"]),
+])
+def test_gradients_match_finite_differences(be, loss, acts, rng):
+    sizes = [5, 6, 4, 3]
+    x, t, ks, bs, w = make_problem(rng, np.float64, sizes, 4, loss, "dense", weighted=True)
+    value, outs, dks, dbs = run_step(be, x, t, ks, bs, acts, loss, w, scale=1.7)
+
+    def f(ks_, bs_):
+        return run_step(REF, x, t, ks_, bs_, acts, loss, w, scale=1.7)[0]
+
+    eps = 1e-6
+    for i in range(len(ks)):
+        for arr, grad, name in ((ks[i], dks[i], "kernel"), (bs[i], dbs[i], "bias")):
+            for idx in [tuple(rng.integers(0, s) for s in arr.shape) for _ in range(4)]:
+                old = arr[idx]
+                arr[idx] = old + eps
+                up = f(ks, bs)
+                arr[idx] = old - eps
+                down = f(ks, bs)
+                arr[idx] = old
+                num = (up - down) / (2 * eps)
+                assert abs(grad[idx] - num) <= 1e-6 * max(1.0, abs(num)), \
+                    f"{be.name} {name}[{i}]{idx}: {grad[idx]} vs {num}"
+    assert value == pytest.approx(f(ks, bs), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# bad arguments
+# ------------------------------------------------------------------------------------------
+def _good(dtype=np.float32):
+    rng = np.random.default_rng(0)
+    sizes = [6, 5, 3]
+    x, t, ks, bs, w = make_problem(rng, dtype, sizes, 4, "softmax_cross_entropy")
+    outs, deltas, preacts, dks, dbs = make_buffers(dtype, sizes, 4, bs)
+    return dict(x=x, target=t, kernels=ks, biases=bs, activations=["relu", "softmax"],
+                loss="softmax_cross_entropy", outs=outs, deltas=deltas, dkernels=dks,
+                dbiases=dbs)
+
+
+def _bad_cases():
+    def k_chain(a):
+        a["kernels"][1] = np.zeros((4, 3), np.float32)
+
+    def dk_dtype(a):
+        a["dkernels"][0] = np.zeros((6, 5), np.float64)
+
+    def out_shape(a):
+        a["outs"][1] = np.zeros((4, 4), np.float32)
+
+    def delta_noncontig(a):
+        a["deltas"][0] = np.zeros((5, 4), np.float32).T
+
+    def db_readonly(a):
+        a["dbiases"][0].flags.writeable = False
+
+    def kernel_dtype(a):
+        a["kernels"][1] = a["kernels"][1].astype(np.float64)
+
+    def labels_range(a):
+        a["target"] = np.array([0, 1, 3, 2])
+
+    def target_shape(a):
+        a["target"] = np.zeros((4, 2), np.float32)
+
+    def list_length(a):
+        a["outs"] = a["outs"][:1]
+
+    def unknown_loss(a):
+        a["loss"] = "hinge"
+
+    def unknown_act(a):
+        a["activations"] = ["swishy", "softmax"]
+
+    def gelu_no_preacts(a):
+        a["activations"] = ["gelu", "softmax"]
+
+    def x_width(a):
+        a["x"] = np.zeros((4, 7), np.float32)
+
+    def x_rank(a):
+        a["x"] = np.zeros((4, 6, 1), np.float32)
+
+    def weights_shape(a):
+        a["sample_weight"] = np.ones(3)
+
+    def smoothing_mse(a):
+        a["loss"] = "mean_squared_error"
+        a["target"] = np.zeros((4, 3), np.float32)
+        a["label_smoothing"] = 0.1
+
+    def db_without_bias(a):
+        a["biases"][0] = None
+
+    def kernels_not_list(a):
+        a["kernels"] = np.zeros((2, 2), np.float32)
+
+    return [
+        (k_chain, ValueError, "kernels[1]"), (dk_dtype, ValueError, "dkernels[0]"),
+        (out_shape, ValueError, "outs[1]"), (delta_noncontig, ValueError, "deltas[0]"),
+        (db_readonly, ValueError, "dbiases[0]"), (kernel_dtype, ValueError, "kernels[1]"),
+        (labels_range, ValueError, "target"), (target_shape, ValueError, "target"),
+        (list_length, ValueError, "outs"), (unknown_loss, ValueError, "loss"),
+        (unknown_act, ValueError, "swishy"), (gelu_no_preacts, TypeError, "preacts[0]"),
+        (x_width, ValueError, "kernels[0]"), (x_rank, ValueError, "x"),
+        (weights_shape, ValueError, "sample_weight"),
+        (smoothing_mse, ValueError, "label_smoothing"),
+        (db_without_bias, ValueError, "dbiases[0]"), (kernels_not_list, TypeError, "kernels"),
+    ]
+
+
+@pytest.mark.parametrize("mutate,exc,text", _bad_cases(), ids=lambda c: getattr(c, "__name__", ""))
+def test_bad_arguments_raise(be, mutate, exc, text):
+    args = _good()
+    mutate(args)
+    with pytest.raises(exc, match=text.replace("[", r"\[").replace("]", r"\]")):
+        be.dense_stack_forward_backward(**args)
+
+
+def test_good_call_after_a_bad_one(be):
+    """A rejected call leaves nothing behind that a later good call trips over."""
+    args = _good()
+    bad = dict(args, target=np.array([0, 1, 9, 2]))
+    with pytest.raises(ValueError):
+        be.dense_stack_forward_backward(**bad)
+    assert np.isfinite(be.dense_stack_forward_backward(**args))
+
+
+# ------------------------------------------------------------------------------------------
+# float32 denormals
+# ------------------------------------------------------------------------------------------
+def test_float32_loss_gradient_has_no_denormals_and_fp_mode_is_restored(be):
+    if be.name == "numpy":
+        pytest.skip("the reference does not flush")
+    ks = [np.eye(4, dtype=np.float32) * 60.0]
+    x = np.eye(4, dtype=np.float32) * 2.0  # logits 120 on the label, 0 elsewhere
+    t = np.arange(4, dtype=np.intp)
+    outs, deltas, preacts, dks, dbs = make_buffers(np.float32, [4, 4], 4, [None])
+    be.dense_stack_forward_backward(x, t, ks, [None], ["softmax"], "softmax_cross_entropy",
+                                    outs, deltas, dks, dbs)
+    tiny = np.finfo(np.float32).tiny
+    d = deltas[0]
+    assert not np.any((d != 0) & (np.abs(d) < tiny))
+    # flush-to-zero must not leak out of the step
+    assert np.float32(1e-38) * np.float32(0.01) != 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# the model
+# ------------------------------------------------------------------------------------------
+def _model(be_name, dtype, arch, acts, use_bias=True, seed=3):
+    with B.use_backend(be_name):
+        pynn.set_seed(seed)
+        model = Sequential([layers.Input(shape=(arch[0],), dtype=dtype)] + [
+            layers.Dense(u, activation=a, use_bias=use_bias, dtype=dtype)
+            for u, a in zip(arch[1:], acts)])
+    return model
+
+
+MODEL_CASES = {
+    "sparse_softmax": (["relu", "relu", "softmax"], lambda: "sparse_categorical_crossentropy",
+                       "labels"),
+    "cce_smoothing": (["tanh", "gelu", "softmax"],
+                      lambda: losses.CategoricalCrossentropy(label_smoothing=0.1), "onehot"),
+    "sparse_from_logits": (["elu", "relu", None],
+                           lambda: losses.SparseCategoricalCrossentropy(from_logits=True),
+                           "labels"),
+    "bce_sigmoid_sum": (["relu", "softplus", "sigmoid"],
+                        lambda: losses.BinaryCrossentropy(reduction="sum"), "binary"),
+    "mse_linear": (["sigmoid", "leaky_relu", None], lambda: "mse", "regression"),
+    "mae_weighted_mean": (["relu", "tanh", None],
+                          lambda: losses.MeanAbsoluteError(reduction="mean_with_sample_weight"),
+                          "regression"),
+}
+
+
+def _targets(kind, rng, n, k):
+    if kind == "labels":
+        return rng.integers(0, k, n)
+    if kind == "onehot":
+        return np.eye(k)[rng.integers(0, k, n)]
+    if kind == "binary":
+        return (rng.random((n, k)) > 0.5).astype(np.float64)
+    return rng.standard_normal((n, k))
+
+
+def _train(be_name, dtype, case, layered, epochs=2, optimizer="adam", weighted=False):
+    acts, make_loss, kind = MODEL_CASES[case]
+    arch = [12, 9, 7, 4]
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((50, arch[0]))
+    y = _targets(kind, rng, 50, arch[-1])
+    sw = rng.random(50) + 0.5 if weighted else None
+    model = _model(be_name, dtype, arch, acts)
+    calls = []
+    with B.use_backend(be_name) as be:
+        model.compile(optimizer=optimizer, loss=make_loss())
+        if layered:
+            model._dense_stack_spec = lambda xb: None
+        original = be.dense_stack_forward_backward
+
+        def counted(*a, **k):
+            calls.append(1)
+            return original(*a, **k)
+
+        be.dense_stack_forward_backward = counted  # on the instance; removed below
+        try:
+            hist = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=True,
+                             sample_weight=sw)
+        finally:
+            del be.dense_stack_forward_backward
+    return hist.history["loss"], [w.copy() for w in model.get_weights()], len(calls)
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
+def test_model_fused_path_matches_layered_path(backend_name, case):
+    dtype = "float64"
+    weighted = case == "mae_weighted_mean"
+    l_loss, l_w, l_calls = _train(backend_name, dtype, case, layered=True, weighted=weighted)
+    assert l_calls == 0
+    f_loss, f_w, n_calls = _train(backend_name, dtype, case, layered=False, weighted=weighted)
+    assert n_calls == 2 * 4  # 50 samples / batch 16 -> 4 steps per epoch, every one fused
+    np.testing.assert_allclose(f_loss, l_loss, rtol=1e-9)
+    for a, b in zip(f_w, l_w):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_model_fused_path_matches_layered_path_float32(backend_name, optimizer):
+    l_loss, l_w, _ = _train(backend_name, "float32", "sparse_softmax", True, optimizer=optimizer)
+    f_loss, f_w, n_calls = _train(backend_name, "float32", "sparse_softmax", False,
+                                  optimizer=optimizer)
+    assert n_calls == 8
+    np.testing.assert_allclose(f_loss, l_loss, rtol=1e-4)
+    for a, b in zip(f_w, l_w):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_model_fused_path_is_bit_identical_across_runs(backend_name):
+    a = _train(backend_name, "float32", "sparse_softmax", False)
+    b = _train(backend_name, "float32", "sparse_softmax", False)
+    assert a[0] == b[0]
+    for x, y in zip(a[1], b[1]):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_model_without_bias_and_with_regularizer_uses_fused_path(backend_name):
+    def build(layered):
+        with B.use_backend(backend_name):
+            pynn.set_seed(5)
+            model = Sequential([layers.Input(shape=(8,)),
+                                layers.Dense(6, activation="relu", use_bias=False,
+                                             kernel_regularizer="l2"),
+                                layers.Dense(3, activation="softmax")])
+            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+            if layered:
+                model._dense_stack_spec = lambda xb: None
+            rng = np.random.default_rng(2)
+            x, y = rng.standard_normal((20, 8)), rng.integers(0, 3, 20)
+            h = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+            assert (model._dense_stack_spec(x) is None) == layered
+            return h.history["loss"], model.get_weights()
+
+    (la, wa), (lb, wb) = build(False), build(True)
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+    for a, b in zip(wa, wb):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_model_falls_back_when_not_a_plain_dense_stack(backend_name):
+    with B.use_backend(backend_name):
+        pynn.set_seed(1)
+        x = np.random.default_rng(0).standard_normal((10, 5)).astype(np.float32)
+        y = np.arange(10) % 3
+        with_dropout = Sequential([layers.Input(shape=(5,)), layers.Dense(4, activation="relu"),
+                                   layers.Dropout(0.2), layers.Dense(3, activation="softmax")])
+        with_dropout.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        with_dropout.fit(x, y, epochs=1, verbose=0)
+        assert with_dropout._dense_stack_spec(x) is None
+        frozen = Sequential([layers.Input(shape=(5,)), layers.Dense(4, activation="relu"),
+                             layers.Dense(3, activation="softmax")])
+        frozen.layers[0].trainable = False
+        frozen.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        frozen.fit(x, y, epochs=1, verbose=0)
+        assert frozen._dense_stack_spec(x) is None
+        probs = Sequential([layers.Input(shape=(5,)), layers.Dense(3, activation="relu")])
+        probs.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")  # from probs
+        assert probs._dense_stack_spec(x) is None
+        plain = Sequential([layers.Input(shape=(5,)), layers.Dense(3, activation="softmax")])
+        plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        plain.fit(x, y, epochs=1, verbose=0)
+        assert plain._dense_stack_spec(x) is not None
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("backend_name", COMPILED)
+def test_fused_training_step_allocates_nothing_after_warm_up(backend_name, optimizer):
+    """Compiled backends (the reference composes allocating NumPy expressions).
+
+    Batch 128 and widths >= 16: every array a step could allocate (workspaces,
+    gradients, temporaries of the parameter size) is >= 8 KB, far above the
+    few hundred bytes of Python objects a step creates and frees.
+    """
+    rng = np.random.default_rng(0)
+    n = 128
+    x = rng.standard_normal((2 * n, 30)).astype(np.float32)
+    y = rng.integers(0, 16, 2 * n)
+    model = _model(backend_name, "float32", [30, 64, 32, 16], ["relu", "relu", "softmax"])
+    numpy_data = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
+    with B.use_backend(backend_name):
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=n, epochs=1, verbose=0)  # the first epoch allocates
+        xb, yb = x[:n], y[:n].astype(np.intp)
+        fused = model._fused()
+        assert model._dense_stack_spec(xb) is not None
+        for _ in range(5):
+            model._train_step(xb, yb, None, fused)
+        tracemalloc.start()
+        try:
+            model._train_step(xb, yb, None, fused)
+            before = tracemalloc.take_snapshot().filter_traces([numpy_data])
+            base, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            for _ in range(50):
+                model._train_step(xb, yb, None, fused)
+            current, peak = tracemalloc.get_traced_memory()
+            after = tracemalloc.take_snapshot().filter_traces([numpy_data])
+        finally:
+            tracemalloc.stop()
+    # Python's object free lists make traced memory creep by a few dozen bytes per step
+    # (objects parked there stay traced); an array made and freed inside a step would
+    # raise the peak by >= 8 KB above that creep.
+    assert current - base < 16384, (current, base)
+    assert peak - max(current, base) < 4096, (peak, current, base)
+    grown = sum(st.size_diff for st in after.compare_to(before, "filename"))
+    assert grown <= 0, [str(st) for st in after.compare_to(before, "lineno")[:3]]
+
+
+def test_model_recompiled_with_another_loss_uses_it(backend_name):
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((12, 5)), rng.standard_normal((12, 2))
+    with B.use_backend(backend_name):
+        pynn.set_seed(2)
+        model = Sequential([layers.Input(shape=(5,)), layers.Dense(2)])
+        for loss, name, fn in (("mse", "mean_squared_error", losses.mean_squared_error),
+                               ("mae", "mean_absolute_error", losses.mean_absolute_error)):
+            model.compile(optimizer="sgd", loss=loss)
+            assert model._dense_stack_spec(x)["loss"] == name
+            want = float(np.mean(fn(y, model.predict(x, verbose=0))))
+            model.reset_metrics()
+            got = model.train_on_batch(x, y)
+            got = got[0] if isinstance(got, list) else got
+            assert got == pytest.approx(want, rel=1e-6)
