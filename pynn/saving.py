@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -195,12 +196,37 @@ def _safe_name(name):
     return not (norm.startswith("/") or _DRIVE.match(norm) or ".." in norm.split("/"))
 
 
+#: what the zip/json/numpy readers raise on damaged input besides ValueError
+_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, struct.error,
+           NotImplementedError, RuntimeError, OverflowError, KeyError, IndexError,
+           TypeError, AttributeError, UnicodeError, MemoryError)
+
+
 def _read_archive(filepath, config_name, format_name):
-    """``(config dict, {key: array})`` from a pynn zip, fully verified."""
+    """``(config dict, {key: array})`` from a pynn zip, fully verified.
+
+    Damaged input of any kind surfaces as ``ValueError`` naming the file (a missing
+    file as ``FileNotFoundError``, a directory as ``IsADirectoryError``).
+    """
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No such file: {filepath!r}")
+    if os.path.isdir(filepath):
+        raise IsADirectoryError(f"{filepath!r} is a directory, not a pynn file")
     bad = f"{filepath!r} is not a valid pynn file"
+    try:
+        return _read_archive_unchecked(filepath, config_name, format_name, bad)
+    except ValueError:
+        raise
+    except PermissionError:
+        raise
+    except (OSError, *_DAMAGE) as exc:
+        # e.g. a damaged central directory pointing outside the file (seek errors), an
+        # unknown compression method, a flipped "encrypted" flag, a non-dict JSON value
+        raise ValueError(f"{bad}: damaged archive ({type(exc).__name__}: {exc})") from None
+
+
+def _read_archive_unchecked(filepath, config_name, format_name, bad):
     try:
         zf = zipfile.ZipFile(filepath)
     except (zipfile.BadZipFile, EOFError) as exc:
@@ -272,6 +298,11 @@ def _read_archive(filepath, config_name, format_name):
                 arrays[key] = a
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
         raise ValueError(f"{bad}: {_ARRAYS} is corrupted ({exc})") from None
+    except ValueError as exc:
+        # numpy's own refusals (object arrays: never unpickled; malformed headers)
+        if str(exc).startswith(bad):
+            raise
+        raise ValueError(f"{bad}: {_ARRAYS} holds an unreadable array ({exc})") from None
     return config, arrays
 
 
@@ -295,8 +326,19 @@ def load_model(filepath, custom_objects=None, compile=True):
 
     ``custom_objects`` maps class names to custom layer classes.
     """
-    from .models import Sequential
     config, arrays = _read_archive(filepath, _CONFIG, FORMAT_NAME)
+    try:
+        return _model_from_archive(filepath, config, arrays, custom_objects, compile)
+    except ValueError:
+        raise
+    except (*_DAMAGE, OSError) as exc:
+        # a config that passed the format checks but does not describe a valid model
+        raise ValueError(f"{os.fspath(filepath)!r}: invalid model config "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _model_from_archive(filepath, config, arrays, custom_objects, compile):
+    from .models import Sequential
     mcfg = config.get("model")
     if not isinstance(mcfg, dict) or mcfg.get("class_name") != "Sequential" \
             or not isinstance(mcfg.get("config"), dict):
