@@ -30,7 +30,7 @@ from pynn.datasets import _files
 from pynn.layers import Dense
 from pynn.models import Sequential, load_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import PYNN_PATH as ROOT  # the installed package, not the source tree
 
 
 def small_model(seed=0, units=3):

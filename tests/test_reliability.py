@@ -33,7 +33,7 @@ from pynn.models import Sequential
 
 from helpers import CPU_BACKENDS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import PYNN_PATH as ROOT  # the installed package, not the source tree
 
 
 def clf_data(n=20, d=5, k=3, seed=0):
