@@ -196,6 +196,209 @@ def _flush_denormals(a):
     return a
 
 
+# --------------------------------------------------------------------------
+# per-op argument preparation: every backend's op starts with one of these, so
+# an op's checks (and their error types and messages) are written once
+# --------------------------------------------------------------------------
+def class_targets(target, logits, dt, name="target"):
+    """Integer labels (1-D) or a dense target array matching ``logits``."""
+    t = np.asarray(target)
+    n, k = logits.shape
+    if t.ndim == 2 and t.shape == logits.shape:
+        return as_float(t, dt, name)
+    if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k != 1):
+        return as_labels(t, n, k, name)
+    raise ValueError(
+        f"{name}: expected integer labels of shape ({n},) or probabilities of shape "
+        f"{logits.shape}, got {t.shape}"
+    )
+
+
+def prep_gemm(a, b, out, trans_a, trans_b, beta, bias, operand=None):
+    """Checked :meth:`Backend.gemm` arguments: ``(a, b, trans_a, trans_b, out, bias)``
+    (``out`` has the working dtype and shape ``(m, n)``; ``bias`` may be None).
+
+    ``operand(x, dt, name, trans) -> (array, trans)`` converts ``a`` and ``b``
+    (default: :func:`as_float` to a 2-D C-contiguous array, ``trans`` unchanged).
+    """
+    dt = work_dtype(a, "a")
+    if operand is None:
+        a = as_float(a, dt, "a", 2)
+        b = as_float(b, dt, "b", 2)
+    else:
+        a, trans_a = operand(a, dt, "a", trans_a)
+        b, trans_b = operand(b, dt, "b", trans_b)
+    m, _, n = gemm_shapes(a, b, trans_a, trans_b)
+    if beta != 0.0 and out is None:
+        raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
+    out = check_out(out, (m, n), dt)
+    if bias is not None:
+        bias = check_bias(bias, n, dt)
+    return a, b, trans_a, trans_b, out, bias
+
+
+def prep_activation_forward(x, activation, out, alpha):
+    """Checked ``activation_forward`` arguments: ``(code, x, out, alpha)``."""
+    code = activation_code(activation)
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x")
+    out = check_out(out, x.shape, dt)
+    return code, x, out, activation_alpha(activation, alpha)
+
+
+def prep_activation_backward(dy, y, activation, x, out, alpha):
+    """Checked ``activation_backward`` arguments: ``(code, dy, y, x, out, alpha)``;
+    ``x`` is converted for ``gelu`` (which needs it) and ``None`` otherwise."""
+    code = activation_code(activation)
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy")
+    y = as_float(y, dt, "y")
+    if y.shape != dy.shape:
+        raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
+    out = check_out(out, dy.shape, dt)
+    a = activation_alpha(activation, alpha)
+    if code == ACTIVATIONS["softmax"] and dy.ndim != 2:
+        raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
+    if code == ACTIVATIONS["gelu"]:
+        if x is None:
+            raise ValueError("activation_backward: gelu needs the forward input x")
+        x = as_float(x, dt, "x")
+        if x.shape != dy.shape:
+            raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
+    else:
+        x = None
+    return code, dy, y, x, out, a
+
+
+def prep_rows(x, out):
+    """Checked arguments of a row-wise op of 2-D ``x`` (softmax, log-softmax)."""
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x", 2)
+    return x, check_out(out, x.shape, dt)
+
+
+def prep_class_loss(x, target, grad, sample_weight, name):
+    """Checked arguments of a loss over classes: ``(x, target, w, grad)``; ``target``
+    is intp labels (1-D) or dense like ``x``, ``w`` float64 (n,) or None."""
+    dt = work_dtype(x, name)
+    x = as_float(x, dt, name, 2)
+    t = class_targets(target, x, dt)
+    w = sample_weights(sample_weight, x.shape[0])
+    return x, t, w, check_out(grad, x.shape, dt, "grad")
+
+
+def prep_pair_loss(pred, target, grad, sample_weight, name):
+    """Checked arguments of an elementwise loss: ``(pred, target, w, grad)``."""
+    dt = work_dtype(pred, name)
+    p = as_float(pred, dt, name, 2)
+    t = as_float(target, dt, "target")
+    if t.shape != p.shape:
+        raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
+    w = sample_weights(sample_weight, p.shape[0])
+    return p, t, w, check_out(grad, p.shape, dt, "grad")
+
+
+def prep_bias_grad(dy, out):
+    """Checked ``bias_grad`` arguments: ``(dy, out)``."""
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy", 2)
+    return dy, check_out(out, (dy.shape[1],), dt)
+
+
+def prep_dropout_forward(x, rate, out, mask):
+    """Checked ``dropout_forward`` arguments: ``(x, out, mask)``."""
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    out = check_out(out, x.shape, dt)
+    return x, out, check_out(mask, x.shape, dt, "mask")
+
+
+def prep_dropout_backward(dy, mask, out):
+    """Checked ``dropout_backward`` arguments: ``(dy, mask, out)``."""
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy")
+    mask = as_float(mask, dt, "mask")
+    if mask.shape != dy.shape:
+        raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
+    return dy, mask, check_out(out, dy.shape, dt)
+
+
+def prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, out):
+    """Checked ``batchnorm_forward`` arguments:
+    ``(x, gamma, beta, moving_mean, moving_var, out)``."""
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x", 2)
+    n, k = x.shape
+    gamma = as_float(gamma, dt, "gamma", 1)
+    beta = as_float(beta, dt, "beta", 1)
+    for nm, v in (("gamma", gamma), ("beta", beta)):
+        if v.shape != (k,):
+            raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+    moving_mean = check_state(moving_mean, (k,), dt, "moving_mean")
+    moving_var = check_state(moving_var, (k,), dt, "moving_var")
+    out = check_out(out, x.shape, dt)
+    if training and n == 0:
+        raise ValueError("batchnorm_forward: training needs at least one sample")
+    return x, gamma, beta, moving_mean, moving_var, out
+
+
+def prep_batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
+    """Checked ``batchnorm_backward`` arguments:
+    ``(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)`` (``mean``/``inv_std`` float64)."""
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy", 2)
+    x = as_float(x, dt, "x", 2)
+    if x.shape != dy.shape:
+        raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
+    k = x.shape[1]
+    gamma = as_float(gamma, dt, "gamma", 1)
+    mean = as_float(mean, np.float64, "mean")
+    inv_std = as_float(inv_std, np.float64, "inv_std")
+    for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
+        if v.shape != (k,):
+            raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+    dx = check_out(dx, x.shape, dt, "dx")
+    dgamma = check_out(dgamma, (k,), dt, "dgamma")
+    dbeta = check_out(dbeta, (k,), dt, "dbeta")
+    return dy, x, gamma, mean, inv_std, dx, dgamma, dbeta
+
+
+def prep_optimizer(param, grad, *state_names_and_arrays):
+    """Check ``param`` (a writable C-contiguous float array), its state arrays
+    (``(name, array)`` pairs) and ``grad``; return ``grad`` in ``param``'s dtype."""
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy.ndarray, got {type(param).__name__}")
+    dt = param.dtype
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"param: expected float32 or float64, got {dt}")
+    check_state(param, param.shape, dt, "param")
+    grad = as_float(grad, dt, "grad")
+    if grad.shape != param.shape:
+        raise ValueError(f"grad: expected shape {param.shape}, got {grad.shape}")
+    for nm, arr in state_names_and_arrays:
+        check_state(arr, param.shape, dt, nm)
+    return grad
+
+
+def prep_sgd(param, grad, velocity, momentum):
+    """Checked ``sgd_update`` arguments: ``grad`` in ``param``'s dtype."""
+    grad = prep_optimizer(param, grad,
+                          *([("velocity", velocity)] if velocity is not None else []))
+    if momentum and velocity is None:
+        raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+    return grad
+
+
+def prep_adam(param, grad, m, v, step):
+    """Checked ``adam_update`` arguments: ``grad`` in ``param``'s dtype."""
+    grad = prep_optimizer(param, grad, ("m", m), ("v", v))
+    if step < 1:
+        raise ValueError(f"adam_update: step counts from 1, got {step}")
+    return grad
+
+
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -256,20 +459,14 @@ class Backend:
         -------
         out : array (m, n) of the working dtype of ``a``.
         """
-        dt = work_dtype(a, "a")
-        a = as_float(a, dt, "a", 2)
-        b = as_float(b, dt, "b", 2)
-        m, _, n = gemm_shapes(a, b, trans_a, trans_b)
-        if beta != 0.0 and out is None:
-            raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
-        out = check_out(out, (m, n), dt)
+        a, b, trans_a, trans_b, out, bias = prep_gemm(a, b, out, trans_a, trans_b, beta, bias)
         opa = a.T if trans_a else a
         opb = b.T if trans_b else b
         r = alpha * (opa @ opb) if alpha != 1.0 else opa @ opb
         if beta != 0.0:
             r = r + beta * out
         if bias is not None:
-            r = r + check_bias(bias, n, dt)
+            r = r + bias
         out[...] = r
         if activation not in (None, "linear"):
             self.activation_forward(out, activation, out=out, alpha=act_alpha)
@@ -284,11 +481,7 @@ class Backend:
         ``alpha`` is the negative slope of ``leaky_relu`` (default 0.2) or the
         ``elu`` alpha (default 1.0). ``out`` may be ``x`` itself.
         """
-        code = activation_code(activation)
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x")
-        out = check_out(out, x.shape, dt)
-        a = activation_alpha(activation, alpha)
+        code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == ACTIVATIONS["softmax"]:
             return self.softmax(x, out=out)
         with np.errstate(over="ignore", under="ignore"):
@@ -320,14 +513,7 @@ class Backend:
         this is the full Jacobian-vector product along each row. ``out`` may be
         ``dy`` itself.
         """
-        code = activation_code(activation)
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy")
-        y = as_float(y, dt, "y")
-        if y.shape != dy.shape:
-            raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
-        out = check_out(out, dy.shape, dt)
-        a = activation_alpha(activation, alpha)
+        code, dy, y, x, out, a = prep_activation_backward(dy, y, activation, x, out, alpha)
         # np.where evaluates both branches: overflow in the unused one is harmless
         with np.errstate(over="ignore", under="ignore"):
             if code == 0:
@@ -343,12 +529,6 @@ class Backend:
             elif code == 5:
                 r = dy * (1 - y * y)
             elif code == 6:
-                if x is None:
-                    raise ValueError("activation_backward: gelu needs the forward input x")
-                x = as_float(x, dt, "x")
-                if x.shape != dy.shape:
-                    raise ValueError(
-                        f"activation_backward: dy {dy.shape} and x {x.shape} differ")
                 xd = x.astype(np.float64)
                 cdf = 0.5 * (1.0 + _erf(xd * _SQRT_HALF))
                 pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
@@ -357,8 +537,6 @@ class Backend:
                 # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
                 r = dy * -np.expm1(-y)
             elif code == 8:
-                if dy.ndim != 2:
-                    raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
                 s = np.sum(dy.astype(np.float64) * y, axis=1, keepdims=True)
                 r = y * (dy - s)
         out[...] = r
@@ -366,9 +544,7 @@ class Backend:
 
     def softmax(self, x, out=None):
         """Row-wise softmax of 2-D ``x``, stable for large magnitudes."""
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        out = check_out(out, x.shape, dt)
+        x, out = prep_rows(x, out)
         if x.size == 0:
             return out
         z = x - x.max(axis=1, keepdims=True)
@@ -378,9 +554,7 @@ class Backend:
 
     def log_softmax(self, x, out=None):
         """Row-wise log-softmax of 2-D ``x``, stable for large magnitudes."""
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        out = check_out(out, x.shape, dt)
+        x, out = prep_rows(x, out)
         if x.size == 0:
             return out
         z = x - x.max(axis=1, keepdims=True)
@@ -392,16 +566,7 @@ class Backend:
     # ------------------------------------------------------------------
     def _targets(self, target, logits, dt, name="target"):
         """Integer labels (1-D) or a dense target array matching ``logits``."""
-        t = np.asarray(target)
-        n, k = logits.shape
-        if t.ndim == 2 and t.shape == logits.shape:
-            return as_float(t, dt, name)
-        if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k != 1):
-            return as_labels(t, n, k, name)
-        raise ValueError(
-            f"{name}: expected integer labels of shape ({n},) or probabilities of shape "
-            f"{logits.shape}, got {t.shape}"
-        )
+        return class_targets(target, logits, dt, name)
 
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
@@ -421,12 +586,8 @@ class Backend:
         -------
         (loss, grad) : float mean loss, gradient array
         """
-        dt = work_dtype(logits, "logits")
-        z = as_float(logits, dt, "logits", 2)
+        z, t, w, grad = prep_class_loss(logits, target, grad, sample_weight, "logits")
         n, k = z.shape
-        t = self._targets(target, z, dt)
-        w = sample_weights(sample_weight, n)
-        grad = check_out(grad, z.shape, dt, "grad")
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
         if t.ndim == 1:
@@ -454,12 +615,8 @@ class Backend:
         Keras's non-fused path: probabilities are renormalised to sum to one,
         clipped, and the gradient is with respect to the probabilities.
         """
-        dt = work_dtype(probs, "probs")
-        p = as_float(probs, dt, "probs", 2)
+        p, t, w, grad = prep_class_loss(probs, target, grad, sample_weight, "probs")
         n, k = p.shape
-        t = self._targets(target, p, dt)
-        w = sample_weights(sample_weight, n)
-        grad = check_out(grad, p.shape, dt, "grad")
         if n == 0:
             return 0.0, grad
         if t.ndim == 1:
@@ -486,14 +643,8 @@ class Backend:
         loss is the mean over the last axis, the result the mean over samples.
         grad = w_i * (sigmoid(z) - t) / (n * k).
         """
-        dt = work_dtype(logits, "logits")
-        z = as_float(logits, dt, "logits", 2)
-        t = as_float(target, dt, "target")
-        if t.shape != z.shape:
-            raise ValueError(f"target: expected shape {z.shape}, got {t.shape}")
+        z, t, w, grad = prep_pair_loss(logits, target, grad, sample_weight, "logits")
         n, k = z.shape
-        w = sample_weights(sample_weight, n)
-        grad = check_out(grad, z.shape, dt, "grad")
         if z.size == 0:
             return 0.0, grad
         zd, td = z.astype(np.float64), t.astype(np.float64)
@@ -510,14 +661,8 @@ class Backend:
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
         """Binary cross-entropy from probabilities clipped to [eps, 1 - eps] (Keras)."""
-        dt = work_dtype(probs, "probs")
-        p = as_float(probs, dt, "probs", 2)
-        t = as_float(target, dt, "target")
-        if t.shape != p.shape:
-            raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
+        p, t, w, grad = prep_pair_loss(probs, target, grad, sample_weight, "probs")
         n, k = p.shape
-        w = sample_weights(sample_weight, n)
-        grad = check_out(grad, p.shape, dt, "grad")
         if p.size == 0:
             return 0.0, grad
         pd, td = p.astype(np.float64), t.astype(np.float64)
@@ -543,14 +688,8 @@ class Backend:
         return self._regression_loss(pred, target, grad, sample_weight, squared=False)
 
     def _regression_loss(self, pred, target, grad, sample_weight, squared):
-        dt = work_dtype(pred, "pred")
-        p = as_float(pred, dt, "pred", 2)
-        t = as_float(target, dt, "target")
-        if t.shape != p.shape:
-            raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
+        p, t, w, grad = prep_pair_loss(pred, target, grad, sample_weight, "pred")
         n, k = p.shape
-        w = sample_weights(sample_weight, n)
-        grad = check_out(grad, p.shape, dt, "grad")
         if p.size == 0:
             return 0.0, grad
         d = p.astype(np.float64) - t
@@ -569,9 +708,7 @@ class Backend:
     # ------------------------------------------------------------------
     def bias_grad(self, dy, out=None):
         """Column sums of 2-D ``dy`` accumulated in float64: the bias gradient (k,)."""
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 2)
-        out = check_out(out, (dy.shape[1],), dt)
+        dy, out = prep_bias_grad(dy, out)
         out[...] = dy.sum(axis=0, dtype=np.float64)
         return out
 
@@ -582,12 +719,7 @@ class Backend:
         backend drops the same units. Returns ``(out, mask)``; ``mask`` has the
         shape and dtype of ``x`` and is what :meth:`dropout_backward` needs.
         """
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x")
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
-        out = check_out(out, x.shape, dt)
-        mask = check_out(mask, x.shape, dt, "mask")
+        x, out, mask = prep_dropout_forward(x, rate, out, mask)
         u = splitmix_uniform(int(seed), x.size).reshape(x.shape)
         mask[...] = np.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
         out[...] = x * mask
@@ -595,12 +727,7 @@ class Backend:
 
     def dropout_backward(self, dy, mask, out=None):
         """``out = dy * mask``."""
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy")
-        mask = as_float(mask, dt, "mask")
-        if mask.shape != dy.shape:
-            raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
-        out = check_out(out, dy.shape, dt)
+        dy, mask, out = prep_dropout_backward(dy, mask, out)
         out[...] = dy * mask
         return out
 
@@ -616,21 +743,10 @@ class Backend:
         Returns ``(out, mean, inv_std)``; ``mean`` and ``inv_std`` (shape (k,),
         float64) are what :meth:`batchnorm_backward` needs.
         """
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        n, k = x.shape
-        gamma = as_float(gamma, dt, "gamma", 1)
-        beta = as_float(beta, dt, "beta", 1)
-        for nm, v in (("gamma", gamma), ("beta", beta)):
-            if v.shape != (k,):
-                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
-        moving_mean = check_state(moving_mean, (k,), dt, "moving_mean")
-        moving_var = check_state(moving_var, (k,), dt, "moving_var")
-        out = check_out(out, x.shape, dt)
+        x, gamma, beta, moving_mean, moving_var, out = prep_batchnorm_forward(
+            x, gamma, beta, moving_mean, moving_var, training, out)
         xd = x.astype(np.float64)
         if training:
-            if n == 0:
-                raise ValueError("batchnorm_forward: training needs at least one sample")
             mean = xd.mean(axis=0)
             var = ((xd - mean) ** 2).mean(axis=0)
             moving_mean[...] = momentum * moving_mean + (1.0 - momentum) * mean
@@ -648,21 +764,9 @@ class Backend:
 
         Returns ``(dx, dgamma, dbeta)``.
         """
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 2)
-        x = as_float(x, dt, "x", 2)
-        if x.shape != dy.shape:
-            raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
-        n, k = x.shape
-        gamma = as_float(gamma, dt, "gamma", 1)
-        mean = np.asarray(mean, dtype=np.float64)
-        inv_std = np.asarray(inv_std, dtype=np.float64)
-        for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
-            if v.shape != (k,):
-                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
-        dx = check_out(dx, x.shape, dt, "dx")
-        dgamma = check_out(dgamma, (k,), dt, "dgamma")
-        dbeta = check_out(dbeta, (k,), dt, "dbeta")
+        dy, x, gamma, mean, inv_std, dx, dgamma, dbeta = prep_batchnorm_backward(
+            dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
+        n = x.shape[0]
         dyd = dy.astype(np.float64)
         xhat = (x.astype(np.float64) - mean) * inv_std
         db = dyd.sum(axis=0)
@@ -679,18 +783,7 @@ class Backend:
     # float32 state is flushed to zero below the smallest normal number.
     # ------------------------------------------------------------------
     def _opt_args(self, param, grad, *state_names_and_arrays):
-        if not isinstance(param, np.ndarray):
-            raise TypeError(f"param: expected a numpy.ndarray, got {type(param).__name__}")
-        dt = param.dtype
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"param: expected float32 or float64, got {dt}")
-        check_state(param, param.shape, dt, "param")
-        grad = as_float(grad, dt, "grad")
-        if grad.shape != param.shape:
-            raise ValueError(f"grad: expected shape {param.shape}, got {grad.shape}")
-        for nm, arr in state_names_and_arrays:
-            check_state(arr, param.shape, dt, nm)
-        return grad
+        return prep_optimizer(param, grad, *state_names_and_arrays)
 
     @staticmethod
     def _decay(param, lr, weight_decay):
@@ -703,12 +796,10 @@ class Backend:
 
         ``velocity`` is required when ``momentum > 0``.
         """
-        grad = self._opt_args(param, grad, *([("velocity", velocity)] if velocity is not None else []))
+        grad = prep_sgd(param, grad, velocity, momentum)
         lr = float(learning_rate)
         self._decay(param, lr, weight_decay)
         if momentum:
-            if velocity is None:
-                raise ValueError("sgd_update: momentum > 0 needs a velocity array")
             velocity[...] = momentum * velocity - lr * grad
             _flush_denormals(velocity)
             if nesterov:
@@ -727,9 +818,7 @@ class Backend:
         ``m += (g - m)(1 - beta_1)``; ``v += (g^2 - v)(1 - beta_2)``;
         ``p -= alpha * m / (sqrt(v) + eps)``.
         """
-        grad = self._opt_args(param, grad, ("m", m), ("v", v))
-        if step < 1:
-            raise ValueError(f"adam_update: step counts from 1, got {step}")
+        grad = prep_adam(param, grad, m, v, step)
         lr = float(learning_rate)
         self._decay(param, lr, weight_decay)
         alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)

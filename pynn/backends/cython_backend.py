@@ -22,8 +22,11 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
-                   activation_alpha, activation_code, as_float, check_bias, check_dense_stack,
-                   check_out, check_state, gemm_shapes, sample_weights, work_dtype)
+                   activation_alpha, activation_code, check_dense_stack, prep_activation_backward,
+                   prep_activation_forward, prep_adam, prep_batchnorm_backward,
+                   prep_batchnorm_forward, prep_bias_grad, prep_class_loss,
+                   prep_dropout_backward, prep_dropout_forward, prep_gemm, prep_optimizer,
+                   prep_pair_loss, prep_rows, prep_sgd)
 
 __all__ = ["CythonBackend"]
 
@@ -63,9 +66,14 @@ def _disjoint(inp, *outs):
     return inp
 
 
-def _weights(sample_weight, n):
-    w = sample_weights(sample_weight, n)
+def _weights(w):
+    """A kernel's ``(weights, has_weights)`` from checked sample weights (or None)."""
     return (_NO_WEIGHTS, False) if w is None else (w, True)
+
+
+def _unshared(grad, param):
+    """``grad``, or a copy when it overlaps ``param`` (updated in place)."""
+    return grad.copy() if np.may_share_memory(grad, param) else grad
 
 
 class CythonBackend(Backend):
@@ -78,19 +86,13 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
              bias=None, activation="linear", act_alpha=None):
-        dt = work_dtype(a, "a")
-        a = as_float(a, dt, "a", 2)
-        b = as_float(b, dt, "b", 2)
-        m, _, n = gemm_shapes(a, b, trans_a, trans_b)
-        if beta != 0.0 and out is None:
-            raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
-        out = check_out(out, (m, n), dt)
+        a, b, trans_a, trans_b, out, bias = prep_gemm(a, b, out, trans_a, trans_b, beta, bias)
         code = activation_code(activation)
         act_a = activation_alpha(activation, act_alpha)
         if bias is not None:
-            bias_arr, has_bias = _disjoint(check_bias(bias, n, dt), out), True
+            bias_arr, has_bias = _disjoint(bias, out), True
         else:
-            bias_arr, has_bias = _NO_BIAS[dt], False
+            bias_arr, has_bias = _NO_BIAS[out.dtype], False
         a = _disjoint(a, out)
         b = _disjoint(b, out)
         _dense.gemm(a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta),
@@ -101,11 +103,7 @@ class CythonBackend(Backend):
     # activations
     # ------------------------------------------------------------------
     def activation_forward(self, x, activation, out=None, alpha=None):
-        code = activation_code(activation)
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x")
-        out = check_out(out, x.shape, dt)
-        a = activation_alpha(activation, alpha)
+        code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == _SOFTMAX:
             return self.softmax(x, out=out)
         x = _unaliased(x, out)
@@ -113,27 +111,13 @@ class CythonBackend(Backend):
         return out
 
     def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
-        code = activation_code(activation)
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy")
-        y = as_float(y, dt, "y")
-        if y.shape != dy.shape:
-            raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
-        out = check_out(out, dy.shape, dt)
-        a = activation_alpha(activation, alpha)
+        code, dy, y, x, out, a = prep_activation_backward(dy, y, activation, x, out, alpha)
         if code == _SOFTMAX:
-            if dy.ndim != 2:
-                raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
             dy = _unaliased(dy, out)
             y = _unaliased(y, out)
             _dense.softmax_backward(dy, y, out)
             return out
         if code == _GELU:
-            if x is None:
-                raise ValueError("activation_backward: gelu needs the forward input x")
-            x = as_float(x, dt, "x")
-            if x.shape != dy.shape:
-                raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
             x = _unaliased(x, out)
         else:
             x = dy  # not read
@@ -143,16 +127,12 @@ class CythonBackend(Backend):
         return out
 
     def softmax(self, x, out=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        out = check_out(out, x.shape, dt)
+        x, out = prep_rows(x, out)
         _dense.softmax(_unaliased(x, out), out)
         return out
 
     def log_softmax(self, x, out=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        out = check_out(out, x.shape, dt)
+        x, out = prep_rows(x, out)
         _dense.log_softmax(_unaliased(x, out), out)
         return out
 
@@ -161,12 +141,8 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
-        dt = work_dtype(logits, "logits")
-        z = as_float(logits, dt, "logits", 2)
-        n, k = z.shape
-        t = self._targets(target, z, dt)
-        w, has_w = _weights(sample_weight, n)
-        grad = check_out(grad, z.shape, dt, "grad")
+        z, t, w, grad = prep_class_loss(logits, target, grad, sample_weight, "logits")
+        w, has_w = _weights(w)
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
         z = _unaliased(z, grad)
@@ -180,13 +156,9 @@ class CythonBackend(Backend):
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
-        dt = work_dtype(probs, "probs")
-        p = as_float(probs, dt, "probs", 2)
-        n, k = p.shape
-        t = self._targets(target, p, dt)
-        w, has_w = _weights(sample_weight, n)
-        grad = check_out(grad, p.shape, dt, "grad")
-        if n == 0:
+        p, t, w, grad = prep_class_loss(probs, target, grad, sample_weight, "probs")
+        w, has_w = _weights(w)
+        if p.shape[0] == 0:
             return 0.0, grad
         p = _unaliased(p, grad)
         eps = float(epsilon)
@@ -198,14 +170,8 @@ class CythonBackend(Backend):
         return float(loss), grad
 
     def _elementwise_loss(self, kind, pred, target, grad, sample_weight, epsilon, name):
-        dt = work_dtype(pred, name)
-        p = as_float(pred, dt, name, 2)
-        t = as_float(target, dt, "target")
-        if t.shape != p.shape:
-            raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
-        n, k = p.shape
-        w, has_w = _weights(sample_weight, n)
-        grad = check_out(grad, p.shape, dt, "grad")
+        p, t, w, grad = prep_pair_loss(pred, target, grad, sample_weight, name)
+        w, has_w = _weights(w)
         if p.size == 0:
             return 0.0, grad
         p = _unaliased(p, grad)
@@ -233,19 +199,12 @@ class CythonBackend(Backend):
     # reductions, dropout, batch normalisation
     # ------------------------------------------------------------------
     def bias_grad(self, dy, out=None):
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 2)
-        out = check_out(out, (dy.shape[1],), dt)
+        dy, out = prep_bias_grad(dy, out)
         _layers.bias_grad(_disjoint(dy, out), out)
         return out
 
     def dropout_forward(self, x, rate, seed, out=None, mask=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x")
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
-        out = check_out(out, x.shape, dt)
-        mask = check_out(mask, x.shape, dt, "mask")
+        x, out, mask = prep_dropout_forward(x, rate, out, mask)
         if np.may_share_memory(out, mask):
             raise ValueError("dropout_forward: out and mask must not overlap")
         x = _disjoint(x, mask)
@@ -255,30 +214,15 @@ class CythonBackend(Backend):
         return out, mask
 
     def dropout_backward(self, dy, mask, out=None):
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy")
-        mask = as_float(mask, dt, "mask")
-        if mask.shape != dy.shape:
-            raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
-        out = check_out(out, dy.shape, dt)
+        dy, mask, out = prep_dropout_backward(dy, mask, out)
         _layers.multiply(_flat(_unaliased(dy, out)), _flat(_unaliased(mask, out)), _flat(out))
         return out
 
     def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
                           momentum=0.99, epsilon=1e-3, out=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        n, k = x.shape
-        gamma = as_float(gamma, dt, "gamma", 1)
-        beta = as_float(beta, dt, "beta", 1)
-        for nm, v in (("gamma", gamma), ("beta", beta)):
-            if v.shape != (k,):
-                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
-        moving_mean = check_state(moving_mean, (k,), dt, "moving_mean")
-        moving_var = check_state(moving_var, (k,), dt, "moving_var")
-        out = check_out(out, x.shape, dt)
-        if training and n == 0:
-            raise ValueError("batchnorm_forward: training needs at least one sample")
+        x, gamma, beta, moving_mean, moving_var, out = prep_batchnorm_forward(
+            x, gamma, beta, moving_mean, moving_var, training, out)
+        k = x.shape[1]
         if np.may_share_memory(moving_mean, moving_var):
             raise ValueError("batchnorm_forward: moving_mean and moving_var must not overlap")
         x = _disjoint(_unaliased(x, out), moving_mean, moving_var)
@@ -292,21 +236,8 @@ class CythonBackend(Backend):
 
     def batchnorm_backward(self, dy, x, gamma, mean, inv_std, dx=None, dgamma=None,
                            dbeta=None):
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 2)
-        x = as_float(x, dt, "x", 2)
-        if x.shape != dy.shape:
-            raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
-        n, k = x.shape
-        gamma = as_float(gamma, dt, "gamma", 1)
-        mean = as_float(mean, np.float64, "mean")
-        inv_std = as_float(inv_std, np.float64, "inv_std")
-        for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
-            if v.shape != (k,):
-                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
-        dx = check_out(dx, x.shape, dt, "dx")
-        dgamma = check_out(dgamma, (k,), dt, "dgamma")
-        dbeta = check_out(dbeta, (k,), dt, "dbeta")
+        dy, x, gamma, mean, inv_std, dx, dgamma, dbeta = prep_batchnorm_backward(
+            dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
         outs = (dgamma, dbeta)
         dy = _disjoint(_unaliased(dy, dx), *outs)
         x = _disjoint(_unaliased(x, dx), *outs)
@@ -319,17 +250,9 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     # optimizer updates, in place over flat views
     # ------------------------------------------------------------------
-    def _opt_grad(self, param, grad, *states):
-        """The reference's checks, then ``grad`` copied if it overlaps ``param``."""
-        grad = self._opt_args(param, grad, *states)
-        return grad.copy() if np.may_share_memory(grad, param) else grad
-
     def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
                    nesterov=False, weight_decay=0.0):
-        grad = self._opt_grad(param, grad,
-                              *([("velocity", velocity)] if velocity is not None else []))
-        if momentum and velocity is None:
-            raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+        grad = _unshared(prep_sgd(param, grad, velocity, momentum), param)
         vel = velocity if velocity is not None else param  # not read without momentum
         _optim.sgd_update(_flat(param), _flat(grad), _flat(vel), float(learning_rate),
                           float(momentum), bool(nesterov), float(weight_decay))
@@ -337,9 +260,7 @@ class CythonBackend(Backend):
 
     def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
                     beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
-        grad = self._opt_grad(param, grad, ("m", m), ("v", v))
-        if step < 1:
-            raise ValueError(f"adam_update: step counts from 1, got {step}")
+        grad = _unshared(prep_adam(param, grad, m, v, step), param)
         lr = float(learning_rate)
         alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
         _optim.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), alpha,
@@ -349,14 +270,14 @@ class CythonBackend(Backend):
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = self._opt_grad(param, grad, ("ms", ms))
+        grad = _unshared(prep_optimizer(param, grad, ("ms", ms)), param)
         _optim.rmsprop_update(_flat(param), _flat(grad), _flat(ms), float(learning_rate),
                               float(rho), float(epsilon), float(weight_decay))
         return param
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = self._opt_grad(param, grad, ("acc", acc))
+        grad = _unshared(prep_optimizer(param, grad, ("acc", acc)), param)
         _optim.adagrad_update(_flat(param), _flat(grad), _flat(acc), float(learning_rate),
                               float(epsilon), float(weight_decay))
         return param

@@ -23,13 +23,21 @@ from .base import (
     activation_code,
     as_float,
     as_labels,
-    check_bias,
     check_dense_stack,
-    check_out,
-    check_state,
-    gemm_shapes,
-    sample_weights,
-    work_dtype,
+    prep_activation_backward,
+    prep_activation_forward,
+    prep_adam,
+    prep_batchnorm_backward,
+    prep_batchnorm_forward,
+    prep_bias_grad,
+    prep_class_loss,
+    prep_dropout_backward,
+    prep_dropout_forward,
+    prep_gemm,
+    prep_optimizer,
+    prep_pair_loss,
+    prep_rows,
+    prep_sgd,
 )
 
 __all__ = ["NumbaBackend"]
@@ -52,8 +60,8 @@ def _flat(a):
     return a.reshape(-1)
 
 
-def _weights(sample_weight, n):
-    w = sample_weights(sample_weight, n)
+def _weights(w):
+    """A kernel's weights from checked sample weights (or None)."""
     return _NO_WEIGHTS if w is None else w
 
 
@@ -74,19 +82,16 @@ class NumbaBackend(Backend):
              bias=None, activation="linear", act_alpha=None):
         code = activation_code(activation)
         act_a = activation_alpha(activation, act_alpha)
-        dt = work_dtype(a, "a")
-        a, trans_a = _operand(a, dt, "a", bool(trans_a))
-        b, trans_b = _operand(b, dt, "b", bool(trans_b))
-        m, _, n = gemm_shapes(a, b, trans_a, trans_b)
         alpha, beta = float(alpha), float(beta)
-        if beta != 0.0 and out is None:
-            raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
-        out = check_out(out, (m, n), dt)
-        bias = check_bias(bias, n, dt) if bias is not None else np.empty(0, dtype=dt)
+        a, b, trans_a, trans_b, out, bias = prep_gemm(a, b, out, bool(trans_a), bool(trans_b),
+                                                      beta, bias, operand=_operand)
+        dt = out.dtype
+        if bias is None:
+            bias = np.empty(0, dtype=dt)
         # BLAS must not write into an operand, and beta needs the old contents
         dst_is_out = beta == 0.0 and not (np.may_share_memory(out, a)
                                           or np.may_share_memory(out, b))
-        dst = out if dst_is_out else np.empty((m, n), dtype=dt)
+        dst = out if dst_is_out else np.empty(out.shape, dtype=dt)
         kernel = _GEMM[trans_a, trans_b]
         kernel(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_a)
         return out
@@ -95,73 +100,48 @@ class NumbaBackend(Backend):
     # activations
     # ------------------------------------------------------------------
     def activation_forward(self, x, activation, out=None, alpha=None):
-        code = activation_code(activation)
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x")
-        out = check_out(out, x.shape, dt)
-        a = activation_alpha(activation, alpha)
+        code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == _SOFTMAX:
             return self.softmax(x, out=out)
         K.activation_forward(_flat(x), _flat(out), code, a)
         return out
 
     def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
-        code = activation_code(activation)
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy")
-        y = as_float(y, dt, "y")
-        if y.shape != dy.shape:
-            raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
-        out = check_out(out, dy.shape, dt)
-        a = activation_alpha(activation, alpha)
+        code, dy, y, x, out, a = prep_activation_backward(dy, y, activation, x, out, alpha)
         if code == _SOFTMAX:
-            if dy.ndim != 2:
-                raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
             K.softmax_backward(dy, y, out)
             return out
-        if code == _GELU:
-            if x is None:
-                raise ValueError("activation_backward: gelu needs the forward input x")
-            x = as_float(x, dt, "x")
-            if x.shape != dy.shape:
-                raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
-        else:
+        if code != _GELU:
             x = y  # unused by the kernel
         K.activation_backward(_flat(dy), _flat(y), _flat(x), _flat(out), code, a)
         return out
 
     def softmax(self, x, out=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        out = check_out(out, x.shape, dt)
+        x, out = prep_rows(x, out)
         K.softmax_rows(x, out)
         return out
 
     def log_softmax(self, x, out=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        out = check_out(out, x.shape, dt)
+        x, out = prep_rows(x, out)
         K.log_softmax_rows(x, out)
         return out
 
     # ------------------------------------------------------------------
     # losses
     # ------------------------------------------------------------------
-    def _split_targets(self, target, z, dt):
-        """(labels, dense) for the kernels: one of them is an empty placeholder."""
-        t = self._targets(target, z, dt)
+    def _class_loss_args(self, x, target, grad, sample_weight, name):
+        """``(x, labels, dense target, w, grad)`` for the kernels (one of labels and
+        dense target an empty placeholder)."""
+        x, t, w, grad = prep_class_loss(x, target, grad, sample_weight, name)
         if t.ndim == 1:
-            return t, np.empty((0, 0), dtype=dt)
-        return _NO_LABELS, t
+            return x, t, np.empty((0, 0), dtype=x.dtype), _weights(w), grad
+        return x, _NO_LABELS, t, _weights(w), grad
 
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
-        dt = work_dtype(logits, "logits")
-        z = as_float(logits, dt, "logits", 2)
-        n, _ = z.shape
-        labels, t = self._split_targets(target, z, dt)
-        w = _weights(sample_weight, n)
-        grad = check_out(grad, z.shape, dt, "grad")
+        z, labels, t, w, grad = self._class_loss_args(logits, target, grad, sample_weight,
+                                                      "logits")
+        n = z.shape[0]
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
         total = K.softmax_cross_entropy(z, labels, t, w, float(label_smoothing), grad)
@@ -169,26 +149,17 @@ class NumbaBackend(Backend):
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
-        dt = work_dtype(probs, "probs")
-        p = as_float(probs, dt, "probs", 2)
-        n, _ = p.shape
-        labels, t = self._split_targets(target, p, dt)
-        w = _weights(sample_weight, n)
-        grad = check_out(grad, p.shape, dt, "grad")
+        p, labels, t, w, grad = self._class_loss_args(probs, target, grad, sample_weight,
+                                                      "probs")
+        n = p.shape[0]
         if n == 0:
             return 0.0, grad
         total = K.categorical_cross_entropy(p, labels, t, w, float(epsilon), grad)
         return float(total / n), grad
 
     def _pair(self, pred, target, grad, sample_weight, name):
-        dt = work_dtype(pred, name)
-        p = as_float(pred, dt, name, 2)
-        t = as_float(target, dt, "target")
-        if t.shape != p.shape:
-            raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
-        w = _weights(sample_weight, p.shape[0])
-        grad = check_out(grad, p.shape, dt, "grad")
-        return p, t, w, grad
+        p, t, w, grad = prep_pair_loss(pred, target, grad, sample_weight, name)
+        return p, t, _weights(w), grad
 
     def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
         z, t, w, grad = self._pair(logits, target, grad, sample_weight, "logits")
@@ -222,49 +193,27 @@ class NumbaBackend(Backend):
     # reductions, dropout, batch normalisation
     # ------------------------------------------------------------------
     def bias_grad(self, dy, out=None):
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 2)
-        out = check_out(out, (dy.shape[1],), dt)
+        dy, out = prep_bias_grad(dy, out)
         K.bias_grad(dy, out)
         return out
 
     def dropout_forward(self, x, rate, seed, out=None, mask=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x")
         rate = float(rate)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
-        out = check_out(out, x.shape, dt)
-        mask = check_out(mask, x.shape, dt, "mask")
+        x, out, mask = prep_dropout_forward(x, rate, out, mask)
         K.dropout_forward(_flat(x), np.uint64(int(seed) & _MASK64), rate, _flat(out),
                           _flat(mask))
         return out, mask
 
     def dropout_backward(self, dy, mask, out=None):
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy")
-        mask = as_float(mask, dt, "mask")
-        if mask.shape != dy.shape:
-            raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
-        out = check_out(out, dy.shape, dt)
+        dy, mask, out = prep_dropout_backward(dy, mask, out)
         K.multiply(_flat(dy), _flat(mask), _flat(out))
         return out
 
     def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
                           momentum=0.99, epsilon=1e-3, out=None):
-        dt = work_dtype(x)
-        x = as_float(x, dt, "x", 2)
-        n, k = x.shape
-        gamma = as_float(gamma, dt, "gamma", 1)
-        beta = as_float(beta, dt, "beta", 1)
-        for nm, v in (("gamma", gamma), ("beta", beta)):
-            if v.shape != (k,):
-                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
-        moving_mean = check_state(moving_mean, (k,), dt, "moving_mean")
-        moving_var = check_state(moving_var, (k,), dt, "moving_var")
-        out = check_out(out, x.shape, dt)
-        if training and n == 0:
-            raise ValueError("batchnorm_forward: training needs at least one sample")
+        x, gamma, beta, moving_mean, moving_var, out = prep_batchnorm_forward(
+            x, gamma, beta, moving_mean, moving_var, training, out)
+        k = x.shape[1]
         mean = np.empty(k, dtype=np.float64)
         inv_std = np.empty(k, dtype=np.float64)
         K.batchnorm_forward(x, gamma, beta, moving_mean, moving_var, bool(training),
@@ -273,21 +222,8 @@ class NumbaBackend(Backend):
 
     def batchnorm_backward(self, dy, x, gamma, mean, inv_std, dx=None, dgamma=None,
                            dbeta=None):
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 2)
-        x = as_float(x, dt, "x", 2)
-        if x.shape != dy.shape:
-            raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
-        n, k = x.shape
-        gamma = as_float(gamma, dt, "gamma", 1)
-        mean = as_float(mean, np.float64, "mean")
-        inv_std = as_float(inv_std, np.float64, "inv_std")
-        for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
-            if v.shape != (k,):
-                raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
-        dx = check_out(dx, x.shape, dt, "dx")
-        dgamma = check_out(dgamma, (k,), dt, "dgamma")
-        dbeta = check_out(dbeta, (k,), dt, "dbeta")
+        dy, x, gamma, mean, inv_std, dx, dgamma, dbeta = prep_batchnorm_backward(
+            dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
         K.batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
         return dx, dgamma, dbeta
 
@@ -296,10 +232,7 @@ class NumbaBackend(Backend):
     # ------------------------------------------------------------------
     def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
                    nesterov=False, weight_decay=0.0):
-        grad = self._opt_args(param, grad,
-                              *([("velocity", velocity)] if velocity is not None else []))
-        if momentum and velocity is None:
-            raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+        grad = prep_sgd(param, grad, velocity, momentum)
         s = param.dtype.type
         lr = float(learning_rate)
         vel = _flat(velocity) if momentum else np.empty(0, dtype=param.dtype)
@@ -309,9 +242,7 @@ class NumbaBackend(Backend):
 
     def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
                     beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
-        grad = self._opt_args(param, grad, ("m", m), ("v", v))
-        if step < 1:
-            raise ValueError(f"adam_update: step counts from 1, got {step}")
+        grad = prep_adam(param, grad, m, v, step)
         s = param.dtype.type
         lr = float(learning_rate)
         alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
@@ -322,7 +253,7 @@ class NumbaBackend(Backend):
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = self._opt_args(param, grad, ("ms", ms))
+        grad = prep_optimizer(param, grad, ("ms", ms))
         s = param.dtype.type
         lr = float(learning_rate)
         K.rmsprop_update(_flat(param), _flat(grad), _flat(ms), s(lr), s(rho), s(1.0 - rho),
@@ -331,7 +262,7 @@ class NumbaBackend(Backend):
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = self._opt_args(param, grad, ("acc", acc))
+        grad = prep_optimizer(param, grad, ("acc", acc))
         s = param.dtype.type
         lr = float(learning_rate)
         K.adagrad_update(_flat(param), _flat(grad), _flat(acc), s(lr), s(epsilon),
