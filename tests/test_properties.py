@@ -44,7 +44,9 @@ def values(dtype, bound):
 
 
 def array(draw, dtype, shape, bound, elements=None):
-    return draw(hnp.arrays(dtype, shape, elements=elements or values(dtype, bound)))
+    if elements is None:
+        elements = values(dtype, bound)
+    return draw(hnp.arrays(dtype, shape, elements=elements))
 
 
 # largest magnitudes: f32 kept away from overflow of dy * act'(x) and 2-term sums
@@ -235,3 +237,127 @@ def test_properties_catch_broken_backends():
         _dropout(helpers.BrokenDropoutRng())
     for check in (_relu_only, _softmax_only, _dropout):  # and pass on the reference
         check(REFERENCE)
+
+
+# ------------------------------------------------------------------------------------------
+# the remaining ops: gemm, batch norm, optimizer updates - random shapes, dtypes, memory
+# layouts (contiguous, stepped with negative strides, Fortran order) and values including
+# +-0 and subnormals. Non-contiguous inputs go to the backend as views; the reference gets
+# contiguous copies, so a kernel that ignores strides fails here.
+# ------------------------------------------------------------------------------------------
+LAYOUTS = st.sampled_from(["C", "step", "T"])
+
+
+def small_values(dtype, bound=10.0):
+    """Moderate magnitudes (sums of products stay comparable), plus zeros and subnormals."""
+    w = 32 if dtype == np.float32 else 64
+    info = np.finfo(dtype)
+    sub = float(info.smallest_subnormal)
+    bound = exact(dtype, [bound])[0]
+    return st.one_of(st.floats(-bound, bound, width=w),
+                     st.sampled_from(exact(dtype, [0.0, -0.0, sub, -sub, float(info.tiny)])))
+
+
+def laid_out(data, dtype, shape, bound=10.0):
+    """(view handed to the backend, contiguous copy handed to the reference)."""
+    a = array(data.draw, dtype, shape, bound, elements=small_values(dtype, bound))
+    layout = data.draw(LAYOUTS)
+    if layout == "C" or a.ndim != 2:
+        return a, a.copy()
+    return helpers.strided(a, layout), a.copy()
+
+
+@SETTINGS
+@given(data=st.data())
+def test_gemm_properties(backend, data):
+    dtype = data.draw(DTYPES)
+    m, k, n = (data.draw(st.integers(0, 9)) for _ in range(3))
+    ta, tb = data.draw(st.booleans()), data.draw(st.booleans())
+    a, a_ref = laid_out(data, dtype, (k, m) if ta else (m, k))
+    b, b_ref = laid_out(data, dtype, (n, k) if tb else (k, n))
+    act = data.draw(st.sampled_from(["linear", "relu", "tanh", "sigmoid", "softmax"]))
+    bias = array(data.draw, dtype, (n,), 10.0, elements=small_values(dtype)) \
+        if data.draw(st.booleans()) else None
+    alpha = data.draw(st.sampled_from([1.0, 0.5, -2.0]))
+    beta = data.draw(st.sampled_from([0.0, 1.0, 0.25]))
+    out0 = array(data.draw, dtype, (m, n), 10.0, elements=small_values(dtype))
+    kw = dict(trans_a=ta, trans_b=tb, alpha=alpha, beta=beta, bias=bias, activation=act)
+    got = backend.gemm(a, b, out=out0.copy(), **kw)
+    want = REFERENCE.gemm(a_ref, b_ref, out=out0.copy(), **kw)
+    # error bound of a length-k dot product of values <= 10: scale by k * 100 * |alpha|
+    helpers.assert_close_scaled(got, want, dtype, scale=max(1.0, k * 100.0 * abs(alpha)
+                                                                + 10.0 * abs(beta) + 10.0),
+                                what=f"{backend.name}.gemm")
+
+
+@SETTINGS
+@given(data=st.data())
+def test_batchnorm_properties(backend, data):
+    dtype = data.draw(DTYPES)
+    n, k = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 7))
+    x, x_ref = laid_out(data, dtype, (n, k))
+    gamma = array(data.draw, dtype, (k,), 10.0, elements=small_values(dtype))
+    beta = array(data.draw, dtype, (k,), 10.0, elements=small_values(dtype))
+    training = data.draw(st.booleans())
+    mm = array(data.draw, dtype, (k,), 10.0, elements=small_values(dtype))
+    mv = np.abs(array(data.draw, dtype, (k,), 10.0, elements=small_values(dtype)))
+    got_mm, got_mv, ref_mm, ref_mv = mm.copy(), mv.copy(), mm.copy(), mv.copy()
+    got = backend.batchnorm_forward(x, gamma, beta, got_mm, got_mv, training)
+    want = REFERENCE.batchnorm_forward(x_ref, gamma, beta, ref_mm, ref_mv, training)
+    # outputs are normalised: |y| <= |gamma| * sqrt(n) + |beta| (or / sqrt(eps) in inference)
+    scale = 10.0 * (np.sqrt(n) if training else 1.0 / np.sqrt(1e-3) * 20.0) + 10.0
+    helpers.assert_close_scaled(got[0], want[0], dtype, scale=scale, what="bn out")
+    helpers.assert_close_scaled(got_mm, ref_mm, dtype, scale=10.0, what="moving_mean")
+    helpers.assert_close_scaled(got_mv, ref_mv, dtype, scale=100.0, what="moving_var")
+    if training:
+        dy, dy_ref = laid_out(data, dtype, (n, k))
+        g = backend.batchnorm_backward(dy, x, gamma, want[1], want[2])
+        w = REFERENCE.batchnorm_backward(dy_ref, x_ref, gamma, want[1], want[2])
+        # dx = gamma * inv_std / n * (n dy - sum dy - xhat sum(dy xhat)): terms up to
+        # |gamma| inv_std (|dy| + |dy| + n |dy|) cancel; dgamma, dbeta are sums of n terms
+        inv = float(np.max(want[2]))
+        for i, nm in enumerate(("dx", "dgamma", "dbeta")):
+            helpers.assert_close_scaled(g[i], w[i], dtype, what=nm,
+                                        scale=10.0 * max(1.0, inv) * (20.0 + 10.0 * n))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_optimizer_update_properties(backend, data):
+    dtype = data.draw(DTYPES)
+    shape = (data.draw(st.integers(0, 6)), data.draw(st.integers(0, 6)))
+    p0 = array(data.draw, dtype, shape, 10.0, elements=small_values(dtype))
+    g, g_ref = laid_out(data, dtype, shape, bound=1.0)
+    which = data.draw(st.sampled_from(["sgd", "nesterov", "adam", "rmsprop", "adagrad"]))
+    wd = data.draw(st.sampled_from([0.0, 0.01]))
+    steps = data.draw(st.integers(1, 3))
+    state = np.abs(array(data.draw, dtype, shape, 1e-3, elements=small_values(dtype, 1e-3)))
+    # half the entries: a zero gradient over a subnormal state (what dead ReLU units give)
+    state.flat[::2] = 7 * np.finfo(dtype).smallest_subnormal
+    g_ref.flat[::2] = 0
+    g[...] = g_ref
+    got_p, ref_p = p0.copy(), p0.copy()
+    got_s = [state.copy(), state.copy()]
+    ref_s = [state.copy(), state.copy()]
+    for t in range(1, steps + 1):
+        for be, p, s, grad in ((backend, got_p, got_s, g), (REFERENCE, ref_p, ref_s, g_ref)):
+            if which in ("sgd", "nesterov"):
+                be.sgd_update(p, grad, s[0], learning_rate=0.1, momentum=0.9,
+                              nesterov=which == "nesterov", weight_decay=wd)
+            elif which == "adam":
+                be.adam_update(p, grad, s[0], s[1], t, learning_rate=0.01, weight_decay=wd)
+            elif which == "rmsprop":
+                be.rmsprop_update(p, grad, s[0], learning_rate=0.01, weight_decay=wd)
+            else:
+                be.adagrad_update(p, grad, s[0], learning_rate=0.01, weight_decay=wd)
+    assert_close_opt = helpers.assert_close_scaled
+    assert_close_opt(got_p, ref_p, dtype, scale=10.0, what=f"{which} param")
+    for i in range(2):
+        assert_close_opt(got_s[i], ref_s[i], dtype, scale=1.0, what=f"{which} state {i}")
+        used = 2 if which == "adam" else 1
+        if dtype == np.float32 and i < used:
+            # float32 state is flushed to zero: no subnormal survives an update (they run
+            # ~38x slower); tolerances alone cannot see a subnormal against a zero
+            a = np.abs(got_s[i])
+            assert not np.any((a > 0) & (a < np.finfo(np.float32).tiny)), \
+                f"{which} state {i} holds subnormal values"
