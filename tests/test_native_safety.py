@@ -568,7 +568,8 @@ def test_backend_methods_behave_like_the_reference_under_bad_arguments(child_res
 def test_a_crash_in_the_child_is_reported_with_its_signal(tmp_path):
     """The harness itself: a child that segfaults is seen as a failure naming SIGSEGV."""
     code = "import ctypes; ctypes.string_at(0)"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                         cwd=PYNN_PATH)
     assert res.returncode < 0 and signal.Signals(-res.returncode).name == "SIGSEGV"
 
 

@@ -426,7 +426,7 @@ def test_optimizer_bad_arguments(nb, rng):
 def _run(code, cache_dir):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir),
                PYTHONPATH=PYNN_PATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=PYNN_PATH,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     return res.stdout

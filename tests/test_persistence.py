@@ -105,7 +105,7 @@ _SAVER = textwrap.dedent("""
 def test_kill_during_a_large_save_keeps_the_previous_file(tmp_path):
     target = tmp_path / "big.pynn"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(target)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(target)], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline().split()

@@ -140,7 +140,7 @@ def test_headless_selects_agg_and_import_is_lazy(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
     env["PYTHONPATH"] = PYNN_PATH + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "h.png")], env=env,
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "h.png")], env=env, cwd=PYNN_PATH,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "agg"

@@ -588,7 +588,7 @@ _DETERMINISM_SCRIPT = textwrap.dedent("""
 def _digests_in_subprocess():
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    res = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT, *CPU_BACKENDS],
+    res = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT, *CPU_BACKENDS], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -106,7 +106,8 @@ def _run(code, **env):
     e = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(pynn.__file__))))
     e.pop("NUMBA_ENABLE_CUDASIM", None)
     e.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], env=e, cwd=e["PYTHONPATH"],
+                          capture_output=True, text=True,
                           timeout=120)
 
 
