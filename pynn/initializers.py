@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from . import _config
+from ._identifiers import resolve
 
 __all__ = ["Initializer", "Constant", "Zeros", "Ones", "RandomNormal", "RandomUniform",
            "TruncatedNormal", "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform",
@@ -326,18 +327,5 @@ def deserialize(config, custom_objects=None):
 
 def get(identifier):
     """An :class:`Initializer` from a name, class, instance, config dict or callable."""
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown initializer {identifier!r}; expected one of "
-                             f"{sorted(_NAMES)}")
-        return cls()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Initializer):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")
+    return resolve(identifier, Initializer, _NAMES, _CLASSES, deserialize, "initializer",
+                   allow_callable=True)

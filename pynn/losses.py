@@ -342,38 +342,38 @@ def _not_logits(loss, logits):
                          "not logits")
 
 
-class MeanSquaredError(Loss):
-    """``mean((y_true - y_pred)**2)`` over the last axis, reduced over samples."""
+class _ElementwiseRegressionLoss(Loss):
+    """A regression loss computed by one backend op ``_op`` (mean over the last axis)."""
 
-    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+    _op = None  # backend op name; the module function of the same name is the per-sample form
 
     def call(self, y_true, y_pred):
-        return mean_squared_error(y_true, y_pred)
+        return globals()[self._op](y_true, y_pred)
 
     def loss_and_grad(self, backend, y_true, output, sample_weight=None, grad=None,
                       logits=False):
         _not_logits(self, logits)
-        loss, grad = backend.mean_squared_error(output, y_true, grad=grad,
+        loss, grad = getattr(backend, self._op)(output, y_true, grad=grad,
                                                 sample_weight=sample_weight)
         return self._reduce(backend, loss, grad, sample_weight, output.shape[0])
 
 
-class MeanAbsoluteError(Loss):
+class MeanSquaredError(_ElementwiseRegressionLoss):
+    """``mean((y_true - y_pred)**2)`` over the last axis, reduced over samples."""
+
+    _op = "mean_squared_error"
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+
+class MeanAbsoluteError(_ElementwiseRegressionLoss):
     """``mean(|y_true - y_pred|)`` over the last axis, reduced over samples."""
+
+    _op = "mean_absolute_error"
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-
-    def call(self, y_true, y_pred):
-        return mean_absolute_error(y_true, y_pred)
-
-    def loss_and_grad(self, backend, y_true, output, sample_weight=None, grad=None,
-                      logits=False):
-        _not_logits(self, logits)
-        loss, grad = backend.mean_absolute_error(output, y_true, grad=grad,
-                                                 sample_weight=sample_weight)
-        return self._reduce(backend, loss, grad, sample_weight, output.shape[0])
 
 
 def _check_smoothing(label_smoothing):

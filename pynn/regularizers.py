@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ._identifiers import resolve
 from .backends import get_backend
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
@@ -114,17 +115,6 @@ def deserialize(config, custom_objects=None):
 
 def get(identifier):
     """A :class:`Regularizer` (or ``None``) from a name, instance, class or config dict."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"Unknown regularizer {identifier!r}; expected one of "
-                             f"{sorted(_NAMES)}")
-        return cls()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, type) and issubclass(identifier, Regularizer):
-        return identifier()
-    raise ValueError(f"Could not interpret regularizer identifier: {identifier!r} "
-                     f"(pynn regularizers are L1, L2 and L1L2 instances or their names)")
+    return resolve(identifier, Regularizer, _NAMES, _CLASSES, deserialize, "regularizer",
+                   allow_none=True,
+                   hint=" (pynn regularizers are L1, L2 and L1L2 instances or their names)")
