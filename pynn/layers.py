@@ -137,7 +137,23 @@ class Weight:
 # ---------------------------------------------------------------------------------------------
 # base layer
 # ---------------------------------------------------------------------------------------------
-class Layer:
+class WeightViews:
+    """Keras's weight views, derived from ``weights`` (shared by layers and models)."""
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self.weights if w.trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w in self.weights if not w.trainable]
+
+    @property
+    def variables(self):
+        return self.weights
+
+
+class Layer(WeightViews):
     """Base class of layers.
 
     Subclasses implement ``build(input_shape)`` (create weights with
@@ -218,18 +234,6 @@ class Layer:
     def weights(self):
         """All weights, in creation order (Keras's ``get_weights`` order)."""
         return list(self._weights)
-
-    @property
-    def trainable_weights(self):
-        return [w for w in self._weights if w.trainable]
-
-    @property
-    def non_trainable_weights(self):
-        return [w for w in self._weights if not w.trainable]
-
-    @property
-    def variables(self):
-        return self.weights
 
     @property
     def losses(self):

@@ -122,7 +122,7 @@ class _StepGuard:
         return False
 
 
-class Sequential:
+class Sequential(layers_mod.WeightViews):
     """A linear stack of layers (Keras's ``Sequential``).
 
     Parameters
@@ -1069,18 +1069,6 @@ class Sequential:
     @property
     def weights(self):
         return [w for l in self._layers for w in l._weights]
-
-    @property
-    def trainable_weights(self):
-        return [w for w in self.weights if w.trainable]
-
-    @property
-    def non_trainable_weights(self):
-        return [w for w in self.weights if not w.trainable]
-
-    @property
-    def variables(self):
-        return self.weights
 
     @property
     def losses(self):
