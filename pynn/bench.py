@@ -596,6 +596,54 @@ class _Torch(_Contestant):
             return torch.softmax(self.model(torch.from_numpy(x)), dim=1).numpy()
 
 
+class _TorchCuda(_Torch):
+    """PyTorch on the GPU (eager): the data set is copied to the device once, every step
+    runs there, and the epoch ends with a synchronize so its time is all counted."""
+
+    name = "PyTorch CUDA"
+
+    def __init__(self, threads=2):
+        super().__init__(threads)
+        if self.status == NOT_INSTALLED:
+            return
+        try:
+            has_gpu = bool(self.torch.cuda.is_available())
+        except Exception as exc:  # a broken CUDA runtime
+            has_gpu, why = False, f"no GPU ({type(exc).__name__})"
+        else:
+            why = "no GPU"
+        if not has_gpu:
+            self.status = why
+
+    def build(self, optimizer, batch_size, seed):
+        super().build(optimizer, batch_size, seed)
+        self.model = self.model.to("cuda")
+        lr = LEARNING_RATES[optimizer]
+        params = self.model.parameters()
+        self.opt = (self.torch.optim.SGD(params, lr=lr) if optimizer == "sgd"
+                    else self.torch.optim.Adam(params, lr=lr, eps=1e-7))
+
+    def epoch(self, x, y):
+        torch = self.torch
+        if self._data is None or self._data[0] is not x:
+            self._data = (x, torch.from_numpy(x).to("cuda"),
+                          torch.from_numpy(y.astype(np.int64)).to("cuda"))
+        _, xt, yt = self._data
+        perm = torch.randperm(len(x), device="cuda")
+        for s in range(0, len(x), self.batch_size):
+            j = perm[s:s + self.batch_size]
+            self.opt.zero_grad(set_to_none=True)
+            self.loss(self.model(xt[j]), yt[j]).backward()
+            self.opt.step()
+        torch.cuda.synchronize()
+
+    def predict(self, x):
+        torch = self.torch
+        with torch.inference_mode():
+            out = torch.softmax(self.model(torch.from_numpy(x).to("cuda")), dim=1)
+            return out.cpu().numpy()
+
+
 class _Sklearn(_Contestant):
     name = "scikit-learn"
 
@@ -625,9 +673,37 @@ class _Sklearn(_Contestant):
         return self.model.predict_proba(x)
 
 
+#: Peers of the training table; ``torch-cuda`` joins the default ones when a GPU is there.
+PEERS = ("torch", "torch-cuda", "numpy", "sklearn")
+
+
 def _peers(names, torch_threads=2):
-    table = {"torch": lambda: _Torch(torch_threads), "numpy": _NumpyMLP, "sklearn": _Sklearn}
+    table = {"torch": lambda: _Torch(torch_threads),
+             "torch-cuda": lambda: _TorchCuda(torch_threads),
+             "numpy": _NumpyMLP, "sklearn": _Sklearn}
     return [table[n]() for n in names]
+
+
+def default_peers():
+    """torch, numpy, sklearn, and PyTorch on the GPU when torch sees one."""
+    peers = ["torch", "numpy", "sklearn"]
+    if _TorchCuda().status == "ok":
+        peers.insert(1, "torch-cuda")
+    return tuple(peers)
+
+
+def default_backends(available):
+    """Every available backend, except ``cuda`` when it is Numba's CUDA simulator (which
+    interprets each GPU thread in Python: a correctness tool, not something to time)."""
+    names = list(available)
+    if "cuda" in names:
+        try:
+            simulated = bool(getattr(_backends.get("cuda"), "_simulator", False))
+        except Exception:  # it failed to start: leave it out, its row would say so
+            simulated = True
+        if simulated:
+            names.remove("cuda")
+    return names
 
 
 def _load_idx(path):
@@ -1053,8 +1129,9 @@ def build_parser():
                         "$PYNN_DATA_DIR/mnist) instead of random data")
     p.add_argument("--optimizers", type=_name_list, default=("sgd", "adam"),
                    help="optimizers of the training table (default sgd,adam)")
-    p.add_argument("--peers", type=_name_list, default=("torch", "numpy", "sklearn"),
-                   help="peers of the training table: torch,numpy,sklearn (default all)")
+    p.add_argument("--peers", type=_name_list, default=None,
+                   help="peers of the training table: torch,torch-cuda,numpy,sklearn "
+                        "(default torch,numpy,sklearn, and torch-cuda when a GPU is there)")
     p.add_argument("--no-peers", action="store_true", help="train pynn backends only")
     return p
 
@@ -1066,10 +1143,10 @@ def main(argv=None):
     for opt in args.optimizers:
         if opt not in LEARNING_RATES:
             parser.error(f"--optimizers: unknown {opt!r}; expected sgd or adam")
-    peers = () if args.no_peers else args.peers
-    for peer in peers:
-        if peer not in ("torch", "numpy", "sklearn"):
-            parser.error(f"--peers: unknown {peer!r}; expected torch, numpy or sklearn")
+    for peer in args.peers or ():
+        if peer not in PEERS:
+            parser.error(f"--peers: unknown {peer!r}; expected one of {', '.join(PEERS)}")
+    peers = () if args.no_peers else (args.peers or default_peers())
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
@@ -1085,7 +1162,7 @@ def main(argv=None):
                              f"available: {', '.join(avail)}")
         names = [n for n in avail if n in args.backends]
     else:
-        names = avail
+        names = default_backends(avail)
 
     sections = [s for s in ("ops", "dense", "train") if getattr(args, s)]
     models_why = models_status()

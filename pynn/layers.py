@@ -219,6 +219,7 @@ class Layer(WeightViews):
     @trainable.setter
     def trainable(self, value):
         self._trainable = bool(value)
+        weights_changed()
 
     @property
     def dtype(self):
@@ -282,6 +283,7 @@ class Layer(WeightViews):
         if trainable:
             w.grad = be.zeros(shape, dt)
         self._weights.append(w)
+        weights_changed()
         return w
 
     def build(self, input_shape):
@@ -395,6 +397,16 @@ class Layer(WeightViews):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+#: Bumped whenever any layer's weight list, a trainable flag or a weight's storage
+#: changes, so a model can skip re-checking its flat layout when nothing did.
+_WEIGHTS_GENERATION = [0]
+
+
+def weights_changed():
+    """Tell every model that weight lists, trainable flags or storage may have changed."""
+    _WEIGHTS_GENERATION[0] += 1
 
 
 def _check_input(layer, shape):

@@ -154,6 +154,7 @@ class Sequential(layers_mod.WeightViews):
         self._reg_weights = []
         self._flat_params = self._flat_grads = self._flat_frozen = None
         self._layout_sig = None
+        self._layout_gen = -1
         self._layout_id = 0
         # compile state
         self.compiled = False
@@ -341,6 +342,8 @@ class Sequential(layers_mod.WeightViews):
         self._flat_params, self._flat_grads, self._flat_frozen = flat_p, flat_g, flat_f
         self._layout_sig = self._weight_signature()
         self._layout_id += 1
+        layers_mod.weights_changed()  # other models sharing these layers must look again
+        self._layout_gen = layers_mod._WEIGHTS_GENERATION[0]
         first = None
         for i, layer in enumerate(self._layers):
             if any(w.grad is not None for w in layer._weights):
@@ -360,8 +363,10 @@ class Sequential(layers_mod.WeightViews):
                 layer._backend = be
             if self.optimizer is not None and getattr(self.optimizer, "built", False):
                 self.optimizer._backend = be
-        if self.built and self._weight_signature() != self._layout_sig:
-            self._relayout()
+        if self.built and self._layout_gen != layers_mod._WEIGHTS_GENERATION[0]:
+            if self._weight_signature() != self._layout_sig:
+                self._relayout()
+            self._layout_gen = layers_mod._WEIGHTS_GENERATION[0]
 
     # ------------------------------------------------------------------------------------
     # compile
@@ -999,34 +1004,103 @@ class Sequential(layers_mod.WeightViews):
 
     def predict(self, x, batch_size=32, verbose="auto", callbacks=None):
         """Model outputs for ``x``, computed in batches; a NumPy array of the model dtype."""
-        from .callbacks import CallbackList
         batch_size = _check_batch_size(batch_size)
         verbose = _resolve_verbose(verbose)
         lock = self._forward_lock()  # thread-safe: layers reuse their workspaces
+        if callbacks is None and verbose == 0:
+            # nothing listens: no callback machinery, one lock hold (single-sample
+            # predict stays cheap)
+            with lock:
+                xa = self._prepare_x(x)
+                n = xa.shape[0]
+                result = np.empty((n,) + tuple(self.output_shape[1:]),
+                                  dtype=np.dtype(self._dtype))
+                for start in range(0, n, batch_size):
+                    stop = min(n, start + batch_size)
+                    self._predict_into(xa[start:stop], result[start:stop])
+            return result
+        from .callbacks import CallbackList
         with lock:
             xa = self._prepare_x(x)
         n = xa.shape[0]
         if not isinstance(callbacks, CallbackList):
             callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                                      verbose=verbose, epochs=1, steps=-(-n // batch_size))
-        result = np.empty((n,) + tuple(self.output_shape[1:]), dtype=np.dtype(self._dtype))
         callbacks.on_predict_begin()
+        result = np.empty((n,) + tuple(self.output_shape[1:]), dtype=np.dtype(self._dtype))
         for step, start in enumerate(range(0, n, batch_size)):
             stop = min(n, start + batch_size)
             callbacks.on_predict_batch_begin(step)
             with lock:
-                self._sync()
-                out = self._forward(self._take(xa, slice(start, stop), "x"), training=False)
-                result[start:stop] = self._backend.to_numpy(out)
+                self._sync()  # a callback may have switched backends or frozen layers
+                self._predict_into(xa[start:stop], result[start:stop])
             callbacks.on_predict_batch_end(step, {"outputs": result[start:stop]})
         callbacks.on_predict_end()
         return result
+
+    def _predict_into(self, xb, dst):
+        """Inference on one batch into ``dst`` (host array of the output's shape).
+
+        A model whose inference is a plain Dense stack runs as ONE backend call
+        (:meth:`~pynn.backends.base.Backend.dense_stack_forward`) that writes the
+        last layer's output straight into ``dst``; anything else goes layer by layer.
+        """
+        plan = self._inference_plan()
+        if plan is None or xb.ndim != 2 or dst.ndim != 2 or not dst.flags.c_contiguous:
+            be = self._backend
+            xin = xb if be.host_memory else be.asarray(xb)
+            dst[...] = be.to_numpy(self._forward(xin, training=False))
+            return dst
+        kernels, biases, acts, ws = plan
+        n = xb.shape[0]
+        outs = ws.get(n)
+        if outs is None:
+            if len(ws) >= 4:
+                ws.clear()
+            dt = np.dtype(self._dtype)
+            outs = ws[n] = [self._backend.empty((n, k.shape[1]), dt) for k in kernels[:-1]]
+            outs.append(None)
+        outs[-1] = dst
+        try:
+            self._backend.dense_stack_forward(xb, kernels, biases, acts, outs)
+        finally:
+            outs[-1] = None  # the caller owns dst
+        return dst
+
+    def _inference_plan(self):
+        """``(kernels, biases, activations, workspaces)`` when inference is a stack of
+        Dense layers (Dropout is the identity there) on a host backend, else None;
+        cached per layout and backend."""
+        be = self._backend
+        key = (self._layout_id, be, self._dtype)  # objects compared by identity
+        cached = self.__dict__.get("_infer_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        plan = None
+        if be.host_memory and self._dtype in ("float32", "float64") and self._layers:
+            kernels, biases, acts = [], [], []
+            for layer in self._layers:
+                if type(layer) is layers_mod.Dropout:
+                    continue
+                if type(layer) is not layers_mod.Dense or layer.kernel is None:
+                    kernels = None
+                    break
+                kernels.append(layer.kernel.value)
+                biases.append(None if layer.bias is None else layer.bias.value)
+                acts.append(layer.output_activation)
+            if kernels:
+                plan = (kernels, biases, acts, {})
+        self._infer_cache = (key, plan)
+        return plan
 
     def __call__(self, x, training=False):
         """All of ``x`` as one batch (``training=True`` uses batch statistics and dropout)."""
         with self._forward_lock():
             xa = self._prepare_x(x)
-            return np.array(self._backend.to_numpy(self._forward(xa, training=bool(training))),
+            if not training:
+                return self._predict_into(xa, np.empty((xa.shape[0],) + tuple(
+                    self.output_shape[1:]), dtype=np.dtype(self._dtype)))
+            return np.array(self._backend.to_numpy(self._forward(xa, training=True)),
                             copy=True)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
@@ -1058,10 +1132,7 @@ class Sequential(layers_mod.WeightViews):
 
     def predict_on_batch(self, x):
         """Outputs for one batch, as a NumPy array."""
-        with self._forward_lock():
-            xa = self._prepare_x(x)
-            return np.array(self._backend.to_numpy(self._forward(xa, training=False)),
-                            copy=True)
+        return self(x, training=False)
 
     # ------------------------------------------------------------------------------------
     # weights

@@ -178,6 +178,19 @@ def test_parity_without_bias_and_float64_input(be, rng):
     assert_step_close(got, want, np.float32, what=be.name)
 
 
+@pytest.mark.parametrize("sizes", [[1, 3, 2], [4, 1, 2], [1, 1, 1]])
+def test_parity_width_one_layers(be, dtype, sizes, rng):
+    """Width-1 layers make single-row products (matrix-vector paths) in every GEMM of
+    the step, with and without a transposed operand."""
+    loss = "softmax_cross_entropy" if sizes[-1] > 1 else "mean_squared_error"
+    acts = ["tanh", "softmax" if sizes[-1] > 1 else "linear"]
+    for n in (1, 5):
+        x, t, ks, bs, w = make_problem(rng, dtype, sizes, n, loss)
+        want = compose(x, t, ks, bs, acts, loss)
+        got = run_step(be, x, t, ks, bs, acts, loss)
+        assert_step_close(got, want, dtype, what=f"{be.name} {sizes} n {n}")
+
+
 def test_every_output_written(be, dtype, rng):
     """NaN-filled workspaces: every entry of every gradient is written (no stale data)."""
     sizes = [5, 4, 3]

@@ -396,6 +396,25 @@ def _stack_args(work, rng, labels=True):
     return list(args) + [1.0]
 
 
+def _forward_args(work, rng, labels=True):
+    """Valid arguments of ``pynn._ext.step.dense_forward``: the same K-M-2 net."""
+    from pynn.backends.cython_backend import _fast_forward_args
+
+    def a(*shape, dt=work):
+        return rng.standard_normal(shape).astype(dt)
+
+    return list(_fast_forward_args(a(N, K), [a(K, M), a(M, 2)], [a(M), a(2)],
+                                   ["relu", "softmax"], [a(N, M), a(N, 2)], None))
+
+
+#: entry point -> (argument builder, indices of output arguments, index of the kernel
+#: list, (index, bad value) of a bad code)
+_STACK_ENTRY_POINTS = {
+    "dense_stack": (_stack_args, (6, 8, 9, 10), 4, (13, 99)),
+    "dense_forward": (_forward_args, (3,), 1, (4, [99, 0])),
+}
+
+
 def _stack_array_slots(args):
     """(label, getter, setter) for every array in the call, inside the lists too."""
     slots = []
@@ -411,22 +430,30 @@ def _stack_array_slots(args):
 
 
 def run_stack_cases(progress):
-    """Every array of the fused step (lists included) mutated: shape, dtype, strides,
-    read-only, None; plus mismatched list lengths and zero rows. Outcome recorded."""
+    """Every array of the fused step and of the fused inference pass (lists included)
+    mutated: shape, dtype, strides, read-only, None; plus mismatched list lengths, zero
+    rows and a bad loss/activation code. Outcome recorded."""
     from pynn._ext import step
     results = []
+    for fn, (build, out_idx, k_idx, bad_code) in _STACK_ENTRY_POINTS.items():
+        results += _run_stack_entry_point(progress, step, fn, build, out_idx, k_idx, bad_code)
+    return results
+
+
+def _run_stack_entry_point(progress, step, fn, build, out_idx, k_idx, bad_code):
+    results = []
     for work in (F32, F64):
-        for labels in (True, False):
+        for labels in ((True, False) if fn == "dense_stack" else (True,)):
             rng = np.random.default_rng(0)
-            base = _stack_args(work, rng, labels)
+            base = build(work, rng, labels)
             plans = [("valid", None)]
             for label, arr, _ in _stack_array_slots(base):
                 for ch in ("shape0+1", "shape-1+1", "dtype", "strided", "readonly", "none"):
                     plans.append((f"{label}:{ch}", (label, ch)))
             plans += [("lists:short", "short"), ("zero:n", "zero"), ("loss:bad", "loss")]
             for case, plan in plans:
-                progress(f"step.dense_stack {work} {case}")
-                args = _stack_args(work, np.random.default_rng(0), labels)
+                progress(f"step.{fn} {work} {case}")
+                args = build(work, np.random.default_rng(0), labels)
                 role = None
                 if isinstance(plan, tuple):
                     for label, arr, put in _stack_array_slots(args):
@@ -434,7 +461,7 @@ def run_stack_cases(progress):
                             continue
                         ch = plan[1]
                         i = int(label[3:].split("[")[0])
-                        role = "out" if i in (6, 8, 9, 10) else "in"
+                        role = "out" if i in out_idx else "in"
                         if ch == "shape0+1":
                             new = np.zeros((arr.shape[0] + 1,) + arr.shape[1:], arr.dtype)
                         elif ch == "shape-1+1":
@@ -452,15 +479,16 @@ def run_stack_cases(progress):
                             new = None
                         put(args, new)
                 elif plan == "short":
-                    args[4] = args[4][:1]
+                    args[k_idx] = args[k_idx][:1]
                 elif plan == "zero":
                     args[0] = args[0][:0]
-                    args[1] = None if args[1] is None else args[1][:0]
-                    args[2] = None if args[2] is None else args[2][:0]
+                    if fn == "dense_stack":
+                        args[1] = None if args[1] is None else args[1][:0]
+                        args[2] = None if args[2] is None else args[2][:0]
                 elif plan == "loss":
-                    args[13] = 99
-                out = _outcome(step.dense_stack, args)
-                results.append({"fn": "step.dense_stack", "dtype": work.name,
+                    args[bad_code[0]] = bad_code[1]
+                out = _outcome(getattr(step, fn), args)
+                results.append({"fn": f"step.{fn}", "dtype": work.name,
                                 "case": f"{'labels' if labels else 'dense'}:{case}",
                                 "role": role, "outcome": out})
     return results

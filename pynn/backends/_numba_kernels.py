@@ -685,6 +685,37 @@ def _flush_scale(d, scale, tiny):
 
 
 @_jit
+def _stack_forward(x, kernels, biases, outs, preacts, codes, alphas, keep_pre):
+    """``outs[i] = act(h @ W + b)`` layer by layer; with ``keep_pre`` a GELU layer
+    keeps its pre-activation in ``preacts[i]`` for the backward pass."""
+    for i in range(len(kernels)):
+        out = outs[i]
+        pre = keep_pre and codes[i] == 6
+        dst = preacts[i] if pre else out
+        h = x if i == 0 else outs[i - 1]
+        if h.shape[0] == 1 and h.shape[1] > 0:
+            np.dot(h[0], kernels[i], dst[0])  # one row: BLAS GEMV, no GEMM packing
+        else:
+            np.dot(h, kernels[i], dst)
+        if pre:
+            if biases[i].shape[0] > 0:
+                _bias_act(dst, biases[i], 0, alphas[i])
+            activation_forward(dst.reshape(-1), out.reshape(-1), 6, alphas[i])
+        else:
+            gemm_epilogue(out, out, True, 1.0, 0.0, biases[i], codes[i], alphas[i])
+
+
+@_jit
+def dense_forward(x, kernels, biases, outs, codes, alphas):
+    """Inference through a Dense stack, every activation applied (softmax too).
+
+    Per-layer arrays as in :func:`dense_stack`; ``n`` may be 0.
+    """
+    if x.shape[0] > 0:
+        _stack_forward(x, kernels, biases, outs, outs, codes, alphas, False)
+
+
+@_jit
 def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,
                 codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc):
     """Forward, loss and backward of a Dense stack; returns the scaled mean loss.
@@ -704,20 +735,7 @@ def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernel
         for i in range(n):
             if labels[i] < 0 or labels[i] >= k_last:
                 return np.nan
-    # forward
-    for i in range(depth):
-        out = outs[i]
-        dst = preacts[i] if codes[i] == 6 else out
-        if i == 0:
-            np.dot(x, kernels[i], dst)
-        else:
-            np.dot(outs[i - 1], kernels[i], dst)
-        if codes[i] == 6:
-            if biases[i].shape[0] > 0:
-                _bias_act(dst, biases[i], 0, alphas[i])
-            activation_forward(dst.reshape(-1), out.reshape(-1), 6, alphas[i])
-        else:
-            gemm_epilogue(out, out, True, 1.0, 0.0, biases[i], codes[i], alphas[i])
+    _stack_forward(x, kernels, biases, outs, preacts, codes, alphas, True)
     # loss
     z = outs[depth - 1]
     g = deltas[depth - 1]
@@ -767,7 +785,8 @@ KERNELS = (
     log_softmax_rows, softmax_cross_entropy, categorical_cross_entropy,
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
-    adam_update, rmsprop_update, adagrad_update, dense_stack, _flush_scale,
+    adam_update, rmsprop_update, adagrad_update, dense_stack, dense_forward,
+    _stack_forward, _flush_scale,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
 HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop)

@@ -958,6 +958,21 @@ class Backend:
                                      deltas, dkernels, dbiases, sample_weight, act_alphas, preacts,
                                      label_smoothing, loss_scale)
 
+    def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
+        """Inference through a stack of Dense layers: ``outs[i] = act_i(h_{i-1} @
+        kernels[i] + biases[i])`` with ``h_{-1} = x``, every activation applied
+        (softmax and sigmoid included). Arguments as in
+        :meth:`dense_stack_forward_backward` (``outs`` are workspaces of shape
+        ``(n, d_{i+1})``; they must not overlap each other or any input).
+
+        Returns
+        -------
+        array (n, d_L)
+            ``outs[-1]``.
+        """
+        return _dense_forward_reference(self, x, kernels, biases, activations, outs,
+                                        act_alphas)
+
     def __repr__(self):
         return f"<pynn backend {self.name!r}>"
 
@@ -987,20 +1002,11 @@ def _stack_list(seq, depth, name):
     return list(seq)
 
 
-def check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
-                      dbiases, sample_weight=None, act_alphas=None, preacts=None,
-                      label_smoothing=0.0, loss_scale=1.0):
-    """Validate and normalise the arguments of ``dense_stack_forward_backward`` once.
-
-    Returns a dict with ``x`` (converted to the kernels' dtype), ``labels`` (intp
-    ``(n,)`` or ``None``), ``target`` (dense ``(n, k)`` or ``None``), ``w``
-    (float64 ``(n,)`` or ``None``), ``codes`` and ``alphas`` (per layer, with the
-    folded last activation replaced by linear), ``preacts`` (list, ``None``
-    where unused), ``biases``/``dbiases`` lists, ``loss_code``, ``dtype``,
-    ``label_smoothing`` and ``loss_scale`` as floats.
-    """
-    if loss not in STACK_LOSSES:
-        raise ValueError(f"loss: expected one of {sorted(STACK_LOSSES)}, got {loss!r}")
+def _check_stack_layers(x, kernels, biases, activations, outs, act_alphas):
+    """The checks every Dense-stack op shares: ``x`` converted to the kernels' dtype,
+    the shape chain, biases and outputs; returns a dict with ``x``, ``dtype``,
+    ``depth``, ``kernels``/``biases`` lists and per-layer activation ``codes`` and
+    ``alphas`` (every activation as given)."""
     if isinstance(kernels, np.ndarray) or not isinstance(kernels, (list, tuple)):
         raise TypeError(f"kernels: expected a list or tuple of 2-D arrays, got "
                         f"{type(kernels).__name__}")
@@ -1011,12 +1017,8 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
     biases = _stack_list(biases, depth, "biases")
     activations = _stack_list(activations, depth, "activations")
     outs = _stack_list(outs, depth, "outs")
-    deltas = _stack_list(deltas, depth, "deltas")
-    dkernels = _stack_list(dkernels, depth, "dkernels")
-    dbiases = _stack_list(dbiases, depth, "dbiases")
     act_alphas = ([None] * depth if act_alphas is None
                   else _stack_list(act_alphas, depth, "act_alphas"))
-    preacts = [None] * depth if preacts is None else _stack_list(preacts, depth, "preacts")
     for i, k in enumerate(kernels):
         if not isinstance(k, np.ndarray):
             raise TypeError(f"kernels[{i}]: expected a numpy.ndarray, got {type(k).__name__}")
@@ -1042,13 +1044,8 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
         if not k.flags.c_contiguous:
             raise ValueError(f"kernels[{i}]: must be C-contiguous")
         units = k.shape[1]
-        act = activations[i]
-        code = activation_code(act)
-        alpha = activation_alpha(act, act_alphas[i])
-        if i == depth - 1 and act is not None and act == STACK_FOLDED_ACTIVATION.get(loss):
-            code, alpha = 0, 0.0
-        codes.append(code)
-        alphas.append(alpha)
+        codes.append(activation_code(activations[i]))
+        alphas.append(activation_alpha(activations[i], act_alphas[i]))
         if biases[i] is not None:
             if not isinstance(biases[i], np.ndarray):
                 raise TypeError(f"biases[{i}]: expected a numpy.ndarray or None, got "
@@ -1058,13 +1055,51 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
                                  f"{biases[i].shape} {biases[i].dtype}")
             if not biases[i].flags.c_contiguous:
                 raise ValueError(f"biases[{i}]: must be C-contiguous")
+        check_state(outs[i], (n, units), dt, f"outs[{i}]")
+        width = units
+    return dict(x=x, dtype=dt, depth=depth, kernels=kernels, biases=biases, codes=codes,
+                alphas=alphas)
+
+
+def check_dense_forward(x, kernels, biases, activations, outs, act_alphas=None):
+    """Validate the arguments of ``dense_stack_forward`` (see :func:`_check_stack_layers`)."""
+    return _check_stack_layers(x, kernels, biases, activations, outs, act_alphas)
+
+
+def check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
+                      dbiases, sample_weight=None, act_alphas=None, preacts=None,
+                      label_smoothing=0.0, loss_scale=1.0):
+    """Validate and normalise the arguments of ``dense_stack_forward_backward`` once.
+
+    Returns a dict with ``x`` (converted to the kernels' dtype), ``labels`` (intp
+    ``(n,)`` or ``None``), ``target`` (dense ``(n, k)`` or ``None``), ``w``
+    (float64 ``(n,)`` or ``None``), ``codes`` and ``alphas`` (per layer, with the
+    folded last activation replaced by linear), ``preacts`` (list, ``None``
+    where unused), ``biases``/``dbiases`` lists, ``loss_code``, ``dtype``,
+    ``label_smoothing`` and ``loss_scale`` as floats.
+    """
+    if loss not in STACK_LOSSES:
+        raise ValueError(f"loss: expected one of {sorted(STACK_LOSSES)}, got {loss!r}")
+    st = _check_stack_layers(x, kernels, biases, activations, outs, act_alphas)
+    x, dt, depth, codes, alphas = st["x"], st["dtype"], st["depth"], st["codes"], st["alphas"]
+    kernels, biases = st["kernels"], st["biases"]
+    n, width = x.shape
+    deltas = _stack_list(deltas, depth, "deltas")
+    dkernels = _stack_list(dkernels, depth, "dkernels")
+    dbiases = _stack_list(dbiases, depth, "dbiases")
+    preacts = [None] * depth if preacts is None else _stack_list(preacts, depth, "preacts")
+    folded = STACK_FOLDED_ACTIVATION.get(loss)
+    if folded is not None and activations[-1] == folded:
+        codes[-1], alphas[-1] = 0, 0.0
+    for i in range(depth):
+        units = kernels[i].shape[1]
+        if biases[i] is not None:
             check_state(dbiases[i], (units,), dt, f"dbiases[{i}]")
         elif dbiases[i] is not None:
             raise ValueError(f"dbiases[{i}]: must be None when biases[{i}] is None")
-        check_state(outs[i], (n, units), dt, f"outs[{i}]")
         check_state(deltas[i], (n, units), dt, f"deltas[{i}]")
         check_state(dkernels[i], (width, units), dt, f"dkernels[{i}]")
-        if code == ACTIVATIONS["gelu"]:
+        if codes[i] == ACTIVATIONS["gelu"]:
             check_state(preacts[i], (n, units), dt, f"preacts[{i}]")
         else:
             preacts[i] = None
@@ -1141,3 +1176,14 @@ def _dense_stack_reference(be, x, target, kernels, biases, activations, loss, ou
         if i > 0:
             be.gemm(deltas[i], kernels[i], out=deltas[i - 1], trans_b=True)
     return float(value)
+
+
+def _dense_forward_reference(be, x, kernels, biases, activations, outs, act_alphas):
+    """The inference pass composed from ``be``'s single ops (the oracle)."""
+    a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
+    h = a["x"]
+    for i, k in enumerate(a["kernels"]):
+        be.gemm(h, k, out=outs[i], bias=a["biases"][i],
+                activation=_ACTIVATION_NAMES[a["codes"][i]], act_alpha=a["alphas"][i])
+        h = outs[i]
+    return outs[-1]

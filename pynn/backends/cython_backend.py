@@ -22,7 +22,8 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
-                   activation_alpha, activation_code, check_dense_stack, prep_activation_backward,
+                   activation_alpha, activation_code, check_dense_forward, check_dense_stack,
+                   prep_activation_backward,
                    prep_activation_forward, prep_adam, prep_batchnorm_backward,
                    prep_batchnorm_forward, prep_bias_grad, prep_class_loss,
                    prep_dropout_backward, prep_dropout_forward, prep_gemm, prep_optimizer,
@@ -283,8 +284,21 @@ class CythonBackend(Backend):
         return param
 
     # ------------------------------------------------------------------
-    # fused training step of a stack of Dense layers
+    # fused Dense-stack inference and training step
     # ------------------------------------------------------------------
+    def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
+        """One nogil call (``csrc/step.pyx``); a call the kernel rejects goes through
+        the Python validator (its message, and conversions such as float64 ``x``)."""
+        try:
+            fast = _fast_forward_args(x, kernels, biases, activations, outs, act_alphas)
+            if fast is not None:
+                return _step.dense_forward(*fast)
+        except _step.StepArgumentError:
+            pass
+        a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
+        return _step.dense_forward(a["x"], a["kernels"], a["biases"], list(outs), a["codes"],
+                                   a["alphas"])
+
     def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
                                      deltas, dkernels, dbiases, sample_weight=None,
                                      act_alphas=None, preacts=None, label_smoothing=0.0,
@@ -327,14 +341,10 @@ def _fast_stack_args(x, target, kernels, biases, activations, loss, outs, deltas
     for seq in (act_alphas, preacts):
         if seq is not None and (not isinstance(seq, (list, tuple)) or len(seq) != depth):
             return None
-    codes, alphas = [], []
-    for i, act in enumerate(activations):
-        code = ACTIVATIONS.get(act, 0) if act is not None else 0
-        if act is not None and act not in ACTIVATIONS:
-            return None
-        alpha = activation_alpha(act, None if act_alphas is None else act_alphas[i])
-        codes.append(code)
-        alphas.append(alpha)
+    codes_alphas = _act_codes(activations, act_alphas)
+    if codes_alphas is None:
+        return None
+    codes, alphas = codes_alphas
     if depth and activations[-1] is not None and \
             activations[-1] == STACK_FOLDED_ACTIVATION.get(loss):
         codes[-1], alphas[-1] = 0, 0.0
@@ -348,6 +358,46 @@ def _fast_stack_args(x, target, kernels, biases, activations, loss, outs, deltas
     return (x, labels, dense, sample_weight, _as_list(kernels), _as_list(biases),
             _as_list(outs), _as_list(preacts), _as_list(deltas), _as_list(dkernels),
             _as_list(dbiases), codes, alphas, loss_code, float(label_smoothing))
+
+
+_CODES_CACHE = {}
+
+
+def _act_codes(activations, act_alphas):
+    """Per-layer activation codes and parameters (fresh lists), or ``None`` for an
+    unknown name (the slow path raises its error). Memoised per name sequence."""
+    try:
+        key = (tuple(activations), None if act_alphas is None else tuple(act_alphas))
+        hit = _CODES_CACHE.get(key)
+    except TypeError:  # unhashable entries: the slow path reports them
+        return None
+    if hit is not None:
+        return list(hit[0]), list(hit[1])
+    codes, alphas = [], []
+    for i, act in enumerate(activations):
+        if act is not None and act not in ACTIVATIONS:
+            return None
+        codes.append(ACTIVATIONS[act] if act is not None else 0)
+        alphas.append(activation_alpha(act, None if act_alphas is None else act_alphas[i]))
+    if len(_CODES_CACHE) < 256:
+        _CODES_CACHE[key] = (tuple(codes), tuple(alphas))
+    return codes, alphas
+
+
+def _fast_forward_args(x, kernels, biases, activations, outs, act_alphas):
+    if not isinstance(kernels, (list, tuple)):
+        return None
+    depth = len(kernels)
+    for seq in (activations, biases, outs):
+        if not isinstance(seq, (list, tuple)) or len(seq) != depth:
+            return None
+    if act_alphas is not None and (not isinstance(act_alphas, (list, tuple))
+                                   or len(act_alphas) != depth):
+        return None
+    codes_alphas = _act_codes(activations, act_alphas)
+    if codes_alphas is None:
+        return None
+    return (x, _as_list(kernels), _as_list(biases), _as_list(outs), *codes_alphas)
 
 
 def _as_list(seq):

@@ -23,6 +23,7 @@ from .base import (
     activation_code,
     as_float,
     as_labels,
+    check_dense_forward,
     check_dense_stack,
     prep_activation_backward,
     prep_activation_forward,
@@ -270,9 +271,44 @@ class NumbaBackend(Backend):
         return param
 
     # ------------------------------------------------------------------
-    # fused training step of a stack of Dense layers
+    # fused Dense-stack inference and training step
     # ------------------------------------------------------------------
     _stack_plan = None
+    _forward_plan = None
+
+    def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
+        """One ``@njit`` call (:func:`~pynn.backends._numba_kernels.dense_forward`);
+        the per-layer arrays are validated once and remembered, as for the step."""
+        meta = (tuple(activations), None if act_alphas is None else tuple(act_alphas))
+        # the last output is often a fresh array (a model writes into its result): it is
+        # checked on every call, the other arrays are remembered by identity
+        arrays = (*kernels, *biases, *outs[:-1])
+        plan = self._forward_plan
+        last = outs[-1] if len(outs) else None
+        if (plan is not None and plan.meta == meta and len(plan.arrays) == len(arrays)
+                and all(map(operator.is_, plan.arrays, arrays))
+                and type(x) is np.ndarray and x.dtype == plan.dtype
+                and x.shape == (plan.n, plan.width) and x.flags.c_contiguous
+                and type(last) is np.ndarray and last.dtype == plan.dtype
+                and last.shape == plan.last_shape and last.flags.c_contiguous
+                and last.flags.writeable and not np.may_share_memory(last, x)):
+            xs = x
+            if plan.args[2][-1] is not last:
+                plan.args = plan.args[:2] + (plan.args[2][:-1] + (last,),) + plan.args[3:]
+        else:
+            a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
+            xs = a["x"]
+            plan = self._forward_plan = _StackPlan()
+            plan.meta, plan.arrays, plan.dtype = meta, arrays, a["dtype"]
+            plan.n, plan.width = xs.shape
+            plan.last_shape = outs[-1].shape
+            empty1 = np.empty(0, dtype=plan.dtype)
+            plan.args = (tuple(a["kernels"]),
+                         tuple(empty1 if b is None else b for b in a["biases"]),
+                         tuple(outs), np.array(a["codes"], dtype=np.int64),
+                         np.array(a["alphas"], dtype=np.float64))
+        K.dense_forward(xs, *plan.args)
+        return outs[-1]
 
     def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
                                      deltas, dkernels, dbiases, sample_weight=None,
@@ -322,7 +358,7 @@ class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "loss_code", "tiny", "scratch")
+                 "loss_code", "tiny", "scratch", "last_shape")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing):
