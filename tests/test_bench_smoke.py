@@ -106,3 +106,39 @@ def test_drop_in_example_matches_numpy_on_xor():
     assert abs(loss_pynn - loss_np) < 1e-3, xor
     assert "speed-up of pynn.ops over NumPy" in xor
     assert "Two moons" in proc.stdout
+
+
+def test_default_backends_leave_out_the_simulated_gpu(monkeypatch):
+    class Sim:
+        _simulator = True
+
+    class Gpu:
+        _simulator = False
+
+    monkeypatch.setattr(bench._backends, "get", lambda name: Sim())
+    assert bench.default_backends(["numpy", "cython", "cuda"]) == ["numpy", "cython"]
+    monkeypatch.setattr(bench._backends, "get", lambda name: Gpu())
+    assert bench.default_backends(["numpy", "cuda"]) == ["numpy", "cuda"]
+
+    def broken(name):
+        raise RuntimeError("no driver")
+
+    monkeypatch.setattr(bench._backends, "get", broken)
+    assert bench.default_backends(["numpy", "cuda"]) == ["numpy"]
+
+
+def test_torch_gpu_peer_says_why_it_cannot_run(capsys):
+    """Without a GPU the PyTorch-CUDA column is not a default peer; asked for, its rows
+    say it is unavailable and why (never a number)."""
+    peer = bench._TorchCuda()
+    if peer.status == "ok":
+        pytest.skip("a GPU is present: the peer runs")
+    assert peer.status in (bench.NOT_INSTALLED, "no GPU") or peer.status.startswith("no GPU")
+    assert "torch-cuda" not in bench.default_peers()
+    assert bench.main(["--quick", "--train", "--backends", "numpy", "--optimizers", "sgd",
+                       "--peers", "torch-cuda"]) == 0
+    printed = capsys.readouterr().out
+    assert "PyTorch CUDA" in printed
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--train", "--peers", "torch-gpu"])
+    assert "torch-gpu" in capsys.readouterr().err
