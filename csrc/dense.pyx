@@ -58,9 +58,10 @@ cdef void _gemm(const floating* a, Py_ssize_t a_cols, const floating* b, Py_ssiz
         bias_act_row(out + i * n, bias, n, code, act_alpha)
 
 
-def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] out,
+def gemm(const floating[:, ::1] a not None, const floating[:, ::1] b not None, floating[:,
+         ::1] out not None,
          bint trans_a, bint trans_b, double alpha, double beta,
-         const floating[::1] bias, bint has_bias, int code, double act_alpha):
+         const floating[::1] bias not None, bint has_bias, int code, double act_alpha):
     """``out = act(alpha * op(a) @ op(b) + beta * out + bias)`` via s/dgemm.
 
     ``bias`` is ignored unless ``has_bias`` (pass any 1-D array of the dtype).
@@ -90,7 +91,8 @@ def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] ou
               bias_p, code, <floating>act_alpha)
 
 
-def activation_forward(const floating[::1] x, floating[::1] out, int code, double alpha):
+def activation_forward(const floating[::1] x not None, floating[::1] out not None, int code,
+                       double alpha):
     """Elementwise activation over flat contiguous arrays (softmax: use :func:`softmax`)."""
     if out.shape[0] != x.shape[0]:
         raise ValueError(f"out: expected {x.shape[0]} elements, got {out.shape[0]}")
@@ -117,8 +119,9 @@ cdef void _act_backward(const floating* dy, const floating* y, const floating* x
             out[i] = act_grad_scalar(dy[i], y[i], x[i], code, a)
 
 
-def activation_backward(const floating[::1] dy, const floating[::1] y,
-                        const floating[::1] x, floating[::1] out, int code, double alpha):
+def activation_backward(const floating[::1] dy not None, const floating[::1] y not None,
+                        const floating[::1] x not None, floating[::1] out not None, int code,
+                        double alpha):
     """``out = dy * act'(.)`` over flat arrays; ``x`` is read only for GELU
     (pass ``dy`` as a stand-in otherwise). Softmax: :func:`softmax_backward`."""
     cdef Py_ssize_t size = dy.shape[0]
@@ -136,8 +139,8 @@ cdef inline bint _same_2d(Py_ssize_t* s1, Py_ssize_t* s2) noexcept:
     return s1[0] == s2[0] and s1[1] == s2[1]
 
 
-def softmax_backward(const floating[:, ::1] dy, const floating[:, ::1] y,
-                     floating[:, ::1] out):
+def softmax_backward(const floating[:, ::1] dy not None, const floating[:, ::1] y not None,
+                     floating[:, ::1] out not None):
     """Softmax Jacobian-vector product per row: ``out = y * (dy - sum(dy * y))``."""
     cdef Py_ssize_t n = dy.shape[0], k = dy.shape[1], i, j
     cdef double s
@@ -154,7 +157,7 @@ def softmax_backward(const floating[:, ::1] dy, const floating[:, ::1] y,
                 out[i, j] = <floating>(y[i, j] * (dy[i, j] - s))
 
 
-def softmax(const floating[:, ::1] x, floating[:, ::1] out):
+def softmax(const floating[:, ::1] x not None, floating[:, ::1] out not None):
     """Row-wise stable softmax (``out`` may be ``x``)."""
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], i
     if not _same_2d(out.shape, x.shape):
@@ -166,7 +169,7 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out):
             softmax_row(&x[i, 0], &out[i, 0], k)
 
 
-def log_softmax(const floating[:, ::1] x, floating[:, ::1] out):
+def log_softmax(const floating[:, ::1] x not None, floating[:, ::1] out not None):
     """Row-wise stable log-softmax (``out`` may be ``x``)."""
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], i
     if not _same_2d(out.shape, x.shape):

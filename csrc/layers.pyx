@@ -18,7 +18,7 @@ cdef unsigned long long MIX1 = 0xBF58476D1CE4E5B9ULL
 cdef unsigned long long MIX2 = 0x94D049BB133111EBULL
 
 
-def bias_grad(const floating[:, ::1] dy, floating[::1] out):
+def bias_grad(const floating[:, ::1] dy not None, floating[::1] out not None):
     """``out[j] = sum_i dy[i, j]`` accumulated in float64."""
     cdef Py_ssize_t n = dy.shape[0], k = dy.shape[1], i, j, j0, jn
     cdef double acc[BLOCK]
@@ -48,7 +48,7 @@ cdef inline double splitmix_uniform(unsigned long long seed,
     return <double>(z >> 40) * (1.0 / 16777216.0)
 
 
-def uniform(unsigned long long seed, double[::1] out):
+def uniform(unsigned long long seed, double[::1] out not None):
     """Fill ``out`` with :func:`pynn.backends.base.splitmix_uniform` values."""
     cdef Py_ssize_t i
     with nogil:
@@ -56,9 +56,10 @@ def uniform(unsigned long long seed, double[::1] out):
             out[i] = splitmix_uniform(seed, <unsigned long long>i + 1)
 
 
-def dropout_forward(const floating[::1] x, double rate, unsigned long long seed,
-                    floating[::1] out, floating[::1] mask):
-    """Inverted dropout over flat arrays: ``mask = (u >= rate) / (1 - rate)``, ``out = x * mask``."""
+def dropout_forward(const floating[::1] x not None, double rate, unsigned long long seed,
+                    floating[::1] out not None, floating[::1] mask not None):
+    """Inverted dropout over flat arrays: ``mask = (u >= rate) / (1 - rate)``,
+    ``out = x * mask``."""
     cdef Py_ssize_t size = x.shape[0], i
     cdef floating keep, mv
     if out.shape[0] != size or mask.shape[0] != size:
@@ -73,7 +74,8 @@ def dropout_forward(const floating[::1] x, double rate, unsigned long long seed,
             out[i] = x[i] * mv
 
 
-def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out):
+def multiply(const floating[::1] a not None, const floating[::1] b not None,
+             floating[::1] out not None):
     """``out = a * b`` elementwise over flat arrays (dropout backward)."""
     cdef Py_ssize_t size = a.shape[0], i
     if b.shape[0] != size or out.shape[0] != size:
@@ -83,11 +85,11 @@ def multiply(const floating[::1] a, const floating[::1] b, floating[::1] out):
             out[i] = a[i] * b[i]
 
 
-def batchnorm_forward(const floating[:, ::1] x, const floating[::1] gamma,
-                      const floating[::1] beta, floating[::1] moving_mean,
-                      floating[::1] moving_var, bint training, double momentum,
-                      double epsilon, floating[:, ::1] out, double[::1] mean,
-                      double[::1] inv_std):
+def batchnorm_forward(const floating[:, ::1] x not None, const floating[::1] gamma not None,
+                      const floating[::1] beta not None, floating[::1] moving_mean not None,
+                      floating[::1] moving_var not None, bint training, double momentum,
+                      double epsilon, floating[:, ::1] out not None, double[::1] mean not None,
+                      double[::1] inv_std not None):
     """Batch normalisation of ``x (n, k)``; writes ``out``, ``mean`` and ``inv_std``
     (float64), and in training updates the moving statistics in place."""
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], i, j
@@ -129,10 +131,10 @@ def batchnorm_forward(const floating[:, ::1] x, const floating[::1] gamma,
                 out[i, j] = <floating>((x[i, j] - mean[j]) * (inv_std[j] * gamma[j]) + beta[j])
 
 
-def batchnorm_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
-                       const floating[::1] gamma, const double[::1] mean,
-                       const double[::1] inv_std, floating[:, ::1] dx,
-                       floating[::1] dgamma, floating[::1] dbeta):
+def batchnorm_backward(const floating[:, ::1] dy not None, const floating[:, ::1] x not None,
+                       const floating[::1] gamma not None, const double[::1] mean not None,
+                       const double[::1] inv_std not None, floating[:, ::1] dx not None,
+                       floating[::1] dgamma not None, floating[::1] dbeta not None):
     """Training-mode batch-norm gradients; sums in float64 (column blocks on the stack)."""
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], i, j, j0, jn
     cdef double db[BLOCK]

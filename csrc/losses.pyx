@@ -16,8 +16,10 @@ cdef inline bint _check(Py_ssize_t* zs, Py_ssize_t* gs, Py_ssize_t wn, bint has_
     return zs[0] == gs[0] and zs[1] == gs[1] and (not has_w or wn == zs[0])
 
 
-def softmax_cross_entropy_labels(const floating[:, ::1] z, const Py_ssize_t[::1] labels,
-                                 const double[::1] w, bint has_w, floating[:, ::1] grad,
+def softmax_cross_entropy_labels(const floating[:, ::1] z not None,
+                                 const Py_ssize_t[::1] labels not None,
+                                 const double[::1] w not None, bint has_w, floating[:,
+                                 ::1] grad not None,
                                  double label_smoothing):
     """Fused softmax + cross-entropy from logits ``z`` and integer ``labels``."""
     cdef Py_ssize_t n = z.shape[0], k = z.shape[1], i, j, y
@@ -60,8 +62,10 @@ def softmax_cross_entropy_labels(const floating[:, ::1] z, const Py_ssize_t[::1]
     return total / n
 
 
-def softmax_cross_entropy_dense(const floating[:, ::1] z, const floating[:, ::1] target,
-                                const double[::1] w, bint has_w, floating[:, ::1] grad,
+def softmax_cross_entropy_dense(const floating[:, ::1] z not None, const floating[:,
+                                ::1] target not None,
+                                const double[::1] w not None, bint has_w, floating[:,
+                                ::1] grad not None,
                                 double label_smoothing):
     """Fused softmax + cross-entropy from logits ``z`` and target probabilities."""
     cdef Py_ssize_t n = z.shape[0], k = z.shape[1], i, j
@@ -109,9 +113,10 @@ cdef inline double _clip(double q, double lo, double hi) noexcept nogil:
     return q
 
 
-def categorical_cross_entropy_labels(const floating[:, ::1] probs,
-                                     const Py_ssize_t[::1] labels, const double[::1] w,
-                                     bint has_w, floating[:, ::1] grad, double epsilon):
+def categorical_cross_entropy_labels(const floating[:, ::1] probs not None,
+                                     const Py_ssize_t[::1] labels not None,
+                                     const double[::1] w not None,
+                                     bint has_w, floating[:, ::1] grad not None, double epsilon):
     """Cross-entropy from probabilities (renormalised, clipped) and integer labels."""
     cdef Py_ssize_t n = probs.shape[0], k = probs.shape[1], i, j, y
     cdef double s, q, qc, dq, sdq, wi, scale, total = 0.0, hi = 1.0 - epsilon
@@ -141,9 +146,10 @@ def categorical_cross_entropy_labels(const floating[:, ::1] probs,
     return total / n
 
 
-def categorical_cross_entropy_dense(const floating[:, ::1] probs,
-                                    const floating[:, ::1] target, const double[::1] w,
-                                    bint has_w, floating[:, ::1] grad, double epsilon):
+def categorical_cross_entropy_dense(const floating[:, ::1] probs not None,
+                                    const floating[:, ::1] target not None,
+                                    const double[::1] w not None,
+                                    bint has_w, floating[:, ::1] grad not None, double epsilon):
     """Cross-entropy from probabilities (renormalised, clipped) and dense targets."""
     cdef Py_ssize_t n = probs.shape[0], k = probs.shape[1], i, j
     cdef double s, q, qc, dq, sdq, per, wi, scale, total = 0.0, hi = 1.0 - epsilon
@@ -191,8 +197,9 @@ cdef enum:
     MAE = 3
 
 
-def elementwise_loss(int kind, const floating[:, ::1] pred, const floating[:, ::1] target,
-                     const double[::1] w, bint has_w, floating[:, ::1] grad,
+def elementwise_loss(int kind, const floating[:, ::1] pred not None, const floating[:,
+                     ::1] target not None,
+                     const double[::1] w not None, bint has_w, floating[:, ::1] grad not None,
                      double epsilon):
     """Losses that are a mean over the last axis of a per-element term.
 

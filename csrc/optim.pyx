@@ -15,7 +15,8 @@ cdef inline bint _same(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept:
     return a == b and b == c
 
 
-def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
+def sgd_update(floating[::1] param not None, const floating[::1] grad not None,
+               floating[::1] velocity not None,
                double learning_rate, double momentum, bint nesterov, double weight_decay):
     """Keras SGD; ``velocity`` is read only when ``momentum != 0``."""
     cdef Py_ssize_t size = param.shape[0], i
@@ -45,8 +46,10 @@ def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velo
                 param[i] = p - lr * grad[i]
 
 
-def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
-                floating[::1] v, double alpha, double beta_1, double beta_2, double epsilon,
+def adam_update(floating[::1] param not None, const floating[::1] grad not None,
+                floating[::1] m not None,
+                floating[::1] v not None, double alpha, double beta_1, double beta_2,
+                double epsilon,
                 double learning_rate, double weight_decay):
     """Adam with the bias corrections folded into ``alpha``."""
     cdef Py_ssize_t size = param.shape[0], i
@@ -72,7 +75,8 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
             param[i] = p - a * mi / (f_sqrt(vi) + eps)
 
 
-def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] ms,
+def rmsprop_update(floating[::1] param not None, const floating[::1] grad not None,
+                   floating[::1] ms not None,
                    double learning_rate, double rho, double epsilon, double weight_decay):
     """RMSprop: ``ms = rho ms + (1 - rho) g^2``; ``p -= lr g / (sqrt(ms) + eps)``."""
     cdef Py_ssize_t size = param.shape[0], i
@@ -94,7 +98,8 @@ def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] 
             param[i] = p - lr * g / (f_sqrt(s) + eps)
 
 
-def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] acc,
+def adagrad_update(floating[::1] param not None, const floating[::1] grad not None,
+                   floating[::1] acc not None,
                    double learning_rate, double epsilon, double weight_decay):
     """Adagrad: ``acc += g^2``; ``p -= lr g / (sqrt(acc) + eps)``."""
     cdef Py_ssize_t size = param.shape[0], i

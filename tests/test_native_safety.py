@@ -568,7 +568,10 @@ def test_compiled_entry_points_reject_bad_arrays_with_python_exceptions(child_re
         elif case.endswith(":readonly"):
             # const inputs must accept read-only memory; outputs must refuse it
             ok = (out == "ok") if r["role"] == "in" else out.startswith("ValueError")
-        elif case.startswith("zero:") or case.endswith(":none"):
+        elif case.endswith(":none"):
+            # every array argument is declared ``not None``: refused, never a silent no-op
+            ok = out.startswith("TypeError")
+        elif case.startswith("zero:"):
             # no crash; a no-op or a clean ValueError/TypeError
             ok = out == "ok" or out.startswith(("ValueError", "TypeError"))
         else:  # shape, dtype, strided, list: must be refused
