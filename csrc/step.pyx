@@ -344,6 +344,51 @@ cdef void* _data(object a, int typenum, int ndim, Py_ssize_t d0, Py_ssize_t d1,
     return cnp.PyArray_DATA(arr)
 
 
+cdef struct Span:
+    char* lo   # NULL: an empty array or an absent (None) one
+    char* hi
+
+
+cdef inline Span _span(object a):
+    """The bytes of a C-contiguous array (already checked by ``_data``)."""
+    cdef Span r
+    r.lo = NULL
+    r.hi = NULL
+    if a is not None and cnp.PyArray_SIZE(<cnp.ndarray>a) > 0:
+        r.lo = <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
+        r.hi = r.lo + cnp.PyArray_NBYTES(<cnp.ndarray>a)
+    return r
+
+
+cdef inline bint _meet(Span a, Span b) noexcept:
+    return a.lo != NULL and b.lo != NULL and a.lo < b.hi and b.lo < a.hi
+
+
+cdef void _check_disjoint(list written, list read) except *:
+    """Raise StepArgumentError when a written array overlaps another written one or an
+    input (the kernels write while they read, so any overlap is a wrong result)."""
+    cdef Py_ssize_t nw = len(written), nr = len(read), i, j
+    cdef Span* w = <Span*>PyMem_Malloc((nw + nr) * sizeof(Span) + 1)
+    cdef Span* r
+    if w == NULL:
+        raise MemoryError()
+    r = w + nw
+    try:
+        for i in range(nw):
+            w[i] = _span(written[i])
+        for i in range(nr):
+            r[i] = _span(read[i])
+        for i in range(nw):
+            for j in range(i + 1, nw):
+                if _meet(w[i], w[j]):
+                    raise StepArgumentError("workspaces overlap")
+            for j in range(nr):
+                if _meet(w[i], r[j]):
+                    raise StepArgumentError("a workspace overlaps an input")
+    finally:
+        PyMem_Free(w)
+
+
 def dense_stack(object x, object labels, object target, object w, list kernels, list biases,
                 list outs, list preacts, list deltas, list dkernels, list dbiases, list codes,
                 list alphas, int loss_code, double label_smoothing, double loss_scale):
@@ -427,6 +472,10 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
             wp = <const double*>_data(w, cnp.NPY_FLOAT64, 1, n, 0, False, "sample_weight")
         if label_smoothing != 0.0 and loss_code != LOSS_SOFTMAX_CE:
             raise StepArgumentError("label_smoothing is only for softmax_cross_entropy")
+        # only arrays checked above (an unused preacts entry or target may be anything)
+        _check_disjoint(outs + deltas + dkernels + dbiases
+                        + [preacts[i] for i in range(depth) if L[i].pre != NULL],
+                        [x, labels if labels is not None else target, w] + kernels + biases)
         with nogil:
             csr = pynn_ftz_on()
             if typenum == cnp.NPY_FLOAT32:
@@ -488,6 +537,7 @@ def dense_forward(object x, list kernels, list biases, list outs, list codes, li
             L[i].n_in = width
             L[i].n_out = units
             width = units
+        _check_disjoint(outs, [x] + kernels + biases)
         with nogil:
             csr = pynn_ftz_on()
             if typenum == cnp.NPY_FLOAT32:

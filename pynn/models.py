@@ -400,6 +400,7 @@ class Sequential(layers_mod.WeightViews):
             names.add(m.name)
         self._opt_layout_id = None
         self.compiled = True
+        self.reset_metrics()  # Keras 3: a new compile starts fresh trackers
         self._compile_config = {"optimizer": optimizer, "loss": loss,
                                 "loss_weights": loss_weights, "metrics": metrics,
                                 "weighted_metrics": weighted_metrics}

@@ -188,7 +188,29 @@ def _bad_cases():
     def no_layers(a):
         a.update(kernels=[], biases=[], activations=[], outs=[])
 
+    def out_is_x(a):
+        a["x"] = np.zeros((4, 6), np.float32)
+        a["outs"][0] = a["x"][:, :5]
+
+    def out_in_x(a):
+        buf = np.zeros(4 * 6 + 4 * 5 - 1, np.float32)
+        a["x"] = buf[:24].reshape(4, 6)
+        a["outs"][0] = buf[-20:].reshape(4, 5)
+
+    def outs_shared(a):
+        buf = np.zeros(4 * 5 + 4 * 3 - 2, np.float32)
+        a["outs"] = [buf[:20].reshape(4, 5), buf[-12:].reshape(4, 3)]
+
+    def out_is_bias(a):
+        a["outs"] = [np.zeros((1, 5), np.float32), np.zeros((1, 3), np.float32)]
+        a["x"] = a["x"][:1]
+        a["biases"][1] = a["outs"][1][0]
+
     return [
+        (out_in_x, ValueError, "outs[0] and x overlap"),
+        (outs_shared, ValueError, "outs[0] and outs[1] overlap"),
+        (out_is_bias, ValueError, "outs[1] and biases[1] overlap"),
+        (out_is_x, ValueError, "outs[0]"),
         (k_chain, ValueError, "kernels[1]"), (kernel_dtype, ValueError, "kernels[1]"),
         (out_shape, ValueError, "outs[1]"), (out_dtype, ValueError, "outs[0]"),
         (out_readonly, ValueError, "outs[0]"), (out_noncontig, ValueError, "outs[1]"),
@@ -206,6 +228,15 @@ def test_bad_arguments_raise(be, mutate, exc, text):
     mutate(args)
     with pytest.raises(exc, match=text.replace("[", r"\[").replace("]", r"\]")):
         be.dense_stack_forward(**args)
+
+
+def test_overlap_is_caught_after_a_good_call_with_the_same_arrays(be):
+    args = _good()
+    be.dense_stack_forward(**args)
+    last_in_x = args["x"].reshape(-1)[:12].reshape(4, 3)
+    with pytest.raises(ValueError, match=r"outs\[1\] and x overlap"):
+        be.dense_stack_forward(**dict(args, outs=[args["outs"][0], last_in_x]))
+    assert np.isfinite(be.dense_stack_forward(**args)).all()
 
 
 def test_good_call_after_a_bad_one_with_the_same_arrays(be):

@@ -335,7 +335,21 @@ def _bad_cases():
     def kernels_not_list(a):
         a["kernels"] = np.zeros((2, 2), np.float32)
 
+    def delta_is_out(a):
+        a["deltas"][0] = a["outs"][0]
+
+    def out_overlaps_x(a):
+        buf = np.zeros(4 * 6 + 4 * 5 - 3, np.float32)
+        a["x"] = buf[:24].reshape(4, 6)
+        a["outs"][0] = buf[-20:].reshape(4, 5)
+
+    def dkernel_is_kernel(a):
+        a["dkernels"][1] = a["kernels"][1]
+
     return [
+        (delta_is_out, ValueError, "deltas[0] and outs[0] overlap|outs[0] and deltas[0] overlap"),
+        (out_overlaps_x, ValueError, "outs[0] and x overlap"),
+        (dkernel_is_kernel, ValueError, "dkernels[1] and kernels[1] overlap"),
         (k_chain, ValueError, "kernels[1]"), (dk_dtype, ValueError, "dkernels[0]"),
         (out_shape, ValueError, "outs[1]"), (delta_noncontig, ValueError, "deltas[0]"),
         (db_readonly, ValueError, "dbiases[0]"), (kernel_dtype, ValueError, "kernels[1]"),
@@ -355,6 +369,17 @@ def test_bad_arguments_raise(be, mutate, exc, text):
     mutate(args)
     with pytest.raises(exc, match=text.replace("[", r"\[").replace("]", r"\]")):
         be.dense_stack_forward_backward(**args)
+
+
+def test_overlap_is_caught_after_a_good_call_with_the_same_workspaces(be):
+    """A backend that remembers validated workspaces still checks each new x against them."""
+    args = _good()
+    assert np.isfinite(be.dense_stack_forward_backward(**args))
+    x_in_workspace = args["dkernels"][0].reshape(-1)[:24].reshape(4, 6)
+    x_in_workspace[...] = args["x"]
+    with pytest.raises(ValueError, match=r"dkernels\[0\] and x overlap"):
+        be.dense_stack_forward_backward(**dict(args, x=x_in_workspace))
+    assert np.isfinite(be.dense_stack_forward_backward(**args))
 
 
 def test_good_call_after_a_bad_one(be):

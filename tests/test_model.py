@@ -326,6 +326,25 @@ def test_evaluate_return_forms_and_batch_apis():
     assert not np.array_equal(before, model.get_weights()[0])
 
 
+def test_train_on_batch_running_mean_restarts_on_compile():
+    """Keras 3: train_on_batch metrics accumulate across calls and a new compile() starts
+    fresh trackers (loss and metrics)."""
+    x, y = small_classification(n=20)
+    model = Sequential([Dense(3, activation="softmax", input_shape=(5,))])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    first = model.train_on_batch(x[:10], y[:10], return_dict=True)
+    model.train_on_batch(x[10:] * 50.0, y[10:], return_dict=True)  # a much larger loss
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    w = model.get_weights()
+    fresh = model.train_on_batch(x[:10], y[:10], return_dict=True)
+    alone = Sequential([Dense(3, activation="softmax", input_shape=(5,))])
+    alone.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    alone.set_weights(w)
+    want = alone.train_on_batch(x[:10], y[:10], return_dict=True)
+    assert fresh == pytest.approx(want)
+    assert first["loss"] > 0
+
+
 def test_input_validation_errors():
     x, y = small_classification(n=20)
     model = Sequential([Dense(3, activation="softmax", input_shape=(5,))])

@@ -1063,7 +1063,26 @@ def _check_stack_layers(x, kernels, biases, activations, outs, act_alphas):
 
 def check_dense_forward(x, kernels, biases, activations, outs, act_alphas=None):
     """Validate the arguments of ``dense_stack_forward`` (see :func:`_check_stack_layers`)."""
-    return _check_stack_layers(x, kernels, biases, activations, outs, act_alphas)
+    a = _check_stack_layers(x, kernels, biases, activations, outs, act_alphas)
+    check_no_overlap(_named("outs", outs),
+                     [("x", a["x"])] + _named("kernels", a["kernels"])
+                     + _named("biases", a["biases"]))
+    return a
+
+
+def _named(name, arrays):
+    return [(f"{name}[{i}]", arr) for i, arr in enumerate(arrays) if arr is not None]
+
+
+def check_no_overlap(written, read):
+    """Raise ValueError when a written buffer may share memory with another written
+    buffer or with an input (bounds-based, like the compiled kernels' own check)."""
+    for i, (wname, w) in enumerate(written):
+        for oname, other in written[i + 1:] + read:
+            if w.size and other.size and np.may_share_memory(w, other):
+                raise ValueError(f"{wname} and {oname} overlap in memory: workspaces and "
+                                 f"outputs must not share memory with each other or with "
+                                 f"any input")
 
 
 def check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
@@ -1127,6 +1146,11 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
                          f"{ls} with {loss!r}")
     if not 0.0 <= ls <= 1.0:
         raise ValueError(f"label_smoothing: expected a float in [0, 1], got {ls}")
+    check_no_overlap(
+        _named("outs", outs) + _named("deltas", deltas) + _named("dkernels", dkernels)
+        + _named("dbiases", dbiases) + _named("preacts", preacts),
+        [("x", x)] + _named("kernels", kernels) + _named("biases", biases)
+        + _named("target", [labels if labels is not None else dense]))
     return dict(x=x, labels=labels, target=dense, w=w, codes=codes, alphas=alphas,
                 preacts=preacts, biases=biases, dbiases=dbiases, loss_code=loss_code,
                 dtype=dt, label_smoothing=ls, loss_scale=float(loss_scale))

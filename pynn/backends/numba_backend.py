@@ -291,7 +291,8 @@ class NumbaBackend(Backend):
                 and x.shape == (plan.n, plan.width) and x.flags.c_contiguous
                 and type(last) is np.ndarray and last.dtype == plan.dtype
                 and last.shape == plan.last_shape and last.flags.c_contiguous
-                and last.flags.writeable and not np.may_share_memory(last, x)):
+                and last.flags.writeable and _clear_of(plan.spans, last)
+                and _clear_of(plan.out_spans, x) and _clear_of(_spans([last]), x)):
             xs = x
             if plan.args[2][-1] is not last:
                 plan.args = plan.args[:2] + (plan.args[2][:-1] + (last,),) + plan.args[3:]
@@ -302,6 +303,9 @@ class NumbaBackend(Backend):
             plan.meta, plan.arrays, plan.dtype = meta, arrays, a["dtype"]
             plan.n, plan.width = xs.shape
             plan.last_shape = outs[-1].shape
+            plan.spans = _spans(list(a["kernels"]) + [b for b in a["biases"] if b is not None]
+                                + list(outs[:-1]))
+            plan.out_spans = _spans(list(outs[:-1]))
             empty1 = np.empty(0, dtype=plan.dtype)
             plan.args = (tuple(a["kernels"]),
                          tuple(empty1 if b is None else b for b in a["biases"]),
@@ -358,7 +362,7 @@ class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "loss_code", "tiny", "scratch", "last_shape")
+                 "loss_code", "tiny", "scratch", "last_shape", "spans", "out_spans")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing):
@@ -391,6 +395,9 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels):
         a["loss_code"], a["label_smoothing"],
     )
     plan.scratch = np.zeros(max(k.shape[1] for k in kernels), dtype=np.float64)
+    plan.spans = _spans(list(outs) + list(deltas) + list(dkernels)
+                        + [b for b in a["dbiases"] if b is not None]
+                        + [p for p in a["preacts"] if p is not None])
     return plan
 
 
@@ -420,7 +427,31 @@ def _stack_fast_inputs(plan, x, target, sample_weight):
         ws = sample_weight
     else:
         return none
+    if not (_clear_of(plan.spans, x) and _clear_of(plan.spans, target)):
+        return none  # the slow path names the overlapping arrays
     return x, ts, ws
+
+
+def _spans(arrays):
+    """``[(first byte, end)]`` of the non-empty arrays (all C-contiguous)."""
+    out = []
+    for a in arrays:
+        if a.size:
+            lo = a.__array_interface__["data"][0]
+            out.append((lo, lo + a.nbytes))
+    return out
+
+
+def _clear_of(spans, a):
+    """True when C-contiguous ``a`` shares no byte with any of ``spans``."""
+    if not a.size:
+        return True
+    lo = a.__array_interface__["data"][0]
+    hi = lo + a.nbytes
+    for s_lo, s_hi in spans:
+        if lo < s_hi and s_lo < hi:
+            return False
+    return True
 
 
 def _operand(x, dt, name, trans):
