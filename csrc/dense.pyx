@@ -9,7 +9,6 @@ shape checks repeated here only keep a direct caller from crashing the process.
 """
 cimport cython
 from cython cimport floating
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from pynn_math cimport (ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_forward_flat,
                         act_grad_scalar, bias_act_row, log_softmax_row, softmax_row)
@@ -17,17 +16,7 @@ from pynn_math cimport (ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_forward_flat,
 cdef extern from "limits.h":
     const int INT_MAX
 
-
-cdef inline void _blas_gemm(char* transa, char* transb, int m, int n, int k, floating alpha,
-                            const floating* a, int lda, const floating* b, int ldb,
-                            floating beta, floating* c, int ldc) noexcept nogil:
-    # Fortran BLAS takes non-const pointers; it never writes a or b.
-    if floating is float:
-        sgemm(transa, transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
-              &beta, c, &ldc)
-    else:
-        dgemm(transa, transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
-              &beta, c, &ldc)
+include "blas_select.pxi"
 
 
 cdef void _gemm(const floating* a, Py_ssize_t a_cols, const floating* b, Py_ssize_t b_cols,
@@ -50,7 +39,7 @@ cdef void _gemm(const floating* a, Py_ssize_t a_cols, const floating* b, Py_ssiz
         for i in range(m * n):
             out[i] = 0 if beta == 0 else beta * out[i]
     else:
-        _blas_gemm(ta, tb, <int>n, <int>m, <int>k, alpha, b, <int>b_cols, a, <int>a_cols,
+        blas_gemm(ta, tb, <int>n, <int>m, <int>k, alpha, b, <int>b_cols, a, <int>a_cols,
                    beta, out, <int>n)
     if bias == NULL and code == ACT_LINEAR:
         return

@@ -22,7 +22,6 @@ cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
 from libc.math cimport exp, fabs, log, log1p
-from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_forward_flat,
                         act_grad_scalar, bias_act_row, flush_denormal)
@@ -31,6 +30,8 @@ cnp.import_array()
 
 cdef extern from "limits.h":
     const int INT_MAX
+
+include "blas_select.pxi"
 
 cdef extern from *:
     """
@@ -84,23 +85,12 @@ cdef struct StackLayer:
 cdef inline void _blas(char* transa, char* transb, int m, int n, int k,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating* c, int ldc) noexcept nogil:
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(transa, transb, &m, &n, &k, &one, <float*>a, &lda, <float*>b, &ldb, &zero,
-              c, &ldc)
-    else:
-        dgemm(transa, transb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb, &zero,
-              c, &ldc)
+    blas_gemm(transa, transb, m, n, k, <floating>1, a, lda, b, ldb, <floating>0, c, ldc)
 
 
 cdef inline void _blas_gemv(char* trans, int m, int n, const floating* a, int lda,
                             const floating* x, int incx, floating* y) noexcept nogil:
-    cdef floating one = 1, zero = 0
-    cdef int incy = 1
-    if floating is float:
-        sgemv(trans, &m, &n, &one, <float*>a, &lda, <float*>x, &incx, &zero, y, &incy)
-    else:
-        dgemv(trans, &m, &n, &one, <double*>a, &lda, <double*>x, &incx, &zero, y, &incy)
+    blas_gemv(trans, m, n, <floating>1, a, lda, x, incx, <floating>0, y, 1)
 
 
 cdef void _mm(const floating* a, Py_ssize_t a_cols, const floating* b, Py_ssize_t b_cols,

@@ -553,3 +553,81 @@ def test_softmax_cross_entropy_no_classes(cy, dtype):
     assert loss == 0.0 and grad.shape == (3, 0) and grad.dtype == dtype
     with pytest.raises(ValueError, match="labels"):
         cy.softmax_cross_entropy(z, np.zeros(3, int))
+
+
+# ------------------------------------------------------------------------------------------
+# which BLAS runs the products
+# ------------------------------------------------------------------------------------------
+def test_blas_choice_is_reported_and_checked(cy):
+    from pynn._ext import step as _step
+    assert cy.blas.startswith(("numpy's OpenBLAS", "scipy's BLAS"))
+    expect = "ilp64" if cy.blas.startswith("numpy") else "scipy"
+    assert _dense._blas_in_use() == _step._blas_in_use() == expect
+    assert _dense._blas_selftest() and _step._blas_selftest()
+
+
+def _blas_results(cy, rng):
+    """Every product shape the kernels use (GEMM with transposes and beta, single-row
+    GEMV), the fused step and the fused inference pass, float32 and float64."""
+    out = []
+    for dt in (np.float32, np.float64):
+        a, b = randn(rng, (7, 9), dt), randn(rng, (9, 5), dt)
+        c = randn(rng, (7, 5), dt)
+        out.append(cy.gemm(a, b))
+        out.append(cy.gemm(a.T.copy(), b, trans_a=True, beta=0.5, out=c.copy()))
+        out.append(cy.gemm(a, b.T.copy(), trans_b=True, bias=randn(rng, 5, dt),
+                           activation="relu"))
+        ks = [randn(rng, (9, 6), dt), randn(rng, (6, 3), dt)]
+        bs = [randn(rng, 6, dt), randn(rng, 3, dt)]
+        for n in (1, 4):
+            x = randn(rng, (n, 9), dt)
+            outs = [np.empty((n, 6), dt), np.empty((n, 3), dt)]
+            out.append(cy.dense_stack_forward(x, ks, bs, ["tanh", "softmax"], outs).copy())
+            deltas = [np.empty((n, 6), dt), np.empty((n, 3), dt)]
+            dks = [np.empty_like(k) for k in ks]
+            dbs = [np.empty_like(b_) for b_ in bs]
+            loss = cy.dense_stack_forward_backward(
+                x, rng.integers(0, 3, n), ks, bs, ["relu", "softmax"],
+                "softmax_cross_entropy", outs, deltas, dks, dbs)
+            out += [np.float64(loss)] + [d.copy() for d in dks + dbs]
+    return out
+
+
+def test_numpy_and_scipy_blas_give_the_same_results(cy):
+    """Whichever BLAS is chosen, the kernels compute the same values (to rounding)."""
+    from pynn._ext import step as _step
+    if not cy.blas.startswith("numpy"):
+        pytest.skip("NumPy's ILP64 OpenBLAS is not there: only SciPy's BLAS to test")
+    from pynn.backends import _blas
+    chosen = _blas_results(cy, np.random.default_rng(5))
+    try:
+        for mod in (_dense, _step):
+            mod._use_blas(0, 0, 0, 0)
+        assert _dense._blas_in_use() == "scipy" and _dense._blas_selftest()
+        scipy_results = _blas_results(cy, np.random.default_rng(5))
+    finally:
+        _, addrs = _blas.numpy_openblas_entry_points()
+        for mod in (_dense, _step):
+            mod._use_blas(*addrs)
+    assert _step._blas_in_use() == "ilp64"
+    for i, (got, want) in enumerate(zip(chosen, scipy_results)):
+        dt = np.float32 if i < len(chosen) // 2 else np.float64
+        assert_close(got, want, dt, 1.0, f"result {i}")
+
+
+def test_blas_environment_variable():
+    import os
+    import subprocess
+    import sys
+    from helpers import PYNN_PATH
+    code = ("import pynn.backends as B; print(B.get('cython').blas)")
+    env = dict(os.environ, PYTHONPATH=PYNN_PATH, PYNN_BLAS="scipy")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd="/", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("scipy's BLAS")
+    env["PYNN_BLAS"] = "mkl"
+    code = "import pynn.backends as B; print(B.why_unavailable('cython'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd="/", timeout=120)
+    assert "PYNN_BLAS" in out.stdout, (out.stdout, out.stderr)

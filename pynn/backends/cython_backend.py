@@ -2,8 +2,10 @@
 
 Each method validates and converts its arguments with the helpers of
 :mod:`pynn.backends.base` exactly as the reference does, then calls one kernel
-that runs without the GIL and allocates nothing. GEMM goes to BLAS through
-``scipy.linalg.cython_blas`` with the bias + activation epilogue fused in.
+that runs without the GIL and allocates nothing. GEMM goes to BLAS with the bias +
+activation epilogue fused in: NumPy's own OpenBLAS when it is the wheels' ILP64 build,
+else ``scipy.linalg.cython_blas`` (:mod:`pynn.backends._blas`; ``PYNN_BLAS=scipy``
+forces the latter).
 
 Importing this module raises ``ImportError`` when the extensions are not built
 (``python setup.py build_ext --inplace``); the registry then reports the backend
@@ -21,6 +23,7 @@ from pynn._ext import losses as _losses
 from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
+from . import _blas
 from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
                    activation_alpha, activation_code, check_dense_forward, check_dense_stack,
                    prep_activation_backward,
@@ -77,10 +80,16 @@ def _unshared(grad, param):
     return grad.copy() if np.may_share_memory(grad, param) else grad
 
 
+#: The BLAS the kernels call (chosen once, at import).
+BLAS = _blas.select([_dense, _step])
+
+
 class CythonBackend(Backend):
     """Compiled CPU backend (Cython + BLAS); float32 and float64 kernels from one source."""
 
     name = "cython"
+    #: which BLAS library runs the matrix products
+    blas = BLAS
 
     # ------------------------------------------------------------------
     # matrix product with fused epilogue
