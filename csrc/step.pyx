@@ -379,6 +379,53 @@ cdef void _check_disjoint(list written, list read) except *:
         PyMem_Free(w)
 
 
+cdef int _check_x(object x, int* typenum, Py_ssize_t* n,
+                  Py_ssize_t* width) except -1:
+    """Type, rank, dtype and size of the input batch ``x``."""
+    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+        raise StepArgumentError("x: expected a 2-D numpy.ndarray")
+    typenum[0] = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if typenum[0] != cnp.NPY_FLOAT32 and typenum[0] != cnp.NPY_FLOAT64:
+        raise StepArgumentError("x: expected float32 or float64")
+    n[0] = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+    width[0] = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+    if n[0] > INT_MAX:
+        raise StepArgumentError("dimensions above 2**31 - 1 are not supported by BLAS")
+    return 0
+
+
+cdef Py_ssize_t _fill_layers(StackLayer* L, int depth, list kernels, list biases, list outs,
+                             list codes, list alphas, int typenum, Py_ssize_t n,
+                             Py_ssize_t width) except -1:
+    """Check and record what inference needs of every layer (kernel, bias, output,
+    activation); the training fields are left NULL. Returns the last layer's width."""
+    cdef int i
+    cdef Py_ssize_t units
+    for i in range(depth):
+        k = kernels[i]
+        if not cnp.PyArray_Check(k) or cnp.PyArray_NDIM(<cnp.ndarray>k) != 2:
+            raise StepArgumentError(f"kernels[{i}]: expected a 2-D numpy.ndarray")
+        units = cnp.PyArray_DIMS(<cnp.ndarray>k)[1]
+        if width > INT_MAX or units > INT_MAX:
+            raise StepArgumentError("dimensions above 2**31 - 1 are not supported by BLAS")
+        L[i].w = _data(k, typenum, 2, width, units, False, f"kernels[{i}]")
+        L[i].out = _data(outs[i], typenum, 2, n, units, True, f"outs[{i}]")
+        L[i].b = NULL if biases[i] is None else _data(biases[i], typenum, 1, units, 0,
+                                                      False, f"biases[{i}]")
+        L[i].pre = NULL
+        L[i].delta = NULL
+        L[i].dw = NULL
+        L[i].db = NULL
+        L[i].code = codes[i]
+        if L[i].code < 0 or L[i].code > ACT_SOFTMAX:
+            raise StepArgumentError(f"activation code {L[i].code} unknown")
+        L[i].alpha = alphas[i]
+        L[i].n_in = width
+        L[i].n_out = units
+        width = units
+    return width
+
+
 def dense_stack(object x, object labels, object target, object w, list kernels, list biases,
                 list outs, list preacts, list deltas, list dkernels, list dbiases, list codes,
                 list alphas, int loss_code, double label_smoothing, double loss_scale):
@@ -390,7 +437,7 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
     ``biases``, ``dbiases``, ``preacts`` hold ``None`` where unused. ``n`` >= 1.
     """
     cdef int depth = len(kernels), i, typenum
-    cdef Py_ssize_t n, width, units, j
+    cdef Py_ssize_t n, width, units, j, k_out
     cdef StackLayer* L
     cdef void* xp
     cdef const Py_ssize_t* lp = NULL
@@ -398,13 +445,7 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
     cdef const double* wp = NULL
     cdef double total
     cdef unsigned int csr
-    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
-        raise StepArgumentError("x: expected a 2-D numpy.ndarray")
-    typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
-        raise StepArgumentError("x: expected float32 or float64")
-    n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
-    width = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+    _check_x(x, &typenum, &n, &width)
     if depth < 1 or n < 1:
         raise StepArgumentError("need at least one layer and one sample")
     if not (len(biases) == len(outs) == len(preacts) == len(deltas) == len(dkernels)
@@ -415,36 +456,21 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
     if L == NULL:
         raise MemoryError()
     try:
+        units = _fill_layers(L, depth, kernels, biases, outs, codes, alphas, typenum, n,
+                             width)
         for i in range(depth):
-            k = kernels[i]
-            if not cnp.PyArray_Check(k) or cnp.PyArray_NDIM(<cnp.ndarray>k) != 2:
-                raise StepArgumentError(f"kernels[{i}]: expected a 2-D numpy.ndarray")
-            units = cnp.PyArray_DIMS(<cnp.ndarray>k)[1]
-            L[i].w = _data(k, typenum, 2, width, units, False, f"kernels[{i}]")
-            L[i].out = _data(outs[i], typenum, 2, n, units, True, f"outs[{i}]")
-            L[i].delta = _data(deltas[i], typenum, 2, n, units, True, f"deltas[{i}]")
-            L[i].dw = _data(dkernels[i], typenum, 2, width, units, True, f"dkernels[{i}]")
+            k_out = L[i].n_out
+            L[i].delta = _data(deltas[i], typenum, 2, n, k_out, True, f"deltas[{i}]")
+            L[i].dw = _data(dkernels[i], typenum, 2, L[i].n_in, k_out, True,
+                            f"dkernels[{i}]")
             if biases[i] is None:
-                L[i].b = NULL
-                L[i].db = NULL
                 if dbiases[i] is not None:
                     raise StepArgumentError(f"dbiases[{i}]: must be None without a bias")
             else:
-                L[i].b = _data(biases[i], typenum, 1, units, 0, False, f"biases[{i}]")
-                L[i].db = _data(dbiases[i], typenum, 1, units, 0, True, f"dbiases[{i}]")
-            L[i].code = codes[i]
-            if L[i].code < 0 or L[i].code > ACT_SOFTMAX:
-                raise StepArgumentError(f"activation code {L[i].code} unknown")
-            L[i].alpha = alphas[i]
+                L[i].db = _data(dbiases[i], typenum, 1, k_out, 0, True, f"dbiases[{i}]")
             if L[i].code == ACT_GELU:
-                L[i].pre = _data(preacts[i], typenum, 2, n, units, True, f"preacts[{i}]")
-            else:
-                L[i].pre = NULL
-            if width > INT_MAX or units > INT_MAX or n > INT_MAX:
-                raise StepArgumentError("dimensions above 2**31 - 1 are not supported by BLAS")
-            L[i].n_in = width
-            L[i].n_out = units
-            width = units
+                L[i].pre = _data(preacts[i], typenum, 2, n, k_out, True, f"preacts[{i}]")
+        width = units
         if units == 0:
             raise StepArgumentError("the last layer needs at least one unit")
         if loss_code < LOSS_SOFTMAX_CE or loss_code > LOSS_MAE:
@@ -485,48 +511,22 @@ def dense_forward(object x, list kernels, list biases, list outs, list codes, li
     activation applied; ``biases`` holds ``None`` where a layer has none. ``n`` may
     be 0. Raises :class:`StepArgumentError` on the first argument that does not fit.
     """
-    cdef int depth = len(kernels), i, typenum
-    cdef Py_ssize_t n, width, units
+    cdef int depth = len(kernels), typenum
+    cdef Py_ssize_t n, width
     cdef StackLayer* L
     cdef void* xp
     cdef unsigned int csr
-    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
-        raise StepArgumentError("x: expected a 2-D numpy.ndarray")
-    typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
-        raise StepArgumentError("x: expected float32 or float64")
-    n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
-    width = cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+    _check_x(x, &typenum, &n, &width)
     if depth < 1:
         raise StepArgumentError("need at least one layer")
     if not (len(biases) == len(outs) == len(codes) == len(alphas) == depth):
         raise StepArgumentError("per-layer lists differ in length")
-    if n > INT_MAX:
-        raise StepArgumentError("dimensions above 2**31 - 1 are not supported by BLAS")
     xp = _data(x, typenum, 2, n, width, False, "x")
     L = <StackLayer*>PyMem_Malloc(depth * sizeof(StackLayer))
     if L == NULL:
         raise MemoryError()
     try:
-        for i in range(depth):
-            k = kernels[i]
-            if not cnp.PyArray_Check(k) or cnp.PyArray_NDIM(<cnp.ndarray>k) != 2:
-                raise StepArgumentError(f"kernels[{i}]: expected a 2-D numpy.ndarray")
-            units = cnp.PyArray_DIMS(<cnp.ndarray>k)[1]
-            if width > INT_MAX or units > INT_MAX:
-                raise StepArgumentError("dimensions above 2**31 - 1 are not supported by BLAS")
-            L[i].w = _data(k, typenum, 2, width, units, False, f"kernels[{i}]")
-            L[i].out = _data(outs[i], typenum, 2, n, units, True, f"outs[{i}]")
-            L[i].b = NULL if biases[i] is None else _data(biases[i], typenum, 1, units, 0,
-                                                          False, f"biases[{i}]")
-            L[i].pre = NULL
-            L[i].code = codes[i]
-            if L[i].code < 0 or L[i].code > ACT_SOFTMAX:
-                raise StepArgumentError(f"activation code {L[i].code} unknown")
-            L[i].alpha = alphas[i]
-            L[i].n_in = width
-            L[i].n_out = units
-            width = units
+        _fill_layers(L, depth, kernels, biases, outs, codes, alphas, typenum, n, width)
         _check_disjoint(outs, [x] + kernels + biases)
         with nogil:
             csr = pynn_ftz_on()
