@@ -538,3 +538,34 @@ def dense_forward(object x, list kernels, list biases, list outs, list codes, li
     finally:
         PyMem_Free(L)
     return outs[depth - 1]
+
+
+def _all_finite(object x):
+    """True when ``x`` (a C-contiguous, aligned float32/float64 ndarray of any shape)
+    holds no NaN or infinity. Reads the exponent bits (all ones: not finite) with an
+    integer OR that vectorises, allocates nothing and releases the GIL."""
+    cdef cnp.ndarray arr
+    cdef Py_ssize_t size, i
+    cdef const unsigned int* u32
+    cdef const unsigned long long* u64
+    cdef unsigned int bad32 = 0
+    cdef unsigned long long bad64 = 0
+    if not cnp.PyArray_Check(x):
+        raise TypeError(f"x: expected a numpy.ndarray, got {type(x).__name__}")
+    arr = <cnp.ndarray>x
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        raise StepArgumentError("x: must be C-contiguous and aligned")
+    size = cnp.PyArray_SIZE(arr)
+    if cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT32:
+        u32 = <const unsigned int*>cnp.PyArray_DATA(arr)
+        with nogil:
+            for i in range(size):
+                bad32 |= (u32[i] & 0x7f800000u) == 0x7f800000u
+        return bad32 == 0
+    if cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT64:
+        u64 = <const unsigned long long*>cnp.PyArray_DATA(arr)
+        with nogil:
+            for i in range(size):
+                bad64 |= (u64[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull
+        return bad64 == 0
+    raise StepArgumentError("x: expected float32 or float64")

@@ -631,3 +631,14 @@ def test_blas_environment_variable():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, cwd="/", timeout=120)
     assert "PYNN_BLAS" in out.stdout, (out.stdout, out.stderr)
+
+
+
+def test_compiled_all_finite_entry_point_refuses_what_it_cannot_read():
+    from pynn._ext import step as _step
+    with pytest.raises(TypeError, match="x"):
+        _step._all_finite(None)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _step._all_finite(np.arange(3))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _step._all_finite(np.ones((4, 4))[:, ::2])

@@ -672,6 +672,15 @@ def adagrad_update(param, grad, acc, lr, epsilon, decay, tiny):
 # fused training step of a stack of Dense layers
 # --------------------------------------------------------------------------
 @_jit
+def all_finite(x):
+    """True when flat ``x`` holds no NaN or infinity (stops at the first one)."""
+    for i in range(x.shape[0]):
+        if not np.isfinite(x[i]):
+            return False
+    return True
+
+
+@_jit
 def _flush_scale(d, scale, tiny):
     """``d *= scale`` (skipped when 1) and values below ``tiny`` set to zero."""
     flat = d.reshape(-1)
@@ -786,7 +795,7 @@ KERNELS = (
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
     adam_update, rmsprop_update, adagrad_update, dense_stack, dense_forward,
-    _stack_forward, _flush_scale,
+    _stack_forward, _flush_scale, all_finite,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
 HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop)

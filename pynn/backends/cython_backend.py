@@ -35,6 +35,7 @@ from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
 __all__ = ["CythonBackend"]
 
 _SOFTMAX = ACTIVATIONS["softmax"]
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _GELU = ACTIVATIONS["gelu"]
 _NO_WEIGHTS = np.zeros(0, dtype=np.float64)
 #: stand-in for "no bias" (the kernel reads it only when told it is a bias)
@@ -291,6 +292,14 @@ class CythonBackend(Backend):
         _optim.adagrad_update(_flat(param), _flat(grad), _flat(acc), float(learning_rate),
                               float(epsilon), float(weight_decay))
         return param
+
+    def all_finite(self, x):
+        """One pass over the exponent bits (no temporary array); other inputs (strided,
+        integer, ...) go to the reference."""
+        if type(x) is np.ndarray and x.dtype in _FLOATS and x.flags.c_contiguous \
+                and x.flags.aligned:
+            return _step._all_finite(x)
+        return Backend.all_finite(self, x)
 
     # ------------------------------------------------------------------
     # fused Dense-stack inference and training step

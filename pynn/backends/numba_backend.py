@@ -45,6 +45,7 @@ __all__ = ["NumbaBackend"]
 
 _SOFTMAX = ACTIVATIONS["softmax"]
 _GELU = ACTIVATIONS["gelu"]
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _FLT_MIN = float(np.finfo(np.float32).tiny)
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _NO_LABELS = np.empty(0, dtype=np.intp)
@@ -275,6 +276,12 @@ class NumbaBackend(Backend):
     # ------------------------------------------------------------------
     _stack_plan = None
     _forward_plan = None
+
+    def all_finite(self, x):
+        """One compiled pass (no temporary array); other inputs go to the reference."""
+        if type(x) is np.ndarray and x.dtype in _FLOATS and x.flags.c_contiguous:
+            return bool(K.all_finite(x.reshape(-1)))
+        return Backend.all_finite(self, x)
 
     def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
         """One ``@njit`` call (:func:`~pynn.backends._numba_kernels.dense_forward`);
