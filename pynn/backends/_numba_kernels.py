@@ -707,9 +707,10 @@ def _stack_forward(x, kernels, biases, outs, preacts, codes, alphas, keep_pre):
         else:
             np.dot(h, kernels[i], dst)
         if pre:
-            if biases[i].shape[0] > 0:
-                _bias_act(dst, biases[i], 0, alphas[i])
-            activation_forward(dst.reshape(-1), out.reshape(-1), 6, alphas[i])
+            # codes[i] * 0 (linear) and codes[i] (gelu) are int64 like every other call's
+            # code: literal constants would compile second specialisations of the helpers
+            gemm_epilogue(dst, dst, True, 1.0, 0.0, biases[i], codes[i] * 0, alphas[i])
+            activation_forward(dst.reshape(-1), out.reshape(-1), codes[i], alphas[i])
         else:
             gemm_epilogue(out, out, True, 1.0, 0.0, biases[i], codes[i], alphas[i])
 
@@ -764,7 +765,7 @@ def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernel
             softmax_backward(d, y, d)
         elif code == 6:
             activation_backward(d.reshape(-1), y.reshape(-1), preacts[i].reshape(-1),
-                                d.reshape(-1), 6, alphas[i])
+                                d.reshape(-1), code, alphas[i])
         elif code != 0:
             activation_backward(d.reshape(-1), y.reshape(-1), y.reshape(-1), d.reshape(-1),
                                 code, alphas[i])
