@@ -8,9 +8,8 @@ cimport cython
 from cython cimport floating
 from libc.math cimport sqrt
 
-# columns reduced per block (the float64 accumulators live on the stack)
-cdef enum:
-    BLOCK = 256
+from pynn_math cimport COLSUM_BLOCK as BLOCK
+from pynn_math cimport column_sums
 
 # SplitMix64 constants (pynn.backends.base.splitmix_uniform)
 cdef unsigned long long GOLDEN = 0x9E3779B97F4A7C15ULL
@@ -20,22 +19,16 @@ cdef unsigned long long MIX2 = 0x94D049BB133111EBULL
 
 def bias_grad(const floating[:, ::1] dy not None, floating[::1] out not None):
     """``out[j] = sum_i dy[i, j]`` accumulated in float64."""
-    cdef Py_ssize_t n = dy.shape[0], k = dy.shape[1], i, j, j0, jn
-    cdef double acc[BLOCK]
+    cdef Py_ssize_t n = dy.shape[0], k = dy.shape[1]
     if out.shape[0] != k:
         raise ValueError(f"out: expected shape ({k},), got ({out.shape[0]},)")
+    if k == 0:
+        return
+    if n == 0:
+        out[:] = 0
+        return
     with nogil:
-        j0 = 0
-        while j0 < k:
-            jn = min(<Py_ssize_t>BLOCK, k - j0)
-            for j in range(jn):
-                acc[j] = 0.0
-            for i in range(n):
-                for j in range(jn):
-                    acc[j] += dy[i, j0 + j]
-            for j in range(jn):
-                out[j0 + j] = <floating>acc[j]
-            j0 += jn
+        column_sums(&dy[0, 0], &out[0], n, k)
 
 
 cdef inline double splitmix_uniform(unsigned long long seed,

@@ -9,7 +9,9 @@ are read before that row's gradient is written.
 """
 cimport cython
 from cython cimport floating
-from libc.math cimport exp, fabs, log, log1p
+from libc.math cimport exp, log
+
+from pynn_math cimport PAIR_MAE, PAIR_SIGMOID_BCE, clip_double, pair_loss_term
 
 
 cdef inline bint _check(Py_ssize_t* zs, Py_ssize_t* gs, Py_ssize_t wn, bint has_w) noexcept:
@@ -104,15 +106,6 @@ def softmax_cross_entropy_dense(const floating[:, ::1] z not None, const floatin
     return total / n
 
 
-cdef inline double _clip(double q, double lo, double hi) noexcept nogil:
-    # NaN stays NaN, as with numpy.clip
-    if q < lo:
-        return lo
-    if q > hi:
-        return hi
-    return q
-
-
 def categorical_cross_entropy_labels(const floating[:, ::1] probs not None,
                                      const Py_ssize_t[::1] labels not None,
                                      const double[::1] w not None,
@@ -135,7 +128,7 @@ def categorical_cross_entropy_labels(const floating[:, ::1] probs not None,
             for j in range(k):
                 s += probs[i, j]
             q = probs[i, y] / s
-            qc = _clip(q, epsilon, hi)
+            qc = clip_double(q, epsilon, hi)
             dq = 0.0 if (q < epsilon or q > hi) else -1.0 / qc
             sdq = dq * q
             wi = w[i] if has_w else 1.0
@@ -168,7 +161,7 @@ def categorical_cross_entropy_dense(const floating[:, ::1] probs not None,
             sdq = 0.0
             for j in range(k):
                 q = probs[i, j] / s
-                qc = _clip(q, epsilon, hi)
+                qc = clip_double(q, epsilon, hi)
                 per -= target[i, j] * log(qc)
                 if not (q < epsilon or q > hi):
                     sdq += (-target[i, j] / qc) * q
@@ -176,7 +169,7 @@ def categorical_cross_entropy_dense(const floating[:, ::1] probs not None,
             scale = wi / n
             for j in range(k):
                 q = probs[i, j] / s
-                qc = _clip(q, epsilon, hi)
+                qc = clip_double(q, epsilon, hi)
                 dq = 0.0 if (q < epsilon or q > hi) else -target[i, j] / qc
                 grad[i, j] = <floating>((dq - sdq) / s * scale)
             total += wi * per
@@ -189,12 +182,6 @@ cdef inline bint _check_pair(Py_ssize_t* ps, Py_ssize_t* ts, Py_ssize_t* gs, Py_
             and (not has_w or wn == ps[0]))
 
 
-# kinds of elementwise loss
-cdef enum:
-    SIGMOID_BCE = 0
-    BCE = 1
-    MSE = 2
-    MAE = 3
 
 
 def elementwise_loss(int kind, const floating[:, ::1] pred not None, const floating[:,
@@ -207,11 +194,10 @@ def elementwise_loss(int kind, const floating[:, ::1] pred not None, const float
     [epsilon, 1 - epsilon]; 2: squared error; 3: absolute error.
     """
     cdef Py_ssize_t n = pred.shape[0], k = pred.shape[1], i, j
-    cdef double z, t, e, sig, l, g, pc, d, wi, row, inv_nk, total = 0.0
-    cdef double hi = 1.0 - epsilon
+    cdef double z, t, l, g, wi, row, inv_nk, total = 0.0
     if not _check_pair(pred.shape, target.shape, grad.shape, w.shape[0], has_w):
         raise ValueError("loss: pred, target, sample_weight, grad shapes differ")
-    if kind < 0 or kind > MAE:
+    if kind < PAIR_SIGMOID_BCE or kind > PAIR_MAE:
         raise ValueError(f"loss: unknown kind {kind}")
     if n == 0 or k == 0:
         return 0.0
@@ -223,26 +209,7 @@ def elementwise_loss(int kind, const floating[:, ::1] pred not None, const float
             for j in range(k):
                 z = pred[i, j]
                 t = target[i, j]
-                if kind == SIGMOID_BCE:
-                    e = exp(-fabs(z))
-                    l = (z if z > 0 else 0.0) - z * t + log1p(e)
-                    sig = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
-                    g = sig - t
-                elif kind == BCE:
-                    pc = _clip(z, epsilon, hi)
-                    l = -(t * log(pc) + (1.0 - t) * log(1.0 - pc))
-                    if z >= epsilon and z <= hi:
-                        g = (pc - t) / (pc * (1.0 - pc))
-                    else:
-                        g = 0.0
-                elif kind == MSE:
-                    d = z - t
-                    l = d * d
-                    g = 2.0 * d
-                else:
-                    d = z - t
-                    l = fabs(d)
-                    g = 1.0 if d > 0 else (-1.0 if d < 0 else d)  # sign, NaN stays NaN
+                l = pair_loss_term(kind, z, t, epsilon, &g)
                 row += l
                 grad[i, j] = <floating>(g * inv_nk * wi)
             total += wi * (row / k)

@@ -246,3 +246,67 @@ cdef inline void bias_act_row(floating* row, const floating* bias, Py_ssize_t n,
                 row[j] = act_scalar(row[j] + bias[j], code, a)
     elif code != ACT_LINEAR:
         act_forward_flat(row, row, n, code, a)
+
+
+# ---------------------------------------------------------------------------
+# reductions and per-element loss terms shared by layers.pyx, losses.pyx, step.pyx
+# ---------------------------------------------------------------------------
+cdef enum:
+    COLSUM_BLOCK = 256   # columns reduced per block (float64 accumulators on the stack)
+
+
+cdef inline void column_sums(const floating* d, floating* out, Py_ssize_t n,
+                             Py_ssize_t k) noexcept nogil:
+    """``out[j] = sum_i d[i, j]`` over row-major ``d`` (n, k), accumulated in float64
+    in blocks of columns (row by row, so the reads stay contiguous)."""
+    cdef double acc[COLSUM_BLOCK]
+    cdef Py_ssize_t i, j, j0 = 0, jn
+    while j0 < k:
+        jn = min(<Py_ssize_t>COLSUM_BLOCK, k - j0)
+        for j in range(jn):
+            acc[j] = 0.0
+        for i in range(n):
+            for j in range(jn):
+                acc[j] += d[i * k + j0 + j]
+        for j in range(jn):
+            out[j0 + j] = <floating>acc[j]
+        j0 += jn
+
+
+# kinds of per-element loss term
+cdef enum:
+    PAIR_SIGMOID_BCE = 0   # binary cross-entropy from logits
+    PAIR_BCE = 1           # binary cross-entropy from probabilities, clipped
+    PAIR_MSE = 2           # squared error
+    PAIR_MAE = 3           # absolute error
+
+
+cdef inline double clip_double(double q, double lo, double hi) noexcept nogil:
+    # NaN stays NaN, as with numpy.clip
+    if q < lo:
+        return lo
+    if q > hi:
+        return hi
+    return q
+
+
+cdef inline double pair_loss_term(int kind, double z, double t, double epsilon,
+                                  double* grad) noexcept nogil:
+    """The loss term of prediction ``z`` against target ``t``; its derivative in ``z``
+    goes to ``grad``. ``epsilon`` clips probabilities for ``PAIR_BCE`` only."""
+    cdef double e, pc, d, hi
+    if kind == PAIR_SIGMOID_BCE:
+        e = exp(-fabs(z))
+        grad[0] = (1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)) - t
+        return (z if z > 0 else 0.0) - z * t + log1p(e)
+    if kind == PAIR_BCE:
+        hi = 1.0 - epsilon
+        pc = clip_double(z, epsilon, hi)
+        grad[0] = (pc - t) / (pc * (1.0 - pc)) if z >= epsilon and z <= hi else 0.0
+        return -(t * log(pc) + (1.0 - t) * log(1.0 - pc))
+    d = z - t
+    if kind == PAIR_MSE:
+        grad[0] = 2.0 * d
+        return d * d
+    grad[0] = 1.0 if d > 0 else (-1.0 if d < 0 else d)  # sign; NaN stays NaN
+    return fabs(d)

@@ -21,10 +21,11 @@ cimport cython
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
-from libc.math cimport exp, fabs, log, log1p
+from libc.math cimport exp, log
 
-from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_forward_flat,
-                        act_grad_scalar, bias_act_row, flush_denormal)
+from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, PAIR_MAE, PAIR_MSE,
+                        PAIR_SIGMOID_BCE, act_forward_flat, act_grad_scalar, bias_act_row,
+                        column_sums, flush_denormal, pair_loss_term)
 
 cnp.import_array()
 
@@ -58,11 +59,6 @@ cdef enum:
     LOSS_SIGMOID_BCE = 1
     LOSS_MSE = 2
     LOSS_MAE = 3
-
-# columns reduced per block in the bias gradient (float64 accumulators on the stack)
-cdef enum:
-    BLOCK = 256
-
 
 class StepArgumentError(ValueError):
     """An argument of :func:`dense_stack` is not what the kernel needs."""
@@ -147,22 +143,6 @@ cdef void _act_backward_inplace(floating* d, const floating* y, const floating* 
             d[i] = act_grad_scalar(d[i], y[i], <floating>0, code, a)
 
 
-cdef void _bias_grad(const floating* d, floating* db, Py_ssize_t n,
-                     Py_ssize_t k) noexcept nogil:
-    cdef double acc[BLOCK]
-    cdef Py_ssize_t i, j, j0 = 0, jn
-    while j0 < k:
-        jn = min(<Py_ssize_t>BLOCK, k - j0)
-        for j in range(jn):
-            acc[j] = 0.0
-        for i in range(n):
-            for j in range(jn):
-                acc[j] += d[i * k + j0 + j]
-        for j in range(jn):
-            db[j0 + j] = <floating>acc[j]
-        j0 += jn
-
-
 cdef double _softmax_ce(const floating* z, const Py_ssize_t* labels, const floating* t,
                         const double* w, floating* g, Py_ssize_t n, Py_ssize_t k, double ls,
                         double loss_scale) noexcept nogil:
@@ -215,28 +195,16 @@ cdef double _elementwise_loss(int kind, const floating* p, const floating* t,
                               double loss_scale) noexcept nogil:
     """Sigmoid BCE from logits, squared or absolute error (as losses.pyx)."""
     cdef Py_ssize_t i, j
-    cdef double z, tv, e, sig, l, gv, d, wi, row, f, inv_nk, total = 0.0
+    cdef double l, gv, wi, row, f, inv_nk, total = 0.0
+    cdef int pair = PAIR_SIGMOID_BCE if kind == LOSS_SIGMOID_BCE else (
+        PAIR_MSE if kind == LOSS_MSE else PAIR_MAE)
     inv_nk = 1.0 / (<double>n * k)
     for i in range(n):
         wi = w[i] if w != NULL else 1.0
         f = inv_nk * wi * loss_scale
         row = 0.0
         for j in range(k):
-            z = p[i * k + j]
-            tv = t[i * k + j]
-            if kind == LOSS_SIGMOID_BCE:
-                e = exp(-fabs(z))
-                l = (z if z > 0 else 0.0) - z * tv + log1p(e)
-                sig = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
-                gv = sig - tv
-            elif kind == LOSS_MSE:
-                d = z - tv
-                l = d * d
-                gv = 2.0 * d
-            else:
-                d = z - tv
-                l = fabs(d)
-                gv = 1.0 if d > 0 else (-1.0 if d < 0 else d)
+            l = pair_loss_term(pair, p[i * k + j], t[i * k + j], 0.0, &gv)
             row += l
             g[i * k + j] = flush_denormal(<floating>(gv * f))
         total += wi * (row / k)
@@ -302,7 +270,7 @@ cdef double _step(StackLayer* L, int depth, const floating* x, Py_ssize_t n, int
         h = x if i == 0 else <const floating*>L[i - 1].out
         _mm(h, L[i].n_in, d, k, <floating*>L[i].dw, L[i].n_in, k, n, True, False)
         if L[i].db != NULL:
-            _bias_grad(d, <floating*>L[i].db, n, k)
+            column_sums(d, <floating*>L[i].db, n, k)
         if i > 0:
             _mm(d, k, <const floating*>L[i].w, k, <floating*>L[i - 1].delta, n, L[i].n_in, k,
                 False, True)

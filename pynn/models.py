@@ -678,17 +678,15 @@ class Sequential(layers_mod.WeightViews):
         if loss.reduction not in ("sum_over_batch_size", "mean", "sum",
                                   "mean_with_sample_weight"):
             return None
-        kernels, biases, dkernels, dbiases, acts = [], [], [], [], []
-        for layer in self._layers:
-            if type(layer) is not layers_mod.Dense or layer.kernel is None:
-                return None
-            if layer.kernel.grad is None or (layer.bias is not None and layer.bias.grad is None):
-                return None  # frozen weights: the layered path skips their gradients
-            kernels.append(layer.kernel.value)
-            dkernels.append(layer.kernel.grad)
-            biases.append(None if layer.bias is None else layer.bias.value)
-            dbiases.append(None if layer.bias is None else layer.bias.grad)
-            acts.append(layer.output_activation)
+        dense = self._dense_layers(skip_dropout=False)
+        if dense is None:
+            return None
+        if any(l.kernel.grad is None or (l.bias is not None and l.bias.grad is None)
+               for l in dense):
+            return None  # frozen weights: the layered path skips their gradients
+        kernels, biases, acts = self._stack_arrays(dense)
+        dkernels = [l.kernel.grad for l in dense]
+        dbiases = [None if l.bias is None else l.bias.grad for l in dense]
         name = self._STACK_LOSSES[type(loss).__name__]
         ls = 0.0
         fa = loss.fused_activation
@@ -1008,35 +1006,31 @@ class Sequential(layers_mod.WeightViews):
         batch_size = _check_batch_size(batch_size)
         verbose = _resolve_verbose(verbose)
         lock = self._forward_lock()  # thread-safe: layers reuse their workspaces
-        if callbacks is None and verbose == 0:
-            # nothing listens: no callback machinery, one lock hold (single-sample
-            # predict stays cheap)
-            with lock:
-                xa = self._prepare_x(x)
-                n = xa.shape[0]
-                result = np.empty((n,) + tuple(self.output_shape[1:]),
-                                  dtype=np.dtype(self._dtype))
-                for start in range(0, n, batch_size):
-                    stop = min(n, start + batch_size)
-                    self._predict_into(xa[start:stop], result[start:stop])
-            return result
-        from .callbacks import CallbackList
         with lock:
             xa = self._prepare_x(x)
-        n = xa.shape[0]
-        if not isinstance(callbacks, CallbackList):
-            callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                                     verbose=verbose, epochs=1, steps=-(-n // batch_size))
-        callbacks.on_predict_begin()
-        result = np.empty((n,) + tuple(self.output_shape[1:]), dtype=np.dtype(self._dtype))
+            n = xa.shape[0]
+            result = np.empty((n,) + tuple(self.output_shape[1:]), dtype=np.dtype(self._dtype))
+        # with nothing listening (no callbacks, verbose=0) no callback machinery is built:
+        # single-sample predict stays cheap
+        if callbacks is not None or verbose != 0:
+            from .callbacks import CallbackList
+            if not isinstance(callbacks, CallbackList):
+                callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                         verbose=verbose, epochs=1,
+                                         steps=-(-n // batch_size))
+        if callbacks is not None:
+            callbacks.on_predict_begin()
         for step, start in enumerate(range(0, n, batch_size)):
             stop = min(n, start + batch_size)
-            callbacks.on_predict_batch_begin(step)
+            if callbacks is not None:
+                callbacks.on_predict_batch_begin(step)
             with lock:
                 self._sync()  # a callback may have switched backends or frozen layers
                 self._predict_into(xa[start:stop], result[start:stop])
-            callbacks.on_predict_batch_end(step, {"outputs": result[start:stop]})
-        callbacks.on_predict_end()
+            if callbacks is not None:
+                callbacks.on_predict_batch_end(step, {"outputs": result[start:stop]})
+        if callbacks is not None:
+            callbacks.on_predict_end()
         return result
 
     def _predict_into(self, xb, dst):
@@ -1078,21 +1072,31 @@ class Sequential(layers_mod.WeightViews):
         if cached is not None and cached[0] == key:
             return cached[1]
         plan = None
-        if be.host_memory and self._dtype in ("float32", "float64") and self._layers:
-            kernels, biases, acts = [], [], []
-            for layer in self._layers:
-                if type(layer) is layers_mod.Dropout:
-                    continue
-                if type(layer) is not layers_mod.Dense or layer.kernel is None:
-                    kernels = None
-                    break
-                kernels.append(layer.kernel.value)
-                biases.append(None if layer.bias is None else layer.bias.value)
-                acts.append(layer.output_activation)
-            if kernels:
-                plan = (kernels, biases, acts, {})
+        if be.host_memory and self._dtype in ("float32", "float64"):
+            dense = self._dense_layers(skip_dropout=True)
+            if dense:
+                plan = (*self._stack_arrays(dense), {})
         self._infer_cache = (key, plan)
         return plan
+
+    def _dense_layers(self, skip_dropout):
+        """The model's layers when all are built Dense layers (Dropout left out when
+        ``skip_dropout``: the identity at inference), else None."""
+        dense = []
+        for layer in self._layers:
+            if skip_dropout and type(layer) is layers_mod.Dropout:
+                continue
+            if type(layer) is not layers_mod.Dense or layer.kernel is None:
+                return None
+            dense.append(layer)
+        return dense or None
+
+    @staticmethod
+    def _stack_arrays(dense):
+        """``(kernels, biases, activations)`` of Dense layers, as the fused ops take them."""
+        return ([l.kernel.value for l in dense],
+                [None if l.bias is None else l.bias.value for l in dense],
+                [l.output_activation for l in dense])
 
     def __call__(self, x, training=False):
         """All of ``x`` as one batch (``training=True`` uses batch statistics and dropout)."""

@@ -40,7 +40,6 @@ def _candidates():
 def numpy_openblas_entry_points():
     """``(path, (sgemm, dgemm, sgemv, dgemv) addresses)`` of NumPy's ILP64 OpenBLAS, or
     ``None`` when NumPy is not linked with that build."""
-    np.dot(np.ones((2, 2)), np.ones((2, 2)))  # NumPy's BLAS is loaded by now
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)

@@ -310,9 +310,9 @@ class NumbaBackend(Backend):
             plan.meta, plan.arrays, plan.dtype = meta, arrays, a["dtype"]
             plan.n, plan.width = xs.shape
             plan.last_shape = outs[-1].shape
-            plan.spans = _spans(list(a["kernels"]) + [b for b in a["biases"] if b is not None]
-                                + list(outs[:-1]))
             plan.out_spans = _spans(list(outs[:-1]))
+            plan.spans = plan.out_spans + _spans(
+                list(a["kernels"]) + [b for b in a["biases"] if b is not None])
             empty1 = np.empty(0, dtype=plan.dtype)
             plan.args = (tuple(a["kernels"]),
                          tuple(empty1 if b is None else b for b in a["biases"]),
