@@ -8,7 +8,7 @@ decoupled weight decay first and float32 state flushed to zero below FLT_MIN.
 cimport cython
 from cython cimport floating
 
-from pynn_math cimport f_sqrt, flush_denormal
+from pynn_math cimport adam_loop, f_sqrt, flush_denormal, sgd_loop
 
 
 cdef inline bint _same(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept:
@@ -19,31 +19,17 @@ def sgd_update(floating[::1] param not None, const floating[::1] grad not None,
                floating[::1] velocity not None,
                double learning_rate, double momentum, bint nesterov, double weight_decay):
     """Keras SGD; ``velocity`` is read only when ``momentum != 0``."""
-    cdef Py_ssize_t size = param.shape[0], i
+    cdef Py_ssize_t size = param.shape[0]
     cdef floating lr = <floating>learning_rate, mom = <floating>momentum
-    cdef floating decay = <floating>(learning_rate * weight_decay)
-    cdef floating p, v
-    cdef bint use_decay = weight_decay != 0.0
+    cdef floating decay = <floating>(learning_rate * weight_decay) if weight_decay != 0.0 \
+        else <floating>0
     if grad.shape[0] != size or (momentum != 0.0 and velocity.shape[0] != size):
         raise ValueError("sgd_update: param, grad and velocity sizes differ")
+    if size == 0:
+        return
     with nogil:
-        if momentum != 0.0:
-            for i in range(size):
-                p = param[i]
-                if use_decay:
-                    p = p - p * decay
-                v = flush_denormal(mom * velocity[i] - lr * grad[i])
-                velocity[i] = v
-                if nesterov:
-                    param[i] = p + (mom * v - lr * grad[i])
-                else:
-                    param[i] = p + v
-        else:
-            for i in range(size):
-                p = param[i]
-                if use_decay:
-                    p = p - p * decay
-                param[i] = p - lr * grad[i]
+        sgd_loop(&param[0], &grad[0], &velocity[0], size, lr,
+                 mom if momentum != 0.0 else <floating>0, nesterov, decay)
 
 
 def adam_update(floating[::1] param not None, const floating[::1] grad not None,
@@ -52,27 +38,17 @@ def adam_update(floating[::1] param not None, const floating[::1] grad not None,
                 double epsilon,
                 double learning_rate, double weight_decay):
     """Adam with the bias corrections folded into ``alpha``."""
-    cdef Py_ssize_t size = param.shape[0], i
-    cdef floating a = <floating>alpha, eps = <floating>epsilon
-    cdef floating c1 = <floating>(1.0 - beta_1), c2 = <floating>(1.0 - beta_2)
-    cdef floating decay = <floating>(learning_rate * weight_decay)
-    cdef floating p, g, mi, vi
-    cdef bint use_decay = weight_decay != 0.0
+    cdef Py_ssize_t size = param.shape[0]
+    cdef floating decay = <floating>(learning_rate * weight_decay) if weight_decay != 0.0 \
+        else <floating>0
     if not (_same(size, grad.shape[0], m.shape[0]) and v.shape[0] == size):
         raise ValueError("adam_update: param, grad, m and v sizes differ")
+    if size == 0:
+        return
     with nogil:
-        for i in range(size):
-            p = param[i]
-            if use_decay:
-                p = p - p * decay
-            g = grad[i]
-            mi = m[i]
-            mi = flush_denormal(mi + (g - mi) * c1)
-            vi = v[i]
-            vi = flush_denormal(vi + (g * g - vi) * c2)
-            m[i] = mi
-            v[i] = vi
-            param[i] = p - a * mi / (f_sqrt(vi) + eps)
+        adam_loop(&param[0], &grad[0], &m[0], &v[0], size, <floating>alpha,
+                  <floating>(1.0 - beta_1), <floating>(1.0 - beta_2), <floating>epsilon,
+                  decay)
 
 
 def rmsprop_update(floating[::1] param not None, const floating[::1] grad not None,

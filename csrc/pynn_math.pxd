@@ -310,3 +310,57 @@ cdef inline double pair_loss_term(int kind, double z, double t, double epsilon,
         return d * d
     grad[0] = 1.0 if d > 0 else (-1.0 if d < 0 else d)  # sign; NaN stays NaN
     return fabs(d)
+
+
+# ---------------------------------------------------------------------------
+# optimizer updates over one contiguous run of values (optim.pyx's flat-buffer
+# ops and step.pyx's per-layer update in the fused step share them)
+# ---------------------------------------------------------------------------
+cdef inline void sgd_loop(floating* param, const floating* grad, floating* velocity,
+                          Py_ssize_t size, floating lr, floating mom, bint nesterov,
+                          floating decay) noexcept nogil:
+    """Keras SGD: ``p -= p * decay`` (when ``decay != 0``); with ``mom != 0``
+    ``v = mom v - lr g`` (flushed), ``p += v`` (Nesterov ``p += mom v - lr g``),
+    else ``p -= lr g``. ``velocity`` is read only when ``mom != 0``."""
+    cdef Py_ssize_t i
+    cdef floating p, v
+    cdef bint use_decay = decay != 0
+    if mom != 0:
+        for i in range(size):
+            p = param[i]
+            if use_decay:
+                p = p - p * decay
+            v = flush_denormal(mom * velocity[i] - lr * grad[i])
+            velocity[i] = v
+            if nesterov:
+                param[i] = p + (mom * v - lr * grad[i])
+            else:
+                param[i] = p + v
+    else:
+        for i in range(size):
+            p = param[i]
+            if use_decay:
+                p = p - p * decay
+            param[i] = p - lr * grad[i]
+
+
+cdef inline void adam_loop(floating* param, const floating* grad, floating* m, floating* v,
+                           Py_ssize_t size, floating a, floating c1, floating c2,
+                           floating eps, floating decay) noexcept nogil:
+    """Adam with the bias corrections folded into ``a``; ``c1 = 1 - beta_1``,
+    ``c2 = 1 - beta_2``; float32 moments flushed below FLT_MIN."""
+    cdef Py_ssize_t i
+    cdef floating p, g, mi, vi
+    cdef bint use_decay = decay != 0
+    for i in range(size):
+        p = param[i]
+        if use_decay:
+            p = p - p * decay
+        g = grad[i]
+        mi = m[i]
+        mi = flush_denormal(mi + (g - mi) * c1)
+        vi = v[i]
+        vi = flush_denormal(vi + (g * g - vi) * c2)
+        m[i] = mi
+        v[i] = vi
+        param[i] = p - a * mi / (f_sqrt(vi) + eps)

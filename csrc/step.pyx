@@ -21,11 +21,11 @@ cimport cython
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
-from libc.math cimport exp, log
+from libc.math cimport exp, isfinite, log
 
 from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, PAIR_MAE, PAIR_MSE,
-                        PAIR_SIGMOID_BCE, act_forward_flat, act_grad_scalar, bias_act_row,
-                        column_sums, flush_denormal, pair_loss_term)
+                        PAIR_SIGMOID_BCE, act_forward_flat, act_grad_scalar, adam_loop,
+                        bias_act_row, column_sums, flush_denormal, pair_loss_term, sgd_loop)
 
 cnp.import_array()
 
@@ -60,6 +60,25 @@ cdef enum:
     LOSS_MSE = 2
     LOSS_MAE = 3
 
+# optimizer update rules (pynn.backends.base.STACK_UPDATE_RULES)
+cdef enum:
+    RULE_NONE = 0
+    RULE_SGD = 1
+    RULE_ADAM = 2
+
+
+cdef struct Update:
+    int rule
+    double lr        # SGD learning rate
+    double decay     # learning rate x weight decay
+    double mom       # SGD momentum (0: plain SGD)
+    bint nesterov
+    double alpha     # Adam step size with the bias corrections folded in
+    double c1        # 1 - beta_1
+    double c2        # 1 - beta_2
+    double eps
+
+
 class StepArgumentError(ValueError):
     """An argument of :func:`dense_stack` is not what the kernel needs."""
 
@@ -72,27 +91,21 @@ cdef struct StackLayer:
     void* delta      # dZ (n, n_out)
     void* dw         # kernel gradient (n_in, n_out)
     void* db         # bias gradient (n_out,) or NULL
+    void* ks0        # optimizer state of the kernel (velocity or Adam m), or NULL
+    void* ks1        # Adam v of the kernel, or NULL
+    void* bs0        # the same for the bias
+    void* bs1
     Py_ssize_t n_in
     Py_ssize_t n_out
     int code
     double alpha
 
 
-cdef inline void _blas(char* transa, char* transb, int m, int n, int k,
-                       const floating* a, int lda, const floating* b, int ldb,
-                       floating* c, int ldc) noexcept nogil:
-    blas_gemm(transa, transb, m, n, k, <floating>1, a, lda, b, ldb, <floating>0, c, ldc)
-
-
-cdef inline void _blas_gemv(char* trans, int m, int n, const floating* a, int lda,
-                            const floating* x, int incx, floating* y) noexcept nogil:
-    blas_gemv(trans, m, n, <floating>1, a, lda, x, incx, <floating>0, y, 1)
-
-
 cdef void _mm(const floating* a, Py_ssize_t a_cols, const floating* b, Py_ssize_t b_cols,
               floating* out, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint trans_a,
-              bint trans_b) noexcept nogil:
-    """Row-major ``out (m, n) = op(a) @ op(b)`` (BLAS sees the column-major transpose).
+              bint trans_b, floating alpha=1, floating beta=0) noexcept nogil:
+    """Row-major ``out (m, n) = alpha op(a) @ op(b) + beta out`` (BLAS sees the
+    column-major transpose; ``beta == 0`` never reads ``out``).
 
     A single output row (one sample at inference) is a matrix-vector product: GEMV
     streams ``b`` once with no packing, about twice as fast as a 1-row GEMM."""
@@ -101,20 +114,20 @@ cdef void _mm(const floating* a, Py_ssize_t a_cols, const floating* b, Py_ssize_
         return
     if k == 0:
         for i in range(m * n):
-            out[i] = 0
+            out[i] = out[i] * beta if beta != 0 else 0
         return
     if m == 1:
         # out = op(b)^T-view @ a-row: column-major b is (n, k) (ld b_cols), or (k, n) when
         # trans_b; the row of op(a) is a[0, :] (stride 1) or a[:, 0] (stride a_cols)
         if trans_b:
-            _blas_gemv(b"T", <int>k, <int>n, b, <int>b_cols, a,
-                       <int>a_cols if trans_a else 1, out)
+            blas_gemv(b"T", <int>k, <int>n, alpha, b, <int>b_cols, a,
+                      <int>a_cols if trans_a else 1, beta, out, 1)
         else:
-            _blas_gemv(b"N", <int>n, <int>k, b, <int>b_cols, a,
-                       <int>a_cols if trans_a else 1, out)
+            blas_gemv(b"N", <int>n, <int>k, alpha, b, <int>b_cols, a,
+                      <int>a_cols if trans_a else 1, beta, out, 1)
         return
-    _blas(b"T" if trans_b else b"N", b"T" if trans_a else b"N", <int>n, <int>m, <int>k,
-          b, <int>b_cols, a, <int>a_cols, out, <int>n)
+    blas_gemm(b"T" if trans_b else b"N", b"T" if trans_a else b"N", <int>n, <int>m, <int>k,
+              alpha, b, <int>b_cols, a, <int>a_cols, beta, out, <int>n)
 
 
 cdef void _act_backward_inplace(floating* d, const floating* y, const floating* pre,
@@ -242,15 +255,51 @@ cdef void _forward(StackLayer* L, int depth, const floating* x,
         h = out
 
 
+cdef void _update_weights(StackLayer* L, const Update* U, const floating* h,
+                          const floating* d, Py_ssize_t n) noexcept nogil:
+    """The optimizer step of one layer once its ``dZ`` is known (its input gradient
+    already taken). Plain SGD folds the gradient into the kernel in the GEMM itself
+    (``W <- (1 - decay) W - lr h^T dZ``); the other rules write the gradient and
+    update while it is still in cache."""
+    cdef Py_ssize_t k = L.n_out, size = L.n_in * L.n_out
+    cdef floating* w = <floating*>L.w
+    cdef floating* b = <floating*>L.b
+    cdef floating lr = <floating>U.lr, decay = <floating>U.decay
+    if U.rule == RULE_SGD and U.mom == 0:
+        _mm(h, L.n_in, d, k, w, L.n_in, k, n, True, False, -lr, <floating>1 - decay)
+        if b != NULL:
+            column_sums(d, <floating*>L.db, n, k)
+            sgd_loop(b, <const floating*>L.db, b, k, lr, <floating>0, False, decay)
+        return
+    _mm(h, L.n_in, d, k, <floating*>L.dw, L.n_in, k, n, True, False)
+    if b != NULL:
+        column_sums(d, <floating*>L.db, n, k)
+    if U.rule == RULE_SGD:
+        sgd_loop(w, <const floating*>L.dw, <floating*>L.ks0, size, lr, <floating>U.mom,
+                 U.nesterov, decay)
+        if b != NULL:
+            sgd_loop(b, <const floating*>L.db, <floating*>L.bs0, k, lr, <floating>U.mom,
+                     U.nesterov, decay)
+    else:
+        adam_loop(w, <const floating*>L.dw, <floating*>L.ks0, <floating*>L.ks1, size,
+                  <floating>U.alpha, <floating>U.c1, <floating>U.c2, <floating>U.eps, decay)
+        if b != NULL:
+            adam_loop(b, <const floating*>L.db, <floating*>L.bs0, <floating*>L.bs1, k,
+                      <floating>U.alpha, <floating>U.c1, <floating>U.c2, <floating>U.eps,
+                      decay)
+
+
 cdef double _step(StackLayer* L, int depth, const floating* x, Py_ssize_t n, int loss_code,
                   const Py_ssize_t* labels, const floating* t, const double* w, double ls,
-                  double loss_scale) noexcept nogil:
-    """Forward, loss, backward; returns ``loss_scale`` times the mean loss."""
+                  double loss_scale, const Update* U) noexcept nogil:
+    """Forward, loss, backward and (``U.rule != RULE_NONE`` and a finite loss) the
+    optimizer step; returns ``loss_scale`` times the mean loss."""
     cdef int i
     cdef Py_ssize_t k
     cdef const floating* h
     cdef floating* d
-    cdef double total
+    cdef double total, value
+    cdef bint update
     _forward(L, depth, x, n)
     # loss: its gradient goes into the last delta
     k = L[depth - 1].n_out
@@ -261,20 +310,25 @@ cdef double _step(StackLayer* L, int depth, const floating* x, Py_ssize_t n, int
     else:
         total = _elementwise_loss(loss_code, <const floating*>L[depth - 1].out, t, w, d, n, k,
                                   loss_scale)
-    # backward
+    value = total / n * loss_scale
+    update = U.rule != RULE_NONE and isfinite(value)
+    # backward: each layer's input gradient is taken before its weights change
     for i in range(depth - 1, -1, -1):
         k = L[i].n_out
         d = <floating*>L[i].delta
         _act_backward_inplace(d, <const floating*>L[i].out, <const floating*>L[i].pre, n, k,
                               L[i].code, <floating>L[i].alpha)
         h = x if i == 0 else <const floating*>L[i - 1].out
-        _mm(h, L[i].n_in, d, k, <floating*>L[i].dw, L[i].n_in, k, n, True, False)
-        if L[i].db != NULL:
-            column_sums(d, <floating*>L[i].db, n, k)
         if i > 0:
             _mm(d, k, <const floating*>L[i].w, k, <floating*>L[i - 1].delta, n, L[i].n_in, k,
                 False, True)
-    return total / n * loss_scale
+        if update:
+            _update_weights(&L[i], U, h, d, n)
+        else:
+            _mm(h, L[i].n_in, d, k, <floating*>L[i].dw, L[i].n_in, k, n, True, False)
+            if L[i].db != NULL:
+                column_sums(d, <floating*>L[i].db, n, k)
+    return value
 
 
 # ---------------------------------------------------------------------------
@@ -384,6 +438,10 @@ cdef Py_ssize_t _fill_layers(StackLayer* L, int depth, list kernels, list biases
         L[i].delta = NULL
         L[i].dw = NULL
         L[i].db = NULL
+        L[i].ks0 = NULL
+        L[i].ks1 = NULL
+        L[i].bs0 = NULL
+        L[i].bs1 = NULL
         L[i].code = codes[i]
         if L[i].code < 0 or L[i].code > ACT_SOFTMAX:
             raise StepArgumentError(f"activation code {L[i].code} unknown")
@@ -394,17 +452,46 @@ cdef Py_ssize_t _fill_layers(StackLayer* L, int depth, list kernels, list biases
     return width
 
 
+cdef void _states(StackLayer* L, object states, int slots, int typenum, bint is_bias,
+                  int i) except *:
+    """Check and record the optimizer state arrays of layer ``i``'s kernel or bias."""
+    cdef str what = "bias" if is_bias else "kernel"
+    cdef void* p[2]
+    cdef int j
+    if not isinstance(states, tuple) or len(<tuple>states) != slots:
+        raise StepArgumentError(f"update.{what}_states[{i}]: expected {slots} arrays")
+    p[0] = NULL
+    p[1] = NULL
+    for j in range(slots):
+        if is_bias:
+            p[j] = _data(states[j], typenum, 1, L.n_out, 0, True,
+                         f"update.{what}_states[{i}][{j}]")
+        else:
+            p[j] = _data(states[j], typenum, 2, L.n_in, L.n_out, True,
+                         f"update.{what}_states[{i}][{j}]")
+    if is_bias:
+        L.bs0, L.bs1 = p[0], p[1]
+    else:
+        L.ks0, L.ks1 = p[0], p[1]
+
+
 def dense_stack(object x, object labels, object target, object w, list kernels, list biases,
                 list outs, list preacts, list deltas, list dkernels, list dbiases, list codes,
-                list alphas, int loss_code, double label_smoothing, double loss_scale):
+                list alphas, int loss_code, double label_smoothing, double loss_scale,
+                int rule=RULE_NONE, tuple hyper=None, list kernel_states=None,
+                list bias_states=None):
     """The fused step (see ``Backend.dense_stack_forward_backward``); returns the loss.
 
     ``labels`` (intp (n,)) or ``target`` (dense (n, k)) is ``None``; ``w`` is a
     float64 (n,) array or ``None``; ``codes``/``alphas`` are per-layer activation
     codes (the folded last activation already linear) and parameters;
     ``biases``, ``dbiases``, ``preacts`` hold ``None`` where unused. ``n`` >= 1.
+    With ``rule`` 1 (SGD) or 2 (Adam) the step also updates the weights:
+    ``hyper`` is ``(lr, lr * weight_decay, momentum, nesterov, alpha, 1 - beta_1,
+    1 - beta_2, epsilon)`` and ``kernel_states``/``bias_states`` hold per layer a
+    tuple of 0, 1 (SGD momentum) or 2 (Adam m, v) state arrays.
     """
-    cdef int depth = len(kernels), i, typenum
+    cdef int depth = len(kernels), i, typenum, slots = 0
     cdef Py_ssize_t n, width, units, j, k_out
     cdef StackLayer* L
     cdef void* xp
@@ -413,6 +500,16 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
     cdef const double* wp = NULL
     cdef double total
     cdef unsigned int csr
+    cdef Update U
+    U.rule = rule
+    if rule != RULE_NONE:
+        if rule != RULE_SGD and rule != RULE_ADAM:
+            raise StepArgumentError(f"update rule {rule} unknown")
+        if hyper is None or len(hyper) != 8 or kernel_states is None or bias_states is None \
+                or len(kernel_states) != depth or len(bias_states) != depth:
+            raise StepArgumentError("update: hyperparameters or state lists missing")
+        U.lr, U.decay, U.mom, U.nesterov, U.alpha, U.c1, U.c2, U.eps = hyper
+        slots = 2 if rule == RULE_ADAM else (1 if U.mom != 0 else 0)
     _check_x(x, &typenum, &n, &width)
     if depth < 1 or n < 1:
         raise StepArgumentError("need at least one layer and one sample")
@@ -438,6 +535,14 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
                 L[i].db = _data(dbiases[i], typenum, 1, k_out, 0, True, f"dbiases[{i}]")
             if L[i].code == ACT_GELU:
                 L[i].pre = _data(preacts[i], typenum, 2, n, k_out, True, f"preacts[{i}]")
+            if rule != RULE_NONE:
+                if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>kernels[i]) or (
+                        biases[i] is not None
+                        and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>biases[i])):
+                    raise StepArgumentError(f"kernels[{i}]/biases[{i}]: must be writable")
+                _states(&L[i], kernel_states[i], slots, typenum, False, i)
+                _states(&L[i], bias_states[i], slots if biases[i] is not None else 0,
+                        typenum, True, i)
         width = units
         if units == 0:
             raise StepArgumentError("the last layer needs at least one unit")
@@ -457,17 +562,25 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
         if label_smoothing != 0.0 and loss_code != LOSS_SOFTMAX_CE:
             raise StepArgumentError("label_smoothing is only for softmax_cross_entropy")
         # only arrays checked above (an unused preacts entry or target may be anything)
-        _check_disjoint(outs + deltas + dkernels + dbiases
-                        + [preacts[i] for i in range(depth) if L[i].pre != NULL],
-                        [x, labels if labels is not None else target, w] + kernels + biases)
+        written = (outs + deltas + dkernels + dbiases
+                   + [preacts[i] for i in range(depth) if L[i].pre != NULL])
+        if rule == RULE_NONE:
+            _check_disjoint(written, [x, labels if labels is not None else target, w]
+                            + kernels + biases)
+        else:  # the weights and their optimizer state are written too
+            for i in range(depth):
+                written.extend(kernel_states[i])
+                written.extend(bias_states[i])
+            _check_disjoint(written + kernels + biases,
+                            [x, labels if labels is not None else target, w])
         with nogil:
             csr = pynn_ftz_on()
             if typenum == cnp.NPY_FLOAT32:
                 total = _step(L, depth, <const float*>xp, n, loss_code, lp,
-                              <const float*>tp, wp, label_smoothing, loss_scale)
+                              <const float*>tp, wp, label_smoothing, loss_scale, &U)
             else:
                 total = _step(L, depth, <const double*>xp, n, loss_code, lp,
-                              <const double*>tp, wp, label_smoothing, loss_scale)
+                              <const double*>tp, wp, label_smoothing, loss_scale, &U)
             pynn_ftz_restore(csr)
     finally:
         PyMem_Free(L)

@@ -31,6 +31,7 @@ import numpy as np
 from . import _config
 from . import layers as layers_mod
 from .backends import get_backend
+from .backends.base import StackUpdate
 from .layers import InputLayer, Layer, auto_name, clear_session
 
 __all__ = ["Sequential", "load_model", "clear_session"]
@@ -703,8 +704,45 @@ class Sequential(layers_mod.WeightViews):
                     biases=biases, dkernels=dkernels, dbiases=dbiases,
                     units=[k.shape[1] for k in kernels])
 
-    def _dense_stack_step(self, spec, xb, yb, swb):
-        """Forward + loss + backward in one backend call, into per-batch-size workspaces."""
+    def _stack_update(self, spec):
+        """The optimizer step as a :class:`~pynn.backends.base.StackUpdate` for the fused
+        Dense-stack step, or None when it must run on its own (regularized weights add
+        to the gradients first; clipping and custom rules: see
+        ``Optimizer._stack_rule``)."""
+        if self._reg_weights:
+            return None
+        opt = self.optimizer
+        rule = opt._stack_rule()
+        if rule is None:
+            return None
+        cached = getattr(self, "_stack_states", None)
+        if cached is None or cached[0] is not spec or cached[1] is not opt \
+                or cached[2] is not opt._params:
+            cached = self._stack_states = (spec, opt, opt._params,
+                                           self._make_stack_states(spec, opt))
+        states = cached[3]
+        if states is None:
+            return None
+        return StackUpdate(kernel_states=states[0], bias_states=states[1], **rule)
+
+    def _make_stack_states(self, spec, opt):
+        """Per-layer optimizer state views, or None when the optimizer was not built on
+        exactly these weights."""
+        index = {id(p): i for i, p in enumerate(opt._params)}
+        ks, bs = [], []
+        for kernel, bias in zip(spec["kernels"], spec["biases"]):
+            i = index.get(id(kernel))
+            j = None if bias is None else index.get(id(bias))
+            if i is None or opt._params[i] is not kernel or (bias is not None and (
+                    j is None or opt._params[j] is not bias)):
+                return None
+            ks.append(opt._param_state(i))
+            bs.append(() if bias is None else opt._param_state(j))
+        return tuple(ks), tuple(bs)
+
+    def _dense_stack_step(self, spec, xb, yb, swb, update=None):
+        """Forward + loss + backward (and with ``update`` the optimizer step) in one
+        backend call, into per-batch-size workspaces."""
         be, dt = self._backend, np.dtype(self._dtype)
         n = xb.shape[0]
         ws = self._stack_workspaces.get(n)
@@ -734,7 +772,8 @@ class Sequential(layers_mod.WeightViews):
         loss = be.dense_stack_forward_backward(
             xb, yb, spec["kernels"], spec["biases"], spec["activations"], spec["loss"],
             ws["outs"], ws["deltas"], spec["dkernels"], spec["dbiases"], sample_weight=swb,
-            preacts=ws["preacts"], label_smoothing=spec["label_smoothing"], loss_scale=scale)
+            preacts=ws["preacts"], label_smoothing=spec["label_smoothing"], loss_scale=scale,
+            update=update)
         return float(loss), ws["outs"][-1]
 
     def _ensure_optimizer(self):
@@ -746,15 +785,26 @@ class Sequential(layers_mod.WeightViews):
             self._opt_layout_id = self._layout_id
 
     def _train_step(self, xb, yb, swb, fused):
-        loss, out = self._compute_gradients(xb, yb, swb, fused)
-        if not math.isfinite(loss):
-            # checked BEFORE the update: the weights stay those of the last good step,
-            # nothing is accumulated; the caller (fit / train_on_batch) reports it
-            return loss
-        if self._train_weights:
-            self.optimizer.apply([w.grad for w in self._train_weights],
-                                 [w.value for w in self._train_weights],
-                                 flat_grad=self._flat_grads)
+        spec = self._dense_stack_spec(xb)
+        update = self._stack_update(spec) if spec is not None else None
+        if update is not None:
+            # the optimizer step runs inside the backend's fused step, layer by layer
+            # while each gradient is in cache; it is skipped there on a non-finite loss
+            loss, out = self._dense_stack_step(spec, xb, yb, swb, update)
+            if not math.isfinite(loss):
+                return loss
+            self.optimizer._finish_step()
+        else:
+            loss, out = self._compute_gradients(xb, yb, swb, fused)
+            if not math.isfinite(loss):
+                # checked BEFORE the update: the weights stay those of the last good
+                # step, nothing is accumulated; the caller (fit / train_on_batch)
+                # reports it
+                return loss
+            if self._train_weights:
+                self.optimizer.apply([w.grad for w in self._train_weights],
+                                     [w.value for w in self._train_weights],
+                                     flat_grad=self._flat_grads)
         self._update_metrics(yb, out, swb, fused)
         self._loss_sum += loss * xb.shape[0]
         self._loss_count += xb.shape[0]

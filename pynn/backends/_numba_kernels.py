@@ -727,8 +727,11 @@ def dense_forward(x, kernels, biases, outs, codes, alphas):
 
 @_jit
 def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,
-                codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc):
-    """Forward, loss and backward of a Dense stack; returns the scaled mean loss.
+                codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc,
+                ks0, ks1, bs0, bs1, rule, lr, decay, momentum, nesterov, alpha, c1, c2,
+                epsilon):
+    """Forward, loss, backward and (``rule`` 1 SGD, 2 Adam) the optimizer step of a
+    Dense stack; returns the scaled mean loss.
 
     Per-layer arrays come as homogeneous tuples (one compiled specialisation per
     depth and dtype); ``biases[i]``/``dbiases[i]`` have size 0 for a layer
@@ -737,6 +740,10 @@ def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernel
     NaN without touching anything when a label is out of range. ``tiny`` is
     FLT_MIN for float32 (the loss gradient is flushed below it) and 0 for float64.
     ``acc`` is float64 scratch of at least the widest layer (bias-gradient sums).
+    The update (skipped on a non-finite loss) runs per layer right after its
+    gradients, as :func:`sgd_update` / :func:`adam_update` with ``ks0``/``ks1``
+    (kernel states: velocity, or Adam m and v) and ``bs0``/``bs1`` (bias states);
+    unused state entries have size 0.
     """
     depth = len(kernels)
     n = x.shape[0]
@@ -756,7 +763,9 @@ def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernel
     else:
         total = regression_loss(z, t, w, loss_code == 2, g)
     _flush_scale(g, loss_scale, tiny)
-    # backward
+    value = total / n * loss_scale
+    update = rule != 0 and np.isfinite(value)
+    # backward: each layer's input gradient is taken before its weights change
     for i in range(depth - 1, -1, -1):
         d = deltas[i]
         y = outs[i]
@@ -769,6 +778,8 @@ def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernel
         elif code != 0:
             activation_backward(d.reshape(-1), y.reshape(-1), y.reshape(-1), d.reshape(-1),
                                 code, alphas[i])
+        if i > 0:
+            np.dot(d, kernels[i].T, deltas[i - 1])
         if i == 0:
             np.dot(x.T, d, dkernels[i])
         else:
@@ -783,9 +794,22 @@ def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernel
                     acc[j] += d[r, j]
             for j in range(k):
                 db[j] = acc[j]
-        if i > 0:
-            np.dot(d, kernels[i].T, deltas[i - 1])
-    return total / n * loss_scale
+        if update:
+            kf = kernels[i].reshape(-1)
+            gf = dkernels[i].reshape(-1)
+            if rule == 1:
+                sgd_update(kf, gf, ks0[i].reshape(-1), momentum != 0.0, lr, momentum,
+                           nesterov, decay, tiny)
+                if db.shape[0] > 0:
+                    sgd_update(biases[i], db, bs0[i], momentum != 0.0, lr, momentum,
+                               nesterov, decay, tiny)
+            else:
+                adam_update(kf, gf, ks0[i].reshape(-1), ks1[i].reshape(-1), alpha, c1, c2,
+                            epsilon, decay, tiny)
+                if db.shape[0] > 0:
+                    adam_update(biases[i], db, bs0[i], bs1[i], alpha, c1, c2, epsilon, decay,
+                                tiny)
+    return value
 
 
 #: Every top-level kernel (the ones the backend calls), for warm-up and tests.

@@ -23,10 +23,11 @@ Conventions shared by all ops
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Backend", "ACTIVATIONS", "activation_code", "STACK_LOSSES"]
+__all__ = ["Backend", "ACTIVATIONS", "activation_code", "STACK_LOSSES", "StackUpdate"]
 
 #: Activation name -> integer code. Compiled kernels choose by code, never by
 #: passing functions around (that would defeat Numba's cache).
@@ -907,8 +908,9 @@ class Backend:
     def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
                                      deltas, dkernels, dbiases, sample_weight=None,
                                      act_alphas=None, preacts=None, label_smoothing=0.0,
-                                     loss_scale=1.0):
-        """One training step of a stack of Dense layers: forward, loss, backward.
+                                     loss_scale=1.0, update=None):
+        """One training step of a stack of Dense layers: forward, loss, backward
+        and, given ``update``, the optimizer step.
 
         Layer ``i`` computes ``outs[i] = act_i(h_{i-1} @ kernels[i] + biases[i])``
         with ``h_{-1} = x``. The loss is taken on ``outs[-1]``; when the last
@@ -948,6 +950,16 @@ class Backend:
             For ``'softmax_cross_entropy'`` only (Keras's).
         loss_scale : float
             Multiplies the returned loss and its gradient (loss weights, reductions).
+        update : StackUpdate, optional
+            The optimizer step to take on ``kernels`` and ``biases`` (in place) once
+            their gradients are known, exactly as :meth:`sgd_update` /
+            :meth:`adam_update` would on each; skipped when the loss is not finite
+            (the weights then stay as they were). With an update, ``dkernels`` and
+            ``dbiases`` are workspaces whose contents afterwards are unspecified: a
+            compiled backend may fold the gradient straight into the weights (plain
+            SGD: one GEMM ``W <- (1 - lr wd) W - lr h^T dZ``), or update each layer
+            while its gradient is still in cache. Kernels and biases must then not
+            overlap each other, the state arrays or any workspace.
 
         Returns
         -------
@@ -956,7 +968,7 @@ class Backend:
         """
         return _dense_stack_reference(self, x, target, kernels, biases, activations, loss, outs,
                                      deltas, dkernels, dbiases, sample_weight, act_alphas, preacts,
-                                     label_smoothing, loss_scale)
+                                     label_smoothing, loss_scale, update)
 
     def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
         """Inference through a stack of Dense layers: ``outs[i] = act_i(h_{i-1} @
@@ -1087,7 +1099,7 @@ def check_no_overlap(written, read):
 
 def check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
                       dbiases, sample_weight=None, act_alphas=None, preacts=None,
-                      label_smoothing=0.0, loss_scale=1.0):
+                      label_smoothing=0.0, loss_scale=1.0, update=None):
     """Validate and normalise the arguments of ``dense_stack_forward_backward`` once.
 
     Returns a dict with ``x`` (converted to the kernels' dtype), ``labels`` (intp
@@ -1146,14 +1158,113 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
                          f"{ls} with {loss!r}")
     if not 0.0 <= ls <= 1.0:
         raise ValueError(f"label_smoothing: expected a float in [0, 1], got {ls}")
-    check_no_overlap(
-        _named("outs", outs) + _named("deltas", deltas) + _named("dkernels", dkernels)
-        + _named("dbiases", dbiases) + _named("preacts", preacts),
-        [("x", x)] + _named("kernels", kernels) + _named("biases", biases)
-        + _named("target", [labels if labels is not None else dense]))
+    workspaces = (_named("outs", outs) + _named("deltas", deltas)
+                  + _named("dkernels", dkernels) + _named("dbiases", dbiases)
+                  + _named("preacts", preacts))
+    if update is None:
+        check_no_overlap(workspaces, [("x", x)] + _named("kernels", kernels)
+                         + _named("biases", biases)
+                         + _named("target", [labels if labels is not None else dense]))
+    else:  # the weights and the optimizer state are written too
+        check_no_overlap(workspaces + check_stack_update(update, kernels, biases),
+                         [("x", x)] + _named("target",
+                                             [labels if labels is not None else dense]))
     return dict(x=x, labels=labels, target=dense, w=w, codes=codes, alphas=alphas,
                 preacts=preacts, biases=biases, dbiases=dbiases, loss_code=loss_code,
                 dtype=dt, label_smoothing=ls, loss_scale=float(loss_scale))
+
+
+class StackUpdate(NamedTuple):
+    """An optimizer step folded into :meth:`Backend.dense_stack_forward_backward`.
+
+    ``rule`` is ``'sgd'`` (:meth:`Backend.sgd_update`) or ``'adam'``
+    (:meth:`Backend.adam_update`), with the same hyperparameters; ``step`` (Adam)
+    counts from 1. ``kernel_states[i]`` / ``bias_states[i]`` hold the state arrays
+    of layer ``i``'s kernel and bias, shaped like them: ``()`` for plain SGD,
+    ``(velocity,)`` for SGD with momentum, ``(m, v)`` for Adam (``()`` for a layer
+    without bias).
+    """
+    rule: str
+    learning_rate: float
+    kernel_states: tuple
+    bias_states: tuple
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    nesterov: bool = False
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    step: int = 1
+
+
+#: Update rule -> the integer code the compiled kernels use.
+STACK_UPDATE_RULES = {"sgd": 1, "adam": 2}
+
+
+def stack_update_slots(update):
+    """How many state arrays each weight carries under ``update``."""
+    if update.rule == "adam":
+        return 2
+    return 1 if update.momentum else 0
+
+
+def check_stack_update(update, kernels, biases):
+    """Validate ``update`` against the (already checked) layers; returns the named
+    list of arrays it writes (weights and states) for the overlap check."""
+    if not isinstance(update, StackUpdate):
+        raise TypeError(f"update: expected a StackUpdate, got {type(update).__name__}")
+    if update.rule not in STACK_UPDATE_RULES:
+        raise ValueError(f"update.rule: expected one of {sorted(STACK_UPDATE_RULES)}, got "
+                         f"{update.rule!r}")
+    depth = len(kernels)
+    ks = _stack_list(update.kernel_states, depth, "update.kernel_states")
+    bs = _stack_list(update.bias_states, depth, "update.bias_states")
+    lr = float(update.learning_rate)
+    if not lr >= 0.0:
+        raise ValueError(f"update.learning_rate: expected >= 0, got {update.learning_rate}")
+    if update.rule == "sgd" and not 0.0 <= float(update.momentum) <= 1.0:
+        raise ValueError(f"update.momentum: expected a float in [0, 1], got {update.momentum}")
+    if update.rule == "adam" and int(update.step) < 1:
+        raise ValueError(f"update.step: counts from 1, got {update.step}")
+    slots = stack_update_slots(update)
+    written = []
+    for i in range(depth):
+        for what, w, states in (("kernel", kernels[i], ks[i]), ("bias", biases[i], bs[i])):
+            states = () if states is None else states
+            if not isinstance(states, (list, tuple)):
+                raise TypeError(f"update.{what}_states[{i}]: expected a tuple of arrays, got "
+                                f"{type(states).__name__}")
+            want = 0 if w is None else slots
+            if len(states) != want:
+                raise ValueError(f"update.{what}_states[{i}]: expected {want} state arrays "
+                                 f"for rule {update.rule!r}, got {len(states)}")
+            if w is None:
+                continue
+            check_state(w, w.shape, w.dtype, f"{what}s[{i}]")
+            written.append((f"{what}s[{i}]", w))
+            for j, st in enumerate(states):
+                name = f"update.{what}_states[{i}][{j}]"
+                check_state(st, w.shape, w.dtype, name)
+                written.append((name, st))
+    return written
+
+
+def _apply_stack_update(be, update, kernels, biases, dkernels, dbiases):
+    """The reference optimizer step of a Dense stack: the backend's own single ops."""
+    for i in range(len(kernels)):
+        for w, g, states in ((kernels[i], dkernels[i], update.kernel_states[i]),
+                             (biases[i], dbiases[i], update.bias_states[i])):
+            if w is None:
+                continue
+            if update.rule == "sgd":
+                be.sgd_update(w, g, states[0] if states else None,
+                              learning_rate=update.learning_rate, momentum=update.momentum,
+                              nesterov=update.nesterov, weight_decay=update.weight_decay)
+            else:
+                be.adam_update(w, g, states[0], states[1], int(update.step),
+                               learning_rate=update.learning_rate, beta_1=update.beta_1,
+                               beta_2=update.beta_2, epsilon=update.epsilon,
+                               weight_decay=update.weight_decay)
 
 
 _STACK_LOSS_NAMES = {v: k for k, v in STACK_LOSSES.items()}
@@ -1162,11 +1273,11 @@ _ACTIVATION_NAMES = {v: k for k, v in ACTIVATIONS.items()}
 
 def _dense_stack_reference(be, x, target, kernels, biases, activations, loss, outs, deltas,
                            dkernels, dbiases, sample_weight, act_alphas, preacts,
-                           label_smoothing, loss_scale):
+                           label_smoothing, loss_scale, update=None):
     """The fused step composed from ``be``'s single ops (the oracle)."""
     a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
                           dkernels, dbiases, sample_weight, act_alphas, preacts,
-                          label_smoothing, loss_scale)
+                          label_smoothing, loss_scale, update)
     x, codes, alphas, pre = a["x"], a["codes"], a["alphas"], a["preacts"]
     biases, dbiases = a["biases"], a["dbiases"]
     depth = len(kernels)
@@ -1199,6 +1310,8 @@ def _dense_stack_reference(be, x, target, kernels, biases, activations, loss, ou
             be.bias_grad(deltas[i], out=dbiases[i])
         if i > 0:
             be.gemm(deltas[i], kernels[i], out=deltas[i - 1], trans_b=True)
+    if update is not None and math.isfinite(value):
+        _apply_stack_update(be, update, kernels, biases, dkernels, a["dbiases"])
     return float(value)
 
 

@@ -24,7 +24,8 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from . import _blas
-from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
+from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, STACK_UPDATE_RULES,
+                   Backend, StackUpdate,
                    activation_alpha, activation_code, check_dense_forward, check_dense_stack,
                    prep_activation_backward,
                    prep_activation_forward, prep_adam, prep_batchnorm_backward,
@@ -320,29 +321,71 @@ class CythonBackend(Backend):
     def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
                                      deltas, dkernels, dbiases, sample_weight=None,
                                      act_alphas=None, preacts=None, label_smoothing=0.0,
-                                     loss_scale=1.0):
+                                     loss_scale=1.0, update=None):
         """One nogil call (``csrc/step.pyx``); arguments are checked there at C speed,
         and only a rejected call goes through the Python validator (for its message
-        and its conversions, e.g. float64 ``x`` for a float32 model)."""
+        and its conversions, e.g. float64 ``x`` for a float32 model). With ``update``
+        each layer's optimizer step runs right after its gradient (plain SGD inside
+        the weight-gradient GEMM)."""
+        upd = _update_args(update)
         try:
             fast = _fast_stack_args(x, target, kernels, biases, activations, loss, outs,
                                     deltas, dkernels, dbiases, sample_weight, act_alphas,
                                     preacts, label_smoothing)
-            if fast is not None:
-                return _step.dense_stack(*fast, float(loss_scale))
+            if fast is not None and upd is not None:
+                return _step.dense_stack(*fast, float(loss_scale), *upd)
         except _step.StepArgumentError:
             pass
         a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
                               dkernels, dbiases, sample_weight, act_alphas, preacts,
-                              label_smoothing, loss_scale)
+                              label_smoothing, loss_scale, update)
         if a["x"].shape[0] == 0:  # no samples: the reference gives zero gradients
             return Backend.dense_stack_forward_backward(
                 self, x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
-                dbiases, sample_weight, act_alphas, preacts, label_smoothing, loss_scale)
+                dbiases, sample_weight, act_alphas, preacts, label_smoothing, loss_scale,
+                update)
         return _step.dense_stack(a["x"], a["labels"], a["target"], a["w"], list(kernels),
                                  a["biases"], list(outs), a["preacts"], list(deltas),
                                  list(dkernels), a["dbiases"], a["codes"], a["alphas"],
-                                 a["loss_code"], a["label_smoothing"], a["loss_scale"])
+                                 a["loss_code"], a["label_smoothing"], a["loss_scale"],
+                                 *_update_args(update, checked=True))
+
+
+_NO_UPDATE = (0, None, None, None)
+
+
+def _update_args(update, checked=False):
+    """The kernel's update arguments ``(rule, hyper, kernel_states, bias_states)``;
+    ``None`` when ``update`` is not a plain :class:`StackUpdate` (the validator
+    then raises its error)."""
+    if update is None:
+        return _NO_UPDATE
+    if not checked and (not isinstance(update, StackUpdate)
+                        or update.rule not in STACK_UPDATE_RULES
+                        or not isinstance(update.kernel_states, (list, tuple))
+                        or not isinstance(update.bias_states, (list, tuple))):
+        return None
+    lr = float(update.learning_rate)
+    decay = lr * float(update.weight_decay) if update.weight_decay else 0.0
+    alpha = c1 = c2 = 0.0
+    if update.rule == "adam":
+        step = int(update.step)
+        if step < 1:
+            return None
+        b1, b2 = float(update.beta_1), float(update.beta_2)
+        alpha = lr * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
+        c1, c2 = 1.0 - b1, 1.0 - b2
+        mom = 0.0
+    else:
+        mom = float(update.momentum)
+        if not 0.0 <= mom <= 1.0:
+            return None
+    if not lr >= 0.0:
+        return None
+    return (STACK_UPDATE_RULES[update.rule],
+            (lr, decay, mom, bool(update.nesterov), alpha, c1, c2, float(update.epsilon)),
+            [tuple(s) for s in update.kernel_states],
+            [() if s is None else tuple(s) for s in update.bias_states])
 
 
 def _fast_stack_args(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,

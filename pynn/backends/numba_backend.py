@@ -19,6 +19,7 @@ from . import _numba_kernels as K
 from .base import (
     ACTIVATIONS,
     Backend,
+    StackUpdate,
     activation_alpha,
     activation_code,
     as_float,
@@ -39,6 +40,7 @@ from .base import (
     prep_pair_loss,
     prep_rows,
     prep_sgd,
+    stack_update_slots,
 )
 
 __all__ = ["NumbaBackend"]
@@ -324,16 +326,19 @@ class NumbaBackend(Backend):
     def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
                                      deltas, dkernels, dbiases, sample_weight=None,
                                      act_alphas=None, preacts=None, label_smoothing=0.0,
-                                     loss_scale=1.0):
+                                     loss_scale=1.0, update=None):
         """One ``@njit`` call (:func:`~pynn.backends._numba_kernels.dense_stack`).
 
         The per-layer arrays are validated once and remembered: a later call
-        with the very same array objects (a model's workspaces and weight views)
-        only checks ``x``, ``target`` and ``sample_weight``.
+        with the very same array objects (a model's workspaces, weight views and
+        optimizer state) only checks ``x``, ``target`` and ``sample_weight``.
+        With ``update`` each layer's optimizer step runs right after its gradient.
         """
-        meta = _stack_meta(loss, activations, act_alphas, label_smoothing)
+        if update is not None and not isinstance(update, StackUpdate):
+            raise TypeError(f"update: expected a StackUpdate, got {type(update).__name__}")
+        meta = _stack_meta(loss, activations, act_alphas, label_smoothing, update)
         arrays = (*kernels, *biases, *outs, *deltas, *dkernels, *dbiases,
-                  *(() if preacts is None else preacts))
+                  *(() if preacts is None else preacts), *_update_arrays(update))
         plan = self._stack_plan
         if not (plan is not None and plan.meta == meta and len(plan.arrays) == len(arrays)
                 and all(map(operator.is_, plan.arrays, arrays))):
@@ -344,14 +349,14 @@ class NumbaBackend(Backend):
         if xs is None:
             a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
                                   dkernels, dbiases, sample_weight, act_alphas, preacts,
-                                  label_smoothing, loss_scale)
+                                  label_smoothing, loss_scale, update)
             if a["x"].shape[0] == 0:  # no samples: the reference gives zero gradients
                 return Backend.dense_stack_forward_backward(
                     self, x, target, kernels, biases, activations, loss, outs, deltas,
                     dkernels, dbiases, sample_weight, act_alphas, preacts, label_smoothing,
-                    loss_scale)
+                    loss_scale, update)
             plan = self._stack_plan = _stack_plan(a, meta, arrays, kernels, outs, deltas,
-                                                  dkernels)
+                                                  dkernels, update)
             xs = a["x"]
             if a["labels"] is not None:
                 ts = (a["labels"], np.empty((0, 0), dtype=plan.dtype))
@@ -359,25 +364,51 @@ class NumbaBackend(Backend):
                 ts = (_NO_LABELS, a["target"])
             ws = _NO_WEIGHTS if a["w"] is None else a["w"]
         loss_value = K.dense_stack(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
-                                   plan.tiny, plan.scratch)
+                                   plan.tiny, plan.scratch, *plan.states,
+                                   *_update_scalars(update, plan.dtype.type))
         if math.isnan(loss_value) and ts[0].shape[0]:
             as_labels(ts[0], plan.n, plan.k, "target")  # raises with the bad range
         return float(loss_value)
+
+
+def _update_arrays(update):
+    """The arrays ``update`` writes besides the weights (its state), flattened."""
+    if update is None:
+        return ()
+    return tuple(a for states in (*update.kernel_states, *update.bias_states)
+                 for a in (states or ()))
+
+
+def _update_scalars(update, s):
+    """``(rule, lr, decay, momentum, nesterov, alpha, 1 - beta_1, 1 - beta_2, epsilon)``
+    for the kernel, the floats in the weights' dtype (as :meth:`sgd_update` hands them)."""
+    if update is None:
+        return (0, s(0.0), s(0.0), s(0.0), False, s(0.0), s(0.0), s(0.0), s(0.0))
+    lr = float(update.learning_rate)
+    decay = s(lr * float(update.weight_decay))
+    if update.rule == "sgd":
+        return (1, s(lr), decay, s(update.momentum), bool(update.nesterov), s(0.0), s(0.0),
+                s(0.0), s(0.0))
+    step = int(update.step)
+    alpha = lr * math.sqrt(1.0 - update.beta_2 ** step) / (1.0 - update.beta_1 ** step)
+    return (2, s(lr), decay, s(0.0), False, s(alpha), s(1.0 - update.beta_1),
+            s(1.0 - update.beta_2), s(update.epsilon))
 
 
 class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "loss_code", "tiny", "scratch", "last_shape", "spans", "out_spans")
+                 "loss_code", "tiny", "scratch", "last_shape", "spans", "out_spans", "states")
 
 
-def _stack_meta(loss, activations, act_alphas, label_smoothing):
+def _stack_meta(loss, activations, act_alphas, label_smoothing, update=None):
     return (loss, tuple(activations),
-            None if act_alphas is None else tuple(act_alphas), float(label_smoothing))
+            None if act_alphas is None else tuple(act_alphas), float(label_smoothing),
+            None if update is None else (update.rule, stack_update_slots(update)))
 
 
-def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels):
+def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels, update=None):
     """Kernel arguments (tuples, placeholders, scratch) from ``check_dense_stack``'s dict."""
     dt = a["dtype"]
     n = a["x"].shape[0]
@@ -402,9 +433,25 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels):
         a["loss_code"], a["label_smoothing"],
     )
     plan.scratch = np.zeros(max(k.shape[1] for k in kernels), dtype=np.float64)
-    plan.spans = _spans(list(outs) + list(deltas) + list(dkernels)
-                        + [b for b in a["dbiases"] if b is not None]
-                        + [p for p in a["preacts"] if p is not None])
+    written = (list(outs) + list(deltas) + list(dkernels)
+               + [b for b in a["dbiases"] if b is not None]
+               + [p for p in a["preacts"] if p is not None])
+    if update is not None:  # the weights and their state are written too
+        written += list(kernels) + [b for b in a["biases"] if b is not None]
+        written += list(_update_arrays(update))
+    plan.spans = _spans(written)
+    # per-layer optimizer state for the kernel (velocity or m, v): placeholders of
+    # size 0 where unused, so every call has the same argument types
+    e1, e2 = empty1, empty2
+    ks0, ks1, bs0, bs1 = [], [], [], []
+    for i in range(len(kernels)):
+        kst = update.kernel_states[i] if update is not None else ()
+        bst = (update.bias_states[i] or ()) if update is not None else ()
+        ks0.append(kst[0] if len(kst) > 0 else e2)
+        ks1.append(kst[1] if len(kst) > 1 else e2)
+        bs0.append(bst[0] if len(bst) > 0 else e1)
+        bs1.append(bst[1] if len(bst) > 1 else e1)
+    plan.states = (tuple(ks0), tuple(ks1), tuple(bs0), tuple(bs1))
     return plan
 
 

@@ -319,6 +319,30 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} must implement _update")
 
     # ------------------------------------------------------------------
+    # the update folded into a backend's fused Dense-stack step
+    # ------------------------------------------------------------------
+    def _stack_rule(self):
+        """The next step's rule and hyperparameters as keyword arguments of
+        :class:`~pynn.backends.base.StackUpdate` (without the state arrays) when the
+        update can run inside the backend's fused step, else ``None``. Gradient
+        clipping needs every gradient before any update, and only the stock rules
+        (not a subclass's own ``_update``) fold; those cases take :meth:`apply`."""
+        return None
+
+    def _foldable(self, cls):
+        return (self.built and type(self)._update is cls._update
+                and not (self.clipnorm or self.clipvalue or self.global_clipnorm)
+                and (not self.weight_decay or all(self._decay_mask)))
+
+    def _param_state(self, i):
+        """The state arrays of parameter ``i``, slot by slot."""
+        return tuple(self._state[s][i] for s in self._slots)
+
+    def _finish_step(self):
+        """Count a step whose update ran inside the backend's fused step."""
+        self._iterations += 1
+
+    # ------------------------------------------------------------------
     # state and config
     # ------------------------------------------------------------------
     @property
@@ -393,6 +417,13 @@ class SGD(Optimizer):
                            momentum=self.momentum, nesterov=self.nesterov,
                            weight_decay=weight_decay)
 
+    def _stack_rule(self):
+        if not self._foldable(SGD) or bool(self.momentum) != bool(self._slots):
+            return None
+        return dict(rule="sgd", learning_rate=self.learning_rate,
+                    weight_decay=float(self.weight_decay or 0.0), momentum=self.momentum,
+                    nesterov=self.nesterov)
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(momentum=self.momentum, nesterov=self.nesterov)
@@ -444,6 +475,13 @@ class Adam(Optimizer):
         v += (g * g - v) * (1.0 - self.beta_2)
         np.maximum(vhat, v, out=vhat)
         param -= (alpha * m / (np.sqrt(vhat) + self.epsilon)).astype(param.dtype)
+
+    def _stack_rule(self):
+        if self.amsgrad or not self._foldable(Adam):
+            return None
+        return dict(rule="adam", learning_rate=self.learning_rate,
+                    weight_decay=float(self.weight_decay or 0.0), beta_1=self.beta_1,
+                    beta_2=self.beta_2, epsilon=self.epsilon, step=self._iterations + 1)
 
     def get_config(self):
         cfg = super().get_config()
