@@ -19,10 +19,10 @@ import os
 import threading
 import warnings
 
-from .base import ACTIVATIONS, Backend
+from .base import ACTIVATIONS, Backend, StackUpdate
 
-__all__ = ["Backend", "ACTIVATIONS", "available", "get", "get_backend", "set_backend",
-           "use_backend", "register"]
+__all__ = ["Backend", "ACTIVATIONS", "StackUpdate", "available", "get", "get_backend",
+           "set_backend", "use_backend", "register"]
 
 # name -> "module:Class" (imported lazily so `import pynn` stays cheap)
 _REGISTRY = {
