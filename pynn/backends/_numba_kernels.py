@@ -21,7 +21,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 #: LLVM fast-math flags: no ``nnan``/``ninf`` (NaN checks must keep working),
 #: no ``reassoc`` (summation order stays as written).
@@ -196,6 +199,65 @@ def gemm_tt(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
     """As :func:`gemm_nn` with ``a.T`` and ``b.T`` (no copies)."""
     np.dot(a.T, b.T, dst)
     gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
+
+
+@intrinsic
+def gemm_update(typingctx, a, b, out, alpha, beta):
+    """``out = alpha * a @ b + beta * out`` in one BLAS call (what ``np.dot`` cannot
+    express): the fused step folds plain SGD into the weight-gradient product with
+    ``alpha = -lr``, ``beta = 1 - lr * weight_decay``.
+
+    ``a`` and ``b`` are C- or F-contiguous 2-D arrays (``x.T`` of a C array is F),
+    ``out`` is C-contiguous, all of one float dtype, shapes already checked. It calls
+    the GEMM Numba's own ``np.dot`` uses (``numba_xxgemm``: SciPy's BLAS).
+    """
+    if not (isinstance(a, types.Array) and isinstance(b, types.Array)
+            and isinstance(out, types.Array) and a.ndim == b.ndim == out.ndim == 2
+            and a.dtype == b.dtype == out.dtype and out.layout == "C"
+            and a.layout in "CF" and b.layout in "CF"
+            and out.dtype in (types.float32, types.float64)):
+        return None
+    from numba.np.linalg import ensure_blas, get_blas_kind
+    ensure_blas()
+    sig = types.void(a, b, out, alpha, beta)
+
+    def codegen(context, builder, signature, args):
+        ta, tb, tout, talpha, tbeta = signature.args
+        arrs = [context.make_array(t)(context, builder, v)
+                for t, v in zip((ta, tb, tout), args[:3])]
+        shapes = [cgutils.unpack_tuple(builder, arr.shape, 2) for arr in arrs]
+        (m, k), n = shapes[0], shapes[1][1]
+        dtype = tout.dtype
+        void_p = ir.IntType(8).as_pointer()
+        char = ir.IntType(8)
+        intp = context.get_value_type(types.intp)
+        alpha_slot = cgutils.alloca_once_value(
+            builder, context.cast(builder, args[3], talpha, dtype))
+        beta_slot = cgutils.alloca_once_value(
+            builder, context.cast(builder, args[4], tbeta, dtype))
+
+        def param(ty, shape, arr):
+            # column-major BLAS computes out^T = b^T a^T: a C operand is "not
+            # transposed" there, an F one (a transposed C array) is
+            return (ir.Constant(char, ord("n" if ty.layout == "C" else "t")),
+                    shape[1] if ty.layout == "C" else shape[0],
+                    builder.bitcast(arr.data, void_p))
+
+        trans_b, ldb, data_b = param(tb, shapes[1], arrs[1])
+        trans_a, lda, data_a = param(ta, shapes[0], arrs[0])
+        ldc = shapes[2][1]
+        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp,
+                                                void_p, void_p, intp, void_p, intp,
+                                                void_p, void_p, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        kind = ir.Constant(char, ord(get_blas_kind(dtype)))
+        builder.call(fn, (kind, trans_b, trans_a, n, m, k,
+                          builder.bitcast(alpha_slot, void_p), data_b, ldb, data_a, lda,
+                          builder.bitcast(beta_slot, void_p),
+                          builder.bitcast(arrs[2].data, void_p), ldc))
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @_jit
@@ -726,6 +788,19 @@ def dense_forward(x, kernels, biases, outs, codes, alphas):
 
 
 @_jit
+def _column_sums(d, acc, db):
+    """``db = d.sum(axis=0)``, accumulated in the float64 scratch ``acc``."""
+    n, k = d.shape
+    for j in range(k):
+        acc[j] = 0.0
+    for r in range(n):
+        for j in range(k):
+            acc[j] += d[r, j]
+    for j in range(k):
+        db[j] = acc[j]
+
+
+@_jit
 def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,
                 codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc,
                 ks0, ks1, bs0, bs1, rule, lr, decay, momentum, nesterov, alpha, c1, c2,
@@ -780,20 +855,20 @@ def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernel
                                 code, alphas[i])
         if i > 0:
             np.dot(d, kernels[i].T, deltas[i - 1])
-        if i == 0:
-            np.dot(x.T, d, dkernels[i])
-        else:
-            np.dot(outs[i - 1].T, d, dkernels[i])
+        h = x if i == 0 else outs[i - 1]
         db = dbiases[i]
+        if update and rule == 1 and momentum == 0.0 and h.shape[0] > 0 \
+                and kernels[i].size > 0:
+            # plain SGD inside the weight-gradient GEMM: W <- (1 - decay) W - lr h^T dZ
+            gemm_update(h.T, d, kernels[i], -lr, 1.0 - decay)
+            if db.shape[0] > 0:
+                _column_sums(d, acc, db)
+                sgd_update(biases[i], db, bs0[i], False, lr, momentum, nesterov, decay,
+                           tiny)
+            continue
+        np.dot(h.T, d, dkernels[i])
         if db.shape[0] > 0:
-            k = d.shape[1]
-            for j in range(k):
-                acc[j] = 0.0
-            for r in range(n):
-                for j in range(k):
-                    acc[j] += d[r, j]
-            for j in range(k):
-                db[j] = acc[j]
+            _column_sums(d, acc, db)
         if update:
             kf = kernels[i].reshape(-1)
             gf = dkernels[i].reshape(-1)
@@ -820,7 +895,7 @@ KERNELS = (
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
     adam_update, rmsprop_update, adagrad_update, dense_stack, dense_forward,
-    _stack_forward, _flush_scale, all_finite,
+    _stack_forward, _flush_scale, all_finite, _column_sums,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
 HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop)
