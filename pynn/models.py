@@ -54,6 +54,8 @@ def _resolve_verbose(verbose):
 
 
 def _check_batch_size(batch_size):
+    if type(batch_size) is int and batch_size > 0:
+        return batch_size
     if batch_size is None:
         return 32
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
@@ -1060,8 +1062,12 @@ class Sequential(layers_mod.WeightViews):
             xa = self._prepare_x(x)
             n = xa.shape[0]
             result = np.empty((n,) + tuple(self.output_shape[1:]), dtype=np.dtype(self._dtype))
-        # with nothing listening (no callbacks, verbose=0) no callback machinery is built:
-        # single-sample predict stays cheap
+        # with nothing listening (no callbacks, verbose=0) no callback machinery is built,
+        # and one batch is one call: single-sample predict stays cheap
+        if callbacks is None and verbose == 0 and 0 < n <= batch_size:
+            with lock:
+                self._sync()
+                return self._predict_into(xa, result)
         if callbacks is not None or verbose != 0:
             from .callbacks import CallbackList
             if not isinstance(callbacks, CallbackList):
