@@ -347,3 +347,24 @@ def test_nan_step_in_fit_keeps_the_previous_weights_and_step_count(backend_name)
             np.testing.assert_array_equal(a, b)
         for a, b in zip(model.optimizer.variables, state):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_subclass_with_its_own_apply_or_update_is_called_every_step(backend_name):
+    calls = []
+
+    class LoggedSGD(optimizers.SGD):
+        def apply(self, grads, params=None, flat_grad=None):
+            calls.append("apply")
+            return super().apply(grads, params, flat_grad=flat_grad)
+
+    class HalvedAdam(optimizers.Adam):
+        def _update(self, backend, param, grad, state, lr, weight_decay):
+            calls.append("update")
+            super()._update(backend, param, grad, state, lr * 0.5, weight_decay)
+
+    _, _, opt, upd = _fit(backend_name, lambda: LoggedSGD(0.05), True)
+    assert calls.count("apply") == 8 and all(u is None for u in upd)
+    calls.clear()
+    _, _, opt, upd = _fit(backend_name, lambda: HalvedAdam(0.01), True)
+    assert calls.count("update") == 8  # one call per step over the flat parameter buffer
+    assert all(u is None for u in upd)

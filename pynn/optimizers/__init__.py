@@ -330,7 +330,9 @@ class Optimizer:
         return None
 
     def _foldable(self, cls):
+        # a subclass with its own apply() or _update() is called as written
         return (self.built and type(self)._update is cls._update
+                and type(self).apply is Optimizer.apply
                 and not (self.clipnorm or self.clipvalue or self.global_clipnorm)
                 and (not self.weight_decay or all(self._decay_mask)))
 
