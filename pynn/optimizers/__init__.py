@@ -17,6 +17,14 @@ the whole update is ONE backend call over the flat buffer; per-variable
 clipping (``clipnorm``) and ``exclude_from_weight_decay`` still work (they touch
 the per-parameter views first). Gradients may be modified in place by clipping.
 
+A model whose layers are a plain Dense stack runs the stock SGD, Adam and AdamW step
+inside the backend's fused training step instead (``Optimizer._stack_rule``; the same
+arithmetic per parameter, except that compiled backends fold plain SGD into the
+weight-gradient product, rounding once instead of twice; ``iterations`` counted the
+same), unless clipping, weight
+regularizers, ``amsgrad``, decay exclusions or a subclass's own ``apply``/``_update``
+need the separate call.
+
 Step semantics follow Keras: clipping, then decoupled weight decay
 ``p -= p * lr * weight_decay``, then the update; the learning rate (a schedule is
 evaluated at ``iterations``, the number of steps done) is read once per step,
