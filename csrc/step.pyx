@@ -416,6 +416,14 @@ cdef int _check_x(object x, int* typenum, Py_ssize_t* n,
     return 0
 
 
+cdef StackLayer* _new_layers(int depth) except NULL:
+    """Uninitialised per-layer records (``_fill_layers`` fills them); PyMem_Free them."""
+    cdef StackLayer* L = <StackLayer*>PyMem_Malloc(depth * sizeof(StackLayer))
+    if L == NULL:
+        raise MemoryError()
+    return L
+
+
 cdef Py_ssize_t _fill_layers(StackLayer* L, int depth, list kernels, list biases, list outs,
                              list codes, list alphas, int typenum, Py_ssize_t n,
                              Py_ssize_t width) except -1:
@@ -517,9 +525,7 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
             == len(dbiases) == len(codes) == len(alphas) == depth):
         raise StepArgumentError("per-layer lists differ in length")
     xp = _data(x, typenum, 2, n, width, False, "x")
-    L = <StackLayer*>PyMem_Malloc(depth * sizeof(StackLayer))
-    if L == NULL:
-        raise MemoryError()
+    L = _new_layers(depth)
     try:
         units = _fill_layers(L, depth, kernels, biases, outs, codes, alphas, typenum, n,
                              width)
@@ -603,9 +609,7 @@ def dense_forward(object x, list kernels, list biases, list outs, list codes, li
     if not (len(biases) == len(outs) == len(codes) == len(alphas) == depth):
         raise StepArgumentError("per-layer lists differ in length")
     xp = _data(x, typenum, 2, n, width, False, "x")
-    L = <StackLayer*>PyMem_Malloc(depth * sizeof(StackLayer))
-    if L == NULL:
-        raise MemoryError()
+    L = _new_layers(depth)
     try:
         _fill_layers(L, depth, kernels, biases, outs, codes, alphas, typenum, n, width)
         _check_disjoint(outs, [x] + kernels + biases)

@@ -730,13 +730,12 @@ class Sequential(layers_mod.WeightViews):
     def _make_stack_states(self, spec, opt):
         """Per-layer optimizer state views, or None when the optimizer was not built on
         exactly these weights."""
-        index = {id(p): i for i, p in enumerate(opt._params)}
+        index = {id(p): i for i, p in enumerate(opt._params)}  # ids of live arrays
         ks, bs = [], []
         for kernel, bias in zip(spec["kernels"], spec["biases"]):
             i = index.get(id(kernel))
             j = None if bias is None else index.get(id(bias))
-            if i is None or opt._params[i] is not kernel or (bias is not None and (
-                    j is None or opt._params[j] is not bias)):
+            if i is None or (bias is not None and j is None):
                 return None
             ks.append(opt._param_state(i))
             bs.append(() if bias is None else opt._param_state(j))

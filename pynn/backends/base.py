@@ -392,6 +392,12 @@ def prep_sgd(param, grad, velocity, momentum):
     return grad
 
 
+def adam_step_size(learning_rate, beta_1, beta_2, step):
+    """Keras's Adam step size with both bias corrections folded in:
+    ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (``step`` = t counts from 1)."""
+    return learning_rate * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+
+
 def prep_adam(param, grad, m, v, step):
     """Checked ``adam_update`` arguments: ``grad`` in ``param``'s dtype."""
     grad = prep_optimizer(param, grad, ("m", m), ("v", v))
@@ -822,7 +828,7 @@ class Backend:
         grad = prep_adam(param, grad, m, v, step)
         lr = float(learning_rate)
         self._decay(param, lr, weight_decay)
-        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        alpha = adam_step_size(lr, beta_1, beta_2, step)
         m += (grad - m) * (1.0 - beta_1)
         v += (grad * grad - v) * (1.0 - beta_2)
         _flush_denormals(m)
@@ -1208,24 +1214,43 @@ def stack_update_slots(update):
     return 1 if update.momentum else 0
 
 
-def check_stack_update(update, kernels, biases):
-    """Validate ``update`` against the (already checked) layers; returns the named
-    list of arrays it writes (weights and states) for the overlap check."""
+def stack_update_hyper(update):
+    """``(rule code, (lr, lr * weight_decay, momentum, nesterov, alpha, 1 - beta_1,
+    1 - beta_2, epsilon))`` of a :class:`StackUpdate` as Python numbers, the form the
+    compiled kernels take (``alpha``: :func:`adam_step_size`; unused entries 0).
+    Raises ``TypeError``/``ValueError`` naming the field that is wrong."""
     if not isinstance(update, StackUpdate):
         raise TypeError(f"update: expected a StackUpdate, got {type(update).__name__}")
     if update.rule not in STACK_UPDATE_RULES:
         raise ValueError(f"update.rule: expected one of {sorted(STACK_UPDATE_RULES)}, got "
                          f"{update.rule!r}")
-    depth = len(kernels)
-    ks = _stack_list(update.kernel_states, depth, "update.kernel_states")
-    bs = _stack_list(update.bias_states, depth, "update.bias_states")
     lr = float(update.learning_rate)
     if not lr >= 0.0:
         raise ValueError(f"update.learning_rate: expected >= 0, got {update.learning_rate}")
-    if update.rule == "sgd" and not 0.0 <= float(update.momentum) <= 1.0:
-        raise ValueError(f"update.momentum: expected a float in [0, 1], got {update.momentum}")
-    if update.rule == "adam" and int(update.step) < 1:
+    decay = lr * float(update.weight_decay) if update.weight_decay else 0.0
+    if update.rule == "sgd":
+        mom = float(update.momentum)
+        if not 0.0 <= mom <= 1.0:
+            raise ValueError(f"update.momentum: expected a float in [0, 1], got "
+                             f"{update.momentum}")
+        return STACK_UPDATE_RULES["sgd"], (lr, decay, mom, bool(update.nesterov), 0.0, 0.0,
+                                           0.0, 0.0)
+    step = int(update.step)
+    if step < 1:
         raise ValueError(f"update.step: counts from 1, got {update.step}")
+    b1, b2 = float(update.beta_1), float(update.beta_2)
+    return STACK_UPDATE_RULES["adam"], (lr, decay, 0.0, False,
+                                        adam_step_size(lr, b1, b2, step), 1.0 - b1, 1.0 - b2,
+                                        float(update.epsilon))
+
+
+def check_stack_update(update, kernels, biases):
+    """Validate ``update`` against the (already checked) layers; returns the named
+    list of arrays it writes (weights and states) for the overlap check."""
+    stack_update_hyper(update)
+    depth = len(kernels)
+    ks = _stack_list(update.kernel_states, depth, "update.kernel_states")
+    bs = _stack_list(update.bias_states, depth, "update.bias_states")
     slots = stack_update_slots(update)
     written = []
     for i in range(depth):

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
 import warnings
 
 import numpy as np
 
-from .base import (ACTIVATIONS, Backend, activation_alpha, activation_code, as_float,
-                   as_labels, gemm_shapes, sample_weights, work_dtype)
+from .base import (ACTIVATIONS, Backend, activation_alpha, activation_code, adam_step_size,
+                   as_float, as_labels, gemm_shapes, sample_weights, work_dtype)
 
 __all__ = ["CudaBackend"]
 
@@ -536,7 +535,7 @@ class CudaBackend(Backend):
         if step < 1:
             raise ValueError(f"adam_update: step counts from 1, got {step}")
         lr = float(learning_rate)
-        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        alpha = adam_step_size(lr, beta_1, beta_2, step)
         self._launch(self._K.adam_kernel, param.size, _flat(param), _flat(grad), _flat(m),
                      _flat(v), alpha, float(beta_1), float(beta_2), float(epsilon), lr,
                      float(weight_decay), tiny)

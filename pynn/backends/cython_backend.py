@@ -13,8 +13,6 @@ as unavailable.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from pynn._ext import dense as _dense
@@ -24,14 +22,13 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from . import _blas
-from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, STACK_UPDATE_RULES,
-                   Backend, StackUpdate,
-                   activation_alpha, activation_code, check_dense_forward, check_dense_stack,
-                   prep_activation_backward,
+from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
+                   activation_alpha, activation_code, adam_step_size, check_dense_forward,
+                   check_dense_stack, prep_activation_backward,
                    prep_activation_forward, prep_adam, prep_batchnorm_backward,
                    prep_batchnorm_forward, prep_bias_grad, prep_class_loss,
                    prep_dropout_backward, prep_dropout_forward, prep_gemm, prep_optimizer,
-                   prep_pair_loss, prep_rows, prep_sgd)
+                   prep_pair_loss, prep_rows, prep_sgd, stack_update_hyper)
 
 __all__ = ["CythonBackend"]
 
@@ -274,7 +271,7 @@ class CythonBackend(Backend):
                     beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
         grad = _unshared(prep_adam(param, grad, m, v, step), param)
         lr = float(learning_rate)
-        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        alpha = adam_step_size(lr, beta_1, beta_2, step)
         _optim.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), alpha,
                            float(beta_1), float(beta_2), float(epsilon), lr,
                            float(weight_decay))
@@ -348,44 +345,25 @@ class CythonBackend(Backend):
                                  a["biases"], list(outs), a["preacts"], list(deltas),
                                  list(dkernels), a["dbiases"], a["codes"], a["alphas"],
                                  a["loss_code"], a["label_smoothing"], a["loss_scale"],
-                                 *_update_args(update, checked=True))
+                                 *_update_args(update))
 
 
 _NO_UPDATE = (0, None, None, None)
 
 
-def _update_args(update, checked=False):
-    """The kernel's update arguments ``(rule, hyper, kernel_states, bias_states)``;
-    ``None`` when ``update`` is not a plain :class:`StackUpdate` (the validator
-    then raises its error)."""
+def _update_args(update):
+    """The kernel's update arguments ``(rule, hyper, kernel_states, bias_states)``
+    (:func:`~pynn.backends.base.stack_update_hyper`, which raises on a bad rule or
+    hyperparameter); ``None`` when the state lists are not plain sequences (the
+    validator then names what is wrong)."""
     if update is None:
         return _NO_UPDATE
-    if not checked and (not isinstance(update, StackUpdate)
-                        or update.rule not in STACK_UPDATE_RULES
-                        or not isinstance(update.kernel_states, (list, tuple))
-                        or not isinstance(update.bias_states, (list, tuple))):
+    code, hyper = stack_update_hyper(update)
+    try:
+        return (code, hyper, [tuple(s) for s in update.kernel_states],
+                [() if s is None else tuple(s) for s in update.bias_states])
+    except TypeError:
         return None
-    lr = float(update.learning_rate)
-    decay = lr * float(update.weight_decay) if update.weight_decay else 0.0
-    alpha = c1 = c2 = 0.0
-    if update.rule == "adam":
-        step = int(update.step)
-        if step < 1:
-            return None
-        b1, b2 = float(update.beta_1), float(update.beta_2)
-        alpha = lr * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
-        c1, c2 = 1.0 - b1, 1.0 - b2
-        mom = 0.0
-    else:
-        mom = float(update.momentum)
-        if not 0.0 <= mom <= 1.0:
-            return None
-    if not lr >= 0.0:
-        return None
-    return (STACK_UPDATE_RULES[update.rule],
-            (lr, decay, mom, bool(update.nesterov), alpha, c1, c2, float(update.epsilon)),
-            [tuple(s) for s in update.kernel_states],
-            [() if s is None else tuple(s) for s in update.bias_states])
 
 
 def _fast_stack_args(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,

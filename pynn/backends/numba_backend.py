@@ -19,8 +19,8 @@ from . import _numba_kernels as K
 from .base import (
     ACTIVATIONS,
     Backend,
-    StackUpdate,
     activation_alpha,
+    adam_step_size,
     activation_code,
     as_float,
     as_labels,
@@ -40,6 +40,7 @@ from .base import (
     prep_pair_loss,
     prep_rows,
     prep_sgd,
+    stack_update_hyper,
     stack_update_slots,
 )
 
@@ -249,7 +250,7 @@ class NumbaBackend(Backend):
         grad = prep_adam(param, grad, m, v, step)
         s = param.dtype.type
         lr = float(learning_rate)
-        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        alpha = adam_step_size(lr, beta_1, beta_2, step)
         K.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), s(alpha),
                       s(1.0 - beta_1), s(1.0 - beta_2), s(epsilon), s(lr * weight_decay),
                       _tiny(param.dtype))
@@ -334,8 +335,8 @@ class NumbaBackend(Backend):
         optimizer state) only checks ``x``, ``target`` and ``sample_weight``.
         With ``update`` each layer's optimizer step runs right after its gradient.
         """
-        if update is not None and not isinstance(update, StackUpdate):
-            raise TypeError(f"update: expected a StackUpdate, got {type(update).__name__}")
+        # checks the rule and hyperparameters first (TypeError/ValueError naming them)
+        hyper = _NO_HYPER if update is None else stack_update_hyper(update)
         meta = _stack_meta(loss, activations, act_alphas, label_smoothing, update)
         arrays = (*kernels, *biases, *outs, *deltas, *dkernels, *dbiases,
                   *(() if preacts is None else preacts), *_update_arrays(update))
@@ -365,7 +366,7 @@ class NumbaBackend(Backend):
             ws = _NO_WEIGHTS if a["w"] is None else a["w"]
         loss_value = K.dense_stack(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
                                    plan.tiny, plan.scratch, *plan.states,
-                                   *_update_scalars(update, plan.dtype.type))
+                                   *_kernel_scalars(hyper, plan.dtype.type))
         if math.isnan(loss_value) and ts[0].shape[0]:
             as_labels(ts[0], plan.n, plan.k, "target")  # raises with the bad range
         return float(loss_value)
@@ -379,20 +380,16 @@ def _update_arrays(update):
                  for a in (states or ()))
 
 
-def _update_scalars(update, s):
+#: ``stack_update_hyper``'s result for "no update".
+_NO_HYPER = (0, (0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0))
+
+
+def _kernel_scalars(hyper, s):
     """``(rule, lr, decay, momentum, nesterov, alpha, 1 - beta_1, 1 - beta_2, epsilon)``
-    for the kernel, the floats in the weights' dtype (as :meth:`sgd_update` hands them)."""
-    if update is None:
-        return (0, s(0.0), s(0.0), s(0.0), False, s(0.0), s(0.0), s(0.0), s(0.0))
-    lr = float(update.learning_rate)
-    decay = s(lr * float(update.weight_decay))
-    if update.rule == "sgd":
-        return (1, s(lr), decay, s(update.momentum), bool(update.nesterov), s(0.0), s(0.0),
-                s(0.0), s(0.0))
-    step = int(update.step)
-    alpha = lr * math.sqrt(1.0 - update.beta_2 ** step) / (1.0 - update.beta_1 ** step)
-    return (2, s(lr), decay, s(0.0), False, s(alpha), s(1.0 - update.beta_1),
-            s(1.0 - update.beta_2), s(update.epsilon))
+    for the kernel, the floats in the weights' dtype ``s`` (as :meth:`sgd_update`
+    hands them)."""
+    code, (lr, decay, mom, nesterov, alpha, c1, c2, eps) = hyper
+    return (code, s(lr), s(decay), s(mom), nesterov, s(alpha), s(c1), s(c2), s(eps))
 
 
 class _StackPlan:

@@ -37,6 +37,7 @@ import re
 
 import numpy as np
 
+from ..backends.base import adam_step_size
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -295,7 +296,7 @@ class Optimizer:
             self._update(be, self._flat_param, flat_grad, state, lr, wd)
         else:
             for i, (p, g) in enumerate(zip(self._params, grads)):
-                state = [self._state[s][i] for s in self._slots]
+                state = self._param_state(i)
                 self._update(be, p, g, state, lr, wd if self._decay_mask[i] else 0.0)
         self._iterations += 1
 
@@ -480,7 +481,7 @@ class Adam(Optimizer):
         g = np.asarray(grad, dtype=param.dtype)
         if weight_decay:
             param -= param * (lr * weight_decay)
-        alpha = lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+        alpha = adam_step_size(lr, self.beta_1, self.beta_2, step)
         m += (g - m) * (1.0 - self.beta_1)
         v += (g * g - v) * (1.0 - self.beta_2)
         np.maximum(vhat, v, out=vhat)
