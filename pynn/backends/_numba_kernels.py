@@ -64,68 +64,149 @@ def _inline(fn):
 
 
 # --------------------------------------------------------------------------
-# scalar activations (float64 in, float64 out)
+# scalar activations (float64 in, float64 out): one helper per code, so a
+# generated step (:mod:`._numba_codegen`) names exactly the one it needs
 # --------------------------------------------------------------------------
+@_inline
+def act_linear(x, a):
+    return x
+
+
+@_inline
+def act_relu(x, a):
+    if x < 0.0:
+        return 0.0
+    return x
+
+
+@_inline
+def act_leaky_relu(x, a):
+    if x > 0.0:
+        return x
+    return a * x
+
+
+@_inline
+def act_elu(x, a):
+    if x > 0.0:
+        return x
+    return a * math.expm1(x)
+
+
+@_inline
+def act_sigmoid(x, a):
+    e = math.exp(-abs(x))
+    if x >= 0.0:
+        return 1.0 / (1.0 + e)
+    return e / (1.0 + e)
+
+
+@_inline
+def act_tanh(x, a):
+    return math.tanh(x)
+
+
+@_inline
+def act_gelu(x, a):
+    return 0.5 * x * (1.0 + math.erf(x * _SQRT_HALF))
+
+
+@_inline
+def act_softplus(x, a):
+    m = x if x > 0.0 else 0.0
+    return m + math.log1p(math.exp(-abs(x)))
+
+
+@_inline
+def grad_linear(dy, y, x, a):
+    return dy
+
+
+@_inline
+def grad_relu(dy, y, x, a):
+    if y > 0.0:
+        return dy
+    return 0.0
+
+
+@_inline
+def grad_leaky_relu(dy, y, x, a):
+    if y > 0.0:
+        return dy
+    return a * dy
+
+
+@_inline
+def grad_elu(dy, y, x, a):
+    if y > 0.0:
+        return dy
+    return dy * (y + a)
+
+
+@_inline
+def grad_sigmoid(dy, y, x, a):
+    return dy * y * (1.0 - y)
+
+
+@_inline
+def grad_tanh(dy, y, x, a):
+    return dy * (1.0 - y * y)
+
+
+@_inline
+def grad_gelu(dy, y, x, a):
+    cdf = 0.5 * (1.0 + math.erf(x * _SQRT_HALF))
+    pdf = math.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return dy * (cdf + x * pdf)
+
+
+@_inline
+def grad_softplus(dy, y, x, a):
+    return dy * -math.expm1(-y)
+
+
+#: Helper names by activation code (softmax, code 8, is row-wise: not here).
+ACT_NAMES = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "softplus")
+
+
 @_inline
 def act_scalar(x, code, a):
     """``activation(x)`` for every elementwise activation code (not softmax)."""
-    if code == 0:
-        return x
     if code == 1:
-        if x < 0.0:
-            return 0.0
-        return x
+        return act_relu(x, a)
     if code == 2:
-        if x > 0.0:
-            return x
-        return a * x
+        return act_leaky_relu(x, a)
     if code == 3:
-        if x > 0.0:
-            return x
-        return a * math.expm1(x)
+        return act_elu(x, a)
     if code == 4:
-        e = math.exp(-abs(x))
-        if x >= 0.0:
-            return 1.0 / (1.0 + e)
-        return e / (1.0 + e)
+        return act_sigmoid(x, a)
     if code == 5:
-        return math.tanh(x)
+        return act_tanh(x, a)
     if code == 6:
-        return 0.5 * x * (1.0 + math.erf(x * _SQRT_HALF))
+        return act_gelu(x, a)
     if code == 7:
-        m = x if x > 0.0 else 0.0
-        return m + math.log1p(math.exp(-abs(x)))
-    return x
+        return act_softplus(x, a)
+    return act_linear(x, a)
 
 
 @_inline
 def act_grad_scalar(dy, y, x, code, a):
     """``dy * activation'(.)`` from the forward output ``y`` (input ``x`` for gelu)."""
-    if code == 0:
-        return dy
     if code == 1:
-        if y > 0.0:
-            return dy
-        return 0.0
+        return grad_relu(dy, y, x, a)
     if code == 2:
-        if y > 0.0:
-            return dy
-        return a * dy
+        return grad_leaky_relu(dy, y, x, a)
     if code == 3:
-        if y > 0.0:
-            return dy
-        return dy * (y + a)
+        return grad_elu(dy, y, x, a)
     if code == 4:
-        return dy * y * (1.0 - y)
+        return grad_sigmoid(dy, y, x, a)
     if code == 5:
-        return dy * (1.0 - y * y)
+        return grad_tanh(dy, y, x, a)
     if code == 6:
-        cdf = 0.5 * (1.0 + math.erf(x * _SQRT_HALF))
-        pdf = math.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        return dy * (cdf + x * pdf)
+        return grad_gelu(dy, y, x, a)
     if code == 7:
-        return dy * -math.expm1(-y)
-    return dy
+        return grad_softplus(dy, y, x, a)
+    return grad_linear(dy, y, x, a)
 
 
 # --------------------------------------------------------------------------
@@ -207,10 +288,38 @@ def gemm_tt(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
 
 
 @intrinsic
+def dot_into(typingctx, a, b, out):
+    """``np.dot(a, b, out)`` for C/F-contiguous arrays of one float dtype, through the
+    very lowering Numba's ``np.dot`` uses (so the same BLAS calls and results: GEMM,
+    GEMV for a one-row or one-column operand, zeros for an empty inner dimension).
+
+    ``np.dot`` wraps that lowering in a function of its own, compiled once per
+    signature (about 0.1 s each); called through this intrinsic it is lowered
+    straight into the caller, which keeps a generated step's first compile short.
+    """
+    if not (isinstance(a, types.Array) and isinstance(b, types.Array)
+            and isinstance(out, types.Array) and a.ndim in (1, 2) and b.ndim in (1, 2)
+            and a.ndim + b.ndim == out.ndim + 2 and out.ndim >= 1
+            and a.dtype == b.dtype == out.dtype
+            and out.dtype in (types.float32, types.float64)
+            and a.layout in "CF" and b.layout in "CF" and out.layout == "C"):
+        return None
+    from numba.np.linalg import dot_3_mm, dot_3_vm, ensure_blas
+    ensure_blas()
+
+    def codegen(context, builder, signature, args):
+        if signature.args[0].ndim == signature.args[1].ndim == 2:
+            return dot_3_mm(context, builder, signature, args)
+        return dot_3_vm(context, builder, signature, args)
+
+    return out(a, b, out), codegen
+
+
+@intrinsic
 def gemm_update(typingctx, a, b, out, alpha, beta):
     """``out = alpha * a @ b + beta * out`` in one BLAS call (what ``np.dot`` cannot
     express): the fused step folds plain SGD into the weight-gradient product with
-    ``alpha = -lr``, ``beta = 1 - lr * weight_decay``.
+    ``alpha = -lr``, ``beta = 1 - lr * weight_decay``. No dimension may be zero.
 
     ``a`` and ``b`` are C- or F-contiguous 2-D arrays (``x.T`` of a C array is F),
     ``out`` is C-contiguous, all of one float dtype, shapes already checked. It calls
@@ -747,8 +856,8 @@ def all_finite(x):
     return True
 
 
-@_jit
-def _flush_scale(d, scale, tiny):
+@_inline
+def flush_scale(d, scale, tiny):
     """``d *= scale`` (skipped when 1) and values below ``tiny`` set to zero."""
     flat = d.reshape(-1)
     for i in range(flat.shape[0]):
@@ -760,40 +869,8 @@ def _flush_scale(d, scale, tiny):
         flat[i] = v
 
 
-@_jit
-def _stack_forward(x, kernels, biases, outs, preacts, codes, alphas, keep_pre):
-    """``outs[i] = act(h @ W + b)`` layer by layer; with ``keep_pre`` a GELU layer
-    keeps its pre-activation in ``preacts[i]`` for the backward pass."""
-    for i in range(len(kernels)):
-        out = outs[i]
-        pre = keep_pre and codes[i] == 6
-        dst = preacts[i] if pre else out
-        h = x if i == 0 else outs[i - 1]
-        if h.shape[0] == 1 and h.shape[1] > 0:
-            np.dot(h[0], kernels[i], dst[0])  # one row: BLAS GEMV, no GEMM packing
-        else:
-            np.dot(h, kernels[i], dst)
-        if pre:
-            # codes[i] * 0 (linear) and codes[i] (gelu) are int64 like every other call's
-            # code: literal constants would compile second specialisations of the helpers
-            gemm_epilogue(dst, dst, True, 1.0, 0.0, biases[i], codes[i] * 0, alphas[i])
-            activation_forward(dst.reshape(-1), out.reshape(-1), codes[i], alphas[i])
-        else:
-            gemm_epilogue(out, out, True, 1.0, 0.0, biases[i], codes[i], alphas[i])
-
-
-@_jit
-def dense_forward(x, kernels, biases, outs, codes, alphas):
-    """Inference through a Dense stack, every activation applied (softmax too).
-
-    Per-layer arrays as in :func:`dense_stack`; ``n`` may be 0.
-    """
-    if x.shape[0] > 0:
-        _stack_forward(x, kernels, biases, outs, outs, codes, alphas, False)
-
-
-@_jit
-def _column_sums(d, acc, db):
+@_inline
+def column_sums(d, acc, db):
     """``db = d.sum(axis=0)``, accumulated in the float64 scratch ``acc``."""
     n, k = d.shape
     for j in range(k):
@@ -805,91 +882,8 @@ def _column_sums(d, acc, db):
         db[j] = acc[j]
 
 
-@_jit
-def dense_stack(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,
-                codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc,
-                ks0, ks1, bs0, bs1, rule, lr, decay, momentum, nesterov, alpha, c1, c2,
-                epsilon):
-    """Forward, loss, backward and (``rule`` 1 SGD, 2 Adam) the optimizer step of a
-    Dense stack; returns the scaled mean loss.
-
-    Per-layer arrays come as homogeneous tuples (one compiled specialisation per
-    depth and dtype); ``biases[i]``/``dbiases[i]`` have size 0 for a layer
-    without bias, ``preacts[i]`` is read only for GELU (code 6). ``labels``
-    (intp) has size n for class labels, else ``t`` is the dense target. Returns
-    NaN without touching anything when a label is out of range. ``tiny`` is
-    FLT_MIN for float32 (the loss gradient is flushed below it) and 0 for float64.
-    ``acc`` is float64 scratch of at least the widest layer (bias-gradient sums).
-    The update (skipped on a non-finite loss) runs per layer right after its
-    gradients, as :func:`sgd_update` / :func:`adam_update` with ``ks0``/``ks1``
-    (kernel states: velocity, or Adam m and v) and ``bs0``/``bs1`` (bias states);
-    unused state entries have size 0.
-    """
-    depth = len(kernels)
-    n = x.shape[0]
-    k_last = kernels[depth - 1].shape[1]
-    if labels.shape[0] == n:
-        for i in range(n):
-            if labels[i] < 0 or labels[i] >= k_last:
-                return np.nan
-    _stack_forward(x, kernels, biases, outs, preacts, codes, alphas, True)
-    # loss
-    z = outs[depth - 1]
-    g = deltas[depth - 1]
-    if loss_code == 0:
-        total = softmax_cross_entropy(z, labels, t, w, label_smoothing, g)
-    elif loss_code == 1:
-        total = sigmoid_binary_cross_entropy(z, t, w, g)
-    else:
-        total = regression_loss(z, t, w, loss_code == 2, g)
-    _flush_scale(g, loss_scale, tiny)
-    value = total / n * loss_scale
-    update = rule != 0 and np.isfinite(value)
-    # backward: each layer's input gradient is taken before its weights change
-    for i in range(depth - 1, -1, -1):
-        d = deltas[i]
-        y = outs[i]
-        code = codes[i]
-        if code == _SOFTMAX:
-            softmax_backward(d, y, d)
-        elif code == 6:
-            activation_backward(d.reshape(-1), y.reshape(-1), preacts[i].reshape(-1),
-                                d.reshape(-1), code, alphas[i])
-        elif code != 0:
-            activation_backward(d.reshape(-1), y.reshape(-1), y.reshape(-1), d.reshape(-1),
-                                code, alphas[i])
-        if i > 0:
-            np.dot(d, kernels[i].T, deltas[i - 1])
-        h = x if i == 0 else outs[i - 1]
-        db = dbiases[i]
-        if update and rule == 1 and momentum == 0.0 and h.shape[0] > 0 \
-                and kernels[i].size > 0:
-            # plain SGD inside the weight-gradient GEMM: W <- (1 - decay) W - lr h^T dZ
-            gemm_update(h.T, d, kernels[i], -lr, 1.0 - decay)
-            if db.shape[0] > 0:
-                _column_sums(d, acc, db)
-                sgd_update(biases[i], db, bs0[i], False, lr, momentum, nesterov, decay,
-                           tiny)
-            continue
-        np.dot(h.T, d, dkernels[i])
-        if db.shape[0] > 0:
-            _column_sums(d, acc, db)
-        if update:
-            kf = kernels[i].reshape(-1)
-            gf = dkernels[i].reshape(-1)
-            if rule == 1:
-                sgd_update(kf, gf, ks0[i].reshape(-1), momentum != 0.0, lr, momentum,
-                           nesterov, decay, tiny)
-                if db.shape[0] > 0:
-                    sgd_update(biases[i], db, bs0[i], momentum != 0.0, lr, momentum,
-                               nesterov, decay, tiny)
-            else:
-                adam_update(kf, gf, ks0[i].reshape(-1), ks1[i].reshape(-1), alpha, c1, c2,
-                            epsilon, decay, tiny)
-                if db.shape[0] > 0:
-                    adam_update(biases[i], db, bs0[i], bs1[i], alpha, c1, c2, epsilon, decay,
-                                tiny)
-    return value
+# The fused Dense-stack step and forward pass are generated per set of
+# activations, loss and update rule: see :mod:`pynn.backends._numba_codegen`.
 
 
 #: Every top-level kernel (the ones the backend calls), for warm-up and tests.
@@ -899,8 +893,10 @@ KERNELS = (
     log_softmax_rows, softmax_cross_entropy, categorical_cross_entropy,
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
-    adam_update, rmsprop_update, adagrad_update, dense_stack, dense_forward,
-    _stack_forward, _flush_scale, all_finite, _column_sums,
+    adam_update, rmsprop_update, adagrad_update, all_finite,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
-HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop)
+HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop,
+           flush_scale, column_sums,
+           *(globals()["act_" + name] for name in ACT_NAMES),
+           *(globals()["grad_" + name] for name in ACT_NAMES))

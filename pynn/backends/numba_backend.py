@@ -15,6 +15,7 @@ import operator
 import numba  # noqa: F401  (ImportError here means the backend is unavailable)
 import numpy as np
 
+from . import _numba_codegen as G
 from . import _numba_kernels as K
 from .base import (
     ACTIVATIONS,
@@ -287,8 +288,9 @@ class NumbaBackend(Backend):
         return Backend.all_finite(self, x)
 
     def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
-        """One ``@njit`` call (:func:`~pynn.backends._numba_kernels.dense_forward`);
-        the per-layer arrays are validated once and remembered, as for the step."""
+        """One ``@njit`` call (generated for the stack's activations by
+        :func:`~pynn.backends._numba_codegen.stack_forward`); the per-layer arrays
+        are validated once and remembered, as for the step."""
         meta = (tuple(activations), None if act_alphas is None else tuple(act_alphas))
         # the last output is often a fresh array (a model writes into its result): it is
         # checked on every call, the other arrays are remembered by identity
@@ -317,18 +319,20 @@ class NumbaBackend(Backend):
             plan.spans = plan.out_spans + _spans(
                 list(a["kernels"]) + [b for b in a["biases"] if b is not None])
             empty1 = np.empty(0, dtype=plan.dtype)
+            plan.kernel = G.stack_forward(a["codes"])
             plan.args = (tuple(a["kernels"]),
                          tuple(empty1 if b is None else b for b in a["biases"]),
                          tuple(outs), np.array(a["codes"], dtype=np.int64),
                          np.array(a["alphas"], dtype=np.float64))
-        K.dense_forward(xs, *plan.args)
+        plan.kernel(xs, *plan.args)
         return outs[-1]
 
     def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
                                      deltas, dkernels, dbiases, sample_weight=None,
                                      act_alphas=None, preacts=None, label_smoothing=0.0,
                                      loss_scale=1.0, update=None):
-        """One ``@njit`` call (:func:`~pynn.backends._numba_kernels.dense_stack`).
+        """One ``@njit`` call (generated for the stack's activations, loss and update
+        rule by :func:`~pynn.backends._numba_codegen.stack_step`).
 
         The per-layer arrays are validated once and remembered: a later call
         with the very same array objects (a model's workspaces, weight views and
@@ -358,15 +362,16 @@ class NumbaBackend(Backend):
                     loss_scale, update)
             plan = self._stack_plan = _stack_plan(a, meta, arrays, kernels, outs, deltas,
                                                   dkernels, update)
+            plan.kernel = G.stack_step(a["codes"], a["loss_code"], hyper[0])
             xs = a["x"]
             if a["labels"] is not None:
                 ts = (a["labels"], np.empty((0, 0), dtype=plan.dtype))
             else:
                 ts = (_NO_LABELS, a["target"])
             ws = _NO_WEIGHTS if a["w"] is None else a["w"]
-        loss_value = K.dense_stack(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
-                                   plan.tiny, plan.scratch, *plan.states,
-                                   *_kernel_scalars(hyper, plan.dtype.type))
+        loss_value = plan.kernel(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
+                                 plan.tiny, plan.scratch, *plan.states,
+                                 *_kernel_scalars(hyper, plan.dtype.type))
         if math.isnan(loss_value) and ts[0].shape[0]:
             as_labels(ts[0], plan.n, plan.k, "target")  # raises with the bad range
         return float(loss_value)
@@ -396,7 +401,8 @@ class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "loss_code", "tiny", "scratch", "last_shape", "spans", "out_spans", "states")
+                 "loss_code", "tiny", "scratch", "last_shape", "spans", "out_spans", "states",
+                 "kernel")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing, update=None):

@@ -1,0 +1,350 @@
+"""Numba kernels for the fused Dense stack, generated for the activations in use.
+
+A kernel that chooses the activation by a runtime code has to compile every
+activation, loss and update rule the library knows, about 9 s on the first
+call with a cold cache. Here the training step and the forward pass are written
+out as Python source for the *set* of activation codes of a stack, its loss and
+its update rule (the depth stays a runtime loop over the per-layer tuples), so
+only what the network uses is compiled: the tutorial network's step compiles
+in about 2 s.
+
+The source goes to a file (Numba caches only functions that have one) under
+Numba's cache directory (``NUMBA_CACHE_DIR``) or else ``~/.cache/pynn``; the
+file name is the hash of the source, which embeds the hash of
+:mod:`._numba_kernels`, so a changed kernel file gives new files and a stale
+compiled step is never loaded. An existing file is executed only when its text
+is exactly the generated source. When no directory is writable the files go to
+a per-process temporary directory (the step still compiles, it is just not
+cached across processes).
+
+The generated functions take the same arguments as the generic kernels they
+replace and call the scalar helpers and loops of :mod:`._numba_kernels`
+(``act_<name>``, ``grad_<name>``, losses, updates), so their arithmetic is the
+same, operation for operation.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import textwrap
+import threading
+
+from . import _numba_kernels as K
+
+__all__ = ["stack_step", "stack_forward"]
+
+_SOFTMAX = 8
+_GELU = 6
+_LOSS_CALLS = {
+    0: "total = K.softmax_cross_entropy(z, labels, t, w, label_smoothing, g)",
+    1: "total = K.sigmoid_binary_cross_entropy(z, t, w, g)",
+    2: "total = K.regression_loss(z, t, w, True, g)",
+    3: "total = K.regression_loss(z, t, w, False, g)",
+}
+_lock = threading.Lock()
+_memo = {}
+_dir = None
+
+
+def stack_step(codes, loss_code, rule):
+    """The step kernel for a stack whose activations (after folding the output
+    activation into the loss) are ``codes``, with loss ``loss_code`` and update
+    ``rule`` (0 none, 1 SGD, 2 Adam); arguments as documented in the source."""
+    return _kernel(("step", tuple(sorted(set(codes))), int(loss_code), int(rule)))
+
+
+def stack_forward(codes):
+    """The inference kernel ``(x, kernels, biases, outs, codes, alphas)``."""
+    return _kernel(("forward", tuple(sorted(set(codes)))))
+
+
+def _kernel(spec):
+    fn = _memo.get(spec)
+    if fn is None:
+        with _lock:
+            fn = _memo.get(spec)
+            if fn is None:
+                fn = _memo[spec] = _load(spec)
+    return fn
+
+
+# --------------------------------------------------------------------------
+# source
+# --------------------------------------------------------------------------
+def _forward_epilogue(code, train):
+    """Lines after ``dst = h @ W`` for one activation code: bias and activation
+    into ``out`` (GELU in training keeps the pre-activation in ``dst``)."""
+    name = K.ACT_NAMES[0 if code == _SOFTMAX else code]
+    keep = train and code == _GELU
+    lines = []
+    if code == _SOFTMAX or keep:
+        # bias alone into dst, then the activation
+        lines += ["if b.shape[0] > 0:",
+                  "    for r in range(n):",
+                  "        for j in range(units):",
+                  "            dst[r, j] = K.act_linear(float(dst[r, j]) + float(b[j]), a)"]
+        if code == _SOFTMAX:
+            lines += ["K.softmax_rows(out, out)"]
+        else:
+            lines += ["pf = dst.reshape(-1)",
+                      "of = out.reshape(-1)",
+                      "for q in range(of.shape[0]):",
+                      f"    of[q] = K.act_{name}(float(pf[q]), a)"]
+        return lines
+    lines += ["if b.shape[0] > 0:",
+              "    for r in range(n):",
+              "        for j in range(units):",
+              f"            out[r, j] = K.act_{name}(float(out[r, j]) + float(b[j]), a)"]
+    if code != 0:
+        lines += ["else:",
+                  "    of = out.reshape(-1)",
+                  "    for q in range(of.shape[0]):",
+                  f"        of[q] = K.act_{name}(float(of[q]), a)"]
+    return lines
+
+
+def _backward_activation(code):
+    """Lines turning ``d`` (gradient of the output ``y``) into the gradient of the
+    pre-activation, in place."""
+    if code == _SOFTMAX:
+        return ["K.softmax_backward(d, y, d)"]
+    if code == 0:
+        return []
+    name = K.ACT_NAMES[code]
+    x = "pf[q]" if code == _GELU else "yf[q]"  # only GELU reads its input
+    lines = ["df = d.reshape(-1)", "yf = y.reshape(-1)"]
+    if code == _GELU:
+        lines += ["pf = preacts[l].reshape(-1)"]
+    lines += ["for q in range(df.shape[0]):",
+              f"    df[q] = K.grad_{name}(float(df[q]), float(yf[q]), float({x}), a)"]
+    return lines
+
+
+def _dispatch(codes, body):
+    """``if code == c: <body(c)>`` over the codes present."""
+    lines = []
+    first = True
+    for c in codes:
+        inner = body(c)
+        if not inner:
+            continue
+        lines.append(("if" if first else "elif") + f" code == {c}:")
+        lines += ["    " + ln for ln in inner]
+        first = False
+    return lines
+
+
+def _forward_loop(codes, train):
+    keep = train and _GELU in codes
+    dst = "preacts[l] if code == 6 else out" if keep else "out"
+    lines = ["for l in range(depth):",
+             "    h = x if l == 0 else outs[l - 1]",
+             "    out = outs[l]",
+             "    code = codes[l]",
+             "    a = alphas[l]",
+             "    b = biases[l]",
+             "    units = out.shape[1]",
+             f"    dst = {dst}",
+             "    K.dot_into(h, kernels[l], dst)"]
+    lines += ["    " + ln for ln in _dispatch(codes, lambda c: _forward_epilogue(c, train))]
+    return lines
+
+
+_UPDATE = {
+    0: """\
+K.dot_into(h.T, d, dkernels[l])
+if db.shape[0] > 0:
+    K.column_sums(d, acc, db)
+""",
+    1: """\
+if update and momentum == 0.0 and kernels[l].size > 0:
+    # plain SGD inside the weight-gradient GEMM: W <- (1 - decay) W - lr h^T dZ
+    K.gemm_update(h.T, d, kernels[l], -lr, 1.0 - decay)
+    if db.shape[0] > 0:
+        K.column_sums(d, acc, db)
+        K.sgd_update(biases[l], db, bs0[l], False, lr, momentum, nesterov, decay, tiny)
+else:
+    K.dot_into(h.T, d, dkernels[l])
+    if db.shape[0] > 0:
+        K.column_sums(d, acc, db)
+    if update:
+        K.sgd_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
+                     momentum != 0.0, lr, momentum, nesterov, decay, tiny)
+        if db.shape[0] > 0:
+            K.sgd_update(biases[l], db, bs0[l], momentum != 0.0, lr, momentum, nesterov,
+                         decay, tiny)
+""",
+    2: """\
+K.dot_into(h.T, d, dkernels[l])
+if db.shape[0] > 0:
+    K.column_sums(d, acc, db)
+if update:
+    K.adam_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
+                  ks1[l].reshape(-1), alpha, c1, c2, epsilon, decay, tiny)
+    if db.shape[0] > 0:
+        K.adam_update(biases[l], db, bs0[l], bs1[l], alpha, c1, c2, epsilon, decay, tiny)
+""",
+}
+
+
+def _step_source(codes, loss_code, rule):
+    lines = [
+        "@K._jit",
+        "def step(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,",
+        "         codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc,",
+        "         ks0, ks1, bs0, bs1, rule, lr, decay, momentum, nesterov, alpha, c1, c2,",
+        "         epsilon):",
+        '    """Forward, loss, backward and the update of a Dense stack (n >= 1);',
+        "    returns the scaled mean loss, or NaN (nothing written) for a label out of",
+        "    range. ``loss_code`` and ``rule`` are this kernel's own (unused here).",
+        '    """',
+        "    depth = len(kernels)",
+        "    n = x.shape[0]",
+        "    if labels.shape[0] == n:",
+        "        k_last = kernels[depth - 1].shape[1]",
+        "        for r in range(n):",
+        "            if labels[r] < 0 or labels[r] >= k_last:",
+        "                return np.nan",
+    ]
+    lines += ["    " + ln for ln in _forward_loop(codes, True)]
+    lines += [
+        "    z = outs[depth - 1]",
+        "    g = deltas[depth - 1]",
+        "    " + _LOSS_CALLS[loss_code],
+        "    K.flush_scale(g, loss_scale, tiny)",
+        "    value = total / n * loss_scale",
+        f"    update = {'np.isfinite(value)' if rule else 'False'}",
+        "    # backward: each layer's input gradient is taken before its weights change",
+        "    for l in range(depth - 1, -1, -1):",
+        "        d = deltas[l]",
+        "        y = outs[l]",
+        "        code = codes[l]",
+        "        a = alphas[l]",
+    ]
+    lines += ["        " + ln for ln in _dispatch(codes, _backward_activation)]
+    lines += [
+        "        if l > 0:",
+        "            K.dot_into(d, kernels[l].T, deltas[l - 1])",
+        "        h = x if l == 0 else outs[l - 1]",
+        "        db = dbiases[l]",
+    ]
+    lines += ["        " + ln for ln in _UPDATE[rule].splitlines()]
+    lines += ["    return value"]
+    return lines
+
+
+def _forward_source(codes):
+    lines = [
+        "@K._jit",
+        "def forward(x, kernels, biases, outs, codes, alphas):",
+        '    """Inference through a Dense stack, every activation applied; n may be 0."""',
+        "    depth = len(kernels)",
+        "    n = x.shape[0]",
+        "    if n == 0:",
+        "        return",
+    ]
+    lines += ["    " + ln for ln in _forward_loop(codes, False)]
+    return lines
+
+
+def _source(spec):
+    if spec[0] == "step":
+        body = _step_source(*spec[1:])
+    else:
+        body = _forward_source(*spec[1:])
+    header = textwrap.dedent(f"""\
+        # Generated by pynn.backends._numba_codegen; do not edit.
+        # spec: {spec!r}
+        # kernels: {_kernels_hash()}
+        import numpy as np
+
+        from pynn.backends import _numba_kernels as K
+
+
+        """)
+    return header + "\n".join(body) + "\n"
+
+
+_KERNELS_HASH = None
+
+
+def _kernels_hash():
+    """Hash of the kernel module's source: generated files name it, so a compiled
+    step cached against older kernels is never reused."""
+    global _KERNELS_HASH
+    if _KERNELS_HASH is None:
+        with open(K.__file__, "rb") as f:
+            _KERNELS_HASH = hashlib.sha256(f.read()).hexdigest()[:20]
+    return _KERNELS_HASH
+
+
+# --------------------------------------------------------------------------
+# files and import
+# --------------------------------------------------------------------------
+def _source_dir():
+    """A writable directory for generated sources (created on first use)."""
+    global _dir
+    if _dir is not None:
+        return _dir
+    from numba.core import config
+    if config.CACHE_DIR:
+        candidates = [os.path.join(config.CACHE_DIR, "pynn-generated")]
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                 ".cache")
+        candidates = [os.path.join(base, "pynn", "numba-generated")]
+    for d in candidates:
+        try:
+            os.makedirs(d, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=d, prefix=".probe-", delete=True)
+            probe.close()
+        except OSError:
+            continue
+        _dir = d
+        return d
+    _dir = tempfile.mkdtemp(prefix="pynn-numba-")
+    return _dir
+
+
+def _write_source(path, source):
+    """Write ``source`` to ``path`` unless it already holds exactly that text
+    (rewriting would change the file's time stamp and void Numba's cache)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == source:
+                return
+    except OSError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _load(spec):
+    source = _source(spec)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    name = f"pynn_generated_{spec[0]}_{digest}"
+    module = sys.modules.get(name)
+    if module is None:
+        path = os.path.join(_source_dir(), name + ".py")
+        _write_source(path, source)
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        # executed from the text checked above: compile() of our own source, with the
+        # file's name so Numba can cache against it
+        code = compile(source, path, "exec")
+        # Numba's cache rebuilds a function's globals by importing its module by name
+        sys.modules[name] = module
+        exec(code, module.__dict__)
+    return getattr(module, spec[0])
