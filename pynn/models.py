@@ -812,7 +812,7 @@ class Sequential(layers_mod.WeightViews):
         return loss
 
     def _test_step(self, xb, yb, swb, fused):
-        out = self._forward(xb, training=False, logits=fused)
+        out = self._inference(xb, logits=fused)
         loss, _ = self._loss_and_grad(out, yb, swb, fused)
         loss += self._regularization(with_grad=False)
         self._update_metrics(yb, out, swb, fused)
@@ -1101,7 +1101,21 @@ class Sequential(layers_mod.WeightViews):
             xin = xb if be.host_memory else be.asarray(xb)
             dst[...] = be.to_numpy(self._forward(xin, training=False))
             return dst
+        return self._stack_forward_into(plan, xb, dst)
+
+    def _inference(self, xb, logits):
+        """The outputs of one batch at inference (the last layer's logits with
+        ``logits``): one fused call for a plain Dense stack, else layer by layer."""
+        plan = self._inference_plan()
+        if plan is None or xb.ndim != 2:
+            return self._forward(xb, training=False, logits=logits)
+        dst = self._buffer("inference", (xb.shape[0], plan[0][-1].shape[1]))
+        return self._stack_forward_into(plan, xb, dst, logits)
+
+    def _stack_forward_into(self, plan, xb, dst, logits=False):
         kernels, biases, acts, ws = plan
+        if logits:
+            acts = acts[:-1] + ["linear"]
         n = xb.shape[0]
         outs = ws.get(n)
         if outs is None:

@@ -447,6 +447,7 @@ def test_import_compiles_nothing(tmp_path):
     n, sigs, overloads = map(int, out.split())
     assert n >= 20 and sigs == 0 and overloads == 0
     assert not any(tmp_path.rglob("*.nbi")), "nothing may be written to the cache on import"
+    assert not any(tmp_path.rglob("pynn_generated_*")), "no step is generated on import"
 
 
 def test_second_process_hits_cache(tmp_path):
@@ -465,6 +466,83 @@ def test_second_process_hits_cache(tmp_path):
     assert any(tmp_path.rglob("*.nbi"))
     hits, misses = map(int, _run(code, tmp_path).split())
     assert (hits, misses) == (1, 0)
+
+
+# --------------------------------------------------------------------------
+# the fused steps generated per set of activations (pynn.backends._numba_codegen)
+# --------------------------------------------------------------------------
+_STEP_CALL = """
+    import numpy as np
+    import pynn.backends as B
+    from pynn.backends import _numba_codegen as G
+    be = B.get("numba")
+    rng = np.random.default_rng(0)
+    ks = [rng.standard_normal(s).astype(np.float32) for s in [(5, 4), (4, 3)]]
+    bs = [np.zeros(3 + (i == 0), np.float32) for i in range(2)]
+    outs = [np.empty((6, k.shape[1]), np.float32) for k in ks]
+    deltas = [np.empty_like(o) for o in outs]
+    dks = [np.empty_like(k) for k in ks]
+    dbs = [np.empty_like(b) for b in bs]
+    x = rng.random((6, 5)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    loss = be.dense_stack_forward_backward(x, y, ks, bs, ["relu", "softmax"],
+                                           "softmax_cross_entropy", outs, deltas, dks, dbs)
+    st = G.stack_step([1, 0], 0, 0).stats
+    print(sum(st.cache_hits.values()), sum(st.cache_misses.values()), repr(loss))
+"""
+
+
+def test_generated_step_is_cached_across_processes(tmp_path):
+    first = _run(_STEP_CALL, tmp_path).split()
+    assert first[:2] == ["0", "1"]
+    sources = list((tmp_path / "pynn-generated").glob("pynn_generated_step_*.py"))
+    assert len(sources) == 1
+    stamp = sources[0].stat().st_mtime_ns
+    second = _run(_STEP_CALL, tmp_path).split()
+    assert second[:2] == ["1", "0"], "the second process must load the compiled step"
+    assert second[2] == first[2]
+    assert sources[0].stat().st_mtime_ns == stamp, "an intact source is not rewritten"
+
+
+def test_a_changed_generated_file_is_rewritten_never_run(tmp_path):
+    _run(_STEP_CALL, tmp_path)
+    (path,) = (tmp_path / "pynn-generated").glob("pynn_generated_step_*.py")
+    original = path.read_text()
+    path.write_text(original + "\nraise SystemExit('foreign code ran')\n")
+    out = _run(_STEP_CALL, tmp_path).split()
+    assert out[:2] == ["0", "1"]  # recompiled against the restored file
+    assert path.read_text() == original
+
+
+def test_generated_source_holds_only_what_the_stack_uses():
+    from pynn.backends import _numba_codegen as G
+    src = G._source(("step", (0, 1), 0, 2))
+    body = src[src.index("def step"):]
+    assert "K.act_relu(" in body and "K.grad_relu(" in body
+    for other in ("tanh", "sigmoid", "gelu", "elu", "softplus"):
+        assert f"act_{other}(" not in body and f"grad_{other}(" not in body
+    assert "softmax_cross_entropy(" in body and "regression_loss(" not in body
+    assert "adam_update(" in body and "sgd_update(" not in body
+    assert "preacts[l]" not in body  # no GELU layer: no pre-activation kept
+    gelu = G._source(("step", (0, ACTIVATIONS["gelu"]), 2, 1))
+    gelu_body = gelu[gelu.index("def step"):]
+    assert "preacts[l]" in gelu_body and "K.grad_gelu(" in gelu_body
+    assert "regression_loss(z, t, w, True, g)" in gelu_body and "sgd_update(" in gelu_body
+    # the kernels' own hash is in the source, so edited kernels give new files
+    assert G._kernels_hash() in src
+    assert G._source(("forward", (1, 8))).count("def forward") == 1
+
+
+def test_unwritable_cache_dir_falls_back_to_a_temporary_directory(tmp_path, monkeypatch):
+    from numba.core import config
+
+    from pynn.backends import _numba_codegen as G
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(config, "CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(G, "_dir", None)
+    d = G._source_dir()
+    assert os.path.isdir(d) and not d.startswith(str(blocker))
 
 
 def test_missing_numba_raises_import_error(tmp_path):

@@ -39,11 +39,15 @@ __all__ = ["stack_step", "stack_forward"]
 _SOFTMAX = 8
 _GELU = 6
 _LOSS_CALLS = {
-    0: "total = K.softmax_cross_entropy(z, labels, t, w, label_smoothing, g)",
-    1: "total = K.sigmoid_binary_cross_entropy(z, t, w, g)",
-    2: "total = K.regression_loss(z, t, w, True, g)",
-    3: "total = K.regression_loss(z, t, w, False, g)",
+    0: "total = softmax_cross_entropy(z, labels, t, w, label_smoothing, g)",
+    1: "total = sigmoid_binary_cross_entropy(z, t, w, g)",
+    2: "total = regression_loss(z, t, w, True, g)",
+    3: "total = regression_loss(z, t, w, False, g)",
 }
+#: Kernels the generated functions call, inlined there (Numba IR level) rather than
+#: compiled on their own and linked: one compilation instead of two.
+_INLINED = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "regression_loss",
+            "sgd_update", "adam_update", "softmax_rows", "softmax_backward")
 _lock = threading.Lock()
 _memo = {}
 _dir = None
@@ -87,7 +91,7 @@ def _forward_epilogue(code, train):
                   "        for j in range(units):",
                   "            dst[r, j] = K.act_linear(float(dst[r, j]) + float(b[j]), a)"]
         if code == _SOFTMAX:
-            lines += ["K.softmax_rows(out, out)"]
+            lines += ["softmax_rows(out, out)"]
         else:
             lines += ["pf = dst.reshape(-1)",
                       "of = out.reshape(-1)",
@@ -110,7 +114,7 @@ def _backward_activation(code):
     """Lines turning ``d`` (gradient of the output ``y``) into the gradient of the
     pre-activation, in place."""
     if code == _SOFTMAX:
-        return ["K.softmax_backward(d, y, d)"]
+        return ["softmax_backward(d, y, d)"]
     if code == 0:
         return []
     name = K.ACT_NAMES[code]
@@ -165,16 +169,16 @@ if update and momentum == 0.0 and kernels[l].size > 0:
     K.gemm_update(h.T, d, kernels[l], -lr, 1.0 - decay)
     if db.shape[0] > 0:
         K.column_sums(d, acc, db)
-        K.sgd_update(biases[l], db, bs0[l], False, lr, momentum, nesterov, decay, tiny)
+        sgd_update(biases[l], db, bs0[l], False, lr, momentum, nesterov, decay, tiny)
 else:
     K.dot_into(h.T, d, dkernels[l])
     if db.shape[0] > 0:
         K.column_sums(d, acc, db)
     if update:
-        K.sgd_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
+        sgd_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
                      momentum != 0.0, lr, momentum, nesterov, decay, tiny)
         if db.shape[0] > 0:
-            K.sgd_update(biases[l], db, bs0[l], momentum != 0.0, lr, momentum, nesterov,
+            sgd_update(biases[l], db, bs0[l], momentum != 0.0, lr, momentum, nesterov,
                          decay, tiny)
 """,
     2: """\
@@ -182,10 +186,10 @@ K.dot_into(h.T, d, dkernels[l])
 if db.shape[0] > 0:
     K.column_sums(d, acc, db)
 if update:
-    K.adam_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
+    adam_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
                   ks1[l].reshape(-1), alpha, c1, c2, epsilon, decay, tiny)
     if db.shape[0] > 0:
-        K.adam_update(biases[l], db, bs0[l], bs1[l], alpha, c1, c2, epsilon, decay, tiny)
+        adam_update(biases[l], db, bs0[l], bs1[l], alpha, c1, c2, epsilon, decay, tiny)
 """,
 }
 
@@ -263,8 +267,7 @@ def _source(spec):
 
         from pynn.backends import _numba_kernels as K
 
-
-        """)
+        """) + "".join(f"{name} = K._inline(K.{name}.py_func)\n" for name in _INLINED) + "\n\n"
     return header + "\n".join(body) + "\n"
 
 
