@@ -9,7 +9,10 @@ Conventions
 -----------
 * Kernels trust their arguments: the Python methods of the backend have
   already checked shapes, dtypes, contiguity and writability.
-* Activations are chosen by integer code (:data:`pynn.backends.base.ACTIVATIONS`).
+* Nothing here branches on an activation code: :mod:`._numba_codegen` writes
+  the GEMM-with-epilogue, activation and fused Dense-stack kernels for the
+  activations in use, from the per-activation scalar helpers below
+  (``act_<name>``/``grad_<name>``, by :data:`ACT_NAMES`).
 * Optional arrays are passed as empty arrays plus a flag (size 0 = absent), so
   one compiled specialisation serves both cases.
 * Per-element transcendental functions and every reduction run in float64.
@@ -65,7 +68,7 @@ def _inline(fn):
 
 # --------------------------------------------------------------------------
 # scalar activations (float64 in, float64 out): one helper per code, so a
-# generated step (:mod:`._numba_codegen`) names exactly the one it needs
+# generated kernel (:mod:`._numba_codegen`) names exactly the one it needs
 # --------------------------------------------------------------------------
 @_inline
 def act_linear(x, a):
@@ -169,46 +172,6 @@ def grad_softplus(dy, y, x, a):
 ACT_NAMES = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "softplus")
 
 
-@_inline
-def act_scalar(x, code, a):
-    """``activation(x)`` for every elementwise activation code (not softmax)."""
-    if code == 1:
-        return act_relu(x, a)
-    if code == 2:
-        return act_leaky_relu(x, a)
-    if code == 3:
-        return act_elu(x, a)
-    if code == 4:
-        return act_sigmoid(x, a)
-    if code == 5:
-        return act_tanh(x, a)
-    if code == 6:
-        return act_gelu(x, a)
-    if code == 7:
-        return act_softplus(x, a)
-    return act_linear(x, a)
-
-
-@_inline
-def act_grad_scalar(dy, y, x, code, a):
-    """``dy * activation'(.)`` from the forward output ``y`` (input ``x`` for gelu)."""
-    if code == 1:
-        return grad_relu(dy, y, x, a)
-    if code == 2:
-        return grad_leaky_relu(dy, y, x, a)
-    if code == 3:
-        return grad_elu(dy, y, x, a)
-    if code == 4:
-        return grad_sigmoid(dy, y, x, a)
-    if code == 5:
-        return grad_tanh(dy, y, x, a)
-    if code == 6:
-        return grad_gelu(dy, y, x, a)
-    if code == 7:
-        return grad_softplus(dy, y, x, a)
-    return grad_linear(dy, y, x, a)
-
-
 # --------------------------------------------------------------------------
 # row-wise softmax helpers (2-D, in place allowed)
 # --------------------------------------------------------------------------
@@ -257,36 +220,8 @@ def log_softmax_rows(x, out):
 
 
 # --------------------------------------------------------------------------
-# GEMM + fused epilogue
+# BLAS products (the epilogues are generated per activation)
 # --------------------------------------------------------------------------
-@_jit
-def gemm_nn(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
-    """``out = act(alpha * a @ b + beta * out + bias)`` (see :func:`gemm_epilogue`)."""
-    np.dot(a, b, dst)
-    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
-
-
-@_jit
-def gemm_tn(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
-    """As :func:`gemm_nn` with ``a.T``: an F-ordered view, BLAS gets the transpose flag."""
-    np.dot(a.T, b, dst)
-    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
-
-
-@_jit
-def gemm_nt(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
-    """As :func:`gemm_nn` with ``b.T`` (no copy)."""
-    np.dot(a, b.T, dst)
-    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
-
-
-@_jit
-def gemm_tt(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
-    """As :func:`gemm_nn` with ``a.T`` and ``b.T`` (no copies)."""
-    np.dot(a.T, b.T, dst)
-    gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha)
-
-
 @intrinsic
 def dot_into(typingctx, a, b, out):
     """``np.dot(a, b, out)`` for C/F-contiguous arrays of one float dtype, through the
@@ -372,113 +307,6 @@ def gemm_update(typingctx, a, b, out, alpha, beta):
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-@_jit
-def gemm_epilogue(out, dst, dst_is_out, alpha, beta, bias, code, act_alpha):
-    """``out = act(alpha * dst + beta * out + bias)`` after the BLAS product ``dst``.
-
-    One kernel per transpose combination (``gemm_nn`` ...) keeps each small, so
-    only the combinations a program uses get compiled. ``dst`` is ``out`` itself
-    (``dst_is_out``) unless ``beta != 0`` or ``out`` overlaps an operand, in which
-    case it is a scratch array of the same shape. ``bias`` has size 0 when absent.
-    """
-    has_bias = bias.shape[0] > 0
-    elementwise = 0 if code == _SOFTMAX else code
-    if alpha == 1.0 and beta == 0.0 and dst_is_out:
-        # the common case: one fused pass of bias + activation over the product
-        if has_bias:
-            _bias_act(out, bias, elementwise, act_alpha)
-        elif elementwise != 0:
-            flat = out.reshape(-1)
-            activation_forward(flat, flat, elementwise, act_alpha)
-    else:
-        m, n = out.shape
-        for i in range(m):
-            for j in range(n):
-                v = alpha * float(dst[i, j])
-                if beta != 0.0:
-                    v += beta * float(out[i, j])
-                if has_bias:
-                    v += float(bias[j])
-                out[i, j] = v
-        if elementwise != 0:
-            flat = out.reshape(-1)
-            activation_forward(flat, flat, elementwise, act_alpha)
-    if code == _SOFTMAX:
-        softmax_rows(out, out)
-
-
-# --------------------------------------------------------------------------
-# activations (flat views for elementwise ones, 2-D for softmax). Each kernel
-# branches on the code once and runs a loop specialised for that activation.
-# --------------------------------------------------------------------------
-@_inline
-def _fwd_loop(x, out, code, a):
-    for i in range(x.shape[0]):
-        out[i] = act_scalar(float(x[i]), code, a)
-
-
-@_inline
-def _bwd_loop(dy, y, x, out, code, a):
-    for i in range(dy.shape[0]):
-        out[i] = act_grad_scalar(float(dy[i]), float(y[i]), float(x[i]), code, a)
-
-
-@_inline
-def _bias_act_loop(out, bias, code, a):
-    m, n = out.shape
-    for i in range(m):
-        for j in range(n):
-            out[i, j] = act_scalar(float(out[i, j]) + float(bias[j]), code, a)
-
-
-@_jit
-def _bias_act(out, bias, code, a):
-    """In place ``out = act(out + bias)`` over the rows of 2-D ``out``."""
-    if code == 0:
-        _bias_act_loop(out, bias, 0, a)
-    elif code == 1:
-        _bias_act_loop(out, bias, 1, a)
-    elif code == 2:
-        _bias_act_loop(out, bias, 2, a)
-    else:
-        # transcendental: the libm call dominates, one loop serves them all
-        _bias_act_loop(out, bias, code, a)
-
-
-@_jit
-def activation_forward(x, out, code, a):
-    """Elementwise ``out = act(x)`` over flat arrays; ``out`` may be ``x``."""
-    if code == 0:
-        _fwd_loop(x, out, 0, a)
-    elif code == 1:
-        _fwd_loop(x, out, 1, a)
-    elif code == 2:
-        _fwd_loop(x, out, 2, a)
-    else:
-        # transcendental: the libm call dominates, one loop serves them all
-        _fwd_loop(x, out, code, a)
-
-
-@_jit
-def activation_backward(dy, y, x, out, code, a):
-    """Elementwise ``out = dy * act'(.)`` over flat arrays (``x`` is read for gelu only)."""
-    if code == 0:
-        _bwd_loop(dy, y, x, out, 0, a)
-    elif code == 1:
-        _bwd_loop(dy, y, x, out, 1, a)
-    elif code == 2:
-        _bwd_loop(dy, y, x, out, 2, a)
-    elif code == 3:
-        _bwd_loop(dy, y, x, out, 3, a)
-    elif code == 4:
-        _bwd_loop(dy, y, x, out, 4, a)
-    elif code == 5:
-        _bwd_loop(dy, y, x, out, 5, a)
-    else:
-        # gelu, softplus: the libm call dominates
-        _bwd_loop(dy, y, x, out, code, a)
 
 
 @_jit
@@ -845,7 +673,7 @@ def adagrad_update(param, grad, acc, lr, epsilon, decay, tiny):
 
 
 # --------------------------------------------------------------------------
-# fused training step of a stack of Dense layers
+# pieces of the generated fused Dense-stack step
 # --------------------------------------------------------------------------
 @_jit
 def all_finite(x):
@@ -888,15 +716,13 @@ def column_sums(d, acc, db):
 
 #: Every top-level kernel (the ones the backend calls), for warm-up and tests.
 KERNELS = (
-    gemm_nn, gemm_tn, gemm_nt, gemm_tt, gemm_epilogue, _bias_act, activation_forward,
-    activation_backward, softmax_backward, softmax_rows,
+    softmax_backward, softmax_rows,
     log_softmax_rows, softmax_cross_entropy, categorical_cross_entropy,
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
     adam_update, rmsprop_update, adagrad_update, all_finite,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
-HELPERS = (act_scalar, act_grad_scalar, _row_max, _fwd_loop, _bwd_loop, _bias_act_loop,
-           flush_scale, column_sums,
+HELPERS = (_row_max, flush_scale, column_sums,
            *(globals()["act_" + name] for name in ACT_NAMES),
            *(globals()["grad_" + name] for name in ACT_NAMES))

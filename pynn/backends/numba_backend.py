@@ -56,9 +56,6 @@ _NO_LABELS = np.empty(0, dtype=np.intp)
 _EMPTY_TARGET = {np.dtype(np.float32): np.empty((0, 0), np.float32),
                  np.dtype(np.float64): np.empty((0, 0), np.float64)}
 _MASK64 = 0xFFFFFFFFFFFFFFFF
-#: (trans_a, trans_b) -> kernel; each compiles only when first used.
-_GEMM = {(False, False): K.gemm_nn, (True, False): K.gemm_tn,
-         (False, True): K.gemm_nt, (True, True): K.gemm_tt}
 
 
 def _flat(a):
@@ -98,8 +95,7 @@ class NumbaBackend(Backend):
         dst_is_out = beta == 0.0 and not (np.may_share_memory(out, a)
                                           or np.may_share_memory(out, b))
         dst = out if dst_is_out else np.empty(out.shape, dtype=dt)
-        kernel = _GEMM[trans_a, trans_b]
-        kernel(a, b, out, dst, dst_is_out, alpha, beta, bias, code, act_a)
+        G.gemm(trans_a, trans_b, code)(a, b, out, dst, dst_is_out, alpha, beta, bias, act_a)
         return out
 
     # ------------------------------------------------------------------
@@ -109,7 +105,7 @@ class NumbaBackend(Backend):
         code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == _SOFTMAX:
             return self.softmax(x, out=out)
-        K.activation_forward(_flat(x), _flat(out), code, a)
+        G.activation_forward(code)(_flat(x), _flat(out), a)
         return out
 
     def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
@@ -119,7 +115,7 @@ class NumbaBackend(Backend):
             return out
         if code != _GELU:
             x = y  # unused by the kernel
-        K.activation_backward(_flat(dy), _flat(y), _flat(x), _flat(out), code, a)
+        G.activation_backward(code)(_flat(dy), _flat(y), _flat(x), _flat(out), a)
         return out
 
     def softmax(self, x, out=None):
