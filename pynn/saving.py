@@ -27,12 +27,13 @@ import json
 import os
 import re
 import struct
-import tempfile
 import warnings
 import zipfile
 import zlib
 
 import numpy as np
+
+from ._files import replace_atomically
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT_NAME",
            "FORMAT_VERSION"]
@@ -75,12 +76,6 @@ def _array_specs(entries):
             for k, p, a in entries]
 
 
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(path, files, overwrite):
     """Write zip ``files`` ({name: (bytes, compress)}) to ``path`` atomically."""
     path = os.fspath(path)
@@ -88,27 +83,16 @@ def _atomic_write(path, files, overwrite):
         raise IsADirectoryError(f"{path!r} is a directory; give a file path")
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path!r} exists and overwrite=False")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w") as zf:
-                for name, (data, compress) in files.items():
-                    info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-                    info.external_attr = 0o644 << 16
-                    zf.writestr(info, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    def write(f):
+        with zipfile.ZipFile(f, "w") as zf:
+            for name, (data, compress) in files.items():
+                info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
+
+    replace_atomically(path, write)
 
 
 def _check_suffix(path, suffixes, what):

@@ -32,6 +32,7 @@ import tempfile
 import textwrap
 import threading
 
+from .._files import replace_atomically
 from . import _numba_kernels as K
 
 __all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activation_backward"]
@@ -146,6 +147,12 @@ def _backward_activation(code):
     return lines
 
 
+def _indent(lines, levels):
+    """``lines`` indented by ``levels`` blocks of four spaces."""
+    pad = "    " * levels
+    return [pad + ln for ln in lines]
+
+
 def _dispatch(codes, body):
     """``if code == c: <body(c)>`` over the codes present."""
     lines = []
@@ -155,7 +162,7 @@ def _dispatch(codes, body):
         if not inner:
             continue
         lines.append(("if" if first else "elif") + f" code == {c}:")
-        lines += ["    " + ln for ln in inner]
+        lines += _indent(inner, 1)
         first = False
     return lines
 
@@ -172,7 +179,7 @@ def _forward_loop(codes, train):
              "    units = out.shape[1]",
              f"    dst = {dst}",
              "    K.dot_into(h, kernels[l], dst)"]
-    lines += ["    " + ln for ln in _dispatch(codes, lambda c: _forward_epilogue(c, train))]
+    lines += _indent(_dispatch(codes, lambda c: _forward_epilogue(c, train)), 1)
     return lines
 
 
@@ -232,7 +239,7 @@ def _step_source(codes, loss_code, rule):
         "            if labels[r] < 0 or labels[r] >= k_last:",
         "                return np.nan",
     ]
-    lines += ["    " + ln for ln in _forward_loop(codes, True)]
+    lines += _indent(_forward_loop(codes, True), 1)
     lines += [
         "    z = outs[depth - 1]",
         "    g = deltas[depth - 1]",
@@ -247,14 +254,14 @@ def _step_source(codes, loss_code, rule):
         "        code = codes[l]",
         "        a = alphas[l]",
     ]
-    lines += ["        " + ln for ln in _dispatch(codes, _backward_activation)]
+    lines += _indent(_dispatch(codes, _backward_activation), 2)
     lines += [
         "        if l > 0:",
         "            K.dot_into(d, kernels[l].T, deltas[l - 1])",
         "        h = x if l == 0 else outs[l - 1]",
         "        db = dbiases[l]",
     ]
-    lines += ["        " + ln for ln in _UPDATE[rule].splitlines()]
+    lines += _indent(_UPDATE[rule].splitlines(), 2)
     lines += ["    return value"]
     return lines
 
@@ -269,7 +276,7 @@ def _forward_source(codes):
         "    if n == 0:",
         "        return",
     ]
-    lines += ["    " + ln for ln in _forward_loop(codes, False)]
+    lines += _indent(_forward_loop(codes, False), 1)
     return lines
 
 
@@ -285,7 +292,7 @@ def _gemm_source(trans_a, trans_b, code):
         "    if alpha == 1.0 and beta == 0.0 and dst_is_out:",
         # the common case: one fused pass of bias + activation over the product
     ]
-    lines += ["        " + ln for ln in _forward_epilogue(code, False)]
+    lines += _indent(_forward_epilogue(code, False), 2)
     lines += [
         "    else:",
         "        for r in range(n):",
@@ -391,17 +398,7 @@ def _write_source(path, source):
                 return
     except OSError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(source)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_atomically(path, lambda f: f.write(source.encode("utf-8")))
 
 
 def _load(spec):
