@@ -15,6 +15,11 @@ and, with ``--json PATH``, writes every measurement as JSON:
     with the peers that are installed (PyTorch eager CPU on 2 threads, a hand-written
     NumPy MLP, scikit-learn's ``MLPClassifier.partial_fit``), with the GEMM-only floor of
     the epoch beside them; then ``predict`` at batch 1 and 1024.
+(d) ``--startup`` (only when asked): ``import pynn`` in fresh processes; per backend the
+    first and second training epoch in a fresh process with a cold and then a warm Numba
+    cache (a new, empty ``NUMBA_CACHE_DIR``), so the first epoch's compilation shows as
+    the difference; and the NumPy memory a fused training step allocates once warm
+    (``tracemalloc``, NumPy's domain: 0 means no array is made per step).
 
 Timing rules: every contestant is warmed up first (Numba compiles lazily); timed samples
 are taken round-robin over the contestants so that drift of a shared machine hits all of
@@ -1113,6 +1118,9 @@ def build_parser():
     p.add_argument("--ops", action="store_true", help="per-op table (a)")
     p.add_argument("--dense", action="store_true", help="dense layer table (b)")
     p.add_argument("--train", action="store_true", help="training epoch table (c)")
+    p.add_argument("--startup", action="store_true",
+                   help="start-up table (d): import, first-epoch compilation, allocations "
+                        "per step (only when asked)")
     p.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
     p.add_argument("--plot", metavar="PATH", help="save a bar chart (needs matplotlib)")
     p.add_argument("--repeats", type=int, default=None,
@@ -1164,7 +1172,7 @@ def main(argv=None):
     else:
         names = default_backends(avail)
 
-    sections = [s for s in ("ops", "dense", "train") if getattr(args, s)]
+    sections = [s for s in ("ops", "dense", "train", "startup") if getattr(args, s)]
     models_why = models_status()
     if not sections:
         sections = ["ops", "dense"] + (["train"] if models_why is None else [])
@@ -1238,6 +1246,9 @@ def _run(args, names, sections, models_why, contestants, peers):
         result["train"], result["predict"] = run_train(
             names, peers, train_batches, predict_batches, args.optimizers, n_samples,
             args.repeats, data_dir, pause, 0.0 if quick else 0.1, contestants=contestants)
+    if "startup" in sections:
+        result["startup"] = run_startup(names, args.optimizers, args.repeats, quick)
+        sys.stdout.flush()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1, default=_json_default)
@@ -1250,6 +1261,149 @@ def _run(args, names, sections, models_why, contestants, peers):
             print("--plot: matplotlib is not installed (pip install 'pynn[bench]')",
                   file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------------------
+# (d) start-up: import, first-epoch compilation, allocations per step
+# ---------------------------------------------------------------------------
+_STARTUP_SCRIPT = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import pynn
+result = {"import_s": time.perf_counter() - t0}
+if len(sys.argv) > 1:
+    import numpy as np
+    from pynn import layers
+    backend, optimizer, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with pynn.use_backend(backend):
+        pynn.set_seed(0)
+        model = pynn.Sequential(
+            [layers.Input(shape=(784,)), layers.Dense(256, activation="relu"),
+             layers.Dense(128, activation="relu"), layers.Dense(10, activation="softmax")])
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        x = rng.random((n, 784), dtype=np.float32)
+        y = rng.integers(0, 10, n)
+        for key in ("first_epoch_s", "second_epoch_s"):
+            t0 = time.perf_counter()
+            model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+            result[key] = time.perf_counter() - t0
+print(json.dumps(result))
+"""
+
+
+def _startup_process(args, cache_dir):
+    """Run :data:`_STARTUP_SCRIPT` in a fresh interpreter (this pynn on its path)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
+               PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")]
+                                                    if p]))
+    res = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT, *map(str, args)], env=env,
+                         capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip()
+                           else f"exit status {res.returncode}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def step_allocations(backend, optimizer, steps=50, batch=128):
+    """Memory a training step of the tutorial network allocates once warm, from
+    ``tracemalloc``: ``(transient, held)`` in bytes over ``steps`` steps. ``transient``
+    is the traced peak above both the start and the end (an array made and freed within
+    a step shows here; Python's object free lists only make the total creep a few dozen
+    bytes per step, which is not counted) and ``held`` is what NumPy arrays hold at the
+    end beyond the start."""
+    import tracemalloc
+
+    from . import layers
+    from ._config import set_seed
+    from .models import Sequential
+    rng = np.random.default_rng(0)
+    x = rng.random((2 * batch, ARCH[0]), dtype=np.float32)
+    y = rng.integers(0, ARCH[-1], 2 * batch)
+    numpy_domain = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
+    with _backends.use_backend(backend):
+        set_seed(0)
+        model = Sequential([layers.Input(shape=(ARCH[0],)),
+                            *[layers.Dense(n, activation="relu") for n in ARCH[1:-1]],
+                            layers.Dense(ARCH[-1], activation="softmax")])
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # the first epoch allocates
+        xb, yb = x[:batch], y[:batch].astype(np.intp)
+        fused = model._fused()
+        tracemalloc.start()
+        try:
+            model._train_step(xb, yb, None, fused)
+            before = tracemalloc.take_snapshot().filter_traces([numpy_domain])
+            base, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            for _ in range(steps):
+                model._train_step(xb, yb, None, fused)
+            current, peak = tracemalloc.get_traced_memory()
+            after = tracemalloc.take_snapshot().filter_traces([numpy_domain])
+        finally:
+            tracemalloc.stop()
+    held = sum(st.size_diff for st in after.compare_to(before, "filename"))
+    return max(0, peak - max(base, current)), max(0, held)
+
+
+def run_startup(backends, optimizers, repeats, quick, out=print):
+    """Section (d): import time, first-epoch compilation (cold/warm Numba cache) and
+    allocations per warm training step."""
+    import tempfile
+    n = 256 if quick else 2048
+    result = {"import": [], "first_epoch": [], "allocations": []}
+    imports = [_startup_process([], tempfile.mkdtemp(prefix="pynn-bench-"))["import_s"]
+               for _ in range(max(1, repeats))]
+    result["import"] = imports
+    out("\n## (d) Start-up\n")
+    out(f"`import pynn` in a fresh process: median {statistics.median(imports):.3f} s "
+        f"over {len(imports)} processes.\n")
+    out(f"First and second training epoch ({n:,} samples, batch 32) in a fresh process; "
+        "\"cold\" = an empty Numba cache directory, \"warm\" = the same directory again. "
+        "The difference of the two epochs is what the first one spent compiling "
+        "(and loading).\n")
+    rows = []
+    for name in backends:
+        for opt in optimizers:
+            with tempfile.TemporaryDirectory(prefix="pynn-bench-") as cache:
+                for state in ("cold", "warm"):
+                    try:
+                        r = _startup_process([name, opt, n], cache)
+                        row = {"backend": name, "optimizer": opt, "cache": state,
+                               "status": "ok", **r,
+                               "compile_s": r["first_epoch_s"] - r["second_epoch_s"]}
+                    except Exception as exc:  # one broken backend must not hide the rest
+                        row = {"backend": name, "optimizer": opt, "cache": state,
+                               "status": f"error: {exc}"}
+                    result["first_epoch"].append(row)
+                    rows.append([name, opt, state] + (
+                        [_secs(row["first_epoch_s"]), _secs(row["second_epoch_s"]),
+                         _secs(row["compile_s"])] if row["status"] == "ok"
+                        else ["error", "error", "error"]))
+    out(_md_table(["backend", "optimizer", "Numba cache", "first epoch (s)",
+                   "second epoch (s)", "first - second (s)"], rows, n_left=3))
+    out("\nMemory a training step allocates once warm (batch 128, 50 steps, `tracemalloc`): "
+        "the traced peak above both the start and the end (an array made and freed within "
+        "a step shows here), and the bytes NumPy arrays still hold at the end. 0 and 0: "
+        "no array is made per step.\n")
+    rows = []
+    for name in backends:
+        for opt in optimizers:
+            try:
+                peak, held = step_allocations(name, opt, steps=5 if quick else 50)
+                row = {"backend": name, "optimizer": opt, "status": "ok",
+                       "transient_bytes": peak, "held_bytes": held}
+                rows.append([name, opt, f"{peak:,}", f"{held:,}"])
+            except Exception as exc:
+                row = {"backend": name, "optimizer": opt,
+                       "status": f"error: {type(exc).__name__}: {exc}"}
+                rows.append([name, opt, "error", "error"])
+            result["allocations"].append(row)
+    out(_md_table(["backend", "optimizer", "transient peak (bytes)", "array bytes held"],
+                  rows, n_left=2))
+    return result
 
 
 def _json_default(o):

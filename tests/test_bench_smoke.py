@@ -142,3 +142,28 @@ def test_torch_gpu_peer_says_why_it_cannot_run(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--train", "--peers", "torch-gpu"])
     assert "torch-gpu" in capsys.readouterr().err
+
+
+def test_quick_startup_section(tmp_path, capsys):
+    """Section (d): import time, cold/warm first epochs in fresh processes, allocations."""
+    path = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--startup", "--optimizers", "sgd", "--json",
+                       str(path)]) == 0
+    report = json.loads(path.read_text())["startup"]
+    printed = capsys.readouterr().out
+    assert "## (d) Start-up" in printed
+    assert len(report["import"]) == 1 and report["import"][0] > 0
+    backends = B.available()
+    rows = {(r["backend"], r["cache"]): r for r in report["first_epoch"]}
+    assert set(rows) == {(b, c) for b in backends for c in ("cold", "warm")}
+    for key, row in rows.items():
+        assert row["status"] == "ok", (key, row["status"])
+        assert row["first_epoch_s"] > 0 and row["second_epoch_s"] > 0
+        assert row["compile_s"] == row["first_epoch_s"] - row["second_epoch_s"]
+    alloc = {r["backend"]: r for r in report["allocations"]}
+    assert set(alloc) == set(backends)
+    for name, row in alloc.items():
+        assert row["status"] == "ok", (name, row["status"])
+        assert row["transient_bytes"] >= 0 and row["held_bytes"] >= 0
+    # the NumPy reference composes allocating expressions: the measurement sees them
+    assert alloc["numpy"]["transient_bytes"] > 100_000

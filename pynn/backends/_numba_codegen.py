@@ -189,33 +189,52 @@ K.dot_into(h.T, d, dkernels[l])
 if db.shape[0] > 0:
     K.column_sums(d, acc, db)
 """,
+    # the kernel's and the bias's update go through ONE inlined copy of the update
+    # loop (a loop over the two), which keeps the compiled step small
     1: """\
-if update and momentum == 0.0 and kernels[l].size > 0:
+folded = update and momentum == 0.0 and kernels[l].size > 0
+if folded:
     # plain SGD inside the weight-gradient GEMM: W <- (1 - decay) W - lr h^T dZ
     K.gemm_update(h.T, d, kernels[l], -lr, 1.0 - decay)
-    if db.shape[0] > 0:
-        K.column_sums(d, acc, db)
-        sgd_update(biases[l], db, bs0[l], False, lr, momentum, nesterov, decay, tiny)
 else:
     K.dot_into(h.T, d, dkernels[l])
-    if db.shape[0] > 0:
-        K.column_sums(d, acc, db)
-    if update:
-        sgd_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
-                     momentum != 0.0, lr, momentum, nesterov, decay, tiny)
-        if db.shape[0] > 0:
-            sgd_update(biases[l], db, bs0[l], momentum != 0.0, lr, momentum, nesterov,
-                         decay, tiny)
+if db.shape[0] > 0:
+    K.column_sums(d, acc, db)
+if update:
+    for s in range(2):
+        if s == 0:
+            if folded:
+                continue
+            p = kernels[l].reshape(-1)
+            gp = dkernels[l].reshape(-1)
+            vel = ks0[l].reshape(-1)
+        else:
+            if db.shape[0] == 0:
+                break
+            p = biases[l]
+            gp = db
+            vel = bs0[l]
+        sgd_update(p, gp, vel, momentum != 0.0, lr, momentum, nesterov, decay, tiny)
 """,
     2: """\
 K.dot_into(h.T, d, dkernels[l])
 if db.shape[0] > 0:
     K.column_sums(d, acc, db)
 if update:
-    adam_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
-                  ks1[l].reshape(-1), alpha, c1, c2, epsilon, decay, tiny)
-    if db.shape[0] > 0:
-        adam_update(biases[l], db, bs0[l], bs1[l], alpha, c1, c2, epsilon, decay, tiny)
+    for s in range(2):
+        if s == 0:
+            p = kernels[l].reshape(-1)
+            gp = dkernels[l].reshape(-1)
+            m = ks0[l].reshape(-1)
+            v = ks1[l].reshape(-1)
+        else:
+            if db.shape[0] == 0:
+                break
+            p = biases[l]
+            gp = db
+            m = bs0[l]
+            v = bs1[l]
+        adam_update(p, gp, m, v, alpha, c1, c2, epsilon, decay, tiny)
 """,
 }
 
