@@ -1307,30 +1307,34 @@ def _startup_process(args, cache_dir):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def step_allocations(backend, optimizer, steps=50, batch=128):
-    """Memory a training step of the tutorial network allocates once warm, from
+def step_allocations(backend, optimizer, steps=50, batch=128, arch=ARCH):
+    """Memory a fused training step of a ReLU/softmax Dense stack of widths ``arch``
+    (the tutorial network by default) allocates once warm, from
     ``tracemalloc``: ``(transient, held)`` in bytes over ``steps`` steps. ``transient``
     is the traced peak above both the start and the end (an array made and freed within
     a step shows here; Python's object free lists only make the total creep a few dozen
     bytes per step, which is not counted) and ``held`` is what NumPy arrays hold at the
-    end beyond the start."""
+    end beyond the start. Raises ``RuntimeError`` when the model does not train
+    through the fused Dense-stack step on ``backend``."""
     import tracemalloc
 
     from . import layers
     from ._config import set_seed
     from .models import Sequential
     rng = np.random.default_rng(0)
-    x = rng.random((2 * batch, ARCH[0]), dtype=np.float32)
-    y = rng.integers(0, ARCH[-1], 2 * batch)
+    x = rng.random((2 * batch, arch[0]), dtype=np.float32)
+    y = rng.integers(0, arch[-1], 2 * batch)
     numpy_domain = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
     with _backends.use_backend(backend):
         set_seed(0)
-        model = Sequential([layers.Input(shape=(ARCH[0],)),
-                            *[layers.Dense(n, activation="relu") for n in ARCH[1:-1]],
-                            layers.Dense(ARCH[-1], activation="softmax")])
+        model = Sequential([layers.Input(shape=(arch[0],)),
+                            *[layers.Dense(n, activation="relu") for n in arch[1:-1]],
+                            layers.Dense(arch[-1], activation="softmax")])
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # the first epoch allocates
         xb, yb = x[:batch], y[:batch].astype(np.intp)
+        if model._dense_stack_spec(xb) is None:
+            raise RuntimeError(f"the model does not take the fused step on {backend!r}")
         fused = model._fused()
         tracemalloc.start()
         try:

@@ -8,14 +8,13 @@
 * the model: the fused path gives the layered path's losses and weights, is
   bit-identical across runs, and allocates no arrays per step after warm-up.
 """
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import pynn
 import pynn.backends as B
-from pynn import layers, losses
+from pynn import bench, layers, losses
 from pynn.backends.base import ACTIVATIONS, STACK_LOSSES, Backend
 from pynn.models import Sequential
 
@@ -560,45 +559,23 @@ def test_model_falls_back_when_not_a_plain_dense_stack(backend_name):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("backend_name", COMPILED)
 def test_fused_training_step_allocates_nothing_after_warm_up(backend_name, optimizer):
-    """Compiled backends (the reference composes allocating NumPy expressions).
+    """Compiled backends (the reference composes allocating NumPy expressions), measured
+    as ``python -m pynn bench --startup`` does (:func:`pynn.bench.step_allocations`).
 
     Batch 128 and widths >= 16: every array a step could allocate (workspaces,
     gradients, temporaries of the parameter size) is >= 8 KB, far above the
     few hundred bytes of Python objects a step creates and frees.
     """
-    rng = np.random.default_rng(0)
-    n = 128
-    x = rng.standard_normal((2 * n, 30)).astype(np.float32)
-    y = rng.integers(0, 16, 2 * n)
-    model = _model(backend_name, "float32", [30, 64, 32, 16], ["relu", "relu", "softmax"])
-    numpy_data = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
-    with B.use_backend(backend_name):
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=n, epochs=1, verbose=0)  # the first epoch allocates
-        xb, yb = x[:n], y[:n].astype(np.intp)
-        fused = model._fused()
-        assert model._dense_stack_spec(xb) is not None
-        for _ in range(5):
-            model._train_step(xb, yb, None, fused)
-        tracemalloc.start()
-        try:
-            model._train_step(xb, yb, None, fused)
-            before = tracemalloc.take_snapshot().filter_traces([numpy_data])
-            base, _ = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            for _ in range(50):
-                model._train_step(xb, yb, None, fused)
-            current, peak = tracemalloc.get_traced_memory()
-            after = tracemalloc.take_snapshot().filter_traces([numpy_data])
-        finally:
-            tracemalloc.stop()
-    # Python's object free lists make traced memory creep by a few dozen bytes per step
-    # (objects parked there stay traced); an array made and freed inside a step would
-    # raise the peak by >= 8 KB above that creep.
-    assert current - base < 16384, (current, base)
-    assert peak - max(current, base) < 4096, (peak, current, base)
-    grown = sum(st.size_diff for st in after.compare_to(before, "filename"))
-    assert grown <= 0, [str(st) for st in after.compare_to(before, "lineno")[:3]]
+    transient, held = bench.step_allocations(backend_name, optimizer, steps=50, batch=128,
+                                             arch=(30, 64, 32, 16))
+    assert transient < 4096, transient
+    assert held == 0, held
+
+
+def test_step_allocations_sees_the_reference_allocate():
+    transient, held = bench.step_allocations("numpy", "adam", steps=3, batch=128,
+                                             arch=(30, 64, 32, 16))
+    assert transient >= 8192 and held == 0
 
 
 def test_model_recompiled_with_another_loss_uses_it(backend_name):
