@@ -1293,14 +1293,17 @@ print(json.dumps(result))
 
 
 def _startup_process(args, cache_dir):
-    """Run :data:`_STARTUP_SCRIPT` in a fresh interpreter (this pynn on its path)."""
+    """Run :data:`_STARTUP_SCRIPT` in a fresh interpreter that imports this very pynn:
+    its parent directory goes first on the path, and the child runs in ``cache_dir``
+    (``python -c`` puts the working directory first, where a source checkout without
+    the compiled extension could shadow an installed pynn)."""
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
                PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")]
                                                     if p]))
     res = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT, *map(str, args)], env=env,
-                         capture_output=True, text=True, timeout=900)
+                         cwd=cache_dir, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip()
                            else f"exit status {res.returncode}")
