@@ -1299,9 +1299,9 @@ def _startup_process(args, cache_dir):
     the compiled extension could shadow an installed pynn)."""
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.environ.get("PYTHONPATH")
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
-               PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")]
-                                                    if p]))
+               PYTHONPATH=root + os.pathsep + path if path else root)
     res = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT, *map(str, args)], env=env,
                          cwd=cache_dir, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:

@@ -98,35 +98,33 @@ def _kernel(spec):
 # --------------------------------------------------------------------------
 # source
 # --------------------------------------------------------------------------
+def _bias_loop(target, name):
+    """``target = act(target + b)`` over the rows of 2-D ``target``, when ``b`` has size."""
+    return ["if b.shape[0] > 0:",
+            "    for r in range(n):",
+            "        for j in range(units):",
+            f"            {target}[r, j] = K.act_{name}(float({target}[r, j]) + float(b[j]), a)"]
+
+
+def _flat_loop(out, value):
+    """``of[q] = value`` over the flat view ``of`` of ``out`` (``value`` reads ``[q]``)."""
+    return [f"of = {out}.reshape(-1)",
+            "for q in range(of.shape[0]):",
+            f"    of[q] = {value}"]
+
+
 def _forward_epilogue(code, train):
     """Lines after ``dst = h @ W`` for one activation code: bias and activation
     into ``out`` (GELU in training keeps the pre-activation in ``dst``)."""
-    name = K.ACT_NAMES[0 if code == _SOFTMAX else code]
-    keep = train and code == _GELU
-    lines = []
-    if code == _SOFTMAX or keep:
-        # bias alone into dst, then the activation
-        lines += ["if b.shape[0] > 0:",
-                  "    for r in range(n):",
-                  "        for j in range(units):",
-                  "            dst[r, j] = K.act_linear(float(dst[r, j]) + float(b[j]), a)"]
-        if code == _SOFTMAX:
-            lines += ["softmax_rows(out, out)"]
-        else:
-            lines += ["pf = dst.reshape(-1)",
-                      "of = out.reshape(-1)",
-                      "for q in range(of.shape[0]):",
-                      f"    of[q] = K.act_{name}(float(pf[q]), a)"]
-        return lines
-    lines += ["if b.shape[0] > 0:",
-              "    for r in range(n):",
-              "        for j in range(units):",
-              f"            out[r, j] = K.act_{name}(float(out[r, j]) + float(b[j]), a)"]
+    if code == _SOFTMAX:
+        return _bias_loop("dst", "linear") + ["softmax_rows(out, out)"]
+    name = K.ACT_NAMES[code]
+    if train and code == _GELU:
+        return (_bias_loop("dst", "linear") + ["pf = dst.reshape(-1)"]
+                + _flat_loop("out", f"K.act_{name}(float(pf[q]), a)"))
+    lines = _bias_loop("out", name)
     if code != 0:
-        lines += ["else:",
-                  "    of = out.reshape(-1)",
-                  "    for q in range(of.shape[0]):",
-                  f"        of[q] = K.act_{name}(float(of[q]), a)"]
+        lines += ["else:"] + _indent(_flat_loop("out", f"K.act_{name}(float(of[q]), a)"), 1)
     return lines
 
 
@@ -138,13 +136,12 @@ def _backward_activation(code):
     if code == 0:
         return []
     name = K.ACT_NAMES[code]
-    x = "pf[q]" if code == _GELU else "yf[q]"  # only GELU reads its input
-    lines = ["df = d.reshape(-1)", "yf = y.reshape(-1)"]
+    lines = ["yf = y.reshape(-1)"]
+    x = "yf[q]"  # only GELU reads its input
     if code == _GELU:
         lines += ["pf = preacts[l].reshape(-1)"]
-    lines += ["for q in range(df.shape[0]):",
-              f"    df[q] = K.grad_{name}(float(df[q]), float(yf[q]), float({x}), a)"]
-    return lines
+        x = "pf[q]"
+    return lines + _flat_loop("d", f"K.grad_{name}(float(of[q]), float(yf[q]), float({x}), a)")
 
 
 def _indent(lines, levels):
@@ -226,12 +223,11 @@ def _step_source(codes, loss_code, rule):
     lines = [
         "@K._jit",
         "def step(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,",
-        "         codes, alphas, loss_code, label_smoothing, loss_scale, tiny, acc,",
-        "         ks0, ks1, bs0, bs1, rule, lr, decay, momentum, nesterov, alpha, c1, c2,",
-        "         epsilon):",
+        "         codes, alphas, label_smoothing, loss_scale, tiny, acc, ks0, ks1, bs0, bs1,",
+        "         lr, decay, momentum, nesterov, alpha, c1, c2, epsilon):",
         '    """Forward, loss, backward and the update of a Dense stack (n >= 1);',
         "    returns the scaled mean loss, or NaN (nothing written) for a label out of",
-        "    range. ``loss_code`` and ``rule`` are this kernel's own (unused here).",
+        "    range. The loss and the update rule are this kernel's own.",
         '    """',
         "    depth = len(kernels)",
         "    n = x.shape[0]",
@@ -283,7 +279,6 @@ def _forward_source(codes):
 
 
 def _gemm_source(trans_a, trans_b, code):
-    elementwise = 0 if code == _SOFTMAX else code
     lines = [
         "@K._jit",
         "def gemm(x, y, out, dst, dst_is_out, alpha, beta, bias, act_alpha):",
@@ -308,24 +303,19 @@ def _gemm_source(trans_a, trans_b, code):
     ]
     if code == _SOFTMAX:
         lines += ["        softmax_rows(out, out)"]
-    elif elementwise:
-        lines += ["        of = out.reshape(-1)",
-                  "        for q in range(of.shape[0]):",
-                  f"            of[q] = K.act_{K.ACT_NAMES[code]}(float(of[q]), a)"]
+    elif code != 0:
+        lines += _indent(_flat_loop("out", f"K.act_{K.ACT_NAMES[code]}(float(of[q]), a)"), 2)
     return lines
 
 
 def _activation_source(direction, code):
     name = K.ACT_NAMES[code]
     if direction == "activation_forward":
-        return ["@K._jit",
-                "def activation_forward(x, out, a):",
-                "    for q in range(x.shape[0]):",
-                f"        out[q] = K.act_{name}(float(x[q]), a)"]
-    return ["@K._jit",
-            "def activation_backward(dy, y, x, out, a):",
-            "    for q in range(dy.shape[0]):",
-            f"        out[q] = K.grad_{name}(float(dy[q]), float(y[q]), float(x[q]), a)"]
+        return (["@K._jit", "def activation_forward(x, out, a):"]
+                + _indent(_flat_loop("out", f"K.act_{name}(float(x[q]), a)"), 1))
+    return (["@K._jit", "def activation_backward(dy, y, x, out, a):"]
+            + _indent(_flat_loop(
+                "out", f"K.grad_{name}(float(dy[q]), float(y[q]), float(x[q]), a)"), 1))
 
 
 def _source(spec):
@@ -373,22 +363,18 @@ def _source_dir():
         return _dir
     from numba.core import config
     if config.CACHE_DIR:
-        candidates = [os.path.join(config.CACHE_DIR, "pynn-generated")]
+        d = os.path.join(config.CACHE_DIR, "pynn-generated")
     else:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
                                                                  ".cache")
-        candidates = [os.path.join(base, "pynn", "numba-generated")]
-    for d in candidates:
-        try:
-            os.makedirs(d, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=d, prefix=".probe-", delete=True)
-            probe.close()
-        except OSError:
-            continue
-        _dir = d
-        return d
-    _dir = tempfile.mkdtemp(prefix="pynn-numba-")
-    return _dir
+        d = os.path.join(base, "pynn", "numba-generated")
+    try:
+        os.makedirs(d, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=d, prefix=".probe-").close()  # writable?
+    except OSError:
+        d = tempfile.mkdtemp(prefix="pynn-numba-")
+    _dir = d
+    return d
 
 
 def _write_source(path, source):

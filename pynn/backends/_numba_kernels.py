@@ -51,9 +51,6 @@ _S31 = np.uint64(31)
 _S40 = np.uint64(40)
 _INV_2_24 = 1.0 / 16777216.0
 
-_SOFTMAX = 8
-
-
 def _jit(fn):
     """Lazily compiled, disk-cached, serial kernel."""
     return njit(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)(fn)

@@ -386,18 +386,18 @@ _NO_HYPER = (0, (0.0, 0.0, 0.0, False, 0.0, 0.0, 0.0, 0.0))
 
 
 def _kernel_scalars(hyper, s):
-    """``(rule, lr, decay, momentum, nesterov, alpha, 1 - beta_1, 1 - beta_2, epsilon)``
-    for the kernel, the floats in the weights' dtype ``s`` (as :meth:`sgd_update`
-    hands them)."""
-    code, (lr, decay, mom, nesterov, alpha, c1, c2, eps) = hyper
-    return (code, s(lr), s(decay), s(mom), nesterov, s(alpha), s(c1), s(c2), s(eps))
+    """``(lr, decay, momentum, nesterov, alpha, 1 - beta_1, 1 - beta_2, epsilon)`` for
+    the kernel (the rule is the generated kernel's own), the floats in the weights'
+    dtype ``s`` (as :meth:`sgd_update` hands them)."""
+    _, (lr, decay, mom, nesterov, alpha, c1, c2, eps) = hyper
+    return (s(lr), s(decay), s(mom), nesterov, s(alpha), s(c1), s(c2), s(eps))
 
 
 class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "loss_code", "tiny", "scratch", "last_shape", "spans", "out_spans", "states",
+                 "tiny", "scratch", "last_shape", "spans", "out_spans", "states",
                  "kernel")
 
 
@@ -416,7 +416,6 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels, update=None):
     plan.meta, plan.arrays, plan.dtype, plan.n = meta, arrays, dt, n
     plan.width = kernels[0].shape[0]
     plan.k = kernels[-1].shape[1]
-    plan.loss_code = a["loss_code"]
     plan.labels_ok = a["loss_code"] == 0
     plan.tiny = _tiny(dt)
     plan.args = (
@@ -429,7 +428,7 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels, update=None):
         tuple(empty1 if b is None else b for b in a["dbiases"]),
         np.array(a["codes"], dtype=np.int64),
         np.array(a["alphas"], dtype=np.float64),
-        a["loss_code"], a["label_smoothing"],
+        a["label_smoothing"],
     )
     plan.scratch = np.zeros(max(k.shape[1] for k in kernels), dtype=np.float64)
     written = (list(outs) + list(deltas) + list(dkernels)
