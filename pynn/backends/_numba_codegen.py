@@ -32,10 +32,13 @@ import tempfile
 import textwrap
 import threading
 
+import numpy as np
+
 from .._files import replace_atomically
 from . import _numba_kernels as K
 
-__all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activation_backward"]
+__all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activation_backward",
+           "STEP_SLOTS", "FORWARD_SLOTS", "table"]
 
 _SOFTMAX = 8
 _GELU = 6
@@ -57,12 +60,14 @@ _dir = None
 def stack_step(codes, loss_code, rule):
     """The step kernel for a stack whose activations (after folding the output
     activation into the loss) are ``codes``, with loss ``loss_code`` and update
-    ``rule`` (0 none, 1 SGD, 2 Adam); arguments as documented in the source."""
+    ``rule`` (0 none, 1 SGD, 2 Adam); ``table`` by :data:`STEP_SLOTS`, the other
+    arguments as documented in the source."""
     return _kernel(("step", tuple(sorted(set(codes))), int(loss_code), int(rule)))
 
 
 def stack_forward(codes):
-    """The inference kernel ``(x, kernels, biases, outs, codes, alphas)``."""
+    """The inference kernel ``(x, table, codes, alphas)`` (``table`` by
+    :data:`FORWARD_SLOTS`)."""
     return _kernel(("forward", tuple(sorted(set(codes)))))
 
 
@@ -83,6 +88,19 @@ def activation_backward(code):
     """Elementwise ``out = dy * act'(.)`` over flat arrays: ``(dy, y, x, out, act_alpha)``
     (``x``, the input, is read by GELU only)."""
     return _kernel(("activation_backward", int(code)))
+
+
+def table(layers):
+    """The int64 table ``(address, rows, cols)`` the fused kernels read their
+    per-layer arrays from: ``layers`` holds, per layer, the C-contiguous arrays
+    in slot order (1-D arrays as one column). The caller keeps the arrays alive
+    while a kernel runs."""
+    rows = []
+    for arrays in layers:
+        for a in arrays:
+            rows.append((a.__array_interface__["data"][0], a.shape[0] if a.ndim else 1,
+                         a.shape[1] if a.ndim == 2 else 1))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
 def _kernel(spec):
@@ -139,7 +157,7 @@ def _backward_activation(code):
     lines = ["yf = y.reshape(-1)"]
     x = "yf[q]"  # only GELU reads its input
     if code == _GELU:
-        lines += ["pf = preacts[l].reshape(-1)"]
+        lines += [f"pf = {_view('preact', shape='flat')}"]
         x = "pf[q]"
     return lines + _flat_loop("d", f"K.grad_{name}(float(of[q]), float(yf[q]), float({x}), a)")
 
@@ -164,25 +182,40 @@ def _dispatch(codes, body):
     return lines
 
 
-def _forward_loop(codes, train):
+#: Rows of the kernel table per layer (``table[l * len(SLOTS) + SLOTS.index(name)]``
+#: holds ``(address, rows, cols)`` of that layer's array; vectors have ``cols == 1``
+#: and absent arrays size 0). The forward pass uses the first three.
+STEP_SLOTS = ("kernel", "bias", "out", "preact", "delta", "dkernel", "dbias",
+              "ks0", "ks1", "bs0", "bs1")
+FORWARD_SLOTS = STEP_SLOTS[:3]
+
+
+def _view(name, layer="s", shape="mat", slots=STEP_SLOTS):
+    """Source of one per-layer array: ``K.mat``/``K.flat`` of its table row."""
+    return f"K.{shape}(table, {layer} + {slots.index(name)}, x)"
+
+
+def _forward_loop(codes, train, slots):
     keep = train and _GELU in codes
-    dst = "preacts[l] if code == 6 else out" if keep else "out"
+    dst = f"{_view('preact')} if code == 6 else out" if keep else "out"
+    ns = len(slots)
     lines = ["for l in range(depth):",
-             "    h = x if l == 0 else outs[l - 1]",
-             "    out = outs[l]",
+             f"    s = l * {ns}",
+             f"    h = x if l == 0 else {_view('out', f's - {ns}', slots=slots)}",
+             f"    out = {_view('out', slots=slots)}",
              "    code = codes[l]",
              "    a = alphas[l]",
-             "    b = biases[l]",
+             f"    b = {_view('bias', shape='flat', slots=slots)}",
              "    units = out.shape[1]",
              f"    dst = {dst}",
-             "    K.dot_into(h, kernels[l], dst)"]
+             f"    K.dot_into(h, {_view('kernel', slots=slots)}, dst)"]
     lines += _indent(_dispatch(codes, lambda c: _forward_epilogue(c, train)), 1)
     return lines
 
 
 _UPDATE = {
     0: """\
-K.dot_into(h.T, d, dkernels[l])
+K.dot_into(h.T, d, {dkernel})
 if db.shape[0] > 0:
     K.column_sums(d, acc, db)
 """,
@@ -190,76 +223,87 @@ if db.shape[0] > 0:
     # straight in (a loop over kernel and bias reassigning them stops the loop from
     # being vectorised: measured 10x slower)
     1: """\
-folded = update and momentum == 0.0 and kernels[l].size > 0
+kernel = {kernel}
+folded = update and momentum == 0.0 and kernel.size > 0
 if folded:
     # plain SGD inside the weight-gradient GEMM: W <- (1 - decay) W - lr h^T dZ
-    K.gemm_update(h.T, d, kernels[l], -lr, 1.0 - decay)
+    K.gemm_update(h.T, d, kernel, -lr, 1.0 - decay)
 else:
-    K.dot_into(h.T, d, dkernels[l])
+    K.dot_into(h.T, d, {dkernel})
 if db.shape[0] > 0:
     K.column_sums(d, acc, db)
 if update:
     if not folded:
-        sgd_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
+        sgd_update({kernel_flat}, {dkernel_flat}, {ks0_flat},
                    momentum != 0.0, lr, momentum, nesterov, decay, tiny)
     if db.shape[0] > 0:
-        sgd_update(biases[l], db, bs0[l], momentum != 0.0, lr, momentum, nesterov, decay,
-                   tiny)
+        sgd_update({bias_flat}, db, {bs0_flat}, momentum != 0.0, lr, momentum, nesterov,
+                   decay, tiny)
 """,
     2: """\
-K.dot_into(h.T, d, dkernels[l])
+K.dot_into(h.T, d, {dkernel})
 if db.shape[0] > 0:
     K.column_sums(d, acc, db)
 if update:
-    adam_update(kernels[l].reshape(-1), dkernels[l].reshape(-1), ks0[l].reshape(-1),
-                ks1[l].reshape(-1), alpha, c1, c2, epsilon, decay, tiny)
+    adam_update({kernel_flat}, {dkernel_flat}, {ks0_flat}, {ks1_flat},
+                alpha, c1, c2, epsilon, decay, tiny)
     if db.shape[0] > 0:
-        adam_update(biases[l], db, bs0[l], bs1[l], alpha, c1, c2, epsilon, decay, tiny)
+        adam_update({bias_flat}, db, {bs0_flat}, {bs1_flat},
+                    alpha, c1, c2, epsilon, decay, tiny)
 """,
 }
 
 
+def _update_lines(rule):
+    names = {name: _view(name) for name in STEP_SLOTS}
+    names.update({name + "_flat": _view(name, shape="flat") for name in STEP_SLOTS})
+    return _UPDATE[rule].format(**names).splitlines()
+
+
 def _step_source(codes, loss_code, rule):
+    ns = len(STEP_SLOTS)
     lines = [
         "@K._jit",
-        "def step(x, labels, t, w, kernels, biases, outs, preacts, deltas, dkernels, dbiases,",
-        "         codes, alphas, label_smoothing, loss_scale, tiny, acc, ks0, ks1, bs0, bs1,",
-        "         lr, decay, momentum, nesterov, alpha, c1, c2, epsilon):",
-        '    """Forward, loss, backward and the update of a Dense stack (n >= 1);',
-        "    returns the scaled mean loss, or NaN (nothing written) for a label out of",
-        "    range. The loss and the update rule are this kernel's own.",
+        "def step(x, labels, t, w, table, codes, alphas, label_smoothing, loss_scale, tiny,",
+        "         acc, lr, decay, momentum, nesterov, alpha, c1, c2, epsilon):",
+        '    """Forward, loss, backward and the update of a Dense stack (n >= 1) whose',
+        "    per-layer arrays ``table`` names (rows by ``STEP_SLOTS``); returns the",
+        "    scaled mean loss, or NaN (nothing written) for a label out of range. The",
+        "    loss and the update rule are this kernel's own.",
         '    """',
-        "    depth = len(kernels)",
+        "    depth = codes.shape[0]",
         "    n = x.shape[0]",
         "    if labels.shape[0] == n:",
-        "        k_last = kernels[depth - 1].shape[1]",
+        f"        k_last = table[(depth - 1) * {ns} + {STEP_SLOTS.index('kernel')}, 2]",
         "        for r in range(n):",
         "            if labels[r] < 0 or labels[r] >= k_last:",
         "                return np.nan",
     ]
-    lines += _indent(_forward_loop(codes, True), 1)
+    lines += _indent(_forward_loop(codes, True, STEP_SLOTS), 1)
+    last = f"(depth - 1) * {ns}"
     lines += [
-        "    z = outs[depth - 1]",
-        "    g = deltas[depth - 1]",
+        f"    z = {_view('out', last)}",
+        f"    g = {_view('delta', last)}",
         "    " + _LOSS_CALLS[loss_code],
         "    K.flush_scale(g, loss_scale, tiny)",
         "    value = total / n * loss_scale",
         f"    update = {'np.isfinite(value)' if rule else 'False'}",
         "    # backward: each layer's input gradient is taken before its weights change",
         "    for l in range(depth - 1, -1, -1):",
-        "        d = deltas[l]",
-        "        y = outs[l]",
+        f"        s = l * {ns}",
+        f"        d = {_view('delta')}",
+        f"        y = {_view('out')}",
         "        code = codes[l]",
         "        a = alphas[l]",
     ]
     lines += _indent(_dispatch(codes, _backward_activation), 2)
     lines += [
         "        if l > 0:",
-        "            K.dot_into(d, kernels[l].T, deltas[l - 1])",
-        "        h = x if l == 0 else outs[l - 1]",
-        "        db = dbiases[l]",
+        f"            K.dot_into(d, {_view('kernel')}.T, {_view('delta', f's - {ns}')})",
+        f"        h = x if l == 0 else {_view('out', f's - {ns}')}",
+        f"        db = {_view('dbias', shape='flat')}",
     ]
-    lines += _indent(_UPDATE[rule].splitlines(), 2)
+    lines += _indent(_update_lines(rule), 2)
     lines += ["    return value"]
     return lines
 
@@ -267,14 +311,15 @@ def _step_source(codes, loss_code, rule):
 def _forward_source(codes):
     lines = [
         "@K._jit",
-        "def forward(x, kernels, biases, outs, codes, alphas):",
-        '    """Inference through a Dense stack, every activation applied; n may be 0."""',
-        "    depth = len(kernels)",
+        "def forward(x, table, codes, alphas):",
+        '    """Inference through a Dense stack whose per-layer arrays ``table`` names',
+        '    (rows by ``FORWARD_SLOTS``), every activation applied; n may be 0."""',
+        "    depth = codes.shape[0]",
         "    n = x.shape[0]",
         "    if n == 0:",
         "        return",
     ]
-    lines += _indent(_forward_loop(codes, False), 1)
+    lines += _indent(_forward_loop(codes, False, FORWARD_SLOTS), 1)
     return lines
 
 

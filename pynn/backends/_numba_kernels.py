@@ -306,6 +306,55 @@ def gemm_update(typingctx, a, b, out, alpha, beta):
     return sig, codegen
 
 
+def _table_view(ndim):
+    """Intrinsic ``view(table, i, like)``: row ``i`` of the int64 table
+    ``(address, rows, cols)`` as a C-contiguous array of ``like``'s dtype, 2-D
+    ``(rows, cols)`` or flat ``(rows * cols,)``. The view borrows the memory (no
+    reference is counted): the caller keeps the arrays the table names alive for
+    the call, and the kernels never return a view.
+
+    A fused kernel reached its per-layer arrays through tuples: unboxing 11 tuples
+    of arrays per call and indexing them by a runtime layer number made about
+    0.35 s of its first compile and ~3 us of every call; one table does neither.
+    """
+    def view(typingctx, table, i, like):
+        if not (isinstance(table, types.Array) and table.dtype == types.int64
+                and table.ndim == 2 and table.layout == "C"
+                and isinstance(i, types.Integer) and isinstance(like, types.Array)):
+            return None
+        result = types.Array(like.dtype, ndim, "C")
+
+        def codegen(context, builder, signature, args):
+            from numba.np.arrayobj import populate_array
+            tab = context.make_array(signature.args[0])(context, builder, args[0])
+            intp = context.get_value_type(types.intp)
+            row = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp),
+                              ir.Constant(intp, 3))
+            addr, rows, cols = (builder.load(builder.gep(tab.data, [builder.add(
+                row, ir.Constant(intp, j))])) for j in range(3))
+            dtype = context.get_data_type(result.dtype)
+            itemsize = context.get_abi_sizeof(dtype)
+            item = ir.Constant(intp, itemsize)
+            out = context.make_array(result)(context, builder)
+            if ndim == 2:
+                shape, strides = [rows, cols], [builder.mul(cols, item), item]
+            else:
+                shape, strides = [builder.mul(rows, cols)], [item]
+            populate_array(out, data=builder.inttoptr(addr, dtype.as_pointer()),
+                           shape=shape, strides=strides, itemsize=item, meminfo=None)
+            return out._getvalue()
+
+        return result(table, i, like), codegen
+    view.__name__ = view.__qualname__ = ("mat", "flat")[2 - ndim]
+    return intrinsic(view)
+
+
+#: ``mat(table, i, like)``: the 2-D array row ``i`` of a kernel table names.
+mat = _table_view(2)
+#: ``flat(table, i, like)``: the same memory as a 1-D array.
+flat = _table_view(1)
+
+
 @_jit
 def softmax_backward(dy, y, out):
     """Row-wise softmax JVP: ``out = y * (dy - sum(dy * y))``; ``out`` may be ``dy``."""
@@ -672,15 +721,6 @@ def adagrad_update(param, grad, acc, lr, epsilon, decay, tiny):
 # --------------------------------------------------------------------------
 # pieces of the generated fused Dense-stack step
 # --------------------------------------------------------------------------
-@_jit
-def all_finite(x):
-    """True when flat ``x`` holds no NaN or infinity (stops at the first one)."""
-    for i in range(x.shape[0]):
-        if not np.isfinite(x[i]):
-            return False
-    return True
-
-
 @_inline
 def flush_scale(d, scale, tiny):
     """``d *= scale`` (skipped when 1) and values below ``tiny`` set to zero."""
@@ -717,7 +757,7 @@ KERNELS = (
     log_softmax_rows, softmax_cross_entropy, categorical_cross_entropy,
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
-    adam_update, rmsprop_update, adagrad_update, all_finite,
+    adam_update, rmsprop_update, adagrad_update,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
 HELPERS = (_row_max, flush_scale, column_sums,

@@ -277,12 +277,6 @@ class NumbaBackend(Backend):
     _stack_plan = None
     _forward_plan = None
 
-    def all_finite(self, x):
-        """One compiled pass (no temporary array); other inputs go to the reference."""
-        if type(x) is np.ndarray and x.dtype in _FLOATS and x.flags.c_contiguous:
-            return bool(K.all_finite(x.reshape(-1)))
-        return Backend.all_finite(self, x)
-
     def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
         """One ``@njit`` call (generated for the stack's activations by
         :func:`~pynn.backends._numba_codegen.stack_forward`); the per-layer arrays
@@ -302,8 +296,9 @@ class NumbaBackend(Backend):
                 and last.flags.writeable and _clear_of(plan.spans, last)
                 and _clear_of(plan.out_spans, x) and _clear_of(_spans([last]), x)):
             xs = x
-            if plan.args[2][-1] is not last:
-                plan.args = plan.args[:2] + (plan.args[2][:-1] + (last,),) + plan.args[3:]
+            if plan.last is not last:  # held, so its address is not reused meanwhile
+                plan.table[plan.last_row, 0] = last.__array_interface__["data"][0]
+                plan.last = last
         else:
             a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
             xs = a["x"]
@@ -316,9 +311,11 @@ class NumbaBackend(Backend):
                 list(a["kernels"]) + [b for b in a["biases"] if b is not None])
             empty1 = np.empty(0, dtype=plan.dtype)
             plan.kernel = G.stack_forward(a["codes"])
-            plan.args = (tuple(a["kernels"]),
-                         tuple(empty1 if b is None else b for b in a["biases"]),
-                         tuple(outs), np.array(a["codes"], dtype=np.int64),
+            plan.keep = [(k, empty1 if b is None else b, o)
+                         for k, b, o in zip(a["kernels"], a["biases"], outs)]
+            plan.table = G.table(plan.keep)
+            plan.last, plan.last_row = outs[-1], len(plan.table) - 1
+            plan.args = (plan.table, np.array(a["codes"], dtype=np.int64),
                          np.array(a["alphas"], dtype=np.float64))
         plan.kernel(xs, *plan.args)
         return outs[-1]
@@ -366,7 +363,7 @@ class NumbaBackend(Backend):
                 ts = (_NO_LABELS, a["target"])
             ws = _NO_WEIGHTS if a["w"] is None else a["w"]
         loss_value = plan.kernel(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
-                                 plan.tiny, plan.scratch, *plan.states,
+                                 plan.tiny, plan.scratch,
                                  *_kernel_scalars(hyper, plan.dtype.type))
         if math.isnan(loss_value) and ts[0].shape[0]:
             as_labels(ts[0], plan.n, plan.k, "target")  # raises with the bad range
@@ -397,8 +394,8 @@ class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "tiny", "scratch", "last_shape", "spans", "out_spans", "states",
-                 "kernel")
+                 "tiny", "scratch", "last_shape", "spans", "out_spans", "kernel",
+                 "table", "keep", "last", "last_row")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing, update=None):
@@ -418,18 +415,6 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels, update=None):
     plan.k = kernels[-1].shape[1]
     plan.labels_ok = a["loss_code"] == 0
     plan.tiny = _tiny(dt)
-    plan.args = (
-        tuple(kernels),
-        tuple(empty1 if b is None else b for b in a["biases"]),
-        tuple(outs),
-        tuple(empty2 if p is None else p for p in a["preacts"]),
-        tuple(deltas),
-        tuple(dkernels),
-        tuple(empty1 if b is None else b for b in a["dbiases"]),
-        np.array(a["codes"], dtype=np.int64),
-        np.array(a["alphas"], dtype=np.float64),
-        a["label_smoothing"],
-    )
     plan.scratch = np.zeros(max(k.shape[1] for k in kernels), dtype=np.float64)
     written = (list(outs) + list(deltas) + list(dkernels)
                + [b for b in a["dbiases"] if b is not None]
@@ -438,18 +423,22 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels, update=None):
         written += list(kernels) + [b for b in a["biases"] if b is not None]
         written += list(_update_arrays(update))
     plan.spans = _spans(written)
-    # per-layer optimizer state for the kernel (velocity or m, v): placeholders of
-    # size 0 where unused, so every call has the same argument types
-    e1, e2 = empty1, empty2
-    ks0, ks1, bs0, bs1 = [], [], [], []
+    # per layer, the arrays in G.STEP_SLOTS order, with placeholders of size 0 where
+    # absent (no bias, no GELU pre-activation, optimizer state unused)
+    plan.keep = []
     for i in range(len(kernels)):
         kst = update.kernel_states[i] if update is not None else ()
         bst = (update.bias_states[i] or ()) if update is not None else ()
-        ks0.append(kst[0] if len(kst) > 0 else e2)
-        ks1.append(kst[1] if len(kst) > 1 else e2)
-        bs0.append(bst[0] if len(bst) > 0 else e1)
-        bs1.append(bst[1] if len(bst) > 1 else e1)
-    plan.states = (tuple(ks0), tuple(ks1), tuple(bs0), tuple(bs1))
+        bias, dbias, preact = a["biases"][i], a["dbiases"][i], a["preacts"][i]
+        plan.keep.append((
+            kernels[i], empty1 if bias is None else bias, outs[i],
+            empty2 if preact is None else preact, deltas[i], dkernels[i],
+            empty1 if dbias is None else dbias,
+            kst[0] if len(kst) > 0 else empty2, kst[1] if len(kst) > 1 else empty2,
+            bst[0] if len(bst) > 0 else empty1, bst[1] if len(bst) > 1 else empty1))
+    plan.table = G.table(plan.keep)
+    plan.args = (plan.table, np.array(a["codes"], dtype=np.int64),
+                 np.array(a["alphas"], dtype=np.float64), a["label_smoothing"])
     return plan
 
 
