@@ -487,7 +487,7 @@ _STEP_CALL = """
     y = np.array([0, 1, 2, 0, 1, 2])
     loss = be.dense_stack_forward_backward(x, y, ks, bs, ["relu", "softmax"],
                                            "softmax_cross_entropy", outs, deltas, dks, dbs)
-    st = G.stack_step([1, 0], 0, 0).stats
+    st = G.stack_step([1, 0], 0, 0, labels=True).stats
     print(sum(st.cache_hits.values()), sum(st.cache_misses.values()), repr(loss))
 """
 
@@ -514,21 +514,60 @@ def test_a_changed_generated_file_is_rewritten_never_run(tmp_path):
     assert path.read_text() == original
 
 
+def test_one_plan_takes_labels_and_dense_targets_in_turn():
+    """The softmax cross-entropy step has a kernel per kind of target: the same
+    workspaces given labels, then one-hot rows, then labels again agree with the
+    reference every time (and labels out of range are still refused)."""
+    rng = np.random.default_rng(3)
+    ks = [rng.standard_normal(s).astype(np.float32) for s in [(5, 4), (4, 3)]]
+    bs = [rng.standard_normal(k.shape[1]).astype(np.float32) for k in ks]
+    x = rng.random((6, 5)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 2, 1])
+    results = {}
+    for name in ("numpy", "numba"):
+        be = B.get(name)
+        outs = [np.empty((6, k.shape[1]), np.float32) for k in ks]
+        deltas = [np.empty_like(o) for o in outs]
+        dks = [np.empty_like(k) for k in ks]
+        dbs = [np.empty_like(b) for b in bs]
+        runs = []
+        for target in (y, np.eye(3, dtype=np.float32)[y] * 0.5, y):
+            loss = be.dense_stack_forward_backward(
+                x, target, ks, bs, ["tanh", "softmax"], "softmax_cross_entropy", outs,
+                deltas, dks, dbs, label_smoothing=0.1)
+            runs.append((loss, [d.copy() for d in dks], [d.copy() for d in dbs]))
+        results[name] = runs
+        with pytest.raises(ValueError, match="target"):
+            be.dense_stack_forward_backward(
+                x, np.array([0, 1, 3, 0, 2, 1]), ks, bs, ["tanh", "softmax"],
+                "softmax_cross_entropy", outs, deltas, dks, dbs)
+    for ref, got in zip(results["numpy"], results["numba"]):
+        assert got[0] == pytest.approx(ref[0], rel=1e-5)
+        for r, g in zip(ref[1] + ref[2], got[1] + got[2]):
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+    assert results["numba"][0][0] != results["numba"][1][0]  # the targets differ
+
+
 def test_generated_source_holds_only_what_the_stack_uses():
     from pynn.backends import _numba_codegen as G
-    src = G._source(("step", (0, 1), 0, 2))
+    src = G._source(("step", (0, 1), 0, 2, True))
     body = src[src.index("def step"):]
     assert "K.act_relu(" in body and "K.grad_relu(" in body
     for other in ("tanh", "sigmoid", "gelu", "elu", "softplus"):
         assert f"act_{other}(" not in body and f"grad_{other}(" not in body
-    assert "softmax_cross_entropy(" in body and "regression_loss(" not in body
+    assert "softmax_cross_entropy_labels(" in body and "regression_loss(" not in body
+    assert "softmax_cross_entropy_dense(" not in body
     assert "adam_update(" in body and "sgd_update(" not in body
     preact = f"table, s + {G.STEP_SLOTS.index('preact')}, x"
     assert preact not in body  # no GELU layer: no pre-activation kept
-    gelu = G._source(("step", (0, ACTIVATIONS["gelu"]), 2, 1))
+    gelu = G._source(("step", (0, ACTIVATIONS["gelu"]), 2, 1, False))
     gelu_body = gelu[gelu.index("def step"):]
     assert preact in gelu_body and "K.grad_gelu(" in gelu_body
     assert "regression_loss(z, t, w, True, g)" in gelu_body and "sgd_update(" in gelu_body
+    assert "K.gemm_update(" in gelu_body and "sgd_momentum_update(" not in gelu_body
+    momentum = G._source(("step", (0, 1), 0, G.SGD_MOMENTUM, True))
+    momentum_body = momentum[momentum.index("def step"):]
+    assert "sgd_momentum_update(" in momentum_body and "K.gemm_update(" not in momentum_body
     # the kernels' own hash is in the source, so edited kernels give new files
     assert G._kernels_hash() in src
     assert G._source(("forward", (1, 8))).count("def forward") == 1

@@ -42,27 +42,39 @@ __all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activat
 
 _SOFTMAX = 8
 _GELU = 6
+#: The update rule of SGD with momentum in generated steps (the stack's rule codes are
+#: 0 none, 1 SGD, 2 Adam; plain SGD folds its kernel update into a GEMM, momentum
+#: SGD has a velocity to update: a kernel each).
+SGD_MOMENTUM = 3
 _LOSS_CALLS = {
-    0: "total = softmax_cross_entropy(z, labels, t, w, label_smoothing, g)",
-    1: "total = sigmoid_binary_cross_entropy(z, t, w, g)",
-    2: "total = regression_loss(z, t, w, True, g)",
-    3: "total = regression_loss(z, t, w, False, g)",
+    # the softmax cross-entropy against labels or dense targets: a kernel for each
+    # (one that handles both compiles both, 0.1 s more)
+    (0, True): "total = softmax_cross_entropy_labels(z, labels, w, label_smoothing, g)",
+    (0, False): "total = softmax_cross_entropy_dense(z, t, w, label_smoothing, g)",
+    (1, False): "total = sigmoid_binary_cross_entropy(z, t, w, g)",
+    (2, False): "total = regression_loss(z, t, w, True, g)",
+    (3, False): "total = regression_loss(z, t, w, False, g)",
 }
 #: Kernels the generated functions call, inlined there (Numba IR level) rather than
 #: compiled on their own and linked: one compilation instead of two.
-_INLINED = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "regression_loss",
-            "sgd_update", "adam_update", "softmax_rows", "softmax_backward")
+_INLINED = ("softmax_cross_entropy_labels", "softmax_cross_entropy_dense",
+            "sigmoid_binary_cross_entropy", "regression_loss",
+            "sgd_update", "sgd_momentum_update", "adam_update", "softmax_rows",
+            "softmax_backward")
 _lock = threading.Lock()
 _memo = {}
 _dir = None
 
 
-def stack_step(codes, loss_code, rule):
+def stack_step(codes, loss_code, rule, labels=False):
     """The step kernel for a stack whose activations (after folding the output
     activation into the loss) are ``codes``, with loss ``loss_code`` and update
-    ``rule`` (0 none, 1 SGD, 2 Adam); ``table`` by :data:`STEP_SLOTS`, the other
-    arguments as documented in the source."""
-    return _kernel(("step", tuple(sorted(set(codes))), int(loss_code), int(rule)))
+    ``rule`` (0 none, 1 SGD without momentum, 2 Adam, :data:`SGD_MOMENTUM`), for
+    class ``labels`` or dense targets (the
+    softmax cross-entropy only; the other losses take dense targets); ``table`` by
+    :data:`STEP_SLOTS`, the other arguments as documented in the source."""
+    labels = bool(labels) and loss_code == 0
+    return _kernel(("step", tuple(sorted(set(codes))), int(loss_code), int(rule), labels))
 
 
 def stack_forward(codes):
@@ -126,7 +138,7 @@ def _bias_loop(target, name):
 
 def _flat_loop(out, value):
     """``of[q] = value`` over the flat view ``of`` of ``out`` (``value`` reads ``[q]``)."""
-    return [f"of = {out}.reshape(-1)",
+    return [f"of = K.ravel({out})",
             "for q in range(of.shape[0]):",
             f"    of[q] = {value}"]
 
@@ -138,7 +150,7 @@ def _forward_epilogue(code, train):
         return _bias_loop("dst", "linear") + ["softmax_rows(out, out)"]
     name = K.ACT_NAMES[code]
     if train and code == _GELU:
-        return (_bias_loop("dst", "linear") + ["pf = dst.reshape(-1)"]
+        return (_bias_loop("dst", "linear") + ["pf = K.ravel(dst)"]
                 + _flat_loop("out", f"K.act_{name}(float(pf[q]), a)"))
     lines = _bias_loop("out", name)
     if code != 0:
@@ -154,7 +166,7 @@ def _backward_activation(code):
     if code == 0:
         return []
     name = K.ACT_NAMES[code]
-    lines = ["yf = y.reshape(-1)"]
+    lines = ["yf = K.ravel(y)"]
     x = "yf[q]"  # only GELU reads its input
     if code == _GELU:
         lines += [f"pf = {_view('preact', shape='flat')}"]
@@ -224,21 +236,26 @@ if db.shape[0] > 0:
     # being vectorised: measured 10x slower)
     1: """\
 kernel = {kernel}
-folded = update and momentum == 0.0 and kernel.size > 0
-if folded:
+if update and kernel.size > 0:
     # plain SGD inside the weight-gradient GEMM: W <- (1 - decay) W - lr h^T dZ
     K.gemm_update(h.T, d, kernel, -lr, 1.0 - decay)
 else:
     K.dot_into(h.T, d, {dkernel})
 if db.shape[0] > 0:
     K.column_sums(d, acc, db)
+    if update:
+        sgd_update({bias_flat}, db, lr, decay)
+""",
+    SGD_MOMENTUM: """\
+K.dot_into(h.T, d, {dkernel})
+if db.shape[0] > 0:
+    K.column_sums(d, acc, db)
 if update:
-    if not folded:
-        sgd_update({kernel_flat}, {dkernel_flat}, {ks0_flat},
-                   momentum != 0.0, lr, momentum, nesterov, decay, tiny)
+    sgd_momentum_update({kernel_flat}, {dkernel_flat}, {ks0_flat}, lr, momentum, nesterov,
+                        decay, tiny)
     if db.shape[0] > 0:
-        sgd_update({bias_flat}, db, {bs0_flat}, momentum != 0.0, lr, momentum, nesterov,
-                   decay, tiny)
+        sgd_momentum_update({bias_flat}, db, {bs0_flat}, lr, momentum, nesterov, decay,
+                            tiny)
 """,
     2: """\
 K.dot_into(h.T, d, {dkernel})
@@ -260,7 +277,7 @@ def _update_lines(rule):
     return _UPDATE[rule].format(**names).splitlines()
 
 
-def _step_source(codes, loss_code, rule):
+def _step_source(codes, loss_code, rule, labels):
     ns = len(STEP_SLOTS)
     lines = [
         "@K._jit",
@@ -273,18 +290,20 @@ def _step_source(codes, loss_code, rule):
         '    """',
         "    depth = codes.shape[0]",
         "    n = x.shape[0]",
-        "    if labels.shape[0] == n:",
-        f"        k_last = table[(depth - 1) * {ns} + {STEP_SLOTS.index('kernel')}, 2]",
-        "        for r in range(n):",
-        "            if labels[r] < 0 or labels[r] >= k_last:",
-        "                return np.nan",
     ]
+    if labels:
+        lines += [
+            f"    k_last = table[(depth - 1) * {ns} + {STEP_SLOTS.index('kernel')}, 2]",
+            "    for r in range(n):",
+            "        if labels[r] < 0 or labels[r] >= k_last:",
+            "            return np.nan",
+        ]
     lines += _indent(_forward_loop(codes, True, STEP_SLOTS), 1)
     last = f"(depth - 1) * {ns}"
     lines += [
         f"    z = {_view('out', last)}",
         f"    g = {_view('delta', last)}",
-        "    " + _LOSS_CALLS[loss_code],
+        "    " + _LOSS_CALLS[loss_code, labels],
         "    K.flush_scale(g, loss_scale, tiny)",
         "    value = total / n * loss_scale",
         f"    update = {'np.isfinite(value)' if rule else 'False'}",

@@ -355,6 +355,30 @@ mat = _table_view(2)
 flat = _table_view(1)
 
 
+@intrinsic
+def ravel(typingctx, a):
+    """``a.reshape(-1)`` of a C-contiguous array as a plain view (Numba's reshape
+    lowers a general routine with error handling into every caller)."""
+    if not (isinstance(a, types.Array) and a.layout == "C"):
+        return None
+    result = types.Array(a.dtype, 1, "C", readonly=not a.mutable)
+
+    def codegen(context, builder, signature, args):
+        from numba.core.imputils import impl_ret_borrowed
+        from numba.np.arrayobj import populate_array
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        shape = cgutils.unpack_tuple(builder, src.shape, signature.args[0].ndim)
+        size = context.get_constant(types.intp, 1)
+        for dim in shape:
+            size = builder.mul(size, dim)
+        out = context.make_array(result)(context, builder)
+        populate_array(out, data=src.data, shape=[size], strides=[src.itemsize],
+                       itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, result, out._getvalue())
+
+    return result(a), codegen
+
+
 @_jit
 def softmax_backward(dy, y, out):
     """Row-wise softmax JVP: ``out = y * (dy - sum(dy * y))``; ``out`` may be ``dy``."""
@@ -371,15 +395,22 @@ def softmax_backward(dy, y, out):
 # --------------------------------------------------------------------------
 # losses: return the weighted sum of per-sample losses; grad written in place
 # --------------------------------------------------------------------------
-@_jit
-def softmax_cross_entropy(z, labels, t, w, label_smoothing, grad):
-    """Fused softmax + cross-entropy from logits ``z`` (n, k), n >= 1.
+@_inline
+def _row_lse(z, i, k):
+    """``(max, log-sum-exp - max)`` of row ``i``: ``log_softmax = (z - max) - lse``."""
+    mx = _row_max(z, i, k)
+    s = 0.0
+    for j in range(k):
+        s += math.exp(float(z[i, j]) - mx)
+    return mx, math.log(s)
 
-    Targets are ``labels`` (intp, size n) when ``labels.size == n``, else the
-    dense ``t`` (n, k). ``w`` has size 0 when unweighted.
-    """
+
+@_jit
+def softmax_cross_entropy_labels(z, labels, w, label_smoothing, grad):
+    """Fused softmax + cross-entropy from logits ``z`` (n, k), n >= 1, against
+    class ``labels`` (intp, in range); ``w`` has size 0 when unweighted. Returns the
+    weighted sum of the per-sample losses; ``grad`` gets the gradient of the mean."""
     n, k = z.shape
-    use_labels = labels.shape[0] == n
     has_w = w.shape[0] > 0
     ls = label_smoothing
     off = ls / k
@@ -387,19 +418,12 @@ def softmax_cross_entropy(z, labels, t, w, label_smoothing, grad):
     inv_n = 1.0 / n
     total = 0.0
     for i in range(n):
-        mx = _row_max(z, i, k)
-        s = 0.0
-        for j in range(k):
-            s += math.exp(float(z[i, j]) - mx)
-        lse = math.log(s)
-        lab = labels[i] if use_labels else -1
+        mx, lse = _row_lse(z, i, k)
+        lab = labels[i]
         tsum = 0.0
         per = 0.0
         for j in range(k):
-            if use_labels:
-                tj = 1.0 if j == lab else 0.0
-            else:
-                tj = float(t[i, j])
+            tj = 1.0 if j == lab else 0.0
             if ls != 0.0:
                 tj = tj * on + off
             tsum += tj
@@ -408,10 +432,40 @@ def softmax_cross_entropy(z, labels, t, w, label_smoothing, grad):
         total += per * wi
         scale = wi * inv_n
         for j in range(k):
-            if use_labels:
-                tj = 1.0 if j == lab else 0.0
-            else:
-                tj = float(t[i, j])
+            tj = 1.0 if j == lab else 0.0
+            if ls != 0.0:
+                tj = tj * on + off
+            p = math.exp((float(z[i, j]) - mx) - lse)
+            grad[i, j] = (p * tsum - tj) * scale
+    return total
+
+
+@_jit
+def softmax_cross_entropy_dense(z, t, w, label_smoothing, grad):
+    """As :func:`softmax_cross_entropy_labels`, against the dense targets ``t`` (n, k)
+    (probabilities; rows need not sum to one)."""
+    n, k = z.shape
+    has_w = w.shape[0] > 0
+    ls = label_smoothing
+    off = ls / k
+    on = 1.0 - ls
+    inv_n = 1.0 / n
+    total = 0.0
+    for i in range(n):
+        mx, lse = _row_lse(z, i, k)
+        tsum = 0.0
+        per = 0.0
+        for j in range(k):
+            tj = float(t[i, j])
+            if ls != 0.0:
+                tj = tj * on + off
+            tsum += tj
+            per -= tj * ((float(z[i, j]) - mx) - lse)
+        wi = w[i] if has_w else 1.0
+        total += per * wi
+        scale = wi * inv_n
+        for j in range(k):
+            tj = float(t[i, j])
             if ls != 0.0:
                 tj = tj * on + off
             p = math.exp((float(z[i, j]) - mx) - lse)
@@ -648,24 +702,32 @@ def batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
 # FLT_MIN for float32 (denormal flush) and 0 for float64 (no flush).
 # --------------------------------------------------------------------------
 @_jit
-def sgd_update(param, grad, velocity, use_momentum, lr, momentum, nesterov, decay, tiny):
-    """Keras SGD with optional momentum/Nesterov and decoupled weight decay."""
+def sgd_update(param, grad, lr, decay):
+    """Keras SGD without momentum, with decoupled weight decay (``decay = lr * wd``)."""
+    for i in range(param.shape[0]):
+        p = param[i]
+        if decay != 0.0:
+            p -= p * decay
+        p -= lr * grad[i]
+        param[i] = p
+
+
+@_jit
+def sgd_momentum_update(param, grad, velocity, lr, momentum, nesterov, decay, tiny):
+    """Keras SGD with momentum (Nesterov's when ``nesterov``) and decoupled weight decay."""
     for i in range(param.shape[0]):
         p = param[i]
         if decay != 0.0:
             p -= p * decay
         g = grad[i]
-        if use_momentum:
-            v = momentum * velocity[i] - lr * g
-            if abs(v) < tiny:
-                v = 0.0
-            velocity[i] = v
-            if nesterov:
-                p += momentum * velocity[i] - lr * g
-            else:
-                p += velocity[i]
+        v = momentum * velocity[i] - lr * g
+        if abs(v) < tiny:
+            v = 0.0
+        velocity[i] = v
+        if nesterov:
+            p += momentum * velocity[i] - lr * g
         else:
-            p -= lr * g
+            p += velocity[i]
         param[i] = p
 
 
@@ -724,7 +786,7 @@ def adagrad_update(param, grad, acc, lr, epsilon, decay, tiny):
 @_inline
 def flush_scale(d, scale, tiny):
     """``d *= scale`` (skipped when 1) and values below ``tiny`` set to zero."""
-    flat = d.reshape(-1)
+    flat = ravel(d)
     for i in range(flat.shape[0]):
         v = flat[i]
         if scale != 1.0:
@@ -754,12 +816,14 @@ def column_sums(d, acc, db):
 #: Every top-level kernel (the ones the backend calls), for warm-up and tests.
 KERNELS = (
     softmax_backward, softmax_rows,
-    log_softmax_rows, softmax_cross_entropy, categorical_cross_entropy,
+    log_softmax_rows, softmax_cross_entropy_labels, softmax_cross_entropy_dense,
+    categorical_cross_entropy,
     sigmoid_binary_cross_entropy, binary_cross_entropy, regression_loss, bias_grad,
     dropout_forward, multiply, batchnorm_forward, batchnorm_backward, sgd_update,
+    sgd_momentum_update,
     adam_update, rmsprop_update, adagrad_update,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
-HELPERS = (_row_max, flush_scale, column_sums,
+HELPERS = (_row_max, _row_lse, flush_scale, column_sums,
            *(globals()["act_" + name] for name in ACT_NAMES),
            *(globals()["grad_" + name] for name in ACT_NAMES))

@@ -146,7 +146,10 @@ class NumbaBackend(Backend):
         n = z.shape[0]
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
-        total = K.softmax_cross_entropy(z, labels, t, w, float(label_smoothing), grad)
+        if labels.shape[0]:
+            total = K.softmax_cross_entropy_labels(z, labels, w, float(label_smoothing), grad)
+        else:
+            total = K.softmax_cross_entropy_dense(z, t, w, float(label_smoothing), grad)
         return float(total / n), grad
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
@@ -237,9 +240,12 @@ class NumbaBackend(Backend):
         grad = prep_sgd(param, grad, velocity, momentum)
         s = param.dtype.type
         lr = float(learning_rate)
-        vel = _flat(velocity) if momentum else np.empty(0, dtype=param.dtype)
-        K.sgd_update(_flat(param), _flat(grad), vel, bool(momentum), s(lr), s(momentum),
-                     bool(nesterov), s(lr * weight_decay), _tiny(param.dtype))
+        if momentum:
+            K.sgd_momentum_update(_flat(param), _flat(grad), _flat(velocity), s(lr),
+                                  s(momentum), bool(nesterov), s(lr * weight_decay),
+                                  _tiny(param.dtype))
+        else:
+            K.sgd_update(_flat(param), _flat(grad), s(lr), s(lr * weight_decay))
         return param
 
     def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
@@ -355,14 +361,22 @@ class NumbaBackend(Backend):
                     loss_scale, update)
             plan = self._stack_plan = _stack_plan(a, meta, arrays, kernels, outs, deltas,
                                                   dkernels, update)
-            plan.kernel = G.stack_step(a["codes"], a["loss_code"], hyper[0])
+            plan.spec = (a["codes"], a["loss_code"])
+            plan.kernels = {}  # by (labels or dense targets, update rule)
             xs = a["x"]
             if a["labels"] is not None:
                 ts = (a["labels"], np.empty((0, 0), dtype=plan.dtype))
             else:
                 ts = (_NO_LABELS, a["target"])
             ws = _NO_WEIGHTS if a["w"] is None else a["w"]
-        loss_value = plan.kernel(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
+        # a kernel per kind of target (labels or dense, for the softmax cross-entropy)
+        # and per update rule, SGD with and without momentum apart
+        rule = G.SGD_MOMENTUM if hyper[0] == 1 and hyper[1][2] != 0.0 else hyper[0]
+        key = (ts[0].shape[0] > 0, rule)
+        kernel = plan.kernels.get(key)
+        if kernel is None:
+            kernel = plan.kernels[key] = G.stack_step(*plan.spec, rule, key[0])
+        loss_value = kernel(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
                                  plan.tiny, plan.scratch,
                                  *_kernel_scalars(hyper, plan.dtype.type))
         if math.isnan(loss_value) and ts[0].shape[0]:
@@ -395,7 +409,7 @@ class _StackPlan:
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
                  "tiny", "scratch", "last_shape", "spans", "out_spans", "kernel",
-                 "table", "keep", "last", "last_row")
+                 "kernels", "spec", "table", "keep", "last", "last_row")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing, update=None):
