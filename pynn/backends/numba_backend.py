@@ -409,7 +409,7 @@ class _StackPlan:
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
                  "tiny", "scratch", "last_shape", "spans", "out_spans", "kernel",
-                 "kernels", "spec", "table", "keep", "last", "last_row")
+                 "kernels", "spec", "clear", "table", "keep", "last", "last_row")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing, update=None):
@@ -429,6 +429,7 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels, update=None):
     plan.k = kernels[-1].shape[1]
     plan.labels_ok = a["loss_code"] == 0
     plan.tiny = _tiny(dt)
+    plan.clear = (None, None)  # the last x and target found clear of every workspace
     plan.scratch = np.zeros(max(k.shape[1] for k in kernels), dtype=np.float64)
     written = (list(outs) + list(deltas) + list(dkernels)
                + [b for b in a["dbiases"] if b is not None]
@@ -482,8 +483,12 @@ def _stack_fast_inputs(plan, x, target, sample_weight):
         ws = sample_weight
     else:
         return none
-    if not (_clear_of(plan.spans, x) and _clear_of(plan.spans, target)):
-        return none  # the slow path names the overlapping arrays
+    if not (x is plan.clear[0] and target is plan.clear[1]):
+        if not (_clear_of(plan.spans, x) and _clear_of(plan.spans, target)):
+            return none  # the slow path names the overlapping arrays
+        # a model passes the same batch buffers every step: held here, their memory
+        # cannot move or be reused, so the check holds for as long as they are these
+        plan.clear = (x, target)
     return x, ts, ws
 
 
