@@ -237,6 +237,26 @@ def test_overlap_is_caught_after_a_good_call_with_the_same_arrays(be):
     with pytest.raises(ValueError, match=r"outs\[1\] and x overlap"):
         be.dense_stack_forward(**dict(args, outs=[args["outs"][0], last_in_x]))
     assert np.isfinite(be.dense_stack_forward(**args)).all()
+    # the numba backend checks x and a fresh last output inside its kernel: every
+    # overlap it must refuse, with nothing written before the validator names it
+    kernel0 = args["kernels"][0].copy()
+    args["kernels"][0] = kernel0
+    buf = np.zeros(20 + 24 - 4, np.float32)  # outs[0] in its first 20, room for an x
+    args["outs"][0] = buf[:20].reshape(4, 5)
+    be.dense_stack_forward(**args)
+    before = [o.copy() for o in args["outs"]]
+    last_in_kernel = kernel0.reshape(-1)[:12].reshape(4, 3)
+    with pytest.raises(ValueError, match=r"outs\[1\] and kernels\[0\] overlap"):
+        be.dense_stack_forward(**dict(args, outs=[args["outs"][0], last_in_kernel]))
+    last_in_out0 = args["outs"][0].reshape(-1)[:12].reshape(4, 3)
+    with pytest.raises(ValueError, match=r"outs\[0\] and outs\[1\] overlap"):
+        be.dense_stack_forward(**dict(args, outs=[args["outs"][0], last_in_out0]))
+    with pytest.raises(ValueError, match=r"outs\[0\] and x overlap"):
+        be.dense_stack_forward(**dict(args, x=buf[16:].reshape(4, 6)))
+    np.testing.assert_array_equal(kernel0, args["kernels"][0])
+    for b, o in zip(before, args["outs"]):
+        np.testing.assert_array_equal(b, o)
+    assert np.isfinite(be.dense_stack_forward(**args)).all()
 
 
 def test_good_call_after_a_bad_one_with_the_same_arrays(be):

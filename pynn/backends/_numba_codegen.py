@@ -332,14 +332,19 @@ def _forward_source(codes):
         "@K._jit",
         "def forward(x, table, codes, alphas):",
         '    """Inference through a Dense stack whose per-layer arrays ``table`` names',
-        '    (rows by ``FORWARD_SLOTS``), every activation applied; n may be 0."""',
+        "    (rows by ``FORWARD_SLOTS``), every activation applied; n may be 0. Returns",
+        "    1 (nothing written) when ``x`` or the last output overlaps an array it must",
+        '    not, else 0."""',
+        f"    if not K.forward_args_clear(x, table, {len(FORWARD_SLOTS)}, "
+        f"{FORWARD_SLOTS.index('out')}):",
+        "        return 1",
         "    depth = codes.shape[0]",
         "    n = x.shape[0]",
         "    if n == 0:",
-        "        return",
+        "        return 0",
     ]
     lines += _indent(_forward_loop(codes, False, FORWARD_SLOTS), 1)
-    return lines
+    return lines + ["    return 0"]
 
 
 def _gemm_source(trans_a, trans_b, code):

@@ -356,6 +356,44 @@ flat = _table_view(1)
 
 
 @intrinsic
+def address(typingctx, a):
+    """The address of an array's first element, as int64 (``table``'s first column)."""
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(arr.data, context.get_value_type(types.int64))
+
+    return types.int64(a), codegen
+
+
+@_inline
+def forward_args_clear(x, table, ns, out_slot):
+    """True when ``x`` shares no byte with any output of a forward ``table`` (``ns``
+    rows per layer, outputs in row ``out_slot``) and the last output, which a model
+    may hand in fresh on every call, shares none with any other array. The other
+    arrays were checked when the table was made."""
+    rows = table.shape[0]
+    last = rows - ns + out_slot
+    item = x.itemsize
+    x_lo = address(x)
+    x_hi = x_lo + x.size * item
+    l_lo = table[last, 0]
+    l_hi = l_lo + table[last, 1] * table[last, 2] * item
+    for i in range(rows):
+        lo = table[i, 0]
+        hi = lo + table[i, 1] * table[i, 2] * item
+        if hi == lo:
+            continue
+        if i % ns == out_slot and x_hi > x_lo and lo < x_hi and x_lo < hi:
+            return False
+        if i != last and l_hi > l_lo and lo < l_hi and l_lo < hi:
+            return False
+    return True
+
+
+@intrinsic
 def ravel(typingctx, a):
     """``a.reshape(-1)`` of a C-contiguous array as a plain view (Numba's reshape
     lowers a general routine with error handling into every caller)."""
@@ -824,6 +862,6 @@ KERNELS = (
     adam_update, rmsprop_update, adagrad_update,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
-HELPERS = (_row_max, _row_lse, flush_scale, column_sums,
+HELPERS = (_row_max, _row_lse, forward_args_clear, flush_scale, column_sums,
            *(globals()["act_" + name] for name in ACT_NAMES),
            *(globals()["grad_" + name] for name in ACT_NAMES))

@@ -286,10 +286,11 @@ class NumbaBackend(Backend):
     def dense_stack_forward(self, x, kernels, biases, activations, outs, act_alphas=None):
         """One ``@njit`` call (generated for the stack's activations by
         :func:`~pynn.backends._numba_codegen.stack_forward`); the per-layer arrays
-        are validated once and remembered, as for the step."""
+        are validated once and remembered, as for the step. ``x`` and the last
+        output (often a fresh array: a model writes into its result) are checked
+        for overlaps by the kernel; a call it refuses goes through the validator,
+        which names the arrays."""
         meta = (tuple(activations), None if act_alphas is None else tuple(act_alphas))
-        # the last output is often a fresh array (a model writes into its result): it is
-        # checked on every call, the other arrays are remembered by identity
         arrays = (*kernels, *biases, *outs[:-1])
         plan = self._forward_plan
         last = outs[-1] if len(outs) else None
@@ -299,31 +300,29 @@ class NumbaBackend(Backend):
                 and x.shape == (plan.n, plan.width) and x.flags.c_contiguous
                 and type(last) is np.ndarray and last.dtype == plan.dtype
                 and last.shape == plan.last_shape and last.flags.c_contiguous
-                and last.flags.writeable and _clear_of(plan.spans, last)
-                and _clear_of(plan.out_spans, x) and _clear_of(_spans([last]), x)):
-            xs = x
+                and last.flags.writeable):
             if plan.last is not last:  # held, so its address is not reused meanwhile
                 plan.table[plan.last_row, 0] = last.__array_interface__["data"][0]
                 plan.last = last
-        else:
-            a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
-            xs = a["x"]
-            plan = self._forward_plan = _StackPlan()
-            plan.meta, plan.arrays, plan.dtype = meta, arrays, a["dtype"]
-            plan.n, plan.width = xs.shape
-            plan.last_shape = outs[-1].shape
-            plan.out_spans = _spans(list(outs[:-1]))
-            plan.spans = plan.out_spans + _spans(
-                list(a["kernels"]) + [b for b in a["biases"] if b is not None])
-            empty1 = np.empty(0, dtype=plan.dtype)
-            plan.kernel = G.stack_forward(a["codes"])
-            plan.keep = [(k, empty1 if b is None else b, o)
-                         for k, b, o in zip(a["kernels"], a["biases"], outs)]
-            plan.table = G.table(plan.keep)
-            plan.last, plan.last_row = outs[-1], len(plan.table) - 1
-            plan.args = (plan.table, np.array(a["codes"], dtype=np.int64),
-                         np.array(a["alphas"], dtype=np.float64))
-        plan.kernel(xs, *plan.args)
+            if plan.kernel(x, *plan.args) == 0:
+                return last
+        a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
+        xs = a["x"]
+        plan = self._forward_plan = _StackPlan()
+        plan.meta, plan.arrays, plan.dtype = meta, arrays, a["dtype"]
+        plan.n, plan.width = xs.shape
+        plan.last_shape = outs[-1].shape
+        empty1 = np.empty(0, dtype=plan.dtype)
+        plan.kernel = G.stack_forward(a["codes"])
+        plan.keep = [(k, empty1 if b is None else b, o)
+                     for k, b, o in zip(a["kernels"], a["biases"], outs)]
+        plan.table = G.table(plan.keep)
+        plan.last, plan.last_row = outs[-1], len(plan.table) - 1
+        plan.args = (plan.table, np.array(a["codes"], dtype=np.int64),
+                     np.array(a["alphas"], dtype=np.float64))
+        if plan.kernel(xs, *plan.args) != 0:  # the validator found no overlap
+            raise RuntimeError("dense_stack_forward: the kernel refused arguments the "
+                               "validator accepted (a bug in pynn)")
         return outs[-1]
 
     def dense_stack_forward_backward(self, x, target, kernels, biases, activations, loss, outs,
@@ -408,7 +407,7 @@ class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "tiny", "scratch", "last_shape", "spans", "out_spans", "kernel",
+                 "tiny", "scratch", "last_shape", "spans", "kernel",
                  "kernels", "spec", "clear", "table", "keep", "last", "last_row")
 
 
