@@ -682,6 +682,31 @@ class _Sklearn(_Contestant):
 PEERS = ("torch", "torch-cuda", "numpy", "sklearn")
 
 
+class _GemmFloor(_Contestant):
+    """The matrix products of every training step alone (:func:`_mlp_gemm_floor`,
+    NumPy's OpenBLAS), the last partial batch at its own size: run as a contestant,
+    interleaved with the others, so the floor is measured beside the epochs it
+    bounds."""
+
+    name = "GEMM floor"
+
+    def build(self, optimizer, batch_size, seed):
+        self.batch_size, self.seed, self.steps = batch_size, seed, {}
+
+    def _step(self, n):
+        if n not in self.steps:
+            self.steps[n] = _mlp_gemm_floor(n, seed=self.seed)
+        return self.steps[n]
+
+    def epoch(self, x, y):
+        full, rest = divmod(len(x), self.batch_size)
+        step = self._step(self.batch_size)
+        for _ in range(full):
+            step()
+        if rest:
+            self._step(rest)()
+
+
 def _peers(names, torch_threads=2):
     table = {"torch": lambda: _Torch(torch_threads),
              "torch-cuda": lambda: _TorchCuda(torch_threads),
@@ -941,23 +966,51 @@ def _train_contestants(backends, peers, torch_threads=2):
     return pynn_cs + _peers(peers, torch_threads)
 
 
+def _train_ratios(rows, optimizers, batches, pynn_cs, floor_name):
+    """Markdown table of the ratios the speed targets are stated in, from one run's
+    medians (``-`` where a contestant did not run)."""
+    med = {(r["optimizer"], r["batch"], r["contestant"]): r["median_s"] for r in rows}
+    names = [c.name for c in pynn_cs]
+    if not names:
+        return ""
+
+    def ratio(a, b):
+        return None if a is None or b is None or b <= 0 else a / b
+
+    table = []
+    for opt in optimizers:
+        for batch in batches:
+            times = {n: med.get((opt, batch, n)) for n in names}
+            ran = {n: t for n, t in times.items() if t is not None}
+            best = min(ran, key=ran.get) if ran else None
+            tb = ran.get(best)
+            row = [opt, batch, best or "-", _x(ratio(med.get((opt, batch, "PyTorch")), tb)),
+                   _x(ratio(tb, med.get((opt, batch, floor_name))))]
+            row += [_x(ratio(times[n], tb)) for n in names]
+            if "sgd" in optimizers and opt != "sgd":
+                row += [_x(ratio(times[n], med.get(("sgd", batch, n)))) for n in names]
+            else:
+                row += ["-"] * len(names)
+            table.append(row)
+    headers = (["optimizer", "batch", "best", "PyTorch / best", "best / floor"]
+               + [f"{n} / best" for n in names] + [f"{n} / its SGD" for n in names])
+    return _md_table(headers, table, n_left=3)
+
+
 def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, repeats,
               data_dir, pause, target_s, out=print, contestants=None):
     """Section (c): seconds per training epoch, and predict latency, pynn beside peers."""
     x, y = training_data(n_samples, data_dir)
     cs = contestants if contestants is not None else _train_contestants(backends, peers)
-    floors = {}
+    floor = _GemmFloor()
     rows, pred_rows = [], []
     steps = {b: math.ceil(len(x) / b) for b in batches}
     warm_n = {b: min(len(x), 4 * b) for b in batches}
     for opt in optimizers:
         for batch in batches:
-            if batch not in floors:
-                fl = _blocked({"floor": _mlp_gemm_floor(batch)}, repeats, target_s, pause)
-                floors[batch] = fl["floor"][0]
             errors = {}
             print(f"training: {opt}, batch {batch} ...", file=sys.stderr, flush=True)
-            for c in cs:
+            for c in cs + [floor]:
                 if c.status != "ok":
                     continue
                 try:
@@ -965,9 +1018,9 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
                     c.epoch(x[:warm_n[batch]], y[:warm_n[batch]])  # warm-up (JIT, buffers)
                 except Exception as exc:
                     errors[c.name] = f"error: {type(exc).__name__}: {exc}"
-            samples = {c.name: [] for c in cs}
+            samples = {c.name: [] for c in cs + [floor]}
             for _ in range(max(1, repeats)):
-                for c in cs:
+                for c in cs + [floor]:
                     if c.status != "ok" or c.name in errors:
                         continue
                     if pause:
@@ -980,19 +1033,15 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
                         errors[c.name] = f"error: {type(exc).__name__}: {exc}"
                         continue
                     samples[c.name].append(time.perf_counter() - t0)
-            for c in cs:
+            for c in cs + [floor]:
                 status = c.status if c.status != "ok" else errors.get(c.name, "ok")
                 s = samples[c.name] if status == "ok" else []
+                med = statistics.median(s) if s else None
                 rows.append({"optimizer": opt, "batch": batch, "contestant": c.name,
-                             "backend": c.backend, "status": status,
-                             "median_s": statistics.median(s) if s else None,
+                             "backend": c.backend, "status": status, "median_s": med,
+                             "step_us": None if med is None else med / steps[batch] * 1e6,
                              "samples_s": s, "n_samples": len(x), "steps": steps[batch]})
-            rows.append({"optimizer": opt, "batch": batch, "contestant": "GEMM floor",
-                         "backend": None, "status": "ok",
-                         "median_s": floors[batch] * steps[batch],
-                         "step_us": floors[batch] * 1e6, "n_samples": len(x),
-                         "steps": steps[batch]})
-    # predict with the models built last
+    # predict with the models built last (the floor predicts nothing)
     for pb in predict_batches:
         xb = np.ascontiguousarray(x[:pb]) if pb <= len(x) else training_data(pb)[0]
         fns = {}
@@ -1014,15 +1063,23 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
     out(f"\n## (c) Training: seconds per epoch of 784-256-128-10 ReLU, softmax CE "
         f"({len(x):,} samples, {src})\n")
     out("Contestants interleaved round-robin with a pause between them; `GEMM floor` = the "
-        "matrix products of every step alone (NumPy/OpenBLAS). SGD lr 0.01, Adam lr 0.001.\n")
+        "matrix products of every step alone (NumPy/OpenBLAS), timed as one more "
+        "contestant. SGD lr 0.01, Adam lr 0.001.\n")
     table = []
     for opt in optimizers:
         for batch in batches:
             sel = {r["contestant"]: r for r in rows
                    if r["optimizer"] == opt and r["batch"] == batch}
-            table.append([opt, batch] + [_cell(sel[n], _secs) for n in names]
-                         + [_secs(sel["GEMM floor"]["median_s"])])
-    out(_md_table(["optimizer", "batch"] + names + ["GEMM floor"], table, n_left=2))
+            table.append([opt, batch] + [_cell(sel[n], _secs) for n in names + [floor.name]])
+    out(_md_table(["optimizer", "batch"] + names + [floor.name], table, n_left=2))
+    ratios = _train_ratios(rows, optimizers, batches, [c for c in cs if c.backend], floor.name)
+    if ratios:
+        out("\n### Ratios of those medians\n")
+        out("`best` = the fastest pynn backend; `PyTorch / best` is its speed-up over PyTorch; "
+            "`best / floor` what its epoch costs over the bare matrix products; "
+            "`X / best` each pynn backend against the fastest; `X / its SGD` that "
+            "backend's epoch with this optimizer over its SGD epoch at the same batch.\n")
+        out(ratios)
     out("\n### Inference: `predict` median µs per call\n")
     table = []
     for pb in predict_batches:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import PYNN_PATH
 
@@ -167,3 +168,33 @@ def test_quick_startup_section(tmp_path, capsys):
         assert row["transient_bytes"] >= 0 and row["held_bytes"] >= 0
     # the NumPy reference composes allocating expressions: the measurement sees them
     assert alloc["numpy"]["transient_bytes"] > 100_000
+
+
+def test_train_ratios_are_the_quotients_of_the_medians():
+    """The ratio table the speed targets are read from: synthetic medians in, the
+    quotients out (best backend, speed-up over PyTorch, over the floor, Adam / SGD)."""
+    med = {("sgd", 32, "pynn[cython]"): 1.0, ("sgd", 32, "pynn[numba]"): 1.25,
+           ("sgd", 32, "PyTorch"): 3.0, ("sgd", 32, "GEMM floor"): 0.8,
+           ("adam", 32, "pynn[cython]"): 1.1, ("adam", 32, "pynn[numba]"): 1.0,
+           ("adam", 32, "PyTorch"): 4.0, ("adam", 32, "GEMM floor"): 0.8}
+    rows = [{"optimizer": o, "batch": b, "contestant": c, "median_s": t}
+            for (o, b, c), t in med.items()]
+    cs = [bench._Pynn("cython"), bench._Pynn("numba")]
+    table = bench._train_ratios(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
+    lines = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()[2:]]
+    assert lines[0] == ["sgd", "32", "pynn[cython]", "3.00x", "1.25x", "1.00x", "1.25x",
+                        "-", "-"]
+    assert lines[1] == ["adam", "32", "pynn[numba]", "4.00x", "1.25x", "1.10x", "1.00x",
+                        "1.10x", "0.80x"]
+
+
+def test_gemm_floor_runs_every_step_of_an_epoch(monkeypatch):
+    """The floor contestant does one step of products per batch, the last partial
+    batch at its own size."""
+    calls = []
+    monkeypatch.setattr(bench, "_mlp_gemm_floor",
+                        lambda n, seed=0: (lambda: calls.append(n)))
+    floor = bench._GemmFloor()
+    floor.build("sgd", 32, seed=0)
+    floor.epoch(np.zeros((100, 2)), None)
+    assert calls == [32, 32, 32, 4]
