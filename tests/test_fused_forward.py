@@ -259,6 +259,39 @@ def test_overlap_is_caught_after_a_good_call_with_the_same_arrays(be):
     assert np.isfinite(be.dense_stack_forward(**args)).all()
 
 
+def test_threads_sharing_the_layers_write_their_own_results(be):
+    """Two threads run the same layers into their own last outputs, at once: each
+    gets its own input's result (nothing per call is kept in shared state)."""
+    import threading
+    args = _good()
+    want = {}
+    xs = {i: np.random.default_rng(10 + i).standard_normal((4, 6)).astype(np.float32)
+          for i in range(2)}
+    for i, x in xs.items():
+        want[i] = compose(x, args["kernels"], args["biases"], args["activations"])[-1]
+    hidden = [np.empty((4, 5), np.float32) for _ in range(2)]
+    errors = []
+
+    def run(i):
+        try:
+            for _ in range(300):
+                last = np.empty((4, 3), np.float32)
+                out = be.dense_stack_forward(
+                    xs[i], args["kernels"], args["biases"], args["activations"],
+                    [hidden[i], last])
+                assert out is last
+                assert_close(out, want[i], np.float32, 1.0, be.name)
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
 def test_good_call_after_a_bad_one_with_the_same_arrays(be):
     """A rejected call (or a remembered plan) never lets a later call skip a check."""
     args = _good()

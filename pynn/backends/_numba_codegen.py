@@ -78,8 +78,8 @@ def stack_step(codes, loss_code, rule, labels=False):
 
 
 def stack_forward(codes):
-    """The inference kernel ``(x, table, codes, alphas)`` (``table`` by
-    :data:`FORWARD_SLOTS`)."""
+    """The inference kernel ``(x, result, table, codes, alphas)`` (``table`` by
+    :data:`FORWARD_SLOTS`, the last layer's output in ``result``)."""
     return _kernel(("forward", tuple(sorted(set(codes)))))
 
 
@@ -211,10 +211,14 @@ def _forward_loop(codes, train, slots):
     keep = train and _GELU in codes
     dst = f"{_view('preact')} if code == 6 else out" if keep else "out"
     ns = len(slots)
+    # inference writes the last layer into ``result`` (a model's fresh output array)
+    out = _view('out', slots=slots)
+    if not train:
+        out = f"result if l == depth - 1 else {out}"
     lines = ["for l in range(depth):",
              f"    s = l * {ns}",
              f"    h = x if l == 0 else {_view('out', f's - {ns}', slots=slots)}",
-             f"    out = {_view('out', slots=slots)}",
+             f"    out = {out}",
              "    code = codes[l]",
              "    a = alphas[l]",
              f"    b = {_view('bias', shape='flat', slots=slots)}",
@@ -330,12 +334,13 @@ def _step_source(codes, loss_code, rule, labels):
 def _forward_source(codes):
     lines = [
         "@K._jit",
-        "def forward(x, table, codes, alphas):",
+        "def forward(x, result, table, codes, alphas):",
         '    """Inference through a Dense stack whose per-layer arrays ``table`` names',
-        "    (rows by ``FORWARD_SLOTS``), every activation applied; n may be 0. Returns",
-        "    1 (nothing written) when ``x`` or the last output overlaps an array it must",
-        '    not, else 0."""',
-        f"    if not K.forward_args_clear(x, table, {len(FORWARD_SLOTS)}, "
+        "    (rows by ``FORWARD_SLOTS``; the last layer's output row is empty: it goes to",
+        "    ``result``), every activation applied; n may be 0. Returns 1 (nothing",
+        "    written) when ``x`` or ``result`` overlaps an array it must not, else 0.",
+        '    """',
+        f"    if not K.forward_args_clear(x, result, table, {len(FORWARD_SLOTS)}, "
         f"{FORWARD_SLOTS.index('out')}):",
         "        return 1",
         "    depth = codes.shape[0]",

@@ -369,26 +369,27 @@ def address(typingctx, a):
 
 
 @_inline
-def forward_args_clear(x, table, ns, out_slot):
-    """True when ``x`` shares no byte with any output of a forward ``table`` (``ns``
-    rows per layer, outputs in row ``out_slot``) and the last output, which a model
-    may hand in fresh on every call, shares none with any other array. The other
-    arrays were checked when the table was made."""
-    rows = table.shape[0]
-    last = rows - ns + out_slot
+def forward_args_clear(x, result, table, ns, out_slot):
+    """True when ``x`` shares no byte with ``result`` (the last layer's output, which
+    a model may hand in fresh on every call) or with any output of a forward
+    ``table`` (``ns`` rows per layer, outputs in row ``out_slot``), and ``result``
+    shares none with any array of the table. The table's own arrays were checked
+    when it was made."""
     item = x.itemsize
     x_lo = address(x)
     x_hi = x_lo + x.size * item
-    l_lo = table[last, 0]
-    l_hi = l_lo + table[last, 1] * table[last, 2] * item
-    for i in range(rows):
+    r_lo = address(result)
+    r_hi = r_lo + result.size * item
+    if x_hi > x_lo and r_hi > r_lo and r_lo < x_hi and x_lo < r_hi:
+        return False
+    for i in range(table.shape[0]):
         lo = table[i, 0]
         hi = lo + table[i, 1] * table[i, 2] * item
         if hi == lo:
             continue
         if i % ns == out_slot and x_hi > x_lo and lo < x_hi and x_lo < hi:
             return False
-        if i != last and l_hi > l_lo and lo < l_hi and l_lo < hi:
+        if r_hi > r_lo and lo < r_hi and r_lo < hi:
             return False
     return True
 

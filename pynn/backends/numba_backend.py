@@ -301,10 +301,7 @@ class NumbaBackend(Backend):
                 and type(last) is np.ndarray and last.dtype == plan.dtype
                 and last.shape == plan.last_shape and last.flags.c_contiguous
                 and last.flags.writeable):
-            if plan.last is not last:  # held, so its address is not reused meanwhile
-                plan.table[plan.last_row, 0] = last.__array_interface__["data"][0]
-                plan.last = last
-            if plan.kernel(x, *plan.args) == 0:
+            if plan.kernel(x, last, *plan.args) == 0:
                 return last
         a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
         xs = a["x"]
@@ -312,15 +309,16 @@ class NumbaBackend(Backend):
         plan.meta, plan.arrays, plan.dtype = meta, arrays, a["dtype"]
         plan.n, plan.width = xs.shape
         plan.last_shape = outs[-1].shape
-        empty1 = np.empty(0, dtype=plan.dtype)
+        empty1, empty2 = np.empty(0, dtype=plan.dtype), np.empty((0, 0), dtype=plan.dtype)
         plan.kernel = G.stack_forward(a["codes"])
+        # the last output is an argument of each call (nothing shared is written per
+        # call): its table row is an empty placeholder
         plan.keep = [(k, empty1 if b is None else b, o)
-                     for k, b, o in zip(a["kernels"], a["biases"], outs)]
+                     for k, b, o in zip(a["kernels"], a["biases"], [*outs[:-1], empty2])]
         plan.table = G.table(plan.keep)
-        plan.last, plan.last_row = outs[-1], len(plan.table) - 1
         plan.args = (plan.table, np.array(a["codes"], dtype=np.int64),
                      np.array(a["alphas"], dtype=np.float64))
-        if plan.kernel(xs, *plan.args) != 0:  # the validator found no overlap
+        if plan.kernel(xs, outs[-1], *plan.args) != 0:  # the validator found no overlap
             raise RuntimeError("dense_stack_forward: the kernel refused arguments the "
                                "validator accepted (a bug in pynn)")
         return outs[-1]
@@ -408,7 +406,7 @@ class _StackPlan:
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
                  "tiny", "scratch", "last_shape", "spans", "kernel",
-                 "kernels", "spec", "clear", "table", "keep", "last", "last_row")
+                 "kernels", "spec", "clear", "table", "keep")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing, update=None):
