@@ -487,7 +487,7 @@ _STEP_CALL = """
     y = np.array([0, 1, 2, 0, 1, 2])
     loss = be.dense_stack_forward_backward(x, y, ks, bs, ["relu", "softmax"],
                                            "softmax_cross_entropy", outs, deltas, dks, dbs)
-    st = G.stack_step([1, 0], 0, 0, labels=True).stats
+    st = G.stack_step([1, 0], 0, 0, labels=True, biases="all").stats
     print(sum(st.cache_hits.values()), sum(st.cache_misses.values()), repr(loss))
 """
 
@@ -550,7 +550,7 @@ def test_one_plan_takes_labels_and_dense_targets_in_turn():
 
 def test_generated_source_holds_only_what_the_stack_uses():
     from pynn.backends import _numba_codegen as G
-    src = G._source(("step", (0, 1), 0, 2, True))
+    src = G._source(("step", (0, 1), 0, 2, True, "all"))
     body = src[src.index("def step"):]
     assert "K.act_relu(" in body and "K.grad_relu(" in body
     for other in ("tanh", "sigmoid", "gelu", "elu", "softplus"):
@@ -560,17 +560,23 @@ def test_generated_source_holds_only_what_the_stack_uses():
     assert "adam_update(" in body and "sgd_update(" not in body
     preact = f"table, s + {G.STEP_SLOTS.index('preact')}, x"
     assert preact not in body  # no GELU layer: no pre-activation kept
-    gelu = G._source(("step", (0, ACTIVATIONS["gelu"]), 2, 1, False))
+    gelu = G._source(("step", (0, ACTIVATIONS["gelu"]), 2, 1, False, "some"))
     gelu_body = gelu[gelu.index("def step"):]
     assert preact in gelu_body and "K.grad_gelu(" in gelu_body
     assert "regression_loss(z, t, w, True, g)" in gelu_body and "sgd_update(" in gelu_body
     assert "K.gemm_update(" in gelu_body and "sgd_momentum_update(" not in gelu_body
-    momentum = G._source(("step", (0, 1), 0, G.SGD_MOMENTUM, True))
+    momentum = G._source(("step", (0, 1), 0, G.SGD_MOMENTUM, True, "none"))
     momentum_body = momentum[momentum.index("def step"):]
     assert "sgd_momentum_update(" in momentum_body and "K.gemm_update(" not in momentum_body
+    # a bias on every layer, on none, or on some: only the loops that can run
+    assert "float(b[j])" in body and "if b.shape[0] > 0:" not in body
+    assert "float(b[j])" not in momentum_body
+    assert "float(b[j])" in gelu_body and "if b.shape[0] > 0:" in gelu_body
+    with pytest.raises(ValueError, match="biases"):
+        G.stack_step([1], 0, 1, biases="most")
     # the kernels' own hash is in the source, so edited kernels give new files
     assert G._kernels_hash() in src
-    assert G._source(("forward", (1, 8))).count("def forward") == 1
+    assert G._source(("forward", (1, 8), "some")).count("def forward") == 1
 
 
 def test_unwritable_cache_dir_falls_back_to_a_temporary_directory(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ from .._files import replace_atomically
 from . import _numba_kernels as K
 
 __all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activation_backward",
-           "STEP_SLOTS", "FORWARD_SLOTS", "table"]
+           "STEP_SLOTS", "FORWARD_SLOTS", "BIASES", "biases_kind", "table"]
 
 _SOFTMAX = 8
 _GELU = 6
@@ -66,21 +66,30 @@ _memo = {}
 _dir = None
 
 
-def stack_step(codes, loss_code, rule, labels=False):
+def stack_step(codes, loss_code, rule, labels=False, biases="some"):
     """The step kernel for a stack whose activations (after folding the output
     activation into the loss) are ``codes``, with loss ``loss_code`` and update
     ``rule`` (0 none, 1 SGD without momentum, 2 Adam, :data:`SGD_MOMENTUM`), for
     class ``labels`` or dense targets (the
     softmax cross-entropy only; the other losses take dense targets); ``table`` by
-    :data:`STEP_SLOTS`, the other arguments as documented in the source."""
+    :data:`STEP_SLOTS`, the other arguments as documented in the source. ``biases``:
+    which layers have one (:data:`BIASES`)."""
     labels = bool(labels) and loss_code == 0
-    return _kernel(("step", tuple(sorted(set(codes))), int(loss_code), int(rule), labels))
+    return _kernel(("step", tuple(sorted(set(codes))), int(loss_code), int(rule), labels,
+                    _biases(biases)))
 
 
-def stack_forward(codes):
+def stack_forward(codes, biases="some"):
     """The inference kernel ``(x, result, table, codes, alphas)`` (``table`` by
-    :data:`FORWARD_SLOTS`, the last layer's output in ``result``)."""
-    return _kernel(("forward", tuple(sorted(set(codes)))))
+    :data:`FORWARD_SLOTS`, the last layer's output in ``result``); ``biases`` as for
+    :func:`stack_step`."""
+    return _kernel(("forward", tuple(sorted(set(codes))), _biases(biases)))
+
+
+def _biases(kind):
+    if kind not in BIASES:
+        raise ValueError(f"biases: expected one of {BIASES}, got {kind!r}")
+    return kind
 
 
 def gemm(trans_a, trans_b, code):
@@ -128,12 +137,28 @@ def _kernel(spec):
 # --------------------------------------------------------------------------
 # source
 # --------------------------------------------------------------------------
-def _bias_loop(target, name):
-    """``target = act(target + b)`` over the rows of 2-D ``target``, when ``b`` has size."""
-    return ["if b.shape[0] > 0:",
-            "    for r in range(n):",
-            "        for j in range(units):",
-            f"            {target}[r, j] = K.act_{name}(float({target}[r, j]) + float(b[j]), a)"]
+#: Which layers of a stack have a bias, in a spec: every one, none, or some (then each
+#: layer checks the size of its ``b``). A stack of one kind compiles one loop.
+BIASES = ("all", "none", "some")
+
+
+def biases_kind(biases):
+    """:data:`BIASES` entry for a list of bias arrays (``None`` where a layer has none)."""
+    present = [b is not None for b in biases]
+    return "all" if all(present) else "none" if not any(present) else "some"
+
+
+def _bias_loop(target, name, biases="some"):
+    """``target = act(target + b)`` over the rows of 2-D ``target``, when ``b`` has size
+    (``biases`` says whether that is known)."""
+    if biases == "none":
+        return []
+    loop = ["for r in range(n):",
+            "    for j in range(units):",
+            f"        {target}[r, j] = K.act_{name}(float({target}[r, j]) + float(b[j]), a)"]
+    if biases == "all":
+        return loop
+    return ["if b.shape[0] > 0:"] + _indent(loop, 1)
 
 
 def _flat_loop(out, value):
@@ -143,18 +168,21 @@ def _flat_loop(out, value):
             f"    of[q] = {value}"]
 
 
-def _forward_epilogue(code, train):
+def _forward_epilogue(code, train, biases="some"):
     """Lines after ``dst = h @ W`` for one activation code: bias and activation
     into ``out`` (GELU in training keeps the pre-activation in ``dst``)."""
     if code == _SOFTMAX:
-        return _bias_loop("dst", "linear") + ["softmax_rows(out, out)"]
+        return _bias_loop("dst", "linear", biases) + ["softmax_rows(out, out)"]
     name = K.ACT_NAMES[code]
     if train and code == _GELU:
-        return (_bias_loop("dst", "linear") + ["pf = K.ravel(dst)"]
+        return (_bias_loop("dst", "linear", biases) + ["pf = K.ravel(dst)"]
                 + _flat_loop("out", f"K.act_{name}(float(pf[q]), a)"))
-    lines = _bias_loop("out", name)
-    if code != 0:
-        lines += ["else:"] + _indent(_flat_loop("out", f"K.act_{name}(float(of[q]), a)"), 1)
+    lines = _bias_loop("out", name, biases)
+    unbiased = _flat_loop("out", f"K.act_{name}(float(of[q]), a)") if code != 0 else []
+    if biases == "none":
+        return unbiased
+    if biases == "some" and unbiased:
+        lines += ["else:"] + _indent(unbiased, 1)
     return lines
 
 
@@ -207,7 +235,7 @@ def _view(name, layer="s", shape="mat", slots=STEP_SLOTS):
     return f"K.{shape}(table, {layer} + {slots.index(name)}, x)"
 
 
-def _forward_loop(codes, train, slots):
+def _forward_loop(codes, train, slots, biases):
     keep = train and _GELU in codes
     dst = f"{_view('preact')} if code == 6 else out" if keep else "out"
     ns = len(slots)
@@ -225,7 +253,7 @@ def _forward_loop(codes, train, slots):
              "    units = out.shape[1]",
              f"    dst = {dst}",
              f"    K.dot_into(h, {_view('kernel', slots=slots)}, dst)"]
-    lines += _indent(_dispatch(codes, lambda c: _forward_epilogue(c, train)), 1)
+    lines += _indent(_dispatch(codes, lambda c: _forward_epilogue(c, train, biases)), 1)
     return lines
 
 
@@ -281,7 +309,7 @@ def _update_lines(rule):
     return _UPDATE[rule].format(**names).splitlines()
 
 
-def _step_source(codes, loss_code, rule, labels):
+def _step_source(codes, loss_code, rule, labels, biases):
     ns = len(STEP_SLOTS)
     lines = [
         "@K._jit",
@@ -302,7 +330,7 @@ def _step_source(codes, loss_code, rule, labels):
             "        if labels[r] < 0 or labels[r] >= k_last:",
             "            return np.nan",
         ]
-    lines += _indent(_forward_loop(codes, True, STEP_SLOTS), 1)
+    lines += _indent(_forward_loop(codes, True, STEP_SLOTS, biases), 1)
     last = f"(depth - 1) * {ns}"
     lines += [
         f"    z = {_view('out', last)}",
@@ -331,7 +359,7 @@ def _step_source(codes, loss_code, rule, labels):
     return lines
 
 
-def _forward_source(codes):
+def _forward_source(codes, biases):
     lines = [
         "@K._jit",
         "def forward(x, result, table, codes, alphas):",
@@ -348,7 +376,7 @@ def _forward_source(codes):
         "    if n == 0:",
         "        return 0",
     ]
-    lines += _indent(_forward_loop(codes, False, FORWARD_SLOTS), 1)
+    lines += _indent(_forward_loop(codes, False, FORWARD_SLOTS, biases), 1)
     return lines + ["    return 0"]
 
 

@@ -310,7 +310,7 @@ class NumbaBackend(Backend):
         plan.n, plan.width = xs.shape
         plan.last_shape = outs[-1].shape
         empty1, empty2 = np.empty(0, dtype=plan.dtype), np.empty((0, 0), dtype=plan.dtype)
-        plan.kernel = G.stack_forward(a["codes"])
+        plan.kernel = G.stack_forward(a["codes"], G.biases_kind(a["biases"]))
         # the last output is an argument of each call (nothing shared is written per
         # call): its table row is an empty placeholder
         plan.keep = [(k, empty1 if b is None else b, o)
@@ -358,7 +358,7 @@ class NumbaBackend(Backend):
                     loss_scale, update)
             plan = self._stack_plan = _stack_plan(a, meta, arrays, kernels, outs, deltas,
                                                   dkernels, update)
-            plan.spec = (a["codes"], a["loss_code"])
+            plan.spec = (a["codes"], a["loss_code"], G.biases_kind(a["biases"]))
             plan.kernels = {}  # by (labels or dense targets, update rule)
             xs = a["x"]
             if a["labels"] is not None:
@@ -372,7 +372,8 @@ class NumbaBackend(Backend):
         key = (ts[0].shape[0] > 0, rule)
         kernel = plan.kernels.get(key)
         if kernel is None:
-            kernel = plan.kernels[key] = G.stack_step(*plan.spec, rule, key[0])
+            codes, loss_code, biases = plan.spec
+            kernel = plan.kernels[key] = G.stack_step(codes, loss_code, rule, key[0], biases)
         loss_value = kernel(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
                                  plan.tiny, plan.scratch,
                                  *_kernel_scalars(hyper, plan.dtype.type))
