@@ -3,10 +3,13 @@
 A kernel that chooses the activation by a runtime code has to compile every
 activation, loss and update rule the library knows, about 9 s on the first
 call with a cold cache. Here the training step and the forward pass are written
-out as Python source for the *set* of activation codes of a stack, its loss and
-its update rule (the depth stays a runtime loop over the per-layer tuples), so
-only what the network uses is compiled: the tutorial network's step compiles
-in about 2 s.
+out as Python source for the *set* of activation codes of a stack, its loss, the
+kind of its targets (labels or dense), its update rule (SGD with and without
+momentum apart) and which layers have a bias, so only what the network uses is
+compiled: the tutorial network's step compiles in about 1.5 s. The depth stays
+a runtime loop: the per-layer arrays are rows of one int64 table (:func:`table`,
+read through ``K.mat``/``K.flat``), which Numba neither unboxes per array on
+each call nor compiles a tuple switch for.
 
 The source goes to a file (Numba caches only functions that have one) under
 Numba's cache directory (``NUMBA_CACHE_DIR``) or else ``~/.cache/pynn``; the
@@ -17,10 +20,9 @@ is exactly the generated source. When no directory is writable the files go to
 a per-process temporary directory (the step still compiles, it is just not
 cached across processes).
 
-The generated functions take the same arguments as the generic kernels they
-replace and call the scalar helpers and loops of :mod:`._numba_kernels`
-(``act_<name>``, ``grad_<name>``, losses, updates), so their arithmetic is the
-same, operation for operation.
+The generated functions call the scalar helpers and loops of
+:mod:`._numba_kernels` (``act_<name>``, ``grad_<name>``, losses, updates), so
+their arithmetic is the reference's, operation for operation.
 """
 from __future__ import annotations
 
@@ -70,10 +72,10 @@ def stack_step(codes, loss_code, rule, labels=False, biases="some"):
     """The step kernel for a stack whose activations (after folding the output
     activation into the loss) are ``codes``, with loss ``loss_code`` and update
     ``rule`` (0 none, 1 SGD without momentum, 2 Adam, :data:`SGD_MOMENTUM`), for
-    class ``labels`` or dense targets (the
-    softmax cross-entropy only; the other losses take dense targets); ``table`` by
-    :data:`STEP_SLOTS`, the other arguments as documented in the source. ``biases``:
-    which layers have one (:data:`BIASES`)."""
+    class ``labels`` or dense targets (the softmax cross-entropy only; the other
+    losses take dense targets) and a bias on ``biases`` layers (:data:`BIASES`).
+    The kernel reads ``table`` by :data:`STEP_SLOTS`; its other arguments are
+    documented in the source."""
     labels = bool(labels) and loss_code == 0
     return _kernel(("step", tuple(sorted(set(codes))), int(loss_code), int(rule), labels,
                     _biases(biases)))
