@@ -379,6 +379,18 @@ def test_overlap_is_caught_after_a_good_call_with_the_same_workspaces(be):
     with pytest.raises(ValueError, match=r"dkernels\[0\] and x overlap"):
         be.dense_stack_forward_backward(**dict(args, x=x_in_workspace))
     assert np.isfinite(be.dense_stack_forward_backward(**args))
+    # dense targets inside a workspace, after a good call with dense targets: refused
+    # before anything is written (the numba kernel checks them itself)
+    dense = np.eye(3, dtype=np.float32)[args["target"]]
+    assert np.isfinite(be.dense_stack_forward_backward(**dict(args, target=dense)))
+    before = [d.copy() for d in args["dkernels"]]
+    t_in_workspace = args["deltas"][0].reshape(-1)[:12].reshape(4, 3)
+    t_in_workspace[...] = dense
+    with pytest.raises(ValueError, match=r"deltas\[0\] and target\[0\] overlap"):
+        be.dense_stack_forward_backward(**dict(args, target=t_in_workspace))
+    for b, d in zip(before, args["dkernels"]):
+        np.testing.assert_array_equal(b, d)
+    assert np.isfinite(be.dense_stack_forward_backward(**args))
 
 
 def test_good_call_after_a_bad_one(be):

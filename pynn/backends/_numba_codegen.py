@@ -40,7 +40,8 @@ from .._files import replace_atomically
 from . import _numba_kernels as K
 
 __all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activation_backward",
-           "STEP_SLOTS", "FORWARD_SLOTS", "BIASES", "biases_kind", "table"]
+           "STEP_SLOTS", "FORWARD_SLOTS", "BIASES", "biases_kind", "table", "STEP_OK",
+           "STEP_OVERLAP", "STEP_BAD_LABEL"]
 
 _SOFTMAX = 8
 _GELU = 6
@@ -232,6 +233,25 @@ STEP_SLOTS = ("kernel", "bias", "out", "preact", "delta", "dkernel", "dbias",
 FORWARD_SLOTS = STEP_SLOTS[:3]
 
 
+#: What a generated step returns first: done, refused (an input overlaps an array it
+#: writes), refused (a label out of range).
+STEP_OK, STEP_OVERLAP, STEP_BAD_LABEL = 0, 1, 2
+
+
+def _mask(slots, names):
+    """Bit mask of the slots ``names`` (for ``K.rows_clear_of``)."""
+    return sum(1 << slots.index(name) for name in names)
+
+
+def _written(rule):
+    """The slots a step writes: its workspaces, and with an update the weights and
+    their optimizer state."""
+    written = ["out", "preact", "delta", "dkernel", "dbias"]
+    if rule:
+        written += ["kernel", "bias", "ks0", "ks1", "bs0", "bs1"]
+    return written
+
+
 def _view(name, layer="s", shape="mat", slots=STEP_SLOTS):
     """Source of one per-layer array: ``K.mat``/``K.flat`` of its table row."""
     return f"K.{shape}(table, {layer} + {slots.index(name)}, x)"
@@ -318,19 +338,25 @@ def _step_source(codes, loss_code, rule, labels, biases):
         "def step(x, labels, t, w, table, codes, alphas, label_smoothing, loss_scale, tiny,",
         "         acc, lr, decay, momentum, nesterov, alpha, c1, c2, epsilon):",
         '    """Forward, loss, backward and the update of a Dense stack (n >= 1) whose',
-        "    per-layer arrays ``table`` names (rows by ``STEP_SLOTS``); returns the",
-        "    scaled mean loss, or NaN (nothing written) for a label out of range. The",
-        "    loss and the update rule are this kernel's own.",
+        "    per-layer arrays ``table`` names (rows by ``STEP_SLOTS``); returns",
+        "    ``(STEP_OK, scaled mean loss)``, or, with nothing written, ``STEP_OVERLAP``",
+        "    when an input meets an array the step writes and ``STEP_BAD_LABEL`` for a",
+        "    label out of range. The loss and the update rule are this kernel's own.",
         '    """',
         "    depth = codes.shape[0]",
         "    n = x.shape[0]",
+        # the inputs the validator checks (x and the target) against what is written
+        "    spans = (K.span(x), K.span(labels), K.span(t))",
+        f"    if not K.rows_clear_of(spans, table, {ns}, {_mask(STEP_SLOTS, _written(rule))}, "
+        "x.itemsize):",
+        f"        return {STEP_OVERLAP}, np.nan",
     ]
     if labels:
         lines += [
             f"    k_last = table[(depth - 1) * {ns} + {STEP_SLOTS.index('kernel')}, 2]",
             "    for r in range(n):",
             "        if labels[r] < 0 or labels[r] >= k_last:",
-            "            return np.nan",
+            f"            return {STEP_BAD_LABEL}, np.nan",
         ]
     lines += _indent(_forward_loop(codes, True, STEP_SLOTS, biases), 1)
     last = f"(depth - 1) * {ns}"
@@ -357,7 +383,7 @@ def _step_source(codes, loss_code, rule, labels, biases):
         f"        db = {_view('dbias', shape='flat')}",
     ]
     lines += _indent(_update_lines(rule), 2)
-    lines += ["    return value"]
+    lines += [f"    return {STEP_OK}, value"]
     return lines
 
 
@@ -370,8 +396,14 @@ def _forward_source(codes, biases):
         "    ``result``), every activation applied; n may be 0. Returns 1 (nothing",
         "    written) when ``x`` or ``result`` overlaps an array it must not, else 0.",
         '    """',
-        f"    if not K.forward_args_clear(x, result, table, {len(FORWARD_SLOTS)}, "
-        f"{FORWARD_SLOTS.index('out')}):",
+        "    x_span, r_span = K.span(x), K.span(result)",
+        # x must not meet an output, the result no array at all (x included)
+        f"    if not (K.rows_clear_of((x_span,), table, {len(FORWARD_SLOTS)}, "
+        f"{_mask(FORWARD_SLOTS, ['out'])}, x.itemsize)",
+        f"            and K.rows_clear_of((r_span,), table, {len(FORWARD_SLOTS)}, "
+        f"{_mask(FORWARD_SLOTS, FORWARD_SLOTS)}, x.itemsize)",
+        "            and not (x_span[0] < x_span[1] and r_span[0] < r_span[1]",
+        "                     and r_span[0] < x_span[1] and x_span[0] < r_span[1])):",
         "        return 1",
         "    depth = codes.shape[0]",
         "    n = x.shape[0]",

@@ -369,28 +369,29 @@ def address(typingctx, a):
 
 
 @_inline
-def forward_args_clear(x, result, table, ns, out_slot):
-    """True when ``x`` shares no byte with ``result`` (the last layer's output, which
-    a model may hand in fresh on every call) or with any output of a forward
-    ``table`` (``ns`` rows per layer, outputs in row ``out_slot``), and ``result``
-    shares none with any array of the table. The table's own arrays were checked
-    when it was made."""
-    item = x.itemsize
-    x_lo = address(x)
-    x_hi = x_lo + x.size * item
-    r_lo = address(result)
-    r_hi = r_lo + result.size * item
-    if x_hi > x_lo and r_hi > r_lo and r_lo < x_hi and x_lo < r_hi:
-        return False
+def span(a):
+    """``(first byte, end)`` of a C-contiguous array (end == first when it is empty)."""
+    lo = address(a)
+    return lo, lo + a.size * a.itemsize
+
+
+@_inline
+def rows_clear_of(spans, table, ns, mask, item):
+    """True when no byte range of ``spans`` (a tuple of :func:`span` results) meets an
+    array of ``table`` whose slot ``i % ns`` is set in the bit ``mask``; ``item`` is the
+    itemsize of the table's arrays. The fused kernels check their per-call arrays
+    with it before writing anything (the table's own arrays were checked when it
+    was made)."""
     for i in range(table.shape[0]):
+        if not (mask >> (i % ns)) & 1:
+            continue
         lo = table[i, 0]
         hi = lo + table[i, 1] * table[i, 2] * item
         if hi == lo:
             continue
-        if i % ns == out_slot and x_hi > x_lo and lo < x_hi and x_lo < hi:
-            return False
-        if r_hi > r_lo and lo < r_hi and r_lo < hi:
-            return False
+        for a_lo, a_hi in spans:
+            if a_lo < a_hi and lo < a_hi and a_lo < hi:
+                return False
     return True
 
 
@@ -863,6 +864,6 @@ KERNELS = (
     adam_update, rmsprop_update, adagrad_update,
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
-HELPERS = (_row_max, _row_lse, forward_args_clear, flush_scale, column_sums,
+HELPERS = (_row_max, _row_lse, span, rows_clear_of, flush_scale, column_sums,
            *(globals()["act_" + name] for name in ACT_NAMES),
            *(globals()["grad_" + name] for name in ACT_NAMES))

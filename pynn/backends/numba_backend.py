@@ -9,7 +9,6 @@ Importing this module raises ``ImportError`` when Numba is not installed.
 """
 from __future__ import annotations
 
-import math
 import operator
 
 import numba  # noqa: F401  (ImportError here means the backend is unavailable)
@@ -332,7 +331,9 @@ class NumbaBackend(Backend):
 
         The per-layer arrays are validated once and remembered: a later call
         with the very same array objects (a model's workspaces, weight views and
-        optimizer state) only checks ``x``, ``target`` and ``sample_weight``.
+        optimizer state) only checks the types and shapes of ``x``, ``target`` and
+        ``sample_weight``; the kernel checks them for overlaps with what it writes,
+        and a call it refuses goes through the validator, which names the arrays.
         With ``update`` each layer's optimizer step runs right after its gradient.
         """
         # checks the rule and hyperparameters first (TypeError/ValueError naming them)
@@ -341,45 +342,51 @@ class NumbaBackend(Backend):
         arrays = (*kernels, *biases, *outs, *deltas, *dkernels, *dbiases,
                   *(() if preacts is None else preacts), *_update_arrays(update))
         plan = self._stack_plan
-        if not (plan is not None and plan.meta == meta and len(plan.arrays) == len(arrays)
+        if (plan is not None and plan.meta == meta and len(plan.arrays) == len(arrays)
                 and all(map(operator.is_, plan.arrays, arrays))):
-            plan = None
-        xs = ts = ws = None
-        if plan is not None:
             xs, ts, ws = _stack_fast_inputs(plan, x, target, sample_weight)
-        if xs is None:
-            a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
-                                  dkernels, dbiases, sample_weight, act_alphas, preacts,
-                                  label_smoothing, loss_scale, update)
-            if a["x"].shape[0] == 0:  # no samples: the reference gives zero gradients
-                return Backend.dense_stack_forward_backward(
-                    self, x, target, kernels, biases, activations, loss, outs, deltas,
-                    dkernels, dbiases, sample_weight, act_alphas, preacts, label_smoothing,
-                    loss_scale, update)
-            plan = self._stack_plan = _stack_plan(a, meta, arrays, kernels, outs, deltas,
-                                                  dkernels, update)
-            plan.spec = (a["codes"], a["loss_code"], G.biases_kind(a["biases"]))
-            plan.kernels = {}  # by (labels or dense targets, update rule)
-            xs = a["x"]
-            if a["labels"] is not None:
-                ts = (a["labels"], np.empty((0, 0), dtype=plan.dtype))
-            else:
-                ts = (_NO_LABELS, a["target"])
-            ws = _NO_WEIGHTS if a["w"] is None else a["w"]
-        # a kernel per kind of target (labels or dense, for the softmax cross-entropy)
-        # and per update rule, SGD with and without momentum apart
-        rule = G.SGD_MOMENTUM if hyper[0] == 1 and hyper[1][2] != 0.0 else hyper[0]
-        key = (ts[0].shape[0] > 0, rule)
-        kernel = plan.kernels.get(key)
-        if kernel is None:
-            codes, loss_code, biases = plan.spec
-            kernel = plan.kernels[key] = G.stack_step(codes, loss_code, rule, key[0], biases)
-        loss_value = kernel(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale),
-                                 plan.tiny, plan.scratch,
-                                 *_kernel_scalars(hyper, plan.dtype.type))
-        if math.isnan(loss_value) and ts[0].shape[0]:
-            as_labels(ts[0], plan.n, plan.k, "target")  # raises with the bad range
-        return float(loss_value)
+            if xs is not None:
+                status, value = _run_step(plan, xs, ts, ws, hyper, loss_scale)
+                if status == G.STEP_OK:
+                    return value
+                if status == G.STEP_BAD_LABEL:
+                    as_labels(ts[0], plan.n, plan.k, "target")  # raises with the range
+                # an overlap: the validator below names the arrays
+        a = check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas,
+                              dkernels, dbiases, sample_weight, act_alphas, preacts,
+                              label_smoothing, loss_scale, update)
+        if a["x"].shape[0] == 0:  # no samples: the reference gives zero gradients
+            return Backend.dense_stack_forward_backward(
+                self, x, target, kernels, biases, activations, loss, outs, deltas,
+                dkernels, dbiases, sample_weight, act_alphas, preacts, label_smoothing,
+                loss_scale, update)
+        plan = self._stack_plan = _stack_plan(a, meta, arrays, kernels, outs, deltas,
+                                              dkernels, update)
+        if a["labels"] is not None:
+            ts = (a["labels"], np.empty((0, 0), dtype=plan.dtype))
+        else:
+            ts = (_NO_LABELS, a["target"])
+        ws = _NO_WEIGHTS if a["w"] is None else a["w"]
+        status, value = _run_step(plan, a["x"], ts, ws, hyper, loss_scale)
+        if status != G.STEP_OK:  # the validator found nothing wrong
+            raise RuntimeError("dense_stack_forward_backward: the kernel refused arguments "
+                               "the validator accepted (a bug in pynn)")
+        return value
+
+
+def _run_step(plan, xs, ts, ws, hyper, loss_scale):
+    """``(status, loss)`` of the generated step for the kind of target (labels or
+    dense, for the softmax cross-entropy) and update rule (SGD with and without
+    momentum apart) of this call, generated on first use."""
+    rule = G.SGD_MOMENTUM if hyper[0] == 1 and hyper[1][2] != 0.0 else hyper[0]
+    key = (ts[0].shape[0] > 0, rule)
+    kernel = plan.kernels.get(key)
+    if kernel is None:
+        codes, loss_code, biases = plan.spec
+        kernel = plan.kernels[key] = G.stack_step(codes, loss_code, rule, key[0], biases)
+    status, value = kernel(xs, ts[0], ts[1], ws, *plan.args, float(loss_scale), plan.tiny,
+                           plan.scratch, *_kernel_scalars(hyper, plan.dtype.type))
+    return status, float(value)
 
 
 def _update_arrays(update):
@@ -406,8 +413,8 @@ class _StackPlan:
     """What one validated ``dense_stack_forward_backward`` call handed to the kernel."""
 
     __slots__ = ("meta", "arrays", "args", "dtype", "n", "width", "k", "labels_ok",
-                 "tiny", "scratch", "last_shape", "spans", "kernel",
-                 "kernels", "spec", "clear", "table", "keep")
+                 "tiny", "scratch", "last_shape", "kernel", "kernels", "spec", "table",
+                 "keep")
 
 
 def _stack_meta(loss, activations, act_alphas, label_smoothing, update=None):
@@ -427,15 +434,9 @@ def _stack_plan(a, meta, arrays, kernels, outs, deltas, dkernels, update=None):
     plan.k = kernels[-1].shape[1]
     plan.labels_ok = a["loss_code"] == 0
     plan.tiny = _tiny(dt)
-    plan.clear = (None, None)  # the last x and target found clear of every workspace
     plan.scratch = np.zeros(max(k.shape[1] for k in kernels), dtype=np.float64)
-    written = (list(outs) + list(deltas) + list(dkernels)
-               + [b for b in a["dbiases"] if b is not None]
-               + [p for p in a["preacts"] if p is not None])
-    if update is not None:  # the weights and their state are written too
-        written += list(kernels) + [b for b in a["biases"] if b is not None]
-        written += list(_update_arrays(update))
-    plan.spans = _spans(written)
+    plan.spec = (a["codes"], a["loss_code"], G.biases_kind(a["biases"]))
+    plan.kernels = {}  # by (labels or dense targets, update rule): see _run_step
     # per layer, the arrays in G.STEP_SLOTS order, with placeholders of size 0 where
     # absent (no bias, no GELU pre-activation, optimizer state unused)
     plan.keep = []
@@ -481,35 +482,7 @@ def _stack_fast_inputs(plan, x, target, sample_weight):
         ws = sample_weight
     else:
         return none
-    if not (x is plan.clear[0] and target is plan.clear[1]):
-        if not (_clear_of(plan.spans, x) and _clear_of(plan.spans, target)):
-            return none  # the slow path names the overlapping arrays
-        # a model passes the same batch buffers every step: held here, their memory
-        # cannot move or be reused, so the check holds for as long as they are these
-        plan.clear = (x, target)
     return x, ts, ws
-
-
-def _spans(arrays):
-    """``[(first byte, end)]`` of the non-empty arrays (all C-contiguous)."""
-    out = []
-    for a in arrays:
-        if a.size:
-            lo = a.__array_interface__["data"][0]
-            out.append((lo, lo + a.nbytes))
-    return out
-
-
-def _clear_of(spans, a):
-    """True when C-contiguous ``a`` shares no byte with any of ``spans``."""
-    if not a.size:
-        return True
-    lo = a.__array_interface__["data"][0]
-    hi = lo + a.nbytes
-    for s_lo, s_hi in spans:
-        if lo < s_hi and s_lo < hi:
-            return False
-    return True
 
 
 def _operand(x, dt, name, trans):
