@@ -433,6 +433,21 @@ def _mlp_gemm_floor(batch, arch=ARCH, dtype=np.float32, seed=0):
 # ---------------------------------------------------------------------------
 # (c) training: pynn and its peers
 # ---------------------------------------------------------------------------
+def tutorial_model(optimizer, arch=ARCH, seed=0):
+    """The benchmark network, compiled on the active backend: ReLU Dense layers of
+    widths ``arch`` and a softmax output, sparse categorical cross-entropy."""
+    from . import layers
+    from ._config import set_seed
+    from .models import Sequential
+
+    set_seed(seed)
+    model = Sequential([layers.Input(shape=(arch[0],)),
+                        *[layers.Dense(n, activation="relu") for n in arch[1:-1]],
+                        layers.Dense(arch[-1], activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    return model
+
+
 class _Contestant:
     """One way of training the benchmark MLP. ``status`` is 'ok' or why it cannot run."""
 
@@ -457,20 +472,9 @@ class _Pynn(_Contestant):
         self.model = None
 
     def build(self, optimizer, batch_size, seed):
-        from . import layers
-        from ._config import set_seed
-        from .models import Sequential
-
         self.batch_size = batch_size
         with _backends.use_backend(self.backend):
-            set_seed(seed)
-            model = Sequential([
-                layers.Input(shape=(ARCH[0],)),
-                *[layers.Dense(n, activation="relu") for n in ARCH[1:-1]],
-                layers.Dense(ARCH[-1], activation="softmax"),
-            ])
-            model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
-        self.model = model
+            self.model = tutorial_model(optimizer, seed=seed)
 
     def epoch(self, x, y):
         with _backends.use_backend(self.backend):
@@ -1330,14 +1334,10 @@ import pynn
 result = {"import_s": time.perf_counter() - t0}
 if len(sys.argv) > 1:
     import numpy as np
-    from pynn import layers
+    from pynn.bench import tutorial_model
     backend, optimizer, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with pynn.use_backend(backend):
-        pynn.set_seed(0)
-        model = pynn.Sequential(
-            [layers.Input(shape=(784,)), layers.Dense(256, activation="relu"),
-             layers.Dense(128, activation="relu"), layers.Dense(10, activation="softmax")])
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        model = tutorial_model(optimizer)
         rng = np.random.default_rng(0)
         x = rng.random((n, 784), dtype=np.float32)
         y = rng.integers(0, 10, n)
@@ -1378,19 +1378,12 @@ def step_allocations(backend, optimizer, steps=50, batch=128, arch=ARCH):
     through the fused Dense-stack step on ``backend``."""
     import tracemalloc
 
-    from . import layers
-    from ._config import set_seed
-    from .models import Sequential
     rng = np.random.default_rng(0)
     x = rng.random((2 * batch, arch[0]), dtype=np.float32)
     y = rng.integers(0, arch[-1], 2 * batch)
     numpy_domain = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
     with _backends.use_backend(backend):
-        set_seed(0)
-        model = Sequential([layers.Input(shape=(arch[0],)),
-                            *[layers.Dense(n, activation="relu") for n in arch[1:-1]],
-                            layers.Dense(arch[-1], activation="softmax")])
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        model = tutorial_model(optimizer, arch)
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # the first epoch allocates
         xb, yb = x[:batch], y[:batch].astype(np.intp)
         if model._dense_stack_spec(xb) is None:
