@@ -570,8 +570,7 @@ class Sequential(layers_mod.WeightViews):
             if len(self._buffers) > 16:
                 self._buffers.clear()
             buf = self._buffers[bkey] = np.empty(shape, dtype=arr.dtype)
-        np.take(arr, idx, axis=0, out=buf)
-        return buf
+        return self._backend.take_rows(arr, idx, buf)
 
     def _buffer(self, key, shape):
         bkey = (key, tuple(shape))

@@ -145,6 +145,8 @@ EXT_CASES = {
                                   _arr("out", (N * K,), "F", "ones"), 0.01, 0.9, 1e-7, 0.0],
     ("optim", "adagrad_update"): [_arr("out", (N * K,), "F"), _arr("in", (N * K,), "F"),
                                   _arr("out", (N * K,), "F", "ones"), 0.01, 1e-7, 0.0],
+    ("step", "take_rows"): [_arr("in", (N, K), "F"), _arr("in", (M,), "p", "labels"),
+                            _arr("out", (M, K), "F")],
 }
 
 
@@ -320,6 +322,8 @@ def _method_cases():
                                         3], {}, {}),
         "rmsprop_update": ("rmsprop_update", [A("out", (N * K,), "F"), A("in", (N * K,), "F"),
                                               A("out", (N * K,), "F", "ones")], {}, {}),
+        "take_rows": ("take_rows", [A("in", (N, K), "F"), A("in", (M,), "p", "labels")],
+                      {"out": A("out", (M, K), "F")}, {}),
         "adagrad_update": ("adagrad_update", [A("out", (N * K,), "F"), A("in", (N * K,), "F"),
                                               A("out", (N * K,), "F", "ones")], {}, {}),
     }
@@ -373,8 +377,9 @@ def run_method_cases(progress, backends):
                                                          fixed, work, change, target, zero, 1)
                     if out == "ok" or r_out == "ok":
                         same = out == r_out and _same_values(res, arr, r_res, r_arr, work)
-                    else:  # both refuse: a clean TypeError/ValueError (the class may differ)
-                        same = {out, r_out} <= {"TypeError", "ValueError"}
+                    else:  # both refuse: a clean TypeError/ValueError (the class may
+                        # differ), or the same other class (IndexError: a bad row index)
+                        same = out == r_out or {out, r_out} <= {"TypeError", "ValueError"}
                     results.append({"fn": f"{bname}.{name}", "dtype": work.name,
                                     "case": label, "outcome": out, "reference": r_out,
                                     "same": bool(same), "intact": intact})
@@ -552,7 +557,9 @@ def test_child_ran_every_compiled_entry_point(child_results):
 
 #: axes whose length the kernel does not constrain (any batch size; any number of draws)
 FREE_AXES = {("layers.bias_grad", "arg0:axis0-1"), ("layers.bias_grad", "arg0:axis0+1"),
-             ("layers.uniform", "arg1:axis0-1"), ("layers.uniform", "arg1:axis0+1")}
+             ("layers.uniform", "arg1:axis0-1"), ("layers.uniform", "arg1:axis0+1"),
+             # rows to gather from: any number holding the indices (labels < K < N)
+             ("step.take_rows", "arg0:axis0-1"), ("step.take_rows", "arg0:axis0+1")}
 
 
 def test_compiled_entry_points_reject_bad_arrays_with_python_exceptions(child_results):
@@ -567,15 +574,18 @@ def test_compiled_entry_points_reject_bad_arrays_with_python_exceptions(child_re
             ok = out == "ok"
         elif case.endswith(":readonly"):
             # const inputs must accept read-only memory; outputs must refuse it
-            ok = (out == "ok") if r["role"] == "in" else out.startswith("ValueError")
+            ok = (out == "ok") if r["role"] == "in" else out.startswith(
+                ("ValueError", "StepArgumentError"))
         elif case.endswith(":none"):
             # every array argument is declared ``not None``: refused, never a silent no-op
-            ok = out.startswith("TypeError")
+            # (step's entry points refuse with StepArgumentError, a ValueError)
+            ok = out.startswith("TypeError" if not r["fn"].startswith("step.")
+                                else _REFUSED)
         elif case.startswith("zero:"):
             # no crash; a no-op or a clean ValueError/TypeError
-            ok = out == "ok" or out.startswith(("ValueError", "TypeError"))
+            ok = out == "ok" or out.startswith(_REFUSED)
         else:  # shape, dtype, strided, list: must be refused
-            ok = out.startswith(("ValueError", "TypeError"))
+            ok = out.startswith(_REFUSED)
         if not ok:
             bad.append(where)
     assert not bad, "\n".join(bad[:40])

@@ -302,6 +302,38 @@ def prep_pair_loss(pred, target, grad, sample_weight, name):
     return p, t, w, check_out(grad, p.shape, dt, "grad")
 
 
+def prep_take_rows(x, indices, out):
+    """Checked ``take_rows`` arguments: ``(x, indices, out)``; the indices are a
+    contiguous intp array, not yet checked against the rows of ``x``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"take_rows: x: expected a numpy.ndarray, got {type(x).__name__}")
+    if x.ndim < 1:
+        raise ValueError("take_rows: x: expected an array of rows (at least 1-D), got a "
+                         "0-D array")
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or not (idx.dtype.kind in "iu" or (idx.size == 0 and idx.dtype.kind
+                                                          in "biuf")):
+        raise TypeError(f"take_rows: indices: expected a 1-D array of integers, got shape "
+                        f"{idx.shape} and dtype {idx.dtype}")
+    if idx.dtype.kind == "u" and idx.size and int(idx.max()) > np.iinfo(np.intp).max:
+        raise IndexError(f"take_rows: indices: {int(idx.max())} is out of range for x with "
+                         f"{x.shape[0]} rows (x shape {x.shape})")
+    idx = np.ascontiguousarray(idx, dtype=np.intp)
+    out = check_out(out, (idx.shape[0],) + x.shape[1:], x.dtype)
+    if np.may_share_memory(out, x) or np.may_share_memory(out, idx):
+        raise ValueError(f"take_rows: out {out.shape} overlaps "
+                         f"{'x' if np.may_share_memory(out, x) else 'indices'}; gather "
+                         f"into a buffer of its own")
+    return x, idx, out
+
+
+def take_rows_error(x, idx, pos):
+    """The IndexError for ``idx[pos]``, an index outside the rows of ``x``."""
+    return IndexError(f"take_rows: indices[{pos}] = {int(idx[pos])} is out of range for x "
+                      f"with {x.shape[0]} rows (x shape {x.shape}); valid indices are "
+                      f"-{x.shape[0]} .. {x.shape[0] - 1}")
+
+
 def prep_bias_grad(dy, out):
     """Checked ``bias_grad`` arguments: ``(dy, out)``."""
     dt = work_dtype(dy, "dy")
@@ -906,6 +938,24 @@ class Backend:
         if l2:
             grad += ((2.0 * l2) * w).astype(grad.dtype)
         return grad
+
+    def take_rows(self, x, indices, out=None):
+        """``out = x[indices]``: the rows ``indices`` of ``x``, gathered along the first
+        axis into ``out`` of shape ``(len(indices),) + x.shape[1:]`` and x's dtype.
+
+        How ``fit`` gathers each shuffled batch. Negative indices count from the end as
+        in NumPy; one out of range raises IndexError before anything is written. ``out``
+        must not overlap ``x`` or ``indices``.
+        """
+        x, idx, out = prep_take_rows(x, indices, out)
+        try:
+            # mode "raise" buffers ``out``: nothing is written when an index is bad
+            np.take(x, idx, axis=0, out=out)
+        except IndexError:
+            n = x.shape[0]
+            raise take_rows_error(x, idx, int(np.flatnonzero((idx < -n) | (idx >= n))[0])) \
+                from None
+        return out
 
     def all_finite(self, x):
         """True when ``x`` holds no NaN or infinity.

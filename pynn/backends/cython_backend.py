@@ -28,7 +28,8 @@ from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
                    prep_activation_forward, prep_adam, prep_batchnorm_backward,
                    prep_batchnorm_forward, prep_bias_grad, prep_class_loss,
                    prep_dropout_backward, prep_dropout_forward, prep_gemm, prep_optimizer,
-                   prep_pair_loss, prep_rows, prep_sgd, stack_update_hyper)
+                   prep_pair_loss, prep_rows, prep_sgd, prep_take_rows, stack_update_hyper,
+                   take_rows_error)
 
 __all__ = ["CythonBackend"]
 
@@ -298,6 +299,25 @@ class CythonBackend(Backend):
                 and x.flags.aligned:
             return _step._all_finite(x)
         return Backend.all_finite(self, x)
+
+    def take_rows(self, x, indices, out=None):
+        """One C pass: every index checked, then each row copied with the rows four
+        ahead prefetched (random rows of a training set come from memory, not cache).
+        Arrays it cannot take as they are (lists, strided rows, other dtypes, a
+        missing ``out``) are checked and converted first; rows that are not
+        contiguous go to the reference."""
+        try:
+            bad = _step.take_rows(x, indices, out)
+        except _step.StepArgumentError:
+            x, idx, out = prep_take_rows(x, indices, out)
+            try:
+                bad = _step.take_rows(x, idx, out)
+            except _step.StepArgumentError:
+                return Backend.take_rows(self, x, idx, out)
+            indices = idx
+        if bad >= 0:
+            raise take_rows_error(x, np.asarray(indices), bad)
+        return out
 
     # ------------------------------------------------------------------
     # fused Dense-stack inference and training step
