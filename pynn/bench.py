@@ -485,6 +485,21 @@ class _Pynn(_Contestant):
         with _backends.use_backend(self.backend):
             return self.model.predict(x, batch_size=len(x), verbose=0)
 
+    def step(self, x, y):
+        """A zero-argument callable: the step ``fit`` runs on one batch, on the rows
+        ``x``, ``y`` as they are (no shuffled gather, no callbacks), so that it can be
+        timed beside the matrix products it is made of."""
+        model = self.model
+        with _backends.use_backend(self.backend):
+            be = _backends.get_backend()
+            xb, yb = be.asarray(x, np.float32), np.asarray(y)
+            fused = model._fused()
+
+        def run():
+            with _backends.use_backend(self.backend):
+                model._train_step(xb, yb, None, fused)
+        return run
+
 
 class _NumpyMLP(_Contestant):
     """The MLP as one would write it by hand in NumPy (no out= buffers, no fusion).
@@ -1007,7 +1022,7 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
     x, y = training_data(n_samples, data_dir)
     cs = contestants if contestants is not None else _train_contestants(backends, peers)
     floor = _GemmFloor()
-    rows, pred_rows = [], []
+    rows, pred_rows, step_rows = [], [], []
     steps = {b: math.ceil(len(x) / b) for b in batches}
     warm_n = {b: min(len(x), 4 * b) for b in batches}
     for opt in optimizers:
@@ -1037,6 +1052,8 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
                         errors[c.name] = f"error: {type(exc).__name__}: {exc}"
                         continue
                     samples[c.name].append(time.perf_counter() - t0)
+            step_rows += _time_steps(cs, floor, errors, opt, batch, x, y, repeats, target_s,
+                                     pause)
             for c in cs + [floor]:
                 status = c.status if c.status != "ok" else errors.get(c.name, "ok")
                 s = samples[c.name] if status == "ok" else []
@@ -1084,6 +1101,16 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
             "`X / best` each pynn backend against the fastest; `X / its SGD` that "
             "backend's epoch with this optimizer over its SGD epoch at the same batch.\n")
         out(ratios)
+    steps = _step_table(step_rows, optimizers, batches, [c for c in cs if c.backend],
+                        floor.name)
+    if steps:
+        out("\n### One training step beside its matrix products, median µs\n")
+        out("The step `fit` runs on one batch already gathered (`Sequential._train_step`: "
+            "forward, loss, backward, optimizer update), timed on a fixed batch "
+            "interleaved with the `GEMM floor` step of the same batch size; `X / floor` "
+            "is the ratio the step target is stated in. The epoch table adds the "
+            "shuffled gather, callbacks and the last partial batch.\n")
+        out(steps)
     out("\n### Inference: `predict` median µs per call\n")
     table = []
     for pb in predict_batches:
@@ -1094,7 +1121,50 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
         if r["status"] not in ("ok", NOT_INSTALLED):
             what = f"{r.get('optimizer', 'predict')} batch {r['batch']}"
             out(f"\n- {r['contestant']} {what}: {r['status']}")
-    return rows, pred_rows
+    for r in step_rows:
+        if r["status"] != "ok":
+            out(f"\n- {r['contestant']} {r['optimizer']} batch {r['batch']}, one step: "
+                f"{r['status']}")
+    return rows, pred_rows, step_rows
+
+
+def _time_steps(cs, floor, errors, opt, batch, x, y, repeats, target_s, pause):
+    """Rows of one training step of each pynn contestant (built for ``opt``, ``batch``)
+    and of the products floor, interleaved, on the first ``batch`` rows."""
+    n = min(batch, len(x))
+    fns = {}
+    for c in cs:
+        if c.backend is None or c.status != "ok" or c.name in errors:
+            continue
+        try:
+            fns[c.name] = c.step(x[:n], y[:n])
+        except Exception as exc:  # a broken backend must not hide the others
+            fns[c.name] = f"error: {type(exc).__name__}: {exc}"
+    if not fns:
+        return []
+    fns[floor.name] = _mlp_gemm_floor(n)
+    res = _interleaved(fns, repeats, target_s, pause=pause)
+    return [{"optimizer": opt, "batch": batch, "rows": n, "contestant": name,
+             "status": err or "ok", "median_s": med, "samples_s": samples}
+            for name, (med, samples, err) in res.items()]
+
+
+def _step_table(step_rows, optimizers, batches, pynn_cs, floor_name):
+    """Markdown table of the step medians (µs) and of each step over the floor."""
+    med = {(r["optimizer"], r["batch"], r["contestant"]): r["median_s"] for r in step_rows}
+    names = [c.name for c in pynn_cs]
+    if not step_rows or not names:
+        return ""
+    table = []
+    for opt in optimizers:
+        for batch in batches:
+            fl = med.get((opt, batch, floor_name))
+            times = [med.get((opt, batch, n)) for n in names]
+            table.append([opt, batch] + [_us(t) if t else "-" for t in times + [fl]]
+                         + [_x(t / fl) if t and fl else "-" for t in times])
+    headers = (["optimizer", "batch"] + names + [floor_name]
+               + [f"{n} / floor" for n in names])
+    return _md_table(headers, table, n_left=2)
 
 
 # ---------------------------------------------------------------------------
@@ -1304,7 +1374,7 @@ def _run(args, names, sections, models_why, contestants, peers):
     if "train" in sections:
         if models_why is not None:
             print(f"\n(pynn.models is unavailable, pynn columns stay empty: {models_why})")
-        result["train"], result["predict"] = run_train(
+        result["train"], result["predict"], result["train_step"] = run_train(
             names, peers, train_batches, predict_batches, args.optimizers, n_samples,
             args.repeats, data_dir, pause, 0.0 if quick else 0.1, contestants=contestants)
     if "startup" in sections:

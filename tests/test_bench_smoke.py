@@ -71,11 +71,34 @@ def test_quick_bench_json(tmp_path, capsys):
                 assert rows[peer]["status"] in ("ok", bench.NOT_INSTALLED), rows[peer]
             assert rows["NumPy MLP"]["status"] == "ok"
             assert rows["GEMM floor"]["median_s"] > 0
+            # one step of each backend beside the products of the same batch
+            steps = {r["contestant"]: r for r in report["train_step"]
+                     if r["optimizer"] == opt and r["batch"] == batch}
+            assert set(steps) == {f"pynn[{n}]" for n in backends} | {"GEMM floor"}
+            assert all(r["status"] == "ok" and r["median_s"] > 0 for r in steps.values())
+            assert all(r["rows"] == batch for r in steps.values())
     for pb in bench.QUICK_PREDICT_BATCHES:
         rows = {r["contestant"]: r for r in report["predict"] if r["batch"] == pb}
         for name in backends:
             assert rows[f"pynn[{name}]"]["status"] == "ok"
     assert "## (c) Training" in printed
+    assert "One training step beside its matrix products" in printed
+
+
+def test_step_table_ratios_from_medians():
+    rows = [{"optimizer": "sgd", "batch": 32, "contestant": c, "median_s": t}
+            for c, t in (("pynn[cython]", 150e-6), ("pynn[numba]", 180e-6),
+                         ("GEMM floor", 120e-6))]
+    cs = [bench._Pynn("cython"), bench._Pynn("numba")]
+    table = bench._step_table(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
+    lines = table.splitlines()
+    assert lines[0].split("|")[3:-1] == [" pynn[cython] ", " pynn[numba] ", " GEMM floor ",
+                                         " pynn[cython] / floor ", " pynn[numba] / floor "]
+    assert [c.strip() for c in lines[2].split("|")[1:-1]] == [
+        "sgd", "32", "150", "180", "120", "1.25x", "1.50x"]
+    assert [c.strip() for c in lines[3].split("|")[1:-1]] == [
+        "adam", "32", "-", "-", "-", "-", "-"]
+    assert bench._step_table([], ["sgd"], [32], cs, "GEMM floor") == ""
 
 
 def test_bench_rejects_unknown_backend(capsys):
