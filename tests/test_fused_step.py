@@ -15,7 +15,7 @@ import pytest
 import pynn
 import pynn.backends as B
 from pynn import bench, layers, losses
-from pynn.backends.base import ACTIVATIONS, STACK_LOSSES, Backend
+from pynn.backends.base import ACTIVATIONS, STACK_LOSSES, Backend, StackUpdate
 from pynn.models import Sequential
 
 from helpers import CPU_BACKENDS, FAST_BACKENDS
@@ -390,6 +390,28 @@ def test_overlap_is_caught_after_a_good_call_with_the_same_workspaces(be):
         be.dense_stack_forward_backward(**dict(args, target=t_in_workspace))
     for b, d in zip(before, args["dkernels"]):
         np.testing.assert_array_equal(b, d)
+    assert np.isfinite(be.dense_stack_forward_backward(**args))
+    # sample weights inside a workspace, after a good call with sample weights: refused
+    # before anything is written (float64 weights can alias any workspace's bytes)
+    sw = np.array([1.0, 2.0, 0.5, 1.0])
+    assert np.isfinite(be.dense_stack_forward_backward(**dict(args, sample_weight=sw)))
+    for update in (None, StackUpdate(rule="sgd", learning_rate=0.1, kernel_states=((), ()),
+                                     bias_states=((), ()))):
+        w_in_workspace = args["dkernels"][0].reshape(-1)[:8].view(np.float64)
+        w_in_workspace[...] = sw
+        before = [d.copy() for d in args["dkernels"]] + [k.copy() for k in args["kernels"]]
+        with pytest.raises(ValueError, match=r"dkernels\[0\] and sample_weight overlap"):
+            be.dense_stack_forward_backward(**dict(args, sample_weight=w_in_workspace,
+                                                   update=update))
+        for b, d in zip(before, args["dkernels"] + args["kernels"]):
+            np.testing.assert_array_equal(b, d)
+    # weights inside a kernel that the update writes
+    w_in_kernel = args["kernels"][0].reshape(-1)[:8].view(np.float64)
+    w_in_kernel[...] = sw
+    upd = StackUpdate(rule="sgd", learning_rate=0.1, kernel_states=((), ()),
+                      bias_states=((), ()))
+    with pytest.raises(ValueError, match=r"kernels\[0\] and sample_weight overlap"):
+        be.dense_stack_forward_backward(**dict(args, sample_weight=w_in_kernel, update=upd))
     assert np.isfinite(be.dense_stack_forward_backward(**args))
 
 

@@ -345,8 +345,9 @@ def _step_source(codes, loss_code, rule, labels, biases):
         '    """',
         "    depth = codes.shape[0]",
         "    n = x.shape[0]",
-        # the inputs the validator checks (x and the target) against what is written
-        "    spans = (K.span(x), K.span(labels), K.span(t))",
+        # the inputs the validator checks (x, the target and the sample weights)
+        # against what is written
+        "    spans = (K.span(x), K.span(labels), K.span(t), K.span(w))",
         f"    if not K.rows_clear_of(spans, table, {ns}, {_mask(STEP_SLOTS, _written(rule))}, "
         "x.itemsize):",
         f"        return {STEP_OVERLAP}, np.nan",

@@ -1234,14 +1234,13 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
     workspaces = (_named("outs", outs) + _named("deltas", deltas)
                   + _named("dkernels", dkernels) + _named("dbiases", dbiases)
                   + _named("preacts", preacts))
+    inputs = ([("x", x)] + _named("target", [labels if labels is not None else dense])
+              + ([("sample_weight", w)] if w is not None else []))
     if update is None:
-        check_no_overlap(workspaces, [("x", x)] + _named("kernels", kernels)
-                         + _named("biases", biases)
-                         + _named("target", [labels if labels is not None else dense]))
+        check_no_overlap(workspaces, inputs + _named("kernels", kernels)
+                         + _named("biases", biases))
     else:  # the weights and the optimizer state are written too
-        check_no_overlap(workspaces + check_stack_update(update, kernels, biases),
-                         [("x", x)] + _named("target",
-                                             [labels if labels is not None else dense]))
+        check_no_overlap(workspaces + check_stack_update(update, kernels, biases), inputs)
     return dict(x=x, labels=labels, target=dense, w=w, codes=codes, alphas=alphas,
                 preacts=preacts, biases=biases, dbiases=dbiases, loss_code=loss_code,
                 dtype=dt, label_smoothing=ls, loss_scale=float(loss_scale))
