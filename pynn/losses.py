@@ -186,7 +186,7 @@ def _dense(loss_name, y, output_shape, sparse_hint=False):
             hint = (" - these look like integer class labels: use "
                     "'sparse_categorical_crossentropy' or one-hot encode them")
         elif a.ndim == 1:
-            hint = f" - targets of shape (n,) are accepted only for a single output unit"
+            hint = " - targets of shape (n,) are accepted only for a single output unit"
         raise ValueError(f"{loss_name}: targets of shape {np.shape(y)} do not match the model "
                          f"output shape {tuple(output_shape)}; expected (n, {k}){hint}")
     dt = a.dtype if a.dtype in (np.float32, np.float64) else np.dtype(floatx())
