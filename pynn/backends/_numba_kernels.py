@@ -221,9 +221,10 @@ def log_softmax_rows(x, out):
 # --------------------------------------------------------------------------
 @intrinsic
 def dot_into(typingctx, a, b, out):
-    """``np.dot(a, b, out)`` for C/F-contiguous arrays of one float dtype, through the
-    very lowering Numba's ``np.dot`` uses (so the same BLAS calls and results: GEMM,
-    GEMV for a one-row or one-column operand, zeros for an empty inner dimension).
+    """``np.dot(a, b, out)`` for C/F-contiguous arrays of one float dtype, with the
+    BLAS calls Numba's ``np.dot`` makes (so the same results: GEMM, GEMV for a one-row
+    or one-column operand, zeros for an empty inner dimension). The caller has checked
+    the shapes (see :func:`_dot_mm`).
 
     ``np.dot`` wraps that lowering in a function of its own, compiled once per
     signature (about 0.1 s each); called through this intrinsic it is lowered
@@ -236,15 +237,70 @@ def dot_into(typingctx, a, b, out):
             and out.dtype in (types.float32, types.float64)
             and a.layout in "CF" and b.layout in "CF" and out.layout == "C"):
         return None
-    from numba.np.linalg import dot_3_mm, dot_3_vm, ensure_blas
+    from numba.np.linalg import dot_3_vm, ensure_blas
     ensure_blas()
 
     def codegen(context, builder, signature, args):
         if signature.args[0].ndim == signature.args[1].ndim == 2:
-            return dot_3_mm(context, builder, signature, args)
+            return _dot_mm(context, builder, signature, args)
         return dot_3_vm(context, builder, signature, args)
 
     return out(a, b, out), codegen
+
+
+def _dot_mm(context, builder, sig, args):
+    """Numba's ``dot_3_mm`` (matrix times matrix into ``out``) without its shape check.
+
+    The same BLAS calls in the same cases: zeros for an empty inner dimension, DOT for
+    a 1x1 result, GEMV for one row or one column, GEMM otherwise. Numba's version first
+    compiles a Python function that compares the shapes, once per call site: a third
+    of a generated step's first compile (0.3 s of about 1.6 s). Every caller here has
+    checked the shapes already (the validators, the kernel tables); the dimensions
+    are still checked to fit BLAS's C ints.
+    """
+    from numba.np.arrayobj import make_array
+    from numba.np.linalg import call_xxdot, call_xxgemm, call_xxgemv, check_c_int
+    xty, yty, outty = sig.args
+    x = make_array(xty)(context, builder, args[0])
+    y = make_array(yty)(context, builder, args[1])
+    out = make_array(outty)(context, builder, args[2])
+    x_shapes = cgutils.unpack_tuple(builder, x.shape)
+    y_shapes = cgutils.unpack_tuple(builder, y.shape)
+    out_shapes = cgutils.unpack_tuple(builder, out.shape)
+    m, k = x_shapes
+    n = y_shapes[1]
+    for dim in (m, k, n):
+        check_c_int(context, builder, dim)
+    zero = context.get_constant(types.intp, 0)
+    one = context.get_constant(types.intp, 1)
+    empty = builder.or_(builder.icmp_signed("==", k, zero),
+                        builder.or_(builder.icmp_signed("==", m, zero),
+                                    builder.icmp_signed("==", n, zero)))
+    with builder.if_else(empty, likely=False) as (if_empty, if_full):
+        with if_empty:
+            cgutils.memset(builder, out.data, builder.mul(out.itemsize, out.nitems), 0)
+        with if_full:
+            left_vec = builder.icmp_signed("==", m, one)
+            with builder.if_else(builder.icmp_signed("==", n, one)) as (r_vec, r_mat):
+                with r_vec:
+                    with builder.if_else(left_vec) as (v_v, m_v):
+                        with v_v:
+                            call_xxdot(context, builder, False, xty.dtype, k, x.data,
+                                       y.data, out.data)
+                        with m_v:
+                            call_xxgemv(context, builder, xty.layout == outty.layout,
+                                        xty, x_shapes, x.data, y.data, out.data)
+                with r_mat:
+                    with builder.if_else(left_vec) as (v_m, m_m):
+                        with v_m:
+                            call_xxgemv(context, builder, yty.layout != outty.layout,
+                                        yty, y_shapes, y.data, x.data, out.data)
+                        with m_m:
+                            call_xxgemm(context, builder, xty, x_shapes, x.data,
+                                        yty, y_shapes, y.data, outty, out_shapes,
+                                        out.data)
+    from numba.core.imputils import impl_ret_borrowed
+    return impl_ret_borrowed(context, builder, sig.return_type, out._getvalue())
 
 
 @intrinsic
