@@ -678,6 +678,12 @@ cdef enum:
     TAKE_AHEAD = 4
 
 
+cdef inline const char* _row(const char* base, Py_ssize_t j, Py_ssize_t n,
+                             Py_ssize_t stride) noexcept nogil:
+    """Row ``j`` of ``n`` rows ``stride`` bytes apart (a negative ``j`` counts from the end)."""
+    return base + (j + n if j < 0 else j) * stride
+
+
 cdef inline void _prefetch_row(const char* p, Py_ssize_t nbytes) noexcept nogil:
     cdef Py_ssize_t j
     for j in range(0, nbytes, 64):
@@ -755,12 +761,9 @@ def take_rows(object x, object indices, object out):
                 break
         if bad < 0 and row:
             for i in range(min(<Py_ssize_t>TAKE_AHEAD, m)):
-                j = idx[i]
-                _prefetch_row(base + (j + n if j < 0 else j) * stride, row)
+                _prefetch_row(_row(base, idx[i], n, stride), row)
             for i in range(m):
                 if i + TAKE_AHEAD < m:
-                    j = idx[i + TAKE_AHEAD]
-                    _prefetch_row(base + (j + n if j < 0 else j) * stride, row)
-                j = idx[i]
-                memcpy(dst + i * row, base + (j + n if j < 0 else j) * stride, <size_t>row)
+                    _prefetch_row(_row(base, idx[i + TAKE_AHEAD], n, stride), row)
+                memcpy(dst + i * row, _row(base, idx[i], n, stride), <size_t>row)
     return bad

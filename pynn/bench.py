@@ -1160,7 +1160,7 @@ def _step_table(step_rows, optimizers, batches, pynn_cs, floor_name):
         for batch in batches:
             fl = med.get((opt, batch, floor_name))
             times = [med.get((opt, batch, n)) for n in names]
-            table.append([opt, batch] + [_us(t) if t else "-" for t in times + [fl]]
+            table.append([opt, batch] + [_us(t) for t in times + [fl]]
                          + [_x(t / fl) if t and fl else "-" for t in times])
     headers = (["optimizer", "batch"] + names + [floor_name]
                + [f"{n} / floor" for n in names])

@@ -562,6 +562,10 @@ FREE_AXES = {("layers.bias_grad", "arg0:axis0-1"), ("layers.bias_grad", "arg0:ax
              ("step.take_rows", "arg0:axis0-1"), ("step.take_rows", "arg0:axis0+1")}
 
 
+#: StepArgumentError subclasses ValueError (the backend catches it to re-check in Python)
+_REFUSED = ("ValueError", "TypeError", "StepArgumentError")
+
+
 def test_compiled_entry_points_reject_bad_arrays_with_python_exceptions(child_results):
     bad = []
     for r in child_results["ext"]:
@@ -612,10 +616,6 @@ def test_a_crash_in_the_child_is_reported_with_its_signal(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
                          cwd=PYNN_PATH)
     assert res.returncode < 0 and signal.Signals(-res.returncode).name == "SIGSEGV"
-
-
-#: StepArgumentError subclasses ValueError (the backend catches it to re-check in Python)
-_REFUSED = ("ValueError", "TypeError", "StepArgumentError")
 
 
 def test_fused_step_entry_point_rejects_bad_arrays(child_results):
