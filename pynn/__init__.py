@@ -14,17 +14,17 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import (activations, backends, callbacks, datasets, initializers, layers, losses,
-               metrics, models, ops, optimizers, regularizers, saving)
+               metrics, models, ops, optimizers, regularizers, saving, trainers)
 from ._config import floatx, set_floatx, set_seed
 from .backends import get_backend, set_backend, use_backend
-from .layers import clear_session
-from .models import Sequential, load_model
+from .layers import Input, clear_session
+from .models import Model, Sequential, load_model
 
 __all__ = [
     "__version__", "activations", "backends", "callbacks", "datasets", "initializers",
     "layers", "losses", "metrics", "models", "ops", "optimizers", "regularizers", "saving",
     "plot", "floatx", "set_floatx", "set_seed", "get_backend", "set_backend", "use_backend",
-    "clear_session", "Sequential", "load_model",
+    "clear_session", "Input", "Model", "Sequential", "load_model", "trainers",
 ]
 
 

@@ -52,6 +52,7 @@ import numpy as np
 
 from . import backends as _backends
 from .backends.base import Backend
+from .trainers.planner import explain
 
 __all__ = ["main", "OpCase", "op_cases", "dense_step", "blas_info", "openblas_overrides"]
 
@@ -493,11 +494,10 @@ class _Pynn(_Contestant):
         with _backends.use_backend(self.backend):
             be = _backends.get_backend()
             xb, yb = be.asarray(x, np.float32), np.asarray(y)
-            fused = model._fused()
 
         def run():
             with _backends.use_backend(self.backend):
-                model._train_step(xb, yb, None, fused)
+                model.train_step((xb, yb))
         return run
 
 
@@ -1105,7 +1105,7 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
                         floor.name)
     if steps:
         out("\n### One training step beside its matrix products, median µs\n")
-        out("The step `fit` runs on one batch already gathered (`Sequential._train_step`: "
+        out("The step `fit` runs on one batch already gathered (`Model.train_step`: "
             "forward, loss, backward, optimizer update), timed on a fixed batch "
             "interleaved with the `GEMM floor` step of the same batch size; `X / floor` "
             "is the ratio the step target is stated in. The epoch table adds the "
@@ -1456,17 +1456,16 @@ def step_allocations(backend, optimizer, steps=50, batch=128, arch=ARCH):
         model = tutorial_model(optimizer, arch)
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # the first epoch allocates
         xb, yb = x[:batch], y[:batch].astype(np.intp)
-        if model._dense_stack_spec(xb) is None:
+        if not explain(model)["train"]:
             raise RuntimeError(f"the model does not take the fused step on {backend!r}")
-        fused = model._fused()
         tracemalloc.start()
         try:
-            model._train_step(xb, yb, None, fused)
+            model.train_step((xb, yb))
             before = tracemalloc.take_snapshot().filter_traces([numpy_domain])
             base, _ = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
             for _ in range(steps):
-                model._train_step(xb, yb, None, fused)
+                model.train_step((xb, yb))
             current, peak = tracemalloc.get_traced_memory()
             after = tracemalloc.take_snapshot().filter_traces([numpy_domain])
         finally:

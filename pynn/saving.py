@@ -127,7 +127,7 @@ def save_model(model, filepath, overwrite=True):
             compile_config = None
     opt = model.optimizer
     if compile_config is not None and opt is not None and getattr(opt, "built", False) \
-            and model._opt_layout_id == model._layout_id:
+            and model._opt_layout_id == model._layout.id:
         state = opt.get_state()
         for name in sorted(state):
             key = f"opt.{name}"
@@ -322,13 +322,14 @@ def load_model(filepath, custom_objects=None, compile=True):
 
 
 def _model_from_archive(filepath, config, arrays, custom_objects, compile):
-    from .models import Sequential
+    from .models import Functional, Sequential
+    classes = {"Sequential": Sequential, "Functional": Functional, "Model": Functional}
     mcfg = config.get("model")
-    if not isinstance(mcfg, dict) or mcfg.get("class_name") != "Sequential" \
-            or not isinstance(mcfg.get("config"), dict):
+    cls = classes.get(mcfg.get("class_name")) if isinstance(mcfg, dict) else None
+    if cls is None or not isinstance(mcfg.get("config"), dict):
         raise ValueError(f"{filepath!r}: unsupported model class "
                          f"{mcfg.get('class_name') if isinstance(mcfg, dict) else None!r}")
-    model = Sequential.from_config(mcfg["config"], custom_objects=custom_objects)
+    model = cls.from_config(mcfg["config"], custom_objects=custom_objects)
     specs = config.get("weights") or []
     if specs and not model.built:
         raise ValueError(f"{filepath!r}: the saved config has no input shape, but weights")

@@ -24,6 +24,15 @@ REF = Backend()
 ARCHS = {1: [9, 5], 2: [13, 7, 3], 3: [11, 17, 6, 5]}
 
 
+def layered(model, x):
+    """The model's layer-by-layer inference (the fused path switched off publicly)."""
+    model.jit_compile = False
+    try:
+        return model.predict(x, verbose=0)
+    finally:
+        model.jit_compile = True
+
+
 @pytest.fixture(params=CPU_BACKENDS)
 def be(request):
     return B.get(request.param)
@@ -338,7 +347,7 @@ def test_predict_runs_one_fused_call_per_batch_and_matches_layers(backend_name, 
     with pynn.use_backend(be):
         m = _model(dropout=dropout)
         m.build((None, 12))
-        want = m._forward(x, training=False).copy()
+        want = layered(m, x).copy()
         calls = _count_fused(monkeypatch, be)
         got = m.predict(x, batch_size=16, verbose=0)
         assert calls == [(16, 12), (16, 12), (16, 12), (2, 12)]
@@ -376,7 +385,7 @@ def test_predict_float64_model_and_layered_models(backend_name, monkeypatch):
                                                             dtype="float64"),
                           layers.Dense(3, activation="sigmoid", dtype="float64")])
         m64.build((None, 12))
-        want = m64._forward(x, training=False).copy()
+        want = layered(m64, x).copy()
         calls = _count_fused(monkeypatch, be)
         got = m64.predict(x, verbose=0)
         assert got.dtype == np.float64 and calls == [(9, 12)]
@@ -388,7 +397,7 @@ def test_predict_float64_model_and_layered_models(backend_name, monkeypatch):
         calls.clear()
         out = bn.predict(x, verbose=0)
         assert calls == [] and out.shape == (9, 2)
-        assert_close(out, bn._forward(x.astype(np.float32), training=False), np.float32,
+        assert_close(out, layered(bn, x.astype(np.float32)), np.float32,
                      1.0, "batchnorm model")
 
 
@@ -405,14 +414,14 @@ def test_predict_follows_weight_changes(backend_name):
         m.fit(x, y, epochs=2, verbose=0)
         after = m.predict(x, verbose=0)
         assert not np.allclose(before, after)
-        assert_close(after, m._forward(x, training=False), np.float32, 1.0, "after fit")
+        assert_close(after, layered(m, x), np.float32, 1.0, "after fit")
         w = m.get_weights()
         w[-1] = w[-1] + 1.0
         m.set_weights(w)
-        assert_close(m.predict(x, verbose=0), m._forward(x, training=False), np.float32, 1.0,
+        assert_close(m.predict(x, verbose=0), layered(m, x), np.float32, 1.0,
                      "after set_weights")
         m.layers[0].trainable = False
-        assert_close(m.predict(x, verbose=0), m._forward(x, training=False), np.float32, 1.0,
+        assert_close(m.predict(x, verbose=0), layered(m, x), np.float32, 1.0,
                      "after freezing")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pynn
+from pynn.trainers import explain
 import pynn.backends as B
 from pynn import bench, layers, losses
 from pynn.backends.base import ACTIVATIONS, STACK_LOSSES, Backend, StackUpdate
@@ -492,9 +493,7 @@ def _train(be_name, dtype, case, layered, epochs=2, optimizer="adam", weighted=F
     model = _model(be_name, dtype, arch, acts)
     calls = []
     with B.use_backend(be_name) as be:
-        model.compile(optimizer=optimizer, loss=make_loss())
-        if layered:
-            model._dense_stack_spec = lambda xb: None
+        model.compile(optimizer=optimizer, loss=make_loss(), jit_compile=not layered)
         original = be.dense_stack_forward_backward
 
         def counted(*a, **k):
@@ -550,13 +549,12 @@ def test_model_without_bias_and_with_regularizer_uses_fused_path(backend_name):
                                 layers.Dense(6, activation="relu", use_bias=False,
                                              kernel_regularizer="l2"),
                                 layers.Dense(3, activation="softmax")])
-            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-            if layered:
-                model._dense_stack_spec = lambda xb: None
+            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                          run_eagerly=layered)
             rng = np.random.default_rng(2)
             x, y = rng.standard_normal((20, 8)), rng.integers(0, 3, 20)
             h = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-            assert (model._dense_stack_spec(x) is None) == layered
+            assert explain(model)["train"] is not layered
             return h.history["loss"], model.get_weights()
 
     (la, wa), (lb, wb) = build(False), build(True)
@@ -574,20 +572,20 @@ def test_model_falls_back_when_not_a_plain_dense_stack(backend_name):
                                    layers.Dropout(0.2), layers.Dense(3, activation="softmax")])
         with_dropout.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
         with_dropout.fit(x, y, epochs=1, verbose=0)
-        assert with_dropout._dense_stack_spec(x) is None
+        assert not explain(with_dropout)["train"]
         frozen = Sequential([layers.Input(shape=(5,)), layers.Dense(4, activation="relu"),
                              layers.Dense(3, activation="softmax")])
         frozen.layers[0].trainable = False
         frozen.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
         frozen.fit(x, y, epochs=1, verbose=0)
-        assert frozen._dense_stack_spec(x) is None
+        assert not explain(frozen)["train"]
         probs = Sequential([layers.Input(shape=(5,)), layers.Dense(3, activation="relu")])
         probs.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")  # from probs
-        assert probs._dense_stack_spec(x) is None
+        assert not explain(probs)["train"]
         plain = Sequential([layers.Input(shape=(5,)), layers.Dense(3, activation="softmax")])
         plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
         plain.fit(x, y, epochs=1, verbose=0)
-        assert plain._dense_stack_spec(x) is not None
+        assert explain(plain)["train"]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -621,7 +619,8 @@ def test_model_recompiled_with_another_loss_uses_it(backend_name):
         for loss, name, fn in (("mse", "mean_squared_error", losses.mean_squared_error),
                                ("mae", "mean_absolute_error", losses.mean_absolute_error)):
             model.compile(optimizer="sgd", loss=loss)
-            assert model._dense_stack_spec(x)["loss"] == name
+            assert explain(model)["train"]
+            assert model._fast_path.train_spec(2)["loss"] == name
             want = float(np.mean(fn(y, model.predict(x, verbose=0))))
             model.reset_metrics()
             got = model.train_on_batch(x, y)

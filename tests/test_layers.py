@@ -31,14 +31,14 @@ def numeric_grad(f, arr, eps=EPS):
 def check_layer_gradients(layer, x, training=True, rtol=1e-6, atol=1e-8, seed=0):
     """L = sum(r * forward(x)); compare backward's dx and weight grads with differences."""
     rng = np.random.default_rng(seed)
-    y = layer.forward(x, training=training)
+    y = fwd(layer, x, training=training)
     r = rng.standard_normal(y.shape)
 
     def loss():
-        return float(np.sum(r * layer.forward(x, training=training)))
+        return float(np.sum(r * fwd(layer, x, training=training)))
 
     loss()
-    dx = np.array(layer.backward(r.copy(), input_grad=True), copy=True)
+    dx = np.array(bwd(layer, r.copy(), input_grad=True), copy=True)
     grads = {w.name: np.array(w.grad, copy=True) for w in layer.trainable_weights}
     np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=rtol, atol=atol,
                                err_msg=f"{layer.name}: dx")
@@ -46,6 +46,23 @@ def check_layer_gradients(layer, x, training=True, rtol=1e-6, atol=1e-8, seed=0)
         np.testing.assert_allclose(grads[w.name], numeric_grad(loss, w.value), rtol=rtol,
                                    atol=atol, err_msg=f"{layer.name}: d{w.name}")
     return dx, grads
+
+
+def ctx_of(layer):
+    """One call context per layer for these single-call tests (the engine keeps one per
+    call site)."""
+    ctx = layer.__dict__.get("_test_ctx")
+    if ctx is None:
+        ctx = layer._test_ctx = layer.context()
+    return ctx
+
+
+def fwd(layer, x, *args, **kwargs):
+    return layer.forward(ctx_of(layer), x, *args, **kwargs)
+
+
+def bwd(layer, dy, *args, **kwargs):
+    return layer.backward(ctx_of(layer), dy, *args, **kwargs)
 
 
 def build(layer, x):
@@ -70,7 +87,7 @@ def test_dense_gradients_without_bias_and_rank3(backend):
     x = rng.standard_normal((3, 2, 4))
     layer = build(Dense(3, activation="tanh", use_bias=False, dtype="float64"), x)
     assert layer.bias is None and len(layer.weights) == 1
-    assert layer.forward(x).shape == (3, 2, 3)
+    assert fwd(layer, x).shape == (3, 2, 3)
     check_layer_gradients(layer, x)
 
 
@@ -82,11 +99,11 @@ def test_dense_forward_matches_numpy_and_logits_skip_activation(backend):
     W, b = layer.kernel.numpy(), layer.bias.numpy()
     z = x @ W + b
     e = np.exp(z - z.max(1, keepdims=True))
-    np.testing.assert_allclose(layer.forward(x), e / e.sum(1, keepdims=True), rtol=1e-12)
-    np.testing.assert_allclose(layer.forward(x, logits=True), z, rtol=1e-12)
+    np.testing.assert_allclose(fwd(layer, x), e / e.sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(fwd(layer, x, logits=True), z, rtol=1e-12)
     # backward in logits mode is the plain affine backward
     dy = rng.standard_normal(z.shape)
-    dx = layer.backward(dy)
+    dx = bwd(layer, dy)
     np.testing.assert_allclose(dx, dy @ W.T, rtol=1e-12)
     np.testing.assert_allclose(layer.kernel.grad, x.T @ dy, rtol=1e-12)
     np.testing.assert_allclose(layer.bias.grad, dy.sum(0), rtol=1e-12)
@@ -95,8 +112,8 @@ def test_dense_forward_matches_numpy_and_logits_skip_activation(backend):
 def test_dense_skips_input_gradient(backend):
     x = np.random.default_rng(4).standard_normal((5, 3))
     layer = build(Dense(2, dtype="float64"), x)
-    layer.forward(x, training=True)
-    assert layer.backward(np.ones((5, 2)), input_grad=False) is None
+    fwd(layer, x, training=True)
+    assert bwd(layer, np.ones((5, 2)), input_grad=False) is None
     np.testing.assert_allclose(layer.kernel.grad, x.T @ np.ones((5, 2)))
 
 
@@ -118,7 +135,7 @@ def test_batchnorm_frozen_is_inference_mode_and_gradient(backend):
     layer.moving_variance.assign(rng.uniform(0.5, 2.0, 3))
     layer.trainable = False
     mm = layer.moving_mean.numpy()
-    y = layer.forward(x, training=True)
+    y = fwd(layer, x, training=True)
     g, b = layer.gamma.numpy(), layer.beta.numpy()
     want = (x - mm) / np.sqrt(layer.moving_variance.numpy() + 1e-3) * g + b
     np.testing.assert_allclose(y, want, rtol=1e-12)
@@ -130,7 +147,7 @@ def test_batchnorm_moving_statistics_update_like_keras(backend):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((16, 4)) * 3 + 2
     layer = build(BatchNormalization(momentum=0.9, dtype="float64"), x)
-    layer.forward(x, training=True)
+    fwd(layer, x, training=True)
     np.testing.assert_allclose(layer.moving_mean.numpy(), 0.1 * x.mean(0), rtol=1e-12)
     np.testing.assert_allclose(layer.moving_variance.numpy(), 0.9 + 0.1 * x.var(0), rtol=1e-12)
     # Keras weight order and trainability
@@ -146,20 +163,20 @@ def test_dropout_gradient_with_fixed_mask(backend):
     x = rng.standard_normal((6, 5))
     layer = build(Dropout(0.4, dtype="float64"), x)
     layer._next_seed = lambda: 12345  # the same mask on every call
-    y = layer.forward(x, training=True)
+    y = fwd(layer, x, training=True)
     kept = y != 0
     assert 0 < kept.sum() < x.size
     np.testing.assert_allclose(y[kept], x[kept] / 0.6, rtol=1e-12)
     dx, _ = check_layer_gradients(layer, x, training=True)
     # inference: identity
-    assert layer.forward(x, training=False) is x
+    assert fwd(layer, x, training=False) is x
 
 
 def test_dropout_masks_differ_between_steps_and_follow_the_seed(backend):
     x = np.ones((50, 20))
     a, b = Dropout(0.5, seed=3, dtype="float64"), Dropout(0.5, seed=3, dtype="float64")
-    a1, a2 = a.forward(x, True).copy(), a.forward(x, True).copy()
-    b1 = b.forward(x, True).copy()
+    a1, a2 = fwd(a, x, True).copy(), fwd(a, x, True).copy()
+    b1 = fwd(b, x, True).copy()
     assert not np.array_equal(a1, a2)
     np.testing.assert_array_equal(a1, b1)
     assert abs((a1 == 0).mean() - 0.5) < 0.05
@@ -168,11 +185,11 @@ def test_dropout_masks_differ_between_steps_and_follow_the_seed(backend):
 def test_dropout_noise_shape(backend):
     x = np.random.default_rng(9).standard_normal((4, 6))
     layer = build(Dropout(0.5, noise_shape=(1, None), seed=1, dtype="float64"), x)
-    y = layer.forward(x, training=True)
+    y = fwd(layer, x, training=True)
     dropped = np.all(y == 0, axis=0)
     assert np.array_equal(dropped, np.any(y == 0, axis=0))  # whole columns
     dy = np.ones_like(y)
-    dx = layer.backward(dy)
+    dx = bwd(layer, dy)
     np.testing.assert_array_equal(dx == 0, y == 0)
 
 
@@ -204,17 +221,18 @@ def test_flatten_round_trip(backend):
     layer = Flatten()
     y = layer(x)
     assert y.shape == (2, 12) and layer.output_shape == (None, 12)
+    fwd(layer, x)
     dy = np.arange(24.0).reshape(2, 12)
-    assert layer.backward(dy).shape == (2, 3, 4)
+    assert bwd(layer, dy).shape == (2, 3, 4)
 
 
 def test_workspaces_are_reused_per_batch_shape(backend):
     x = np.random.default_rng(11).standard_normal((4, 3))
     layer = build(Dense(2, activation="relu", dtype="float64"), x)
-    y1 = layer.forward(x)
-    y2 = layer.forward(x + 1)
+    y1 = fwd(layer, x)
+    y2 = fwd(layer, x + 1)
     assert y1 is y2  # same buffer, step after step
-    y3 = layer.forward(x[:3])
+    y3 = fwd(layer, x[:3])
     assert y3 is not y1 and y3.shape == (3, 2)
 
 
@@ -280,9 +298,15 @@ def test_layer_weights_api(backend):
 
 
 def test_input_layer():
-    inp = Input(shape=(5,))
-    assert isinstance(inp, InputLayer) and inp.input_shape == (None, 5)
-    assert inp.get_config()["batch_shape"] == [None, 5]
+    inp = Input(shape=(5,))  # Keras 3: a symbolic tensor, made by an InputLayer
+    assert inp.shape == (None, 5) and inp.dtype == "float32"
+    layer = inp.node.layer
+    assert isinstance(layer, InputLayer) and layer.input_shape == (None, 5)
+    assert layer.get_config()["batch_shape"] == [None, 5]
+    ids = Input(shape=(7,), dtype="int32", batch_size=4)
+    assert ids.shape == (4, 7) and ids.dtype == "int32"
+    with pytest.raises(ValueError, match="dtype"):
+        Input(shape=(3,), dtype="complex64")
     with pytest.raises(ValueError, match="shape"):
         Input()
 

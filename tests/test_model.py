@@ -46,16 +46,16 @@ def model_loss_gradient_check(model, x, y, fused_expected):
     for layer in model.layers:
         if isinstance(layer, Dropout):
             layer._next_seed = lambda: 777  # fixed mask
-    xa, ya, sw = model._prepare_xy(x, y)
+    xs, ys, sw = model._prepare_xy(x, y)
     fused = model._fused()
-    assert fused is fused_expected
-    loss, _ = model._compute_gradients(xa, ya, sw, fused)
-    analytic = np.array(model._flat_grads, copy=True)
+    assert fused == (fused_expected,)
+    loss = model._compute_gradients(xs, ys, sw, fused)[0]
+    analytic = np.array(model._layout.grads, copy=True)
 
     def f():
-        return model._compute_gradients(xa, ya, sw, fused)[0]
+        return model._compute_gradients(xs, ys, sw, fused)[0]
 
-    numeric = numeric_grad(f, model._flat_params)
+    numeric = numeric_grad(f, model._layout.params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
     return loss
 
@@ -137,8 +137,12 @@ def test_summary_counts_non_trainable_and_needs_build():
     text = out.getvalue()
     assert "Total params: 42" in text and "Trainable params: 34" in text
     assert "Non-trainable params: 8" in text
-    with pytest.raises(ValueError, match="not yet been built"):
-        Sequential([Dense(2)]).summary()
+    # an unbuilt model lists its layers (Keras 3 prints '?' shapes) instead of failing
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        Sequential([Dense(2, name="later")]).summary()
+    text = out.getvalue()
+    assert "later (Dense)" in text and "?" in text and "unknown until the model is built" in text
 
 
 def test_get_set_weights_order_and_errors():
@@ -161,11 +165,11 @@ def test_get_set_weights_order_and_errors():
 def test_all_parameters_live_in_one_flat_buffer():
     model = Sequential([Dense(3, input_shape=(2,)), BatchNormalization(), Dense(1)])
     for w in model.trainable_weights:
-        assert np.shares_memory(w.value, model._flat_params)
-        assert np.shares_memory(w.grad, model._flat_grads)
+        assert np.shares_memory(w.value, model._layout.params)
+        assert np.shares_memory(w.grad, model._layout.grads)
     for w in model.non_trainable_weights:
-        assert not np.shares_memory(w.value, model._flat_params)
-    assert model._flat_params.size == sum(w.size for w in model.trainable_weights) == 6 + 9 + 4
+        assert not np.shares_memory(w.value, model._layout.params)
+    assert model._layout.params.size == sum(w.size for w in model.trainable_weights) == 6 + 9 + 4
 
 
 def test_config_round_trip_rebuilds_same_architecture():

@@ -298,8 +298,8 @@ def test_checksum_and_config_checks(tmp_path, saved):
         "missing_key": (lambda c: c["weights"].pop(), ["weights.npz holds"]),
         "units": (lambda c: c["model"]["config"]["layers"][-1]["config"].update(units=7),
                   ["shape", "(4, 3)", "(4, 7)"]),
-        "class": (lambda c: c["model"].update(class_name="Functional"),
-                  ["unsupported model class 'Functional'"]),
+        "class": (lambda c: c["model"].update(class_name="Subclassed"),
+                  ["unsupported model class 'Subclassed'"]),
         "layer": (lambda c: c["model"]["config"]["layers"][-1].update(class_name="Lambda"),
                   ["Unknown layer class 'Lambda'"]),
     }

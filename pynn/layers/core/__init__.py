@@ -1,0 +1,4 @@
+"""Core layers."""
+from .dense import Dense
+
+__all__ = ["Dense"]

@@ -1,0 +1,4 @@
+"""Normalization layers."""
+from .batch_normalization import BatchNormalization
+
+__all__ = ["BatchNormalization"]

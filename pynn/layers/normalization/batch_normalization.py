@@ -1,0 +1,124 @@
+"""``BatchNormalization``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import initializers, regularizers
+from ..layer import Layer, rows
+
+__all__ = ["BatchNormalization"]
+
+
+class BatchNormalization(Layer):
+    """Normalise the last axis with batch statistics (training) or moving ones (inference).
+
+    Weights, in Keras's order: ``gamma`` (if ``scale``), ``beta`` (if ``center``),
+    ``moving_mean`` and ``moving_variance`` (non-trainable, updated in training as
+    ``moving = momentum * moving + (1 - momentum) * batch``). A layer with
+    ``trainable = False`` runs in inference mode even while the model trains (Keras 3).
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"BatchNormalization {self.name!r}: axis must be an int (the last "
+                             f"axis), got {axis!r}")
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"BatchNormalization {self.name!r}: momentum must be in [0, 1], "
+                             f"got {momentum!r}")
+        if not self.epsilon > 0.0:
+            raise ValueError(f"BatchNormalization {self.name!r}: epsilon must be > 0, "
+                             f"got {epsilon!r}")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if rank < 2 or self.axis % rank != rank - 1 or not -rank <= self.axis < rank:
+            raise ValueError(f"BatchNormalization {self.name!r} normalises the last axis only; "
+                             f"got axis={self.axis} for input shape {tuple(input_shape)}")
+        k = input_shape[-1]
+        if k is None:
+            raise ValueError(f"BatchNormalization {self.name!r}: the last input dimension "
+                             f"must be known, got input shape {tuple(input_shape)}")
+        if self.scale:
+            self.gamma = self.add_weight("gamma", (k,), self.gamma_initializer,
+                                         self.gamma_regularizer)
+        if self.center:
+            self.beta = self.add_weight("beta", (k,), self.beta_initializer,
+                                        self.beta_regularizer)
+        self.moving_mean = self.add_weight("moving_mean", (k,), self.moving_mean_initializer,
+                                           trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", (k,),
+                                               self.moving_variance_initializer,
+                                               trainable=False)
+        self.built = True
+
+    @staticmethod
+    def _constant(ctx, key, k, value):
+        """A ones/zeros vector standing in for gamma/beta when scale/center is off."""
+        c = ctx.buffer(key, (k,))
+        c.fill(value)
+        return c
+
+    def forward(self, ctx, x, training=False):
+        be = self.backend
+        xs = tuple(x.shape)
+        k = xs[-1]
+        x2 = rows(x, k)
+        train_mode = bool(training) and self.trainable
+        gamma = self.gamma.value if self.gamma is not None else self._constant(ctx, "ones", k, 1.0)
+        beta = self.beta.value if self.beta is not None else self._constant(ctx, "zeros", k, 0.0)
+        y, mean, inv_std = be.batchnorm_forward(
+            x2, gamma, beta, self.moving_mean.value, self.moving_variance.value, train_mode,
+            momentum=self.momentum, epsilon=self.epsilon, out=ctx.buffer("y", x2.shape))
+        ctx.saved = (xs, x2, gamma, mean, inv_std, train_mode)
+        return y if len(xs) == 2 else y.reshape(xs)
+
+    def backward(self, ctx, dy, input_grad=True):
+        be = self.backend
+        x_shape, x2, gamma, mean, inv_std, train_mode = ctx.saved
+        k = x2.shape[1]
+        dy = rows(dy, k)
+        dx = ctx.buffer("dx", x2.shape)
+        if train_mode:
+            dg = ctx.grad_out(self.gamma) if self.gamma is not None else None
+            db = ctx.grad_out(self.beta) if self.beta is not None else None
+            dg = dg if dg is not None else ctx.buffer("dgamma_scratch", (k,))
+            db = db if db is not None else ctx.buffer("dbeta_scratch", (k,))
+            be.batchnorm_backward(dy, x2, gamma, mean, inv_std, dx=dx, dgamma=dg, dbeta=db)
+        else:
+            # inference-mode normalisation is a per-column scale: dx = dy * gamma * inv_std
+            if not be.host_memory:
+                raise NotImplementedError(f"BatchNormalization {self.name!r}: backward through "
+                                          f"a frozen layer needs a host-memory backend")
+            scale = (np.asarray(be.to_numpy(gamma), dtype=np.float64) * inv_std)
+            np.multiply(dy, scale.astype(dx.dtype), out=dx)
+        if not input_grad:
+            return None
+        return dx if len(x_shape) == 2 else dx.reshape(x_shape)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
+                   center=self.center, scale=self.scale,
+                   beta_initializer=initializers.serialize(self.beta_initializer),
+                   gamma_initializer=initializers.serialize(self.gamma_initializer),
+                   moving_mean_initializer=initializers.serialize(self.moving_mean_initializer),
+                   moving_variance_initializer=initializers.serialize(
+                       self.moving_variance_initializer),
+                   beta_regularizer=regularizers.serialize(self.beta_regularizer),
+                   gamma_regularizer=regularizers.serialize(self.gamma_regularizer))
+        return cfg

@@ -1,0 +1,4 @@
+"""Regularization layers."""
+from .dropout import Dropout
+
+__all__ = ["Dropout"]

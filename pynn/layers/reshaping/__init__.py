@@ -1,0 +1,4 @@
+"""Reshaping layers."""
+from .flatten import Flatten
+
+__all__ = ["Flatten"]

@@ -1,0 +1,45 @@
+"""Layer (de)serialisation: Keras's ``{'module', 'class_name', 'config', 'build_config'}``.
+
+Built-in layer classes and the model classes (which are layers too) register here by
+name; :func:`get` also looks in ``custom_objects``. Nothing is imported or evaluated
+from a config: only registered classes can be named.
+"""
+from __future__ import annotations
+
+__all__ = ["register", "serialize", "deserialize", "get"]
+
+_CLASSES = {}
+
+
+def register(*classes):
+    """Make ``classes`` nameable in configs (by their ``__name__``)."""
+    for cls in classes:
+        _CLASSES[cls.__name__] = cls
+
+
+def serialize(layer):
+    """Keras's layer dict: ``{'module', 'class_name', 'config', 'build_config'}``."""
+    return {"module": getattr(type(layer), "_serial_module", "pynn.layers"),
+            "class_name": type(layer).__name__,
+            "config": layer.get_config(), "build_config": layer.get_build_config()}
+
+
+def get(class_name, custom_objects=None):
+    """The layer class called ``class_name`` (built-ins or ``custom_objects``)."""
+    cls = (custom_objects or {}).get(class_name) or _CLASSES.get(class_name)
+    if cls is None:
+        raise ValueError(f"Unknown layer class {class_name!r}; expected one of "
+                         f"{sorted(_CLASSES)} or a class passed in custom_objects")
+    return cls
+
+
+def deserialize(config, custom_objects=None):
+    """Inverse of :func:`serialize` (the layer is not built; models are rebuilt)."""
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"layers.deserialize: expected a dict with 'class_name', got "
+                         f"{type(config).__name__}")
+    cls = get(config["class_name"], custom_objects)
+    cfg = dict(config.get("config") or {})
+    if getattr(cls, "_from_config_takes_custom_objects", False):
+        return cls.from_config(cfg, custom_objects=custom_objects)
+    return cls.from_config(cfg)

@@ -1,0 +1,237 @@
+"""``Model``: a layer that owns layers, their flat parameters, and the trainer.
+
+``pynn.Model(inputs, outputs)`` builds a functional model
+(:class:`~pynn.models.functional.Functional`, a subclass, as in Keras 3);
+:class:`~pynn.models.sequential.Sequential` builds the same kind of graph from a
+list. A model is a :class:`~pynn.layers.Layer`: it can be called on symbolic
+tensors inside another model, or be an element of a ``Sequential``.
+
+This module holds what every model shares: the weights of its layers (deduplicated,
+in Keras's order) laid out in one flat parameter buffer (:mod:`.layout`), the
+backend and dtype it runs on, ``get_weights``/``set_weights``, saving, the summary
+and eager calls. Training lives in :class:`~pynn.trainers.trainer.Trainer`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _config
+from ..backends import get_backend
+from ..layers.context import CallContext
+from ..layers.layer import Layer, auto_name, weights_changed
+from ..layers.node import KerasTensor, flatten_structure
+from ..trainers.planner import FastPath
+from ..trainers.trainer import Trainer
+from .layout import ParameterLayout
+
+__all__ = ["Model"]
+
+
+class Model(Trainer, Layer):
+    """A model: ``Model(inputs, outputs, name=None)`` (the functional API).
+
+    ``inputs`` and ``outputs`` are symbolic tensors (from :func:`pynn.Input` and layer
+    calls): one tensor, a list, or a dict keyed by name.
+    """
+
+    _serial_module = "pynn.models"
+    _from_config_takes_custom_objects = True
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model:
+            if args or "inputs" in kwargs or "outputs" in kwargs:
+                from .functional import Functional
+                return super().__new__(Functional)
+            raise TypeError("pynn.Model(inputs, outputs): give the symbolic inputs and "
+                            "outputs of a graph (the functional API). Subclassed models with "
+                            "their own call() are not supported yet.")
+        return super().__new__(cls)
+
+    def _init_model(self, name, trainable, seed):
+        Layer.__init__(self, name=name if name is not None else auto_name(type(self).__name__),
+                       trainable=trainable)
+        self._rng = _config.make_rng(seed)
+        self._layout = ParameterLayout()
+        self._fast_path = FastPath(self)
+        self._root_ctx = CallContext(self)
+        self._init_trainer()
+
+    # ------------------------------------------------------------------------------------
+    # structure (Functional implements the graph)
+    # ------------------------------------------------------------------------------------
+    @property
+    def layers(self):
+        raise NotImplementedError
+
+    def _all_layers(self):
+        """Every distinct layer, nested models' layers included (a model once)."""
+        seen, out = set(), []
+
+        def walk(layer):
+            if id(layer) in seen:
+                return
+            seen.add(id(layer))
+            out.append(layer)
+            if isinstance(layer, Model):
+                for sub in layer.layers:
+                    walk(sub)
+
+        for layer in self.layers:
+            walk(layer)
+        return out
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = value
+        weights_changed()
+
+    @property
+    def dtype(self):
+        return self._dtype or _config.floatx()
+
+    @property
+    def weights(self):
+        """Every weight of every layer, each once, in Keras's order."""
+        seen, out = set(), []
+        for layer in self.layers:
+            for w in layer.weights:
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    out.append(w)
+        return out
+
+    @property
+    def losses(self):
+        """Current regularisation penalties (floats)."""
+        return [p for layer in self.layers for p in layer.losses]
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(f"This model has not yet been built. Build the model first by "
+                             f"calling `build()` or by calling the model on a batch of data "
+                             f"(needed for {what}).")
+
+    def _require_layers(self):
+        pass
+
+    def _attach(self, backend=None, rng=None, dtype=None):
+        """Attach the model and all its layers to an outer model's backend and dtype (the
+        model keeps its own Generator)."""
+        Layer._attach(self, backend, None, dtype)
+        for layer in self.layers:
+            layer._attach(backend, None if isinstance(layer, Model) else rng, dtype)
+
+    def _model_dtype(self, layers):
+        dts = {l._dtype_arg for l in layers if l._dtype_arg is not None}
+        dts |= {l._dtype for l in layers if l.built and l.weights and l._dtype is not None}
+        if len(dts) > 1:
+            raise ValueError(f"Model {self.name!r}: layers ask for different dtypes "
+                             f"{sorted(dts)}; all parameters share one buffer")
+        return dts.pop() if dts else None
+
+    def _finish_build(self, backend=None, dtype=None):
+        """Attach every layer to the model's backend, Generator and dtype; lay out weights."""
+        be = backend or self._backend or get_backend()
+        dtype = np.dtype(dtype or self._dtype or self._model_dtype(self._all_layers())
+                         or _config.floatx()).name
+        self._backend, self._dtype = be, dtype
+        for layer in self.layers:
+            layer._attach(be, None if isinstance(layer, Model) else self._rng, dtype)
+        self.built = True
+        self._layout.relayout(self.weights, be, dtype)
+
+    def _sync(self):
+        """Before each call: follow a backend switch and re-lay out if weights changed."""
+        be = get_backend()
+        if self._backend is not None and be is not self._backend:
+            if not (be.host_memory and self._backend.host_memory):
+                raise ValueError(f"Model {self.name!r} was built on backend "
+                                 f"{self._backend.name!r}; it cannot run on {be.name!r}")
+            self._backend = be
+            for layer in self._all_layers():
+                layer._backend = be
+            if self.optimizer is not None and getattr(self.optimizer, "built", False):
+                self.optimizer._backend = be
+        if self.built:
+            self._layout.sync(lambda: self.weights, self._backend, self._dtype)
+
+    # ------------------------------------------------------------------------------------
+    # calls
+    # ------------------------------------------------------------------------------------
+    def __call__(self, inputs, training=False):
+        """On symbolic tensors: a graph node (the model used as a layer). On arrays: the
+        outputs for all of ``inputs`` as one batch (``training=True`` uses batch
+        statistics and dropout), as NumPy."""
+        flat, _ = flatten_structure(inputs)
+        if any(isinstance(t, KerasTensor) for t in flat):
+            return Layer.__call__(self, inputs)
+        from ..trainers import data as data_mod
+        with self._forward_lock():
+            xs = data_mod.prepare_inputs(self, inputs)
+            if not training:
+                results = self._new_results(xs[0].shape[0])
+                self._predict_into(xs, results)
+                return self._pack_outputs(results)
+            be = self._backend
+            outs = self._run_forward(self._root_ctx, xs, True, None)
+            return self._pack_outputs([np.array(be.to_numpy(o), copy=True) for o in outs])
+
+    # ------------------------------------------------------------------------------------
+    # weights
+    # ------------------------------------------------------------------------------------
+    def get_weights(self):
+        """Copies of every weight, layer by layer in Keras's order."""
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set every weight from a list like :meth:`get_weights` returns."""
+        mine = self.weights
+        weights = list(weights)
+        if len(weights) != len(mine):
+            raise ValueError(f"You called `set_weights(weights)` on model {self.name!r} with a "
+                             f"weight list of length {len(weights)}, but the model was "
+                             f"expecting {len(mine)} weights.")
+        for w, v in zip(mine, weights):
+            if tuple(np.shape(v)) != w.shape:
+                raise ValueError(f"set_weights: weight {w.path!r} has shape {w.shape}, but "
+                                 f"the provided array has shape {tuple(np.shape(v))}")
+            if np.asarray(v).dtype.kind not in "biuf":
+                raise TypeError(f"set_weights: weight {w.path!r} needs numeric values, got "
+                                f"dtype {np.asarray(v).dtype}")
+        for w, v in zip(mine, weights):
+            w.assign(v)
+
+    def count_params(self):
+        self._require_built("count_params()")
+        return sum(w.size for w in self.weights)
+
+    def save(self, filepath, overwrite=True):
+        """Write the model to a ``.pynn``/``.keras`` zip (see :mod:`pynn.saving`)."""
+        from ..saving import save_model
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write only the weights (see :func:`pynn.saving.save_weights`)."""
+        from ..saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Read weights written by :meth:`save_weights` (or a full model file)."""
+        from ..saving import load_weights
+        load_weights(self, filepath)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, show_trainable=False):
+        """Print Keras's table: layer (type), output shape, parameter count (and, for a
+        graph, what each layer is connected to), totals."""
+        from .summary import print_summary
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn,
+                      show_trainable=show_trainable)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"

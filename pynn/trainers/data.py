@@ -1,0 +1,213 @@
+"""Data handling for the trainer: checking and converting ``x``, ``y`` and weights.
+
+``x`` is one array for a one-input model, else a list (in ``model.inputs`` order) or
+a dict keyed by input name; ``y`` likewise per output. Everything is checked once
+per ``fit``/``evaluate``/``predict`` call, with errors naming the argument and the
+shapes, and converted to C-contiguous arrays of the dtype each input takes.
+"""
+from __future__ import annotations
+
+import numbers
+import sys
+
+import numpy as np
+
+from ..layers.layer import check_input
+
+__all__ = ["resolve_verbose", "check_batch_size", "as_array", "prepare_inputs",
+           "prepare_targets", "prepare_sample_weight", "class_weights_to_sample_weights",
+           "by_name"]
+
+
+def resolve_verbose(verbose):
+    if verbose == "auto":
+        return 1 if getattr(sys.stdout, "isatty", lambda: False)() else 2
+    if isinstance(verbose, bool):
+        return int(verbose)
+    if verbose in (0, 1, 2):
+        return int(verbose)
+    raise ValueError(f"verbose: expected 'auto', 0, 1 or 2, got {verbose!r}")
+
+
+def check_batch_size(batch_size):
+    if type(batch_size) is int and batch_size > 0:
+        return batch_size
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size <= 0:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def n_samples(a):
+    return int(np.shape(a)[0]) if np.ndim(a) else 0
+
+
+def as_array(value, what):
+    """``np.asarray(value)`` with an error naming the argument for ragged/odd input."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{what}: cannot be converted to a numeric array (ragged nested "
+                         f"sequences or mixed types?): {exc}") from None
+
+
+def by_name(value, names, what):
+    """One array, a list or a dict keyed by ``names`` -> a list in ``names`` order."""
+    n = len(names)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(f"{what}: keys {unknown} match no name of the model's "
+                             f"{'inputs' if what.endswith('x') else 'outputs'} {list(names)}")
+        missing = [k for k in names if k not in value]
+        if missing and what.endswith("x"):
+            raise ValueError(f"{what}: missing data for {missing}; the model takes "
+                             f"{list(names)}")
+        return [value.get(k) for k in names]
+    if isinstance(value, (list, tuple)) and n > 1:
+        if len(value) != n:
+            raise ValueError(f"{what}: the model has {n} {'inputs' if what.endswith('x') else 'outputs'} "
+                             f"{list(names)}, but {len(value)} arrays were given")
+        return list(value)
+    if n > 1:
+        raise ValueError(f"{what}: the model has {n} {'inputs' if what.endswith('x') else 'outputs'} "
+                         f"{list(names)}; pass a list or a dict keyed by name, got one array")
+    return [value]
+
+
+def prepare_inputs(model, x, what="x"):
+    """``x`` as a list of checked C-contiguous arrays, one per model input (builds a
+    model whose input shape was unknown)."""
+    if x is None:
+        raise ValueError(f"{what} is required")
+    model._require_layers()
+    if not model.built:
+        first = next(iter(x.values())) if isinstance(x, dict) and len(x) == 1 else x
+        a = as_array(first, what)
+        if a.ndim < 2:
+            raise ValueError(
+                f"{what}: expected an array of shape (samples, features...), got shape "
+                f"{a.shape}. Use x.reshape(-1, 1) for one feature or x.reshape(1, -1) for "
+                f"one sample.")
+        model.build((None,) + a.shape[1:])
+    model._sync()
+    items = by_name(x, model.input_names, what)
+    out = []
+    n = None
+    for i, (item, spec) in enumerate(zip(items, model._input_specs())):
+        name = what if len(items) == 1 else f"{what}[{model.input_names[i]!r}]"
+        a = as_array(item, name)
+        if isinstance(item, np.ma.MaskedArray):
+            raise TypeError(f"{name}: masked arrays are not supported (the mask would be "
+                            f"ignored); pass x.filled(value) or drop the masked rows")
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: expected numeric data, got dtype {a.dtype}")
+        if a.ndim < 2 and len(spec.shape) >= 2:
+            raise ValueError(
+                f"{name}: expected an array of shape (samples, features...), got shape "
+                f"{a.shape}. Use x.reshape(-1, 1) for one feature or x.reshape(1, -1) for "
+                f"one sample.")
+        check_input(spec.layer, a.shape, want=spec.shape, index=i)
+        if n is not None and a.shape[0] != n:
+            raise ValueError(f"Data cardinality is ambiguous: {what} arrays have different "
+                             f"numbers of samples ({n} and {a.shape[0]} for "
+                             f"{model.input_names[i]!r})")
+        n = a.shape[0]
+        dt = np.dtype(spec.dtype)
+        if dt.kind in "iu" and a.dtype.kind == "f":
+            if not np.array_equal(a, np.round(a)):
+                raise ValueError(f"{name}: the input takes integer ids ({dt.name}), got "
+                                 f"non-integer values")
+        a = np.ascontiguousarray(a, dtype=dt)
+        if dt.kind == "f":
+            be = model._backend
+            if not (be.all_finite(a) if be.host_memory else bool(np.isfinite(a).all())):
+                raise ValueError(f"{name} contains NaN or infinite values")
+        out.append(a)
+    return out
+
+
+def prepare_targets(model, y, n, what=""):
+    """``y`` as a list of checked target arrays, one per output (``None`` for an output
+    without a loss)."""
+    if y is None:
+        raise ValueError(f"{what}y is required (the model trains on (x, y) pairs)")
+    names = model.output_names
+    items = by_name(y, names, what + "y")
+    out = []
+    for i, (item, loss) in enumerate(zip(items, model._compiled_loss.losses)):
+        name = f"{what}y" if len(items) == 1 else f"{what}y[{names[i]!r}]"
+        if loss is None:
+            if item is not None and len(items) > 1:
+                raise ValueError(f"{name}: targets were given for output {names[i]!r}, "
+                                 f"which has no loss")
+            out.append(None)
+            continue
+        if item is None:
+            raise ValueError(f"{name}: output {names[i]!r} has a loss but no targets")
+        if isinstance(item, np.ma.MaskedArray):
+            raise TypeError(f"{name}: masked arrays are not supported (the mask would be "
+                            f"ignored)")
+        ya = as_array(item, name)
+        if ya.ndim == 0 or ya.shape[0] != n:
+            raise ValueError(f"Data cardinality is ambiguous. Make sure all arrays contain "
+                             f"the same number of samples. '{what}x' sizes: {n}, '{name}' "
+                             f"sizes: {n_samples(ya)}")
+        yp = loss.prepare_targets(ya, model._output_shapes()[i])
+        if yp.dtype.kind == "f" and not np.isfinite(yp).all():
+            bad = np.argwhere(~np.isfinite(yp))[0]
+            raise ValueError(f"{name} contains NaN or infinite values (first at index "
+                             f"{tuple(int(j) for j in bad)}, value {yp[tuple(bad)]}); "
+                             f"targets of shape {ya.shape}")
+        out.append(yp)
+    return out
+
+
+def prepare_sample_weight(sample_weight, class_weight, targets, n, what=""):
+    """One float64 weight per sample, or None."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("You cannot `class_weight` and `sample_weight` at the same time.")
+    if sample_weight is not None:
+        try:
+            sw = np.asarray(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}sample_weight: expected numbers, got "
+                             f"{type(sample_weight).__name__}") from None
+        if sw.ndim == 2 and sw.shape[1] == 1:
+            sw = sw[:, 0]
+        if sw.shape != (n,):
+            raise ValueError(f"{what}sample_weight: expected shape ({n},) to match "
+                             f"{what}x, got {np.shape(sample_weight)}")
+        if not np.all(np.isfinite(sw)):
+            raise ValueError(f"{what}sample_weight contains NaN or infinite values")
+        return np.ascontiguousarray(sw)
+    if class_weight is not None:
+        first = next((t for t in targets if t is not None), None)
+        return class_weights_to_sample_weights(first, class_weight)
+    return None
+
+
+def class_weights_to_sample_weights(y, class_weight):
+    """Keras's rule: labels, arg-max of one-hot rows, or rounded single outputs."""
+    if not isinstance(class_weight, dict):
+        raise ValueError(f"class_weight: expected a dict {{class index: weight}}, got "
+                         f"{type(class_weight).__name__}")
+    labels = np.asarray(y)
+    if labels.ndim > 1:
+        labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+    labels = np.round(labels).astype(np.int64)
+    sw = np.ones(labels.shape[0], dtype=np.float64)
+    for cls, weight in class_weight.items():
+        try:
+            cls_i = int(cls)
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"class_weight: expected {{int class index: float weight}}, got "
+                             f"the entry {cls!r}: {weight!r}") from None
+        if isinstance(weight, bool) or not np.isfinite(w):
+            raise ValueError(f"class_weight: the weight of class {cls!r} must be a finite "
+                             f"number, got {weight!r}")
+        sw[labels == cls_i] = w
+    return sw

@@ -1,0 +1,712 @@
+"""The trainer: ``compile``, ``fit``, ``evaluate``, ``predict`` and the ``*_on_batch`` calls.
+
+A mixin of :class:`~pynn.models.Model` (Keras 3's ``trainers/trainer.py``). It runs
+the model through its graph (``_run_forward``/``_run_backward``) or, where
+:mod:`pynn.trainers.planner` says so, through one fused backend call. A training
+step::
+
+    forward (each node's backend ops, into its call context's workspaces)
+    each output's loss.loss_and_grad   (fused softmax/sigmoid + cross-entropy from
+                                        logits when the output's layer ends in the
+                                        loss's activation)
+    backward (nodes in reverse; nodes that lead to no trainable weight are skipped)
+    regularizer gradients added, optimizer.apply over the flat buffers
+
+Randomness (initialisers, shuffling, dropout, nothing else) comes from the
+model's ``numpy.random.Generator``, so one seed gives bit-identical runs.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import threading
+import warnings
+
+import numpy as np
+
+from . import data as data_mod
+from .compile_utils import CompileLoss, CompileMetrics
+from .step_guard import StepGuard
+
+__all__ = ["Trainer"]
+
+#: guards the lazy creation of each model's lock
+_LOCK_CREATION = threading.Lock()
+#: one id per backward pass (a shared weight's later uses add to its gradient)
+_PASS_IDS = itertools.count(1)
+
+
+class Trainer:
+    """Training and inference entry points of a model (see the module docstring)."""
+
+    def _init_trainer(self):
+        self.compiled = False
+        self.optimizer = None
+        self._compiled_loss = None
+        self._compiled_metrics = None
+        self._compile_config = None
+        self._opt_layout_id = None
+        self.stop_training = False
+        self.history = None
+        self._buffers = {}
+        self._loss_sum = 0.0
+        self._loss_count = 0
+        self._out_loss_sums = []
+
+    # ------------------------------------------------------------------------------------
+    # compile
+    # ------------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, jit_compile="auto"):
+        """Configure training: optimizer, loss and metrics (Keras 3 arguments).
+
+        ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` take one value,
+        a list (one entry per output) or a dict keyed by output name.
+        ``jit_compile=False`` or ``run_eagerly=True`` runs every step layer by layer
+        instead of through the fused Dense-stack kernels (see
+        :mod:`pynn.trainers.planner`); the results agree, the speed does not.
+        """
+        from .. import optimizers as optimizers_mod
+        if jit_compile not in ("auto", True, False):
+            raise ValueError(f"jit_compile: expected 'auto', True or False, got {jit_compile!r}")
+        if not isinstance(run_eagerly, bool):
+            raise ValueError(f"run_eagerly: expected a bool, got {run_eagerly!r}")
+        names = self.output_names
+        self.optimizer = optimizers_mod.get(optimizer)
+        self._compiled_loss = CompileLoss(loss, loss_weights, names)
+        self._compiled_metrics = CompileMetrics(metrics, weighted_metrics, names,
+                                                self._compiled_loss.losses)
+        self._fast_path.enabled = not run_eagerly and jit_compile is not False
+        self._opt_layout_id = None
+        self.compiled = True
+        self.reset_metrics()  # Keras 3: a new compile starts fresh trackers
+        self._compile_config = {"optimizer": optimizer, "loss": loss,
+                                "loss_weights": loss_weights, "metrics": metrics,
+                                "weighted_metrics": weighted_metrics,
+                                "run_eagerly": run_eagerly, "jit_compile": jit_compile}
+
+    @property
+    def jit_compile(self):
+        """Whether the fused compiled paths may run (Keras's attribute; settable)."""
+        return self._fast_path.enabled
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        if value not in ("auto", True, False):
+            raise ValueError(f"jit_compile: expected 'auto', True or False, got {value!r}")
+        self._fast_path.enabled = value is not False
+
+    @property
+    def run_eagerly(self):
+        """True when every step runs layer by layer (Keras's attribute; settable)."""
+        return not self._fast_path.enabled
+
+    @run_eagerly.setter
+    def run_eagerly(self, value):
+        if not isinstance(value, bool):
+            raise ValueError(f"run_eagerly: expected a bool, got {value!r}")
+        self._fast_path.enabled = not value
+
+    @property
+    def loss(self):
+        """The compiled loss: one object for a one-output model, else the list."""
+        if self._compiled_loss is None:
+            return None
+        ls = self._compiled_loss.losses
+        return ls[0] if len(ls) == 1 else ls
+
+    def get_compile_config(self):
+        """What :meth:`compile` was given, serialised (for saving)."""
+        if not self.compiled:
+            return None
+        from .. import metrics as metrics_mod
+        from .. import optimizers as optimizers_mod
+        cc = self._compile_config
+
+        def metric_cfg(arg, objs):
+            if arg is None:
+                return None
+            if isinstance(arg, dict):
+                return {k: metric_cfg(v, []) for k, v in arg.items()}
+            items = [arg] if isinstance(arg, str) or not isinstance(arg, (list, tuple)) else arg
+            out = []
+            for j, item in enumerate(items):
+                if isinstance(item, (str, type(None))):
+                    out.append(item)
+                elif isinstance(item, (list, tuple)):
+                    out.append(metric_cfg(list(item), []))
+                else:
+                    obj = objs[j] if j < len(objs) else metrics_mod.get(item)
+                    out.append(metrics_mod.serialize(obj))
+            return out
+
+        cm = self._compiled_metrics
+        single = len(self.output_names) == 1
+        return {
+            "optimizer": optimizers_mod.serialize(self.optimizer),
+            "loss": self._compiled_loss.serialize(),
+            "loss_weights": cc["loss_weights"],
+            "metrics": metric_cfg(cc["metrics"], cm.metrics[0] if single else []),
+            "weighted_metrics": metric_cfg(cc["weighted_metrics"],
+                                           cm.weighted[0] if single else []),
+            "run_eagerly": cc["run_eagerly"],
+            "jit_compile": cc["jit_compile"],
+        }
+
+    def compile_from_config(self, config):
+        self.compile(**config)
+
+    @property
+    def metrics(self):
+        """The compiled metric objects."""
+        return self._compiled_metrics.all() if self._compiled_metrics is not None else []
+
+    @property
+    def metrics_names(self):
+        names = ["loss"]
+        if self._compiled_loss is not None:
+            names += self._compiled_loss.tracker_names()
+        return names + [m.name for m in self.metrics]
+
+    def reset_metrics(self):
+        self._loss_sum, self._loss_count = 0.0, 0
+        n = len(self._compiled_loss.losses) if self._compiled_loss is not None else 0
+        self._out_loss_sums = [0.0] * n
+        for m in self.metrics:
+            m.reset_state()
+
+    # ------------------------------------------------------------------------------------
+    # data
+    # ------------------------------------------------------------------------------------
+    def _prepare_xy(self, x, y, sample_weight=None, class_weight=None, what=""):
+        """Validated ``(inputs, targets, sample_weight)`` lists for fit/evaluate."""
+        if not self.compiled:
+            raise RuntimeError("You must call `compile()` before using the model for "
+                               "training or evaluation.")
+        if all(l is None for l in self._compiled_loss.losses):
+            raise ValueError("The model was compiled without a loss; pass loss=... to "
+                             "compile() before fit/evaluate")
+        xs = data_mod.prepare_inputs(self, x, what + "x")
+        n = xs[0].shape[0]
+        ys = data_mod.prepare_targets(self, y, n, what)
+        sw = data_mod.prepare_sample_weight(sample_weight, class_weight, ys, n, what)
+        return xs, ys, sw
+
+    def _take(self, arr, idx, key):
+        """Rows ``idx`` of host array ``arr`` (a slice view, or gathered into a buffer)."""
+        be = self._backend
+        if isinstance(idx, slice):
+            part = arr[idx]
+            return part if be.host_memory else be.asarray(part)
+        if not be.host_memory:
+            return be.asarray(np.take(arr, idx, axis=0))
+        shape = (len(idx),) + arr.shape[1:]
+        bkey = (key, shape, arr.dtype.str)
+        buf = self._buffers.get(bkey)
+        if buf is None:
+            if len(self._buffers) > 16:
+                self._buffers.clear()
+            buf = self._buffers[bkey] = np.empty(shape, dtype=arr.dtype)
+        return be.take_rows(arr, idx, buf)
+
+    def _buffer(self, key, shape):
+        bkey = (key, tuple(shape))
+        buf = self._buffers.get(bkey)
+        if buf is None:
+            if len(self._buffers) > 16:
+                self._buffers.clear()
+            buf = self._buffers[bkey] = self._backend.empty(tuple(shape),
+                                                             np.dtype(self._dtype))
+        return buf
+
+    @staticmethod
+    def _rows(arrays, idx, gathered):
+        return [None if a is None else (np.take(a, idx, axis=0) if gathered else a[idx])
+                for a in arrays]
+
+    # ------------------------------------------------------------------------------------
+    # one step
+    # ------------------------------------------------------------------------------------
+    def _fused(self):
+        """Per output: True when its loss takes the output layer's pre-activation logits."""
+        out = []
+        acts = self._output_activations()
+        for i, loss in enumerate(self._compiled_loss.losses):
+            fa = getattr(loss, "fused_activation", None)
+            out.append(fa is not None and not getattr(loss, "from_logits", False)
+                       and acts[i] == fa)
+        return tuple(out)
+
+    def _regularization(self, with_grad):
+        total = 0.0
+        be = self._backend
+        for w in self._layout.regularized:
+            total += w.regularizer.loss(be, w.value)
+            if with_grad:
+                w.regularizer.add_grad_(be, w.value, w.grad)
+        return total
+
+    def _losses(self, outs, ys, swb, fused):
+        """The weighted total loss and each output's loss gradient (None: no loss)."""
+        be = self._backend
+        cl = self._compiled_loss
+        total = 0.0
+        grads = []
+        per = []
+        for i, (loss, out, y) in enumerate(zip(cl.losses, outs, ys)):
+            if loss is None:
+                grads.append(None)
+                per.append(0.0)
+                continue
+            grad = self._buffer(("loss_grad", i), out.shape)
+            value, grad = loss.loss_and_grad(be, be.asarray(y) if not be.host_memory else y,
+                                             out, sample_weight=swb, grad=grad, logits=fused[i])
+            per.append(float(value))
+            w = cl.weights[i]
+            if w != 1.0:
+                value *= w
+                be.scale_(grad, w)
+            total += float(value)
+            grads.append(grad)
+        return float(total), grads, per
+
+    def _backward(self, dys):
+        ctx = self._root_ctx
+        ctx.pass_id = next(_PASS_IDS)
+        self._run_backward(ctx, dys, input_grad=False)
+
+    def _compute_gradients(self, xs, ys, swb, fused):
+        """Forward, losses and backward: fills the flat gradient buffer; returns
+        ``(loss, outputs, per-output losses)``. A chain of Dense layers with a fusable
+        loss runs as ONE backend call (see :mod:`pynn.trainers.planner`)."""
+        spec = self._fast_path.train_spec(xs[0].ndim) if len(xs) == 1 else None
+        if spec is not None:
+            loss, out = self._fast_path.train_step(spec, xs[0], ys[0], swb)
+            outs, per = [out], [loss]
+        else:
+            outs = self._run_forward(self._root_ctx, xs, True, fused)
+            loss, grads, per = self._losses(outs, ys, swb, fused)
+            self._backward(grads)
+        loss += self._regularization(with_grad=True)
+        return loss, outs, per
+
+    def _ensure_optimizer(self):
+        if self._opt_layout_id != self._layout.id:
+            params = [w.value for w in self._layout.train]
+            names = [w.path for w in self._layout.train]
+            self.optimizer.build(params, self._backend, flat_param=self._layout.params,
+                                 names=names)
+            self._opt_layout_id = self._layout.id
+
+    def _train_step(self, xs, ys, swb, fused):
+        spec = self._fast_path.train_spec(xs[0].ndim) if len(xs) == 1 else None
+        update = self._fast_path.stack_update(spec) if spec is not None else None
+        if update is not None:
+            # the optimizer step runs inside the backend's fused step, layer by layer
+            # while each gradient is in cache; it is skipped there on a non-finite loss
+            loss, out = self._fast_path.train_step(spec, xs[0], ys[0], swb, update)
+            if not math.isfinite(loss):
+                return loss
+            self.optimizer._finish_step()
+            outs, per = [out], [loss]
+        else:
+            loss, outs, per = self._compute_gradients(xs, ys, swb, fused)
+            if not math.isfinite(loss):
+                # checked BEFORE the update: the weights stay those of the last good
+                # step, nothing is accumulated; the caller (fit / train_on_batch) reports it
+                return loss
+            train = self._layout.train
+            if train:
+                self.optimizer.apply([w.grad for w in train], [w.value for w in train],
+                                     flat_grad=self._layout.grads)
+        self._track(loss, per, ys, outs, swb, fused, xs[0].shape[0])
+        return loss
+
+    def _test_step(self, xs, ys, swb, fused):
+        outs = self._inference(xs, fused)
+        loss, _, per = self._losses(outs, ys, swb, fused)
+        loss += self._regularization(with_grad=False)
+        self._track(loss, per, ys, outs, swb, fused, xs[0].shape[0])
+        return loss
+
+    def _track(self, loss, per, ys, outs, swb, fused, n):
+        self._loss_sum += loss * n
+        self._loss_count += n
+        if len(per) > 1:
+            for i, v in enumerate(per):
+                self._out_loss_sums[i] += v * n
+        cm = self._compiled_metrics
+        if not cm.all():
+            return
+        be = self._backend
+        acts = self._output_activations() if any(fused) else None
+        for i, (ms, wms) in enumerate(cm.per_output()):
+            if not (ms or wms):
+                continue
+            out = outs[i]
+            if fused[i]:
+                out = be.activation_forward(out, acts[i], out=self._buffer(("probs", i),
+                                                                           out.shape))
+            y_pred = be.to_numpy(out)
+            for m in ms:
+                m.update_state(ys[i], y_pred)
+            for m in wms:
+                m.update_state(ys[i], y_pred, sample_weight=swb)
+
+    def _logs(self):
+        count = self._loss_count
+        logs = {"loss": self._loss_sum / count if count else 0.0}
+        cl = self._compiled_loss
+        if cl is not None and cl.multi:
+            for name, loss, s in zip(cl.names, cl.losses, self._out_loss_sums):
+                if loss is not None:
+                    logs[f"{name}_loss"] = s / count if count else 0.0
+        for m in self.metrics:
+            logs[m.name] = float(m.result())
+        return logs
+
+    def train_step(self, data):
+        """One optimizer step on one batch already in the model's dtypes (Keras's
+        ``train_step``): ``data`` is ``(x, y)`` or ``(x, y, sample_weight)`` with ``x``
+        and ``y`` arrays, lists or dicts as ``fit`` takes them. Returns the logs.
+        No conversion or checking beyond matching the structure: ``fit`` and
+        :meth:`train_on_batch` check the data; this is the bare step they run."""
+        x, y, sw = (tuple(data) + (None,))[:3]
+        xs = data_mod.by_name(x, self.input_names, "x")
+        ys = data_mod.by_name(y, self.output_names, "y")
+        with self._forward_lock():
+            self._sync()
+            self._ensure_optimizer()
+            self._train_step(xs, ys, sw, self._fused())
+        return self._logs()
+
+    # ------------------------------------------------------------------------------------
+    # fit / evaluate / predict
+    # ------------------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, validation_batch_size=None,
+            validation_freq=1):
+        """Train for ``epochs`` epochs; returns the :class:`~pynn.callbacks.History`.
+
+        ``validation_split`` holds out the LAST fraction of ``x``/``y`` (before
+        shuffling), as Keras does; ``validation_data`` (``(x, y)`` or
+        ``(x, y, sample_weight)``) takes precedence. ``class_weight`` maps class
+        indices to sample weights. Epoch logs hold ``loss``, the metrics, their
+        ``val_`` counterparts and ``learning_rate``.
+        """
+        from ..callbacks import CallbackList
+        batch_size = data_mod.check_batch_size(batch_size)
+        for nm, v in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                raise ValueError(f"{nm}: expected a non-negative integer, got {v!r}")
+        try:
+            validation_split = float(validation_split)
+        except (TypeError, ValueError):
+            raise ValueError(f"validation_split: expected a float in [0, 1), got "
+                             f"{validation_split!r}") from None
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split: expected a float in [0, 1), got "
+                             f"{validation_split!r}")
+        if shuffle not in (True, False, "batch"):
+            raise ValueError(f"shuffle: expected True, False or 'batch', got {shuffle!r}")
+        verbose = data_mod.resolve_verbose(verbose)
+
+        xs, ys, sw = self._prepare_xy(x, y, sample_weight, class_weight)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data: expected a tuple (x_val, y_val) or "
+                                 "(x_val, y_val, val_sample_weight)")
+            val = self._prepare_xy(validation_data[0], validation_data[1],
+                                   validation_data[2] if len(validation_data) == 3 else None,
+                                   what="val_")
+        elif validation_split:
+            n = xs[0].shape[0]
+            split_at = int(math.floor(n * (1.0 - validation_split)))
+            if split_at == 0 or split_at == n:
+                raise ValueError(f"Training data contains {n} samples, which is not sufficient "
+                                 f"to split it into a validation and training set as specified "
+                                 f"by `validation_split={validation_split}`. Either provide "
+                                 f"more data, or a different value for the `validation_split` "
+                                 f"argument.")
+            cut = slice(split_at, None)
+            val = (self._rows(xs, cut, False), self._rows(ys, cut, False),
+                   None if sw is None else sw[split_at:])
+            head = slice(0, split_at)
+            xs, ys = self._rows(xs, head, False), self._rows(ys, head, False)
+            sw = None if sw is None else sw[:split_at]
+        n = xs[0].shape[0]
+        if n == 0:
+            raise ValueError("fit: x is empty (0 samples)")
+        steps = -(-n // batch_size)
+        val_bs = (data_mod.check_batch_size(validation_batch_size) if validation_batch_size
+                  else batch_size)
+        fused = self._fused()
+
+        if not isinstance(callbacks, CallbackList):
+            callbacks = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
+                                     model=self, verbose=verbose, epochs=epochs, steps=steps)
+        self.stop_training = False
+        self._ensure_optimizer()
+        lock = self._forward_lock()
+        callbacks.on_train_begin()
+        logs = {}
+        epoch_logs = {}
+        try:
+            with StepGuard() as guard:
+                for epoch in range(initial_epoch, epochs):
+                    self.reset_metrics()
+                    callbacks.on_epoch_begin(epoch)
+                    order = self._epoch_order(n, batch_size, shuffle)
+                    for step in range(steps):
+                        start = step * batch_size
+                        stop = min(n, start + batch_size)
+                        idx = slice(start, stop) if order is None else order[start:stop]
+                        callbacks.on_train_batch_begin(step)
+                        xbs = [self._take(xa, idx, ("x", i)) for i, xa in enumerate(xs)]
+                        ybs = self._rows(ys, idx, order is not None)
+                        swb = None if sw is None else (sw[idx] if order is None
+                                                       else np.take(sw, idx))
+                        with lock:
+                            guard.in_step = True
+                            self._sync()
+                            loss = self._train_step(xbs, ybs, swb, fused)
+                            guard.end_step()
+                        if not math.isfinite(loss):
+                            self._stop_on_nonfinite_loss(loss, epoch, epochs, step, steps)
+                            logs = self._logs()
+                            logs["loss"] = loss
+                            callbacks.on_train_batch_end(step, logs)
+                            break
+                        logs = self._logs()
+                        callbacks.on_train_batch_end(step, logs)
+                        if self.stop_training:
+                            break
+                    epoch_logs = dict(logs)
+                    if val is not None and self._should_validate(epoch, validation_freq):
+                        with lock:
+                            val_logs = self._test_loop(val[0], val[1], val[2], val_bs,
+                                                       callbacks, fused)
+                        epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                    epoch_logs["learning_rate"] = float(self.optimizer.learning_rate)
+                    callbacks.on_epoch_end(epoch, epoch_logs)
+                    if self.stop_training:
+                        break
+        except KeyboardInterrupt:
+            # Ctrl-C: the weights are those of the last finished step (a SIGINT during a
+            # step is deferred to its end by StepGuard); the History holds every finished
+            # epoch. Keras semantics: on_train_end is not called; re-raise.
+            if callbacks.history is not None:
+                self.history = callbacks.history
+            raise
+        callbacks.on_train_end(epoch_logs)
+        if callbacks.history is not None:
+            self.history = callbacks.history
+        return self.history
+
+    def _forward_lock(self):
+        """The model's re-entrant lock around every pass (contexts hold workspaces)."""
+        lock = self.__dict__.get("_fwd_lock")
+        if lock is None:
+            with _LOCK_CREATION:
+                lock = self.__dict__.get("_fwd_lock")
+                if lock is None:
+                    lock = self._fwd_lock = threading.RLock()
+        return lock
+
+    def _stop_on_nonfinite_loss(self, loss, epoch, epochs, step, steps):
+        """A NaN/Inf training loss: stop like Keras's TerminateOnNaN, with a warning.
+
+        Keras semantics (``stop_training``, no exception): the batch and epoch logs of
+        the aborted epoch carry the non-finite ``loss`` (so the History shows it) and
+        ``on_epoch_end``/``on_train_end`` run as after any stop. Unlike Keras, the
+        offending step's optimizer update is NOT applied (``_train_step`` checks the
+        loss first), so the weights are those of the last finished step, not NaN.
+        """
+        self.stop_training = True
+        state = "so the weights are those of the previous step"
+        be = self._backend
+        params = self._layout.params
+        if params is not None and not be.all_finite(params):
+            # a previous update overflowed (finite loss, non-finite gradient): say so
+            state = ("but the weights already hold NaN/Inf from an earlier update whose "
+                     "gradient overflowed; restore them from a checkpoint")
+        warnings.warn(f"fit: the training loss became {loss} at epoch {epoch + 1}/{epochs}, "
+                      f"step {step + 1}/{steps} (1-based); training stopped and that step's "
+                      f"update was not applied, {state}. Lower the learning rate or check "
+                      f"the data.", RuntimeWarning, stacklevel=3)
+
+    @staticmethod
+    def _should_validate(epoch, freq):
+        if isinstance(freq, numbers.Integral) and not isinstance(freq, bool):
+            if freq <= 0:
+                raise ValueError(f"validation_freq: expected a positive integer, got {freq}")
+            return (epoch + 1) % freq == 0
+        try:
+            return (epoch + 1) in freq
+        except TypeError:
+            raise ValueError(f"validation_freq: expected an int or a list of epochs, got "
+                             f"{freq!r}") from None
+
+    def _epoch_order(self, n, batch_size, shuffle):
+        if not shuffle:
+            return None
+        if shuffle == "batch":
+            starts = self._rng.permutation(-(-n // batch_size)) * batch_size
+            return np.concatenate([np.arange(s, min(n, s + batch_size)) for s in starts])
+        return self._rng.permutation(n)
+
+    def _test_loop(self, xs, ys, sw, batch_size, callbacks, fused):
+        self.reset_metrics()
+        callbacks.on_test_begin()
+        n = xs[0].shape[0]
+        logs = {}
+        for step, start in enumerate(range(0, n, batch_size)):
+            idx = slice(start, min(n, start + batch_size))
+            callbacks.on_test_batch_begin(step)
+            self._sync()
+            self._test_step([self._take(xa, idx, ("x", i)) for i, xa in enumerate(xs)],
+                            self._rows(ys, idx, False), None if sw is None else sw[idx], fused)
+            logs = self._logs()
+            callbacks.on_test_batch_end(step, logs)
+        logs = self._logs()
+        callbacks.on_test_end(logs)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", sample_weight=None,
+                 callbacks=None, return_dict=False):
+        """Loss (and metrics) on ``(x, y)``: a float, ``[loss, *metrics]`` or a dict."""
+        from ..callbacks import CallbackList
+        batch_size = data_mod.check_batch_size(batch_size)
+        verbose = data_mod.resolve_verbose(verbose)
+        xs, ys, sw = self._prepare_xy(x, y, sample_weight)
+        if xs[0].shape[0] == 0:
+            raise ValueError("evaluate: x is empty (0 samples)")
+        if not isinstance(callbacks, CallbackList):
+            callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                     verbose=verbose, epochs=1,
+                                     steps=-(-xs[0].shape[0] // batch_size))
+        with self._forward_lock():
+            logs = self._test_loop(xs, ys, sw, batch_size, callbacks, self._fused())
+        return self._format_result(logs, return_dict)
+
+    def _format_result(self, logs, return_dict):
+        if return_dict:
+            return dict(logs)
+        names = self.metrics_names
+        if len(names) == 1:
+            return logs["loss"]
+        return [logs[k] for k in names]
+
+    def predict(self, x, batch_size=32, verbose="auto", callbacks=None):
+        """Model outputs for ``x``, computed in batches: a NumPy array of the model dtype
+        (a list of arrays for a model with several outputs)."""
+        batch_size = data_mod.check_batch_size(batch_size)
+        verbose = data_mod.resolve_verbose(verbose)
+        lock = self._forward_lock()  # contexts reuse their workspaces
+        with lock:
+            xs = data_mod.prepare_inputs(self, x)
+            n = xs[0].shape[0]
+            results = self._new_results(n)
+        # with nothing listening (no callbacks, verbose=0) no callback machinery is built,
+        # and one batch is one call: single-sample predict stays cheap
+        if callbacks is None and verbose == 0 and 0 < n <= batch_size:
+            with lock:
+                self._sync()
+                self._predict_into(xs, results)
+            return self._pack_outputs(results)
+        if callbacks is not None or verbose != 0:
+            from ..callbacks import CallbackList
+            if not isinstance(callbacks, CallbackList):
+                callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                         verbose=verbose, epochs=1,
+                                         steps=-(-n // batch_size))
+        if callbacks is not None:
+            callbacks.on_predict_begin()
+        for step, start in enumerate(range(0, n, batch_size)):
+            stop = min(n, start + batch_size)
+            if callbacks is not None:
+                callbacks.on_predict_batch_begin(step)
+            with lock:
+                self._sync()  # a callback may have switched backends or frozen layers
+                self._predict_into([xa[start:stop] for xa in xs],
+                                   [r[start:stop] for r in results])
+            if callbacks is not None:
+                callbacks.on_predict_batch_end(
+                    step, {"outputs": self._pack_outputs([r[start:stop] for r in results])})
+        if callbacks is not None:
+            callbacks.on_predict_end()
+        return self._pack_outputs(results)
+
+    def _pack_outputs(self, arrays):
+        return arrays[0] if len(arrays) == 1 else list(arrays)
+
+    def _predict_into(self, xs, dsts):
+        """Inference on one batch into ``dsts`` (host arrays of the outputs' shapes).
+
+        A model whose inference is a chain of Dense layers runs as ONE backend call
+        that writes the last layer's output straight into the destination."""
+        plan = self._fast_path.inference_plan() if len(xs) == 1 else None
+        xb, dst = xs[0], dsts[0]
+        if plan is None or xb.ndim != 2 or dst.ndim != 2 or not dst.flags.c_contiguous:
+            be = self._backend
+            xin = xs if be.host_memory else [be.asarray(a) for a in xs]
+            outs = self._run_forward(self._root_ctx, xin, False, None)
+            for d, o in zip(dsts, outs):
+                d[...] = be.to_numpy(o)
+            return dsts
+        self._fast_path.forward_into(plan, xb, dst)
+        return dsts
+
+    def _inference(self, xs, fused):
+        """The outputs of one batch at inference (an output's logits where ``fused``):
+        one fused call for a chain of Dense layers, else node by node."""
+        plan = self._fast_path.inference_plan() if len(xs) == 1 else None
+        if plan is None or xs[0].ndim != 2:
+            return self._run_forward(self._root_ctx, xs, False, fused)
+        dst = self._buffer("inference", (xs[0].shape[0], plan[0][-1].shape[1]))
+        return [self._fast_path.forward_into(plan, xs[0], dst, fused[0] if fused else False)]
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One gradient step on one batch. Metrics accumulate across calls (Keras 3);
+        :meth:`reset_metrics` restarts them."""
+        xs, ys, sw = self._prepare_xy(x, y, sample_weight, class_weight)
+        if xs[0].shape[0] == 0:
+            raise ValueError("train_on_batch: x is empty (0 samples)")
+        self._ensure_optimizer()
+        with self._forward_lock():
+            self._sync()
+            loss = self._train_step(xs, ys, sw, self._fused())
+        if not math.isfinite(loss):
+            warnings.warn(f"train_on_batch: the loss is {loss}; the weights were not updated",
+                          RuntimeWarning, stacklevel=2)
+            logs = self._logs()
+            logs["loss"] = loss
+            return self._format_result(logs, return_dict)
+        return self._format_result(self._logs(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics on one batch (metrics are reset first)."""
+        xs, ys, sw = self._prepare_xy(x, y, sample_weight)
+        if xs[0].shape[0] == 0:
+            raise ValueError("test_on_batch: x is empty (0 samples)")
+        self.reset_metrics()
+        with self._forward_lock():
+            self._sync()
+            self._test_step(xs, ys, sw, self._fused())
+        return self._format_result(self._logs(), return_dict)
+
+    def predict_on_batch(self, x):
+        """Outputs for one batch, as a NumPy array (a list for several outputs)."""
+        with self._forward_lock():
+            xs = data_mod.prepare_inputs(self, x)
+            results = self._new_results(xs[0].shape[0])
+            self._predict_into(xs, results)
+        return self._pack_outputs(results)
+
+    def _new_results(self, n):
+        return [np.empty((n,) + tuple(s[1:]), dtype=np.dtype(self._dtype))
+                for s in self._output_shapes()]
