@@ -32,7 +32,7 @@ from .context import CallContext
 from .node import KerasTensor, Node, flatten_structure, pack_structure
 
 __all__ = ["Layer", "Weight", "WeightViews", "clear_session", "auto_name", "weights_changed",
-           "check_input", "rows"]
+           "check_input", "rows", "assign_all"]
 
 # ---------------------------------------------------------------------------------------------
 # names
@@ -159,6 +159,38 @@ def weights_changed():
 
 def weights_generation():
     return _WEIGHTS_GENERATION[0]
+
+
+def assign_all(weights, values, owner):
+    """Set ``weights`` from ``values`` as one transaction: every value is checked and
+    copied out BEFORE any weight is written (so values that are views of these very
+    weights, in any order, are read intact), and a value that does not fit the weight's
+    dtype (a float64 too large for float32 becoming inf) is refused by name."""
+    values = list(values)
+    if len(values) != len(weights):
+        raise ValueError(f"You called `set_weights(weights)` on {owner} with a weight list of "
+                         f"length {len(values)}, but it was expecting {len(weights)} weights.")
+    staged = []
+    for w, v in zip(weights, values):
+        a = np.asarray(v)
+        if tuple(a.shape) != w.shape:
+            raise ValueError(f"set_weights: weight {w.path!r} has shape {w.shape}, but the "
+                             f"provided array has shape {tuple(a.shape)}")
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"set_weights: weight {w.path!r} needs numeric values, got dtype "
+                            f"{a.dtype}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = np.array(a, dtype=w.dtype, copy=True)
+        if a.dtype.kind == "f" and a.size:
+            overflow = np.isinf(cast) & np.isfinite(a)
+            if overflow.any():
+                i = tuple(int(j) for j in np.argwhere(overflow)[0])
+                raise ValueError(f"set_weights: weight {w.path!r} is {w.dtype.name}, but the "
+                                 f"value at index {i} ({a[i]!r}) does not fit it (it would "
+                                 f"become inf)")
+        staged.append(cast)
+    for w, v in zip(weights, staged):
+        w.assign(v)
 
 
 class WeightViews:
@@ -452,19 +484,7 @@ class Layer(WeightViews):
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        mine = self.weights
-        weights = list(weights)
-        if len(weights) != len(mine):
-            raise ValueError(f"You called `set_weights(weights)` on layer {self.name!r} with "
-                             f"a weight list of length {len(weights)}, but the layer was "
-                             f"expecting {len(mine)} weights.")
-        for w, v in zip(mine, weights):
-            if tuple(np.shape(v)) != w.shape:
-                raise ValueError(f"Layer {self.name!r} weight shape {w.shape} is not "
-                                 f"compatible with provided weight shape {np.shape(v)} "
-                                 f"({w.name}).")
-        for w, v in zip(mine, weights):
-            w.assign(v)
+        assign_all(self.weights, weights, f"layer {self.name!r}")
 
     def get_config(self):
         cfg = {"name": self.name, "trainable": self.trainable}

@@ -18,7 +18,7 @@ import numpy as np
 from .. import _config
 from ..backends import get_backend
 from ..layers.context import CallContext
-from ..layers.layer import Layer, auto_name, weights_changed
+from ..layers.layer import Layer, assign_all, auto_name, weights_changed
 from ..layers.node import KerasTensor, flatten_structure
 from ..trainers.planner import FastPath
 from ..trainers.trainer import Trainer
@@ -186,26 +186,16 @@ class Model(Trainer, Layer):
     # weights
     # ------------------------------------------------------------------------------------
     def get_weights(self):
-        """Copies of every weight, layer by layer in Keras's order."""
-        return [w.numpy() for w in self.weights]
+        """Copies of every weight, layer by layer in Keras's order. Taken under the model's
+        lock: a snapshot while another thread trains lies between two steps."""
+        with self._forward_lock():
+            return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        """Set every weight from a list like :meth:`get_weights` returns."""
-        mine = self.weights
-        weights = list(weights)
-        if len(weights) != len(mine):
-            raise ValueError(f"You called `set_weights(weights)` on model {self.name!r} with a "
-                             f"weight list of length {len(weights)}, but the model was "
-                             f"expecting {len(mine)} weights.")
-        for w, v in zip(mine, weights):
-            if tuple(np.shape(v)) != w.shape:
-                raise ValueError(f"set_weights: weight {w.path!r} has shape {w.shape}, but "
-                                 f"the provided array has shape {tuple(np.shape(v))}")
-            if np.asarray(v).dtype.kind not in "biuf":
-                raise TypeError(f"set_weights: weight {w.path!r} needs numeric values, got "
-                                f"dtype {np.asarray(v).dtype}")
-        for w, v in zip(mine, weights):
-            w.assign(v)
+        """Set every weight from a list like :meth:`get_weights` returns (all values read
+        and checked before any is written; under the model's lock)."""
+        with self._forward_lock():
+            assign_all(self.weights, weights, f"model {self.name!r}")
 
     def count_params(self):
         self._require_built("count_params()")
@@ -214,17 +204,20 @@ class Model(Trainer, Layer):
     def save(self, filepath, overwrite=True):
         """Write the model to a ``.pynn``/``.keras`` zip (see :mod:`pynn.saving`)."""
         from ..saving import save_model
-        save_model(self, filepath, overwrite=overwrite)
+        with self._forward_lock():  # between two training steps
+            save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
         """Write only the weights (see :func:`pynn.saving.save_weights`)."""
         from ..saving import save_weights
-        save_weights(self, filepath, overwrite=overwrite)
+        with self._forward_lock():
+            save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath):
         """Read weights written by :meth:`save_weights` (or a full model file)."""
         from ..saving import load_weights
-        load_weights(self, filepath)
+        with self._forward_lock():
+            load_weights(self, filepath)
 
     def summary(self, line_length=None, positions=None, print_fn=None, show_trainable=False):
         """Print Keras's table: layer (type), output shape, parameter count (and, for a

@@ -155,7 +155,7 @@ def prepare_targets(model, y, n, what=""):
             raise ValueError(f"Data cardinality is ambiguous. Make sure all arrays contain "
                              f"the same number of samples. '{what}x' sizes: {n}, '{name}' "
                              f"sizes: {n_samples(ya)}")
-        yp = loss.prepare_targets(ya, model._output_shapes()[i])
+        yp = _targets_for(loss, ya, model._output_shapes()[i], name)
         if yp.dtype.kind == "f" and not np.isfinite(yp).all():
             bad = np.argwhere(~np.isfinite(yp))[0]
             raise ValueError(f"{name} contains NaN or infinite values (first at index "
@@ -163,6 +163,34 @@ def prepare_targets(model, y, n, what=""):
                              f"targets of shape {ya.shape}")
         out.append(yp)
     return out
+
+
+def _targets_for(loss, ya, shape, name):
+    """``loss.prepare_targets`` for an output of any rank: an output ``(n, d..., k)`` is
+    ``n * d...`` rows of ``k`` for the loss (Keras averages over all of them), so its
+    targets are checked as rows and given back in the output's sample layout."""
+    if len(shape) <= 2:
+        return loss.prepare_targets(ya, shape)
+    mid = tuple(shape[1:-1])
+    if tuple(ya.shape[1:1 + len(mid)]) != mid:
+        raise ValueError(f"{name}: targets of shape {ya.shape} do not match the output shape "
+                         f"{tuple(shape)}")
+    n = ya.shape[0]
+    rows = ya.reshape((n * int(np.prod(mid)),) + ya.shape[1 + len(mid):])
+    yp = loss.prepare_targets(rows, (None, shape[-1]))
+    return yp.reshape((n,) + mid + yp.shape[1:])
+
+
+def as_rows(out, y, sample_weight):
+    """An output of rank > 2 and its targets as rows of the last axis (sample weights
+    repeated per row), for losses and metrics; rank-2 outputs unchanged."""
+    if out.ndim <= 2:
+        return out, y, sample_weight
+    k = out.shape[-1]
+    rows = int(np.prod(out.shape[:-1]))
+    per = rows // out.shape[0] if out.shape[0] else 0
+    sw = None if sample_weight is None else np.repeat(sample_weight, per)
+    return out.reshape(rows, k), y.reshape((rows,) + y.shape[out.ndim - 1:]), sw
 
 
 def prepare_sample_weight(sample_weight, class_weight, targets, n, what=""):

@@ -49,6 +49,7 @@ class Trainer:
         self._opt_layout_id = None
         self.stop_training = False
         self.history = None
+        self._fit_thread = None
         self._buffers = {}
         self._loss_sum = 0.0
         self._loss_count = 0
@@ -259,9 +260,11 @@ class Trainer:
                 grads.append(None)
                 per.append(0.0)
                 continue
-            grad = self._buffer(("loss_grad", i), out.shape)
+            rows, y, sw = data_mod.as_rows(out, y, swb)
+            grad = self._buffer(("loss_grad", i), rows.shape)
             value, grad = loss.loss_and_grad(be, be.asarray(y) if not be.host_memory else y,
-                                             out, sample_weight=swb, grad=grad, logits=fused[i])
+                                             rows, sample_weight=sw, grad=grad, logits=fused[i])
+            grad = grad.reshape(out.shape)
             per.append(float(value))
             w = cl.weights[i]
             if w != 1.0:
@@ -344,15 +347,15 @@ class Trainer:
         for i, (ms, wms) in enumerate(cm.per_output()):
             if not (ms or wms):
                 continue
-            out = outs[i]
+            out, y_true, sw = data_mod.as_rows(outs[i], ys[i], swb)
             if fused[i]:
                 out = be.activation_forward(out, acts[i], out=self._buffer(("probs", i),
                                                                            out.shape))
             y_pred = be.to_numpy(out)
             for m in ms:
-                m.update_state(ys[i], y_pred)
+                m.update_state(y_true, y_pred)
             for m in wms:
-                m.update_state(ys[i], y_pred, sample_weight=swb)
+                m.update_state(y_true, y_pred, sample_weight=sw)
 
     def _logs(self):
         count = self._loss_count
@@ -395,7 +398,29 @@ class Trainer:
         ``(x, y, sample_weight)``) takes precedence. ``class_weight`` maps class
         indices to sample weights. Epoch logs hold ``loss``, the metrics, their
         ``val_`` counterparts and ``learning_rate``.
+
+        Threads: every step holds the model's lock, so ``get_weights``/``save`` from
+        another thread see the weights between two steps; a second ``fit`` of the same
+        model while one runs is refused with ``RuntimeError``.
         """
+        with _LOCK_CREATION:
+            other = self.__dict__.get("_fit_thread")
+            if other is not None:
+                raise RuntimeError(
+                    f"fit: model {self.name!r} is already being trained by `fit` in thread "
+                    f"{other!r}; two fits of one model are refused (their steps would "
+                    f"interleave). Wait for it, or train a copy of the model.")
+            self._fit_thread = threading.current_thread().name
+        try:
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, class_weight, sample_weight,
+                             initial_epoch, validation_batch_size, validation_freq)
+        finally:
+            self._fit_thread = None
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+             validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+             validation_batch_size, validation_freq):
         from ..callbacks import CallbackList
         batch_size = data_mod.check_batch_size(batch_size)
         for nm, v in (("epochs", epochs), ("initial_epoch", initial_epoch)):
