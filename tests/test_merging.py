@@ -23,7 +23,6 @@ except ImportError:  # the PyTorch comparisons are skipped, nothing else
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 
 
-
 def distinct_inputs(rng, shapes, dtype=np.float64):
     """Inputs whose entries are all different (at least 0.05 apart): no ties for
     Maximum/Minimum, even after the finite-difference step."""
