@@ -15,7 +15,7 @@ Conventions
 * Reductions accumulate in float64; sums over the whole array are done in
   two deterministic passes (block tree reduction in shared memory, then one
   block over the partial sums): no atomics, so results are reproducible.
-* Activations are chosen by the integer codes of ``base.ACTIVATIONS``.
+* Activations are chosen by the integer codes of ``activation_codes.ACTIVATIONS``.
 * GEMM accumulates in the working dtype (as cuBLAS does); its tile edge is
   ``blockDim.x`` (a square block), its shared memory is dynamic
   (``2 * tile * tile`` elements), so tests can use tiny tiles.

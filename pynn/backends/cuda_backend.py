@@ -25,8 +25,10 @@ import warnings
 
 import numpy as np
 
-from .base import (ACTIVATIONS, Backend, activation_alpha, activation_code, adam_step_size,
-                   as_float, as_labels, gemm_shapes, sample_weights, work_dtype)
+from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
+from .base import Backend
+from .validation import (adam_step_size, as_float, as_labels, gemm_shapes, sample_weights,
+                         work_dtype)
 
 __all__ = ["CudaBackend"]
 

@@ -1,7 +1,7 @@
 """The ``cython`` backend: compiled kernels from ``csrc/*.pyx`` (``pynn._ext``).
 
 Each method validates and converts its arguments with the helpers of
-:mod:`pynn.backends.base` exactly as the reference does, then calls one kernel
+:mod:`pynn.backends.validation` exactly as the reference does, then calls one kernel
 that runs without the GIL and allocates nothing. GEMM goes to BLAS with the bias +
 activation epilogue fused in: NumPy's own OpenBLAS when it is the wheels' ILP64 build,
 else ``scipy.linalg.cython_blas`` (:mod:`pynn.backends._blas`; ``PYNN_BLAS=scipy``
@@ -22,14 +22,15 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from . import _blas
-from .base import (ACTIVATIONS, STACK_FOLDED_ACTIVATION, STACK_LOSSES, Backend,
-                   activation_alpha, activation_code, adam_step_size, check_dense_forward,
-                   check_dense_stack, prep_activation_backward,
-                   prep_activation_forward, prep_adam, prep_batchnorm_backward,
-                   prep_batchnorm_forward, prep_bias_grad, prep_class_loss,
-                   prep_dropout_backward, prep_dropout_forward, prep_gemm, prep_optimizer,
-                   prep_pair_loss, prep_rows, prep_sgd, prep_take_rows, stack_update_hyper,
-                   take_rows_error)
+from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
+from .base import Backend
+from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
+                          check_dense_stack, stack_update_hyper)
+from .validation import (adam_step_size, prep_activation_backward, prep_activation_forward,
+                         prep_adam, prep_batchnorm_backward, prep_batchnorm_forward,
+                         prep_bias_grad, prep_class_loss, prep_dropout_backward,
+                         prep_dropout_forward, prep_gemm, prep_optimizer, prep_pair_loss,
+                         prep_rows, prep_sgd, prep_take_rows, take_rows_error)
 
 __all__ = ["CythonBackend"]
 
@@ -373,7 +374,7 @@ _NO_UPDATE = (0, None, None, None)
 
 def _update_args(update):
     """The kernel's update arguments ``(rule, hyper, kernel_states, bias_states)``
-    (:func:`~pynn.backends.base.stack_update_hyper`, which raises on a bad rule or
+    (:func:`~pynn.backends.fused_stack.stack_update_hyper`, which raises on a bad rule or
     hyperparameter); ``None`` when the state lists are not plain sequences (the
     validator then names what is wrong)."""
     if update is None:
@@ -461,4 +462,3 @@ def _fast_forward_args(x, kernels, biases, activations, outs, act_alphas):
 
 def _as_list(seq):
     return seq if type(seq) is list else list(seq)
-

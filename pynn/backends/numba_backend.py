@@ -2,7 +2,7 @@
 as a serial ``@njit`` kernel (see :mod:`pynn.backends._numba_kernels`).
 
 Each method checks and converts its arguments with the helpers of
-:mod:`pynn.backends.base` (so bad shapes, dtypes or buffers raise the same
+:mod:`pynn.backends.validation` (so bad shapes, dtypes or buffers raise the same
 Python exceptions as the reference) and then calls one kernel. Nothing is
 compiled on import: kernels compile on first use and are cached on disk.
 Importing this module raises ``ImportError`` when Numba is not installed.
@@ -16,33 +16,15 @@ import numpy as np
 
 from . import _numba_codegen as G
 from . import _numba_kernels as K
-from .base import (
-    ACTIVATIONS,
-    Backend,
-    activation_alpha,
-    adam_step_size,
-    activation_code,
-    as_float,
-    as_labels,
-    check_dense_forward,
-    check_dense_stack,
-    prep_activation_backward,
-    prep_activation_forward,
-    prep_adam,
-    prep_batchnorm_backward,
-    prep_batchnorm_forward,
-    prep_bias_grad,
-    prep_class_loss,
-    prep_dropout_backward,
-    prep_dropout_forward,
-    prep_gemm,
-    prep_optimizer,
-    prep_pair_loss,
-    prep_rows,
-    prep_sgd,
-    stack_update_hyper,
-    stack_update_slots,
-)
+from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
+from .base import Backend
+from .fused_stack import (check_dense_forward, check_dense_stack, stack_update_hyper,
+                          stack_update_slots)
+from .validation import (adam_step_size, as_float, as_labels, prep_activation_backward,
+                         prep_activation_forward, prep_adam, prep_batchnorm_backward,
+                         prep_batchnorm_forward, prep_bias_grad, prep_class_loss,
+                         prep_dropout_backward, prep_dropout_forward, prep_gemm,
+                         prep_optimizer, prep_pair_loss, prep_rows, prep_sgd)
 
 __all__ = ["NumbaBackend"]
 

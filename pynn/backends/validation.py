@@ -1,0 +1,357 @@
+"""Argument checks and conversions shared by every backend.
+
+Every backend's op starts with the same ``prep_<op>`` function, so an op's checks,
+conversions, error types and messages are written once (see the conventions in
+:mod:`pynn.backends.base`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
+
+
+# --------------------------------------------------------------------------
+# argument checking shared by every backend
+# --------------------------------------------------------------------------
+def work_dtype(x, name="x"):
+    """The float dtype an op computes in, given its primary input ``x``."""
+    dt = np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
+    if dt == np.float32 or dt == np.float64:
+        return np.dtype(dt)
+    if dt.kind in "biuf":
+        return np.dtype(np.float64)
+    raise TypeError(f"{name}: expected a numeric array, got dtype {dt}")
+
+
+def as_float(x, dtype, name, ndim=None):
+    """``x`` as a C-contiguous array of ``dtype`` (copied only when needed)."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+    return np.asarray(a, dtype=dtype, order="C")
+
+
+def as_labels(y, n, n_classes, name="labels"):
+    """Integer class labels of shape ``(n,)`` checked against ``n_classes``."""
+    a = np.asarray(y)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1 or a.shape[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},), got {np.shape(y)}")
+    if a.dtype.kind == "f":
+        if a.size and not np.all(np.floor(a) == a):
+            raise ValueError(f"{name}: integer class labels expected, got non-integer floats")
+    elif a.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected integer labels, got dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.intp)
+    if a.size and (a.min() < 0 or a.max() >= n_classes):
+        raise ValueError(
+            f"{name}: labels must be in [0, {n_classes}), got range "
+            f"[{int(a.min())}, {int(a.max())}]"
+        )
+    return a
+
+
+def check_out(out, shape, dtype, name="out"):
+    """Validate a caller-supplied output buffer, or allocate one when ``None``."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: must be writable")
+    return out
+
+
+def check_state(arr, shape, dtype, name):
+    """Validate an array updated in place (parameters, optimizer state)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(arr).__name__}")
+    return check_out(arr, shape, dtype, name)
+
+
+def sample_weights(sample_weight, n, dtype=np.float64):
+    """Per-sample weights of shape ``(n,)`` (float64) or ``None``."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), got {np.shape(sample_weight)}")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def gemm_shapes(a, b, trans_a, trans_b):
+    """``(m, k, n)`` of ``op(a) @ op(b)``, with a clear error when they don't fit."""
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"gemm: a and b must be 2-D, got shapes {a.shape} and {b.shape}")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k2:
+        raise ValueError(
+            f"gemm: inner dimensions differ: op(a) is ({m}, {k}) and op(b) is ({k2}, {n}) "
+            f"(a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})"
+        )
+    return m, k, n
+
+
+def check_bias(bias, n, dtype):
+    """The bias vector of a product with ``n`` columns, as ``dtype``."""
+    b = as_float(bias, dtype, "bias")
+    if b.shape != (n,):
+        raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
+    return b
+
+
+# --------------------------------------------------------------------------
+# per-op argument preparation: every backend's op starts with one of these, so
+# an op's checks (and their error types and messages) are written once
+# --------------------------------------------------------------------------
+def class_targets(target, logits, dt, name="target"):
+    """Integer labels (1-D) or a dense target array matching ``logits``."""
+    t = np.asarray(target)
+    n, k = logits.shape
+    if t.ndim == 2 and t.shape == logits.shape:
+        return as_float(t, dt, name)
+    if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k != 1):
+        return as_labels(t, n, k, name)
+    raise ValueError(
+        f"{name}: expected integer labels of shape ({n},) or probabilities of shape "
+        f"{logits.shape}, got {t.shape}"
+    )
+
+
+def prep_gemm(a, b, out, trans_a, trans_b, beta, bias, operand=None):
+    """Checked :meth:`Backend.gemm` arguments: ``(a, b, trans_a, trans_b, out, bias)``
+    (``out`` has the working dtype and shape ``(m, n)``; ``bias`` may be None).
+
+    ``operand(x, dt, name, trans) -> (array, trans)`` converts ``a`` and ``b``
+    (default: :func:`as_float` to a 2-D C-contiguous array, ``trans`` unchanged).
+    """
+    dt = work_dtype(a, "a")
+    if operand is None:
+        a = as_float(a, dt, "a", 2)
+        b = as_float(b, dt, "b", 2)
+    else:
+        a, trans_a = operand(a, dt, "a", trans_a)
+        b, trans_b = operand(b, dt, "b", trans_b)
+    m, _, n = gemm_shapes(a, b, trans_a, trans_b)
+    if beta != 0.0 and out is None:
+        raise ValueError("gemm: beta != 0 needs an out= array to accumulate into")
+    out = check_out(out, (m, n), dt)
+    if bias is not None:
+        bias = check_bias(bias, n, dt)
+    return a, b, trans_a, trans_b, out, bias
+
+
+def prep_activation_forward(x, activation, out, alpha):
+    """Checked ``activation_forward`` arguments: ``(code, x, out, alpha)``."""
+    code = activation_code(activation)
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x")
+    out = check_out(out, x.shape, dt)
+    return code, x, out, activation_alpha(activation, alpha)
+
+
+def prep_activation_backward(dy, y, activation, x, out, alpha):
+    """Checked ``activation_backward`` arguments: ``(code, dy, y, x, out, alpha)``;
+    ``x`` is converted for ``gelu`` (which needs it) and ``None`` otherwise."""
+    code = activation_code(activation)
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy")
+    y = as_float(y, dt, "y")
+    if y.shape != dy.shape:
+        raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
+    out = check_out(out, dy.shape, dt)
+    a = activation_alpha(activation, alpha)
+    if code == ACTIVATIONS["softmax"] and dy.ndim != 2:
+        raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
+    if code == ACTIVATIONS["gelu"]:
+        if x is None:
+            raise ValueError("activation_backward: gelu needs the forward input x")
+        x = as_float(x, dt, "x")
+        if x.shape != dy.shape:
+            raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
+    else:
+        x = None
+    return code, dy, y, x, out, a
+
+
+def prep_rows(x, out):
+    """Checked arguments of a row-wise op of 2-D ``x`` (softmax, log-softmax)."""
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x", 2)
+    return x, check_out(out, x.shape, dt)
+
+
+def prep_class_loss(x, target, grad, sample_weight, name):
+    """Checked arguments of a loss over classes: ``(x, target, w, grad)``; ``target``
+    is intp labels (1-D) or dense like ``x``, ``w`` float64 (n,) or None."""
+    dt = work_dtype(x, name)
+    x = as_float(x, dt, name, 2)
+    t = class_targets(target, x, dt)
+    w = sample_weights(sample_weight, x.shape[0])
+    return x, t, w, check_out(grad, x.shape, dt, "grad")
+
+
+def prep_pair_loss(pred, target, grad, sample_weight, name):
+    """Checked arguments of an elementwise loss: ``(pred, target, w, grad)``."""
+    dt = work_dtype(pred, name)
+    p = as_float(pred, dt, name, 2)
+    t = as_float(target, dt, "target")
+    if t.shape != p.shape:
+        raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
+    w = sample_weights(sample_weight, p.shape[0])
+    return p, t, w, check_out(grad, p.shape, dt, "grad")
+
+
+def prep_take_rows(x, indices, out):
+    """Checked ``take_rows`` arguments: ``(x, indices, out)``; the indices are a
+    contiguous intp array, not yet checked against the rows of ``x``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"take_rows: x: expected a numpy.ndarray, got {type(x).__name__}")
+    if x.ndim < 1:
+        raise ValueError("take_rows: x: expected an array of rows (at least 1-D), got a "
+                         "0-D array")
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or not (idx.dtype.kind in "iu" or (idx.size == 0 and idx.dtype.kind
+                                                          in "biuf")):
+        raise TypeError(f"take_rows: indices: expected a 1-D array of integers, got shape "
+                        f"{idx.shape} and dtype {idx.dtype}")
+    if idx.dtype.kind == "u" and idx.size and int(idx.max()) > np.iinfo(np.intp).max:
+        raise IndexError(f"take_rows: indices: {int(idx.max())} is out of range for x with "
+                         f"{x.shape[0]} rows (x shape {x.shape})")
+    idx = np.ascontiguousarray(idx, dtype=np.intp)
+    out = check_out(out, (idx.shape[0],) + x.shape[1:], x.dtype)
+    if np.may_share_memory(out, x) or np.may_share_memory(out, idx):
+        raise ValueError(f"take_rows: out {out.shape} overlaps "
+                         f"{'x' if np.may_share_memory(out, x) else 'indices'}; gather "
+                         f"into a buffer of its own")
+    return x, idx, out
+
+
+def take_rows_error(x, idx, pos):
+    """The IndexError for ``idx[pos]``, an index outside the rows of ``x``."""
+    return IndexError(f"take_rows: indices[{pos}] = {int(idx[pos])} is out of range for x "
+                      f"with {x.shape[0]} rows (x shape {x.shape}); valid indices are "
+                      f"-{x.shape[0]} .. {x.shape[0] - 1}")
+
+
+def prep_bias_grad(dy, out):
+    """Checked ``bias_grad`` arguments: ``(dy, out)``."""
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy", 2)
+    return dy, check_out(out, (dy.shape[1],), dt)
+
+
+def prep_dropout_forward(x, rate, out, mask):
+    """Checked ``dropout_forward`` arguments: ``(x, out, mask)``."""
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    out = check_out(out, x.shape, dt)
+    return x, out, check_out(mask, x.shape, dt, "mask")
+
+
+def prep_dropout_backward(dy, mask, out):
+    """Checked ``dropout_backward`` arguments: ``(dy, mask, out)``."""
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy")
+    mask = as_float(mask, dt, "mask")
+    if mask.shape != dy.shape:
+        raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
+    return dy, mask, check_out(out, dy.shape, dt)
+
+
+def prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, out):
+    """Checked ``batchnorm_forward`` arguments:
+    ``(x, gamma, beta, moving_mean, moving_var, out)``."""
+    dt = work_dtype(x)
+    x = as_float(x, dt, "x", 2)
+    n, k = x.shape
+    gamma = as_float(gamma, dt, "gamma", 1)
+    beta = as_float(beta, dt, "beta", 1)
+    for nm, v in (("gamma", gamma), ("beta", beta)):
+        if v.shape != (k,):
+            raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+    moving_mean = check_state(moving_mean, (k,), dt, "moving_mean")
+    moving_var = check_state(moving_var, (k,), dt, "moving_var")
+    out = check_out(out, x.shape, dt)
+    if training and n == 0:
+        raise ValueError("batchnorm_forward: training needs at least one sample")
+    return x, gamma, beta, moving_mean, moving_var, out
+
+
+def prep_batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
+    """Checked ``batchnorm_backward`` arguments:
+    ``(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)`` (``mean``/``inv_std`` float64)."""
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy", 2)
+    x = as_float(x, dt, "x", 2)
+    if x.shape != dy.shape:
+        raise ValueError(f"batchnorm_backward: dy {dy.shape} and x {x.shape} differ")
+    k = x.shape[1]
+    gamma = as_float(gamma, dt, "gamma", 1)
+    mean = as_float(mean, np.float64, "mean")
+    inv_std = as_float(inv_std, np.float64, "inv_std")
+    for nm, v in (("gamma", gamma), ("mean", mean), ("inv_std", inv_std)):
+        if v.shape != (k,):
+            raise ValueError(f"{nm}: expected shape ({k},), got {v.shape}")
+    dx = check_out(dx, x.shape, dt, "dx")
+    dgamma = check_out(dgamma, (k,), dt, "dgamma")
+    dbeta = check_out(dbeta, (k,), dt, "dbeta")
+    return dy, x, gamma, mean, inv_std, dx, dgamma, dbeta
+
+
+def prep_optimizer(param, grad, *state_names_and_arrays):
+    """Check ``param`` (a writable C-contiguous float array), its state arrays
+    (``(name, array)`` pairs) and ``grad``; return ``grad`` in ``param``'s dtype."""
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy.ndarray, got {type(param).__name__}")
+    dt = param.dtype
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"param: expected float32 or float64, got {dt}")
+    check_state(param, param.shape, dt, "param")
+    grad = as_float(grad, dt, "grad")
+    if grad.shape != param.shape:
+        raise ValueError(f"grad: expected shape {param.shape}, got {grad.shape}")
+    for nm, arr in state_names_and_arrays:
+        check_state(arr, param.shape, dt, nm)
+    return grad
+
+
+def prep_sgd(param, grad, velocity, momentum):
+    """Checked ``sgd_update`` arguments: ``grad`` in ``param``'s dtype."""
+    grad = prep_optimizer(param, grad,
+                          *([("velocity", velocity)] if velocity is not None else []))
+    if momentum and velocity is None:
+        raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+    return grad
+
+
+def adam_step_size(learning_rate, beta_1, beta_2, step):
+    """Keras's Adam step size with both bias corrections folded in:
+    ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (``step`` = t counts from 1)."""
+    return learning_rate * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+
+
+def prep_adam(param, grad, m, v, step):
+    """Checked ``adam_update`` arguments: ``grad`` in ``param``'s dtype."""
+    grad = prep_optimizer(param, grad, ("m", m), ("v", v))
+    if step < 1:
+        raise ValueError(f"adam_update: step counts from 1, got {step}")
+    return grad
