@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import losses as losses_mod
-from ..backends.base import StackUpdate
+from ..backends.fused_stack import StackUpdate
 from ..layers import Dense, Dropout
 
 __all__ = ["FUSABLE_LOSSES", "FastPath", "explain"]

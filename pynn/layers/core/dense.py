@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import activations, initializers, regularizers
-from ...backends.base import NEEDS_INPUT_FOR_BACKWARD
+from ...backends.activation_codes import NEEDS_INPUT_FOR_BACKWARD
 from ..layer import Layer, rows
 
 __all__ = ["Dense"]
