@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backends import get_backend
-from .backends.base import ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS
+from .backends.activation_codes import ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS
 
 __all__ = ["get", "serialize", "deserialize", "canonical_name", "linear", "relu", "leaky_relu",
            "elu", "sigmoid", "tanh", "gelu", "softplus", "softmax"]
