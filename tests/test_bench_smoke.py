@@ -15,6 +15,7 @@ from helpers import PYNN_PATH
 
 import pynn.backends as B
 from pynn import bench
+from pynn.bench import contestants, tables
 from pynn.ops import _OPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,8 +90,8 @@ def test_step_table_ratios_from_medians():
     rows = [{"optimizer": "sgd", "batch": 32, "contestant": c, "median_s": t}
             for c, t in (("pynn[cython]", 150e-6), ("pynn[numba]", 180e-6),
                          ("GEMM floor", 120e-6))]
-    cs = [bench._Pynn("cython"), bench._Pynn("numba")]
-    table = bench._step_table(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
+    cs = [contestants.Pynn("cython"), contestants.Pynn("numba")]
+    table = tables.step_table(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
     lines = table.splitlines()
     assert lines[0].split("|")[3:-1] == [" pynn[cython] ", " pynn[numba] ", " GEMM floor ",
                                          " pynn[cython] / floor ", " pynn[numba] / floor "]
@@ -98,7 +99,7 @@ def test_step_table_ratios_from_medians():
         "sgd", "32", "150", "180", "120", "1.25x", "1.50x"]
     assert [c.strip() for c in lines[3].split("|")[1:-1]] == [
         "adam", "32", "-", "-", "-", "-", "-"]
-    assert bench._step_table([], ["sgd"], [32], cs, "GEMM floor") == ""
+    assert tables.step_table([], ["sgd"], [32], cs, "GEMM floor") == ""
 
 
 def test_bench_rejects_unknown_backend(capsys):
@@ -139,22 +140,22 @@ def test_default_backends_leave_out_the_simulated_gpu(monkeypatch):
     class Gpu:
         _simulator = False
 
-    monkeypatch.setattr(bench._backends, "get", lambda name: Sim())
+    monkeypatch.setattr(B, "get", lambda name: Sim())
     assert bench.default_backends(["numpy", "cython", "cuda"]) == ["numpy", "cython"]
-    monkeypatch.setattr(bench._backends, "get", lambda name: Gpu())
+    monkeypatch.setattr(B, "get", lambda name: Gpu())
     assert bench.default_backends(["numpy", "cuda"]) == ["numpy", "cuda"]
 
     def broken(name):
         raise RuntimeError("no driver")
 
-    monkeypatch.setattr(bench._backends, "get", broken)
+    monkeypatch.setattr(B, "get", broken)
     assert bench.default_backends(["numpy", "cuda"]) == ["numpy"]
 
 
 def test_torch_gpu_peer_says_why_it_cannot_run(capsys):
     """Without a GPU the PyTorch-CUDA column is not a default peer; asked for, its rows
     say it is unavailable and why (never a number)."""
-    peer = bench._TorchCuda()
+    peer = contestants.TorchCuda()
     if peer.status == "ok":
         pytest.skip("a GPU is present: the peer runs")
     assert peer.status in (bench.NOT_INSTALLED, "no GPU") or peer.status.startswith("no GPU")
@@ -202,8 +203,8 @@ def test_train_ratios_are_the_quotients_of_the_medians():
            ("adam", 32, "PyTorch"): 4.0, ("adam", 32, "GEMM floor"): 0.8}
     rows = [{"optimizer": o, "batch": b, "contestant": c, "median_s": t}
             for (o, b, c), t in med.items()]
-    cs = [bench._Pynn("cython"), bench._Pynn("numba")]
-    table = bench._train_ratios(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
+    cs = [contestants.Pynn("cython"), contestants.Pynn("numba")]
+    table = tables.train_ratios(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
     lines = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()[2:]]
     assert lines[0] == ["sgd", "32", "pynn[cython]", "3.00x", "1.25x", "1.00x", "1.25x",
                         "-", "-"]
@@ -215,9 +216,10 @@ def test_gemm_floor_runs_every_step_of_an_epoch(monkeypatch):
     """The floor contestant does one step of products per batch, the last partial
     batch at its own size."""
     calls = []
-    monkeypatch.setattr(bench, "_mlp_gemm_floor",
+    monkeypatch.setattr(contestants, "mlp_gemm_floor",
                         lambda n, seed=0: (lambda: calls.append(n)))
-    floor = bench._GemmFloor()
+    floor = contestants.GemmFloor()
     floor.build("sgd", 32, seed=0)
     floor.epoch(np.zeros((100, 2)), None)
     assert calls == [32, 32, 32, 4]
+
