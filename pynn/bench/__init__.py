@@ -38,6 +38,8 @@ The code is split by concern: :mod:`~pynn.bench.timing` (calibrated samples, med
 :mod:`~pynn.bench.environment` (thread pools, overrides, the report's header),
 :mod:`~pynn.bench.tables` (Markdown), :mod:`~pynn.bench.sections` (a-c),
 :mod:`~pynn.bench.startup` (d), :mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
+Every section uses pynn's public API; the two model internals that timing one step
+needs go through :mod:`~pynn.bench.pynn_api` alone.
 """
 from __future__ import annotations
 

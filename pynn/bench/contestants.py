@@ -1,5 +1,6 @@
-"""The contestants of the training table: pynn on each backend, PyTorch (CPU and CUDA),
-a hand-written NumPy MLP, scikit-learn, and the GEMM floor of the epoch."""
+"""The contestants of the training table: pynn on each backend (through the public
+model API), PyTorch (CPU and CUDA), a hand-written NumPy MLP, scikit-learn, and the
+GEMM floor of the epoch."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +8,7 @@ import numpy as np
 from .. import backends as _backends
 from .constants import ARCH, LEARNING_RATES, NOT_INSTALLED
 from .dense import mlp_gemm_floor
+from .pynn_api import train_one_step
 
 
 def tutorial_model(optimizer, arch=ARCH, seed=0):
@@ -70,11 +72,10 @@ class Pynn(Contestant):
         with _backends.use_backend(self.backend):
             be = _backends.get_backend()
             xb, yb = be.asarray(x, np.float32), np.asarray(y)
-            fused = model._fused()
 
         def run():
             with _backends.use_backend(self.backend):
-                model._train_step(xb, yb, None, fused)
+                train_one_step(model, xb, yb)
         return run
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .. import backends as _backends
 from .constants import ARCH
 from .contestants import tutorial_model
+from .pynn_api import train_one_step, uses_fused_step
 from .tables import fmt_secs, md_table
 
 #: What one fresh process runs: ``import pynn`` timed, then (given a backend, an
@@ -76,17 +77,16 @@ def step_allocations(backend, optimizer, steps=50, batch=128, arch=ARCH):
         model = tutorial_model(optimizer, arch)
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # the first epoch allocates
         xb, yb = x[:batch], y[:batch].astype(np.intp)
-        if model._dense_stack_spec(xb) is None:
+        if not uses_fused_step(model, xb):
             raise RuntimeError(f"the model does not take the fused step on {backend!r}")
-        fused = model._fused()
         tracemalloc.start()
         try:
-            model._train_step(xb, yb, None, fused)
+            train_one_step(model, xb, yb)
             before = tracemalloc.take_snapshot().filter_traces([numpy_domain])
             base, _ = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
             for _ in range(steps):
-                model._train_step(xb, yb, None, fused)
+                train_one_step(model, xb, yb)
             current, peak = tracemalloc.get_traced_memory()
             after = tracemalloc.take_snapshot().filter_traces([numpy_domain])
         finally:
