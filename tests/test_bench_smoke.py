@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from helpers import PYNN_PATH
 
+import pynn
 import pynn.backends as B
 from pynn import bench
+from pynn.bench import contestants, pynn_api, tables
 from pynn.ops import _OPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,8 +91,8 @@ def test_step_table_ratios_from_medians():
     rows = [{"optimizer": "sgd", "batch": 32, "contestant": c, "median_s": t}
             for c, t in (("pynn[cython]", 150e-6), ("pynn[numba]", 180e-6),
                          ("GEMM floor", 120e-6))]
-    cs = [bench._Pynn("cython"), bench._Pynn("numba")]
-    table = bench._step_table(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
+    cs = [contestants.Pynn("cython"), contestants.Pynn("numba")]
+    table = tables.step_table(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
     lines = table.splitlines()
     assert lines[0].split("|")[3:-1] == [" pynn[cython] ", " pynn[numba] ", " GEMM floor ",
                                          " pynn[cython] / floor ", " pynn[numba] / floor "]
@@ -98,7 +100,7 @@ def test_step_table_ratios_from_medians():
         "sgd", "32", "150", "180", "120", "1.25x", "1.50x"]
     assert [c.strip() for c in lines[3].split("|")[1:-1]] == [
         "adam", "32", "-", "-", "-", "-", "-"]
-    assert bench._step_table([], ["sgd"], [32], cs, "GEMM floor") == ""
+    assert tables.step_table([], ["sgd"], [32], cs, "GEMM floor") == ""
 
 
 def test_bench_rejects_unknown_backend(capsys):
@@ -139,22 +141,22 @@ def test_default_backends_leave_out_the_simulated_gpu(monkeypatch):
     class Gpu:
         _simulator = False
 
-    monkeypatch.setattr(bench._backends, "get", lambda name: Sim())
+    monkeypatch.setattr(B, "get", lambda name: Sim())
     assert bench.default_backends(["numpy", "cython", "cuda"]) == ["numpy", "cython"]
-    monkeypatch.setattr(bench._backends, "get", lambda name: Gpu())
+    monkeypatch.setattr(B, "get", lambda name: Gpu())
     assert bench.default_backends(["numpy", "cuda"]) == ["numpy", "cuda"]
 
     def broken(name):
         raise RuntimeError("no driver")
 
-    monkeypatch.setattr(bench._backends, "get", broken)
+    monkeypatch.setattr(B, "get", broken)
     assert bench.default_backends(["numpy", "cuda"]) == ["numpy"]
 
 
 def test_torch_gpu_peer_says_why_it_cannot_run(capsys):
     """Without a GPU the PyTorch-CUDA column is not a default peer; asked for, its rows
     say it is unavailable and why (never a number)."""
-    peer = bench._TorchCuda()
+    peer = contestants.TorchCuda()
     if peer.status == "ok":
         pytest.skip("a GPU is present: the peer runs")
     assert peer.status in (bench.NOT_INSTALLED, "no GPU") or peer.status.startswith("no GPU")
@@ -202,8 +204,8 @@ def test_train_ratios_are_the_quotients_of_the_medians():
            ("adam", 32, "PyTorch"): 4.0, ("adam", 32, "GEMM floor"): 0.8}
     rows = [{"optimizer": o, "batch": b, "contestant": c, "median_s": t}
             for (o, b, c), t in med.items()]
-    cs = [bench._Pynn("cython"), bench._Pynn("numba")]
-    table = bench._train_ratios(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
+    cs = [contestants.Pynn("cython"), contestants.Pynn("numba")]
+    table = tables.train_ratios(rows, ["sgd", "adam"], [32], cs, "GEMM floor")
     lines = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()[2:]]
     assert lines[0] == ["sgd", "32", "pynn[cython]", "3.00x", "1.25x", "1.00x", "1.25x",
                         "-", "-"]
@@ -215,9 +217,68 @@ def test_gemm_floor_runs_every_step_of_an_epoch(monkeypatch):
     """The floor contestant does one step of products per batch, the last partial
     batch at its own size."""
     calls = []
-    monkeypatch.setattr(bench, "_mlp_gemm_floor",
+    monkeypatch.setattr(contestants, "mlp_gemm_floor",
                         lambda n, seed=0: (lambda: calls.append(n)))
-    floor = bench._GemmFloor()
+    floor = contestants.GemmFloor()
     floor.build("sgd", 32, seed=0)
     floor.epoch(np.zeros((100, 2)), None)
     assert calls == [32, 32, 32, 4]
+
+
+def test_train_one_step_is_the_step_train_on_batch_takes(backend_name):
+    """pynn_api.train_one_step on a gathered batch moves the weights exactly as
+    ``train_on_batch`` does on the same batch."""
+    rng = np.random.default_rng(1)
+    x = rng.random((40, 6), dtype=np.float32)
+    y = rng.integers(0, 3, 40)
+    weights = []
+    with B.use_backend(backend_name) as be:
+        for take_step in (pynn_api.train_one_step, lambda m, xb, yb: m.train_on_batch(xb, yb)):
+            model = bench.tutorial_model("adam", arch=(6, 5, 3), seed=3)
+            model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+            before = [np.array(w, copy=True) for w in model.get_weights()]
+            take_step(model, be.asarray(x[:8], np.float32), y[:8])
+            weights.append(model.get_weights())
+    for w0, w_api, w_public in zip(before, *weights):
+        assert not np.array_equal(w0, w_api)
+        np.testing.assert_array_equal(w_api, w_public)
+
+
+def test_uses_fused_step_says_which_step_the_model_takes(backend_name):
+    """The tutorial Dense stack takes the fused step; a Dropout layer in it does not."""
+    x = np.zeros((4, 6), np.float32)
+    with B.use_backend(backend_name):
+        model = bench.tutorial_model("sgd", arch=(6, 5, 3))
+        assert pynn_api.uses_fused_step(model, x) is True
+        with_dropout = pynn.Sequential([pynn.layers.Input(shape=(6,)),
+                                        pynn.layers.Dense(5, activation="relu"),
+                                        pynn.layers.Dropout(0.5),
+                                        pynn.layers.Dense(3, activation="softmax")])
+        with_dropout.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        assert pynn_api.uses_fused_step(with_dropout, x) is False
+
+
+def test_bench_touches_model_internals_only_in_pynn_api():
+    """Outside pynn_api.py the benchmark package reads no private attribute of anything
+    but its own objects (``self``), by ``x._name`` or ``getattr(x, "_name")``; the
+    exceptions are backend probes (the registry, whether CUDA is simulated)."""
+    import ast
+    import pathlib
+
+    allowed = {("cli.py", "_backends._REGISTRY"),
+               ("environment.py", "getattr(_backends.get('cuda'), '_simulator', False)")}
+    found = set()
+    for path in pathlib.Path(bench.__file__).parent.glob("*.py"):
+        if path.name == "pynn_api.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                    and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
+                found.add((path.name, ast.unparse(node)))
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant)
+                    and str(node.args[1].value).startswith("_")):
+                found.add((path.name, ast.unparse(node)))
+    assert found == allowed

@@ -1,0 +1,65 @@
+"""Benchmarks: pynn's backends side by side, and beside PyTorch, NumPy and scikit-learn.
+
+Run ``python -m pynn bench`` (or ``python benchmarks/run.py``). It prints Markdown tables
+and, with ``--json PATH``, writes every measurement as JSON:
+
+(a) ``--ops``: every op of :mod:`pynn.ops` on every available backend at the shapes of the
+    MNIST MLP (batch 32/128/1024 x 784/256/128/10, float32, preallocated ``out=``
+    buffers): median microseconds per call and the speed-up over the NumPy reference.
+(b) ``--dense``: one 784->256 ReLU layer, forward (GEMM with fused bias+ReLU) and backward
+    (activation_backward, GEMM for dW, bias_grad, GEMM for dX) per backend and batch
+    size, beside the bare NumPy matrix products of that step.
+(c) ``--train``: one epoch of a 784-256-128-10 ReLU softmax/cross-entropy MLP on 60,000
+    MNIST-shaped samples (random, or real MNIST with ``--data``) with SGD and Adam at batch
+    32/128/1024, for every backend through :class:`pynn.models.Sequential`, interleaved
+    with the peers that are installed (PyTorch eager CPU on 2 threads, a hand-written
+    NumPy MLP, scikit-learn's ``MLPClassifier.partial_fit``), with the GEMM-only floor of
+    the epoch beside them; then ``predict`` at batch 1 and 1024.
+(d) ``--startup`` (only when asked): ``import pynn`` in fresh processes; per backend the
+    first and second training epoch in a fresh process with a cold and then a warm Numba
+    cache (a new, empty ``NUMBA_CACHE_DIR``), so the first epoch's compilation shows as
+    the difference; and the NumPy memory a fused training step allocates once warm
+    (``tracemalloc``, NumPy's domain: 0 means no array is made per step).
+
+Timing rules: every contestant is warmed up first (Numba compiles lazily); timed samples
+are taken round-robin over the contestants so that drift of a shared machine hits all of
+them alike, with a short pause between contestants in (c) because OpenBLAS worker threads
+keep spinning after a call and would steal a core from the next one. Reported figures are
+medians of ``--repeats`` samples.
+
+OpenBLAS environment overrides such as ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` make
+NumPy's matrix products slower; the report warns when they are set. To benchmark, unset
+them for that one command: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pynn
+bench``.
+
+The code is split by concern: :mod:`~pynn.bench.timing` (calibrated samples, medians),
+:mod:`~pynn.bench.op_cases` (a), :mod:`~pynn.bench.dense` (b and the GEMM floors),
+:mod:`~pynn.bench.contestants` (c's contestants), :mod:`~pynn.bench.data`,
+:mod:`~pynn.bench.environment` (thread pools, overrides, the report's header),
+:mod:`~pynn.bench.tables` (Markdown), :mod:`~pynn.bench.sections` (a-c),
+:mod:`~pynn.bench.startup` (d), :mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
+Every section uses pynn's public API; the two model internals that timing one step
+needs go through :mod:`~pynn.bench.pynn_api` alone.
+"""
+from __future__ import annotations
+
+from .cli import build_parser, main
+from .constants import (ARCH, BATCHES, LEARNING_RATES, NOT_INSTALLED, OPS_PAUSE_S, PAUSE_S,
+                        PREDICT_BATCHES, QUICK_BATCHES, QUICK_PREDICT_BATCHES, QUICK_SAMPLES,
+                        QUICK_TRAIN_BATCHES)
+from .contestants import PEERS, default_peers, models_status, tutorial_model
+from .data import training_data
+from .dense import dense_step
+from .environment import OPENBLAS_OVERRIDES, blas_info, default_backends, openblas_overrides
+from .op_cases import OpCase, mlp_param_count, op_cases
+from .sections import run_dense, run_ops, run_train
+from .startup import run_startup, step_allocations
+
+__all__ = [
+    "main", "build_parser", "OpCase", "op_cases", "mlp_param_count", "dense_step",
+    "blas_info", "openblas_overrides", "default_backends", "default_peers", "models_status",
+    "tutorial_model", "training_data", "run_ops", "run_dense", "run_train", "run_startup",
+    "step_allocations", "ARCH", "BATCHES", "PREDICT_BATCHES", "QUICK_BATCHES",
+    "QUICK_PREDICT_BATCHES", "QUICK_SAMPLES", "QUICK_TRAIN_BATCHES", "PAUSE_S", "OPS_PAUSE_S",
+    "OPENBLAS_OVERRIDES", "NOT_INSTALLED", "LEARNING_RATES", "PEERS",
+]

@@ -1,0 +1,184 @@
+"""The command line ``python -m pynn bench``: the parser, and ``main``, which runs the
+sections asked for and writes the JSON report and the chart."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+
+import numpy as np
+
+from .. import backends as _backends
+from .constants import (BATCHES, LEARNING_RATES, OPS_PAUSE_S, PAUSE_S, PREDICT_BATCHES,
+                        QUICK_BATCHES, QUICK_PREDICT_BATCHES, QUICK_SAMPLES,
+                        QUICK_TRAIN_BATCHES)
+from .contestants import PEERS, default_peers, models_status, train_contestants
+from .environment import (default_backends, override_warning, report_header, report_meta,
+                          single_threaded)
+from .plot import plot
+from .sections import run_dense, run_ops, run_train
+from .startup import run_startup
+
+
+def _int_list(s):
+    try:
+        vals = tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}")
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
+    return vals
+
+
+def _name_list(s):
+    return tuple(v.strip() for v in s.split(",") if v.strip())
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m pynn bench",
+        description="Benchmark pynn's backends (ops, one dense layer, MLP training) "
+                    "against each other and against PyTorch, NumPy and scikit-learn.",
+        epilog="With none of --ops/--dense/--train, all three run (training only when "
+               "pynn.models works). For trustworthy numbers unset OpenBLAS overrides for "
+               "the command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pynn "
+               "bench")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes and 1 repeat: a smoke test for CI, not a measurement")
+    p.add_argument("--ops", action="store_true", help="per-op table (a)")
+    p.add_argument("--dense", action="store_true", help="dense layer table (b)")
+    p.add_argument("--train", action="store_true", help="training epoch table (c)")
+    p.add_argument("--startup", action="store_true",
+                   help="start-up table (d): import, first-epoch compilation, allocations "
+                        "per step (only when asked)")
+    p.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
+    p.add_argument("--plot", metavar="PATH", help="save a bar chart (needs matplotlib)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed samples per measurement, median reported (default 3; "
+                        "1 with --quick)")
+    p.add_argument("--backends", type=_name_list, default=None,
+                   help="comma-separated backends (default: every available one)")
+    p.add_argument("--batches", type=_int_list, default=None,
+                   help="batch sizes (default 32,128,1024)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="training samples per epoch (default 60000)")
+    p.add_argument("--data", metavar="DIR", nargs="?", const="",
+                   help="train on real MNIST from DIR (IDX .gz files; default "
+                        "$PYNN_DATA_DIR/mnist) instead of random data")
+    p.add_argument("--optimizers", type=_name_list, default=("sgd", "adam"),
+                   help="optimizers of the training table (default sgd,adam)")
+    p.add_argument("--peers", type=_name_list, default=None,
+                   help="peers of the training table: torch,torch-cuda,numpy,sklearn "
+                        "(default torch,numpy,sklearn, and torch-cuda when a GPU is there)")
+    p.add_argument("--no-peers", action="store_true", help="train pynn backends only")
+    return p
+
+
+def main(argv=None):
+    """Run the benchmarks; returns 0. See ``python -m pynn bench --help``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for opt in args.optimizers:
+        if opt not in LEARNING_RATES:
+            parser.error(f"--optimizers: unknown {opt!r}; expected sgd or adam")
+    for peer in args.peers or ():
+        if peer not in PEERS:
+            parser.error(f"--peers: unknown {peer!r}; expected one of {', '.join(PEERS)}")
+    peers = () if args.no_peers else (args.peers or default_peers())
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+
+    avail = _backends.available()
+    if args.backends:
+        for name in args.backends:
+            if name not in avail:
+                why = _backends.why_unavailable(name) if name in _backends._REGISTRY else \
+                    "unknown backend"
+                parser.error(f"--backends: {name!r} is not available ({why}); "
+                             f"available: {', '.join(avail)}")
+        names = [n for n in avail if n in args.backends]
+    else:
+        names = default_backends(avail)
+
+    sections = [s for s in ("ops", "dense", "train", "startup") if getattr(args, s)]
+    models_why = models_status()
+    if not sections:
+        sections = ["ops", "dense"] + (["train"] if models_why is None else [])
+
+    quick = args.quick
+    data_dir = None
+    if args.data is not None:
+        data_dir = args.data or os.path.join(os.environ.get("PYNN_DATA_DIR", ""), "mnist")
+        if not os.path.isfile(os.path.join(data_dir, "train-images-idx3-ubyte.gz")):
+            parser.error(f"--data: no train-images-idx3-ubyte.gz in {data_dir!r}")
+    args.data_dir = data_dir
+
+    contestants = None
+    if "train" in sections:
+        # load the peers first so threadpoolctl reports their thread pools too
+        contestants = train_contestants(names, peers, torch_threads=1 if quick else 2)
+    with contextlib.ExitStack() as stack:
+        if quick:
+            # a smoke test measures nothing: one thread per pool keeps it fast on a busy
+            # machine, where spinning BLAS workers otherwise stall tiny products
+            stack.enter_context(single_threaded())
+        return _run(args, names, sections, models_why, contestants, peers)
+
+
+def _run(args, names, sections, models_why, contestants, peers):
+    quick = args.quick
+    batches = args.batches or (QUICK_BATCHES if quick else BATCHES)
+    train_batches = args.batches or (QUICK_TRAIN_BATCHES if quick else BATCHES)
+    predict_batches = QUICK_PREDICT_BATCHES if quick else PREDICT_BATCHES
+    n_samples = args.samples or (QUICK_SAMPLES if quick else 60_000)
+    target_s = 0.0 if quick else 0.05
+    pause = 0.0 if quick else PAUSE_S
+    data_dir = args.data_dir
+    meta = report_meta(args, names)
+    if meta["openblas_overrides"]:
+        print("warning: " + override_warning(meta["openblas_overrides"]), file=sys.stderr)
+    print(report_header(meta))
+    result = {"meta": meta}
+    sys.stdout.flush()
+    if "ops" in sections:
+        result["ops"] = run_ops(names, batches, 4096 if quick else None, args.repeats,
+                                target_s, 0.0 if quick else OPS_PAUSE_S)
+        sys.stdout.flush()
+    if "dense" in sections:
+        result["dense"] = run_dense(names, batches, args.repeats, target_s, pause)
+        sys.stdout.flush()
+    if "train" in sections:
+        if models_why is not None:
+            print(f"\n(pynn.models is unavailable, pynn columns stay empty: {models_why})")
+        result["train"], result["predict"], result["train_step"] = run_train(
+            names, peers, train_batches, predict_batches, args.optimizers, n_samples,
+            args.repeats, data_dir, pause, 0.0 if quick else 0.1, contestants=contestants)
+    if "startup" in sections:
+        result["startup"] = run_startup(names, args.optimizers, args.repeats, quick)
+        sys.stdout.flush()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1, default=_json_default)
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        try:
+            plot(result, args.plot)
+            print(f"wrote {args.plot}")
+        except ImportError:
+            print("--plot: matplotlib is not installed (pip install 'pynn[bench]')",
+                  file=sys.stderr)
+    return 0
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,19 @@
+"""Sizes, pauses and settings that the benchmark sections share."""
+
+#: Layer widths of the benchmark MLP.
+ARCH = (784, 256, 128, 10)
+BATCHES = (32, 128, 1024)
+PREDICT_BATCHES = (1, 1024)
+QUICK_BATCHES = (8,)
+QUICK_PREDICT_BATCHES = (1, 64)
+QUICK_SAMPLES = 512
+QUICK_TRAIN_BATCHES = (32,)
+#: Pause between contestants of the training benchmark (OpenBLAS threads spin ~0.1 s).
+PAUSE_S = 0.3
+#: Pause before each backend of each op case (their BLAS copies differ; see
+#: :func:`pynn.bench.timing.blocked`).
+OPS_PAUSE_S = 0.2
+#: A contestant's status when its library cannot be imported.
+NOT_INSTALLED = "not installed"
+#: Learning rate of each optimizer, the same for every contestant.
+LEARNING_RATES = {"sgd": 0.01, "adam": 0.001}
