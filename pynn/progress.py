@@ -1,4 +1,5 @@
-"""Keras-style progress output: :class:`Progbar` and the :class:`ProgbarLogger` callback.
+"""Keras-style progress output: :class:`Progbar` (the callback that drives it during
+``fit`` is :class:`pynn.callbacks.ProgbarLogger`).
 
 verbose=1, on a terminal, redraws one line in place (at most every ``interval``
 seconds)::
@@ -20,9 +21,7 @@ import re
 import sys
 import time
 
-from .callbacks import Callback
-
-__all__ = ["Progbar", "ProgbarLogger"]
+__all__ = ["Progbar", "write", "format_time_per_unit", "format_value", "format_eta"]
 
 _BOLD, _RESET, _GREEN, _GREY = "\x1b[1m", "\x1b[0m", "\x1b[32m", "\x1b[37m"
 _BAR_CHAR = "\u2501"  # ━ (heavy horizontal)
@@ -38,7 +37,7 @@ def _is_tty():
         return False
 
 
-def _write(text):
+def write(text):
     out = sys.stdout
     out.write(text)
     out.flush()
@@ -147,7 +146,7 @@ class Progbar:
             line += f" - {now - self._start:.0f}s -"
             line += format_time_per_unit(time_per_unit, self.unit_name)
             line += self._metrics_text()
-            _write(line + "\n")
+            write(line + "\n")
         self._last_update = now
 
     def add(self, n, values=None):
@@ -194,7 +193,7 @@ class Progbar:
             message = "\r" + message + pad + ("\n" if finalize else "")
         else:
             message += "\n"
-        _write(message)
+        write(message)
         self._prev_total_width = width
 
     def _estimate_step_duration(self, current, now):
@@ -208,89 +207,3 @@ class Progbar:
         if current == 1:
             self._time_after_first_step = now
         return tpu
-
-
-class ProgbarLogger(Callback):
-    """Prints progress and metrics during ``fit``/``evaluate``/``predict`` (Keras 3).
-
-    Reads ``verbose``, ``epochs`` and ``steps`` from the callback params.
-    During ``fit`` the validation pass is silent; ``Epoch i/N`` is printed when
-    ``epochs > 1``. Batch logs are running averages and are shown as given.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.seen = 0
-        self.progbar = None
-        self.target = None
-        self.verbose = 1
-        self.epochs = 1
-        self._called_in_fit = False
-
-    def set_params(self, params):
-        super().set_params(params)
-        verbose = params.get("verbose", 1)
-        if verbose == "auto":
-            verbose = 1
-        self.verbose = verbose
-        self.epochs = params.get("epochs", 1)
-        self.target = params.get("steps")
-
-    def on_train_begin(self, logs=None):
-        self._called_in_fit = True
-
-    def on_test_begin(self, logs=None):
-        if not self._called_in_fit:
-            self._reset_progbar()
-            self._maybe_init_progbar()
-
-    def on_predict_begin(self, logs=None):
-        self._reset_progbar()
-        self._maybe_init_progbar()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._reset_progbar()
-        self._maybe_init_progbar()
-        if self.verbose and self.epochs > 1:
-            _write(f"Epoch {epoch + 1}/{self.epochs}\n")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._update_progbar(batch, logs)
-
-    def on_test_batch_end(self, batch, logs=None):
-        if not self._called_in_fit:
-            self._update_progbar(batch, logs)
-
-    def on_predict_batch_end(self, batch, logs=None):
-        self._update_progbar(batch, None)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._finalize_progbar(logs)
-
-    def on_test_end(self, logs=None):
-        if not self._called_in_fit:
-            self._finalize_progbar(logs)
-
-    def on_predict_end(self, logs=None):
-        self._finalize_progbar(logs)
-
-    def _reset_progbar(self):
-        self.seen = 0
-        self.progbar = None
-
-    def _maybe_init_progbar(self):
-        if self.progbar is None:
-            self.progbar = Progbar(target=self.target, verbose=self.verbose, unit_name="step")
-
-    def _update_progbar(self, batch, logs=None):
-        self._maybe_init_progbar()
-        self.seen = batch + 1
-        if self.verbose == 1:
-            self.progbar.update(self.seen, list((logs or {}).items()), finalize=False)
-
-    def _finalize_progbar(self, logs):
-        self._maybe_init_progbar()
-        if self.target is None:
-            self.target = self.seen
-            self.progbar.target = self.target
-        self.progbar.update(self.target, list((logs or {}).items()), finalize=True)

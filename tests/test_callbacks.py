@@ -11,7 +11,7 @@ import pytest
 
 import pynn.callbacks as C
 from pynn.optimizers import SGD
-from pynn.progress import ProgbarLogger
+from pynn.callbacks import ProgbarLogger
 
 
 class FakeModel:

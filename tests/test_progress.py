@@ -4,7 +4,8 @@ import re
 import pytest
 
 from pynn.callbacks import CallbackList
-from pynn.progress import Progbar, ProgbarLogger, format_time_per_unit, format_value
+from pynn.callbacks import ProgbarLogger
+from pynn.progress import Progbar, format_time_per_unit, format_value
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TIME = r"\d+(us|ms|s)/step"
