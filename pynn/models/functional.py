@@ -81,6 +81,9 @@ def map_graph(inputs, outputs):
 class Functional(Model):
     """A model built from ``inputs`` and ``outputs`` symbolic tensors."""
 
+    #: summaries show the graph ("Connected to"); a Sequential shows a plain list
+    _summary_as_graph = True
+
     def __init__(self, inputs, outputs, name=None, trainable=True, *, seed=None):
         self._init_model(name, trainable, seed)
         self._set_graph(inputs, outputs)
@@ -514,6 +517,9 @@ class Functional(Model):
         if not config.get("trainable", True):
             model.trainable = False
         return model
+
+
+Model._graph_class = Functional
 
 
 class _InputSpec:

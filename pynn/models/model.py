@@ -37,11 +37,14 @@ class Model(Trainer, Layer):
     _serial_module = "pynn.models"
     _from_config_takes_custom_objects = True
 
+    #: the class ``Model(inputs, outputs)`` builds (set by :mod:`.functional`, which
+    #: depends on this module, not the other way round)
+    _graph_class = None
+
     def __new__(cls, *args, **kwargs):
         if cls is Model:
             if args or "inputs" in kwargs or "outputs" in kwargs:
-                from .functional import Functional
-                return super().__new__(Functional)
+                return super().__new__(Model._graph_class)
             raise TypeError("pynn.Model(inputs, outputs): give the symbolic inputs and "
                             "outputs of a graph (the functional API). Subclassed models with "
                             "their own call() are not supported yet.")

@@ -38,6 +38,8 @@ class Sequential(Functional):
         :func:`pynn.set_seed`'s global seed).
     """
 
+    _summary_as_graph = False
+
     def __init__(self, layers=None, trainable=True, name=None, *, seed=None):
         self._init_model(name, trainable, seed)
         self._seq_layers = []

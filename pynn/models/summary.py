@@ -50,11 +50,6 @@ def _row_printer(positions, print_fn):
     return row
 
 
-def _is_graph(model):
-    from .sequential import Sequential
-    return not isinstance(model, Sequential)
-
-
 def _rows(model, graph):
     """``(name (type), output shape, params, trainable, connected to)`` per row."""
     out = []
@@ -86,7 +81,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None,
                   show_trainable=False):
     """Print ``model``'s summary (see :meth:`pynn.models.Model.summary`)."""
     print_fn = print_fn or print
-    graph = _is_graph(model)
+    graph = getattr(model, "_summary_as_graph", True)
     line_length = line_length or (98 if graph else 65)
     positions = positions or ([0.33, 0.55, 0.67, 1.0] if graph else [0.45, 0.85, 1.0])
     if positions[-1] <= 1:
