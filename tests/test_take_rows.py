@@ -97,11 +97,11 @@ def test_take_rows_refuses_bad_buffers_by_name(be):
            "expected shape \\(2, 4\\), got \\(2, 5\\)": np.empty((2, 5), np.float32),
            "expected dtype float32, got float64": np.empty((2, 4), np.float64),
            "must be C-contiguous": np.empty((4, 2), np.float32).T,
-           "overlaps x": x[:2],
+           "out and x overlap": x[:2],
            "must be writable": np.empty((2, 4), np.float32)}
     bad["must be writable"].flags.writeable = False
     for msg, out in bad.items():
-        with pytest.raises(ValueError, match="out: " + msg if "overlaps" not in msg else msg):
+        with pytest.raises(ValueError, match="out: " + msg if "overlap" not in msg else msg):
             be.take_rows(x, idx, out)
     with pytest.raises(TypeError, match="indices: expected a 1-D array of integers"):
         be.take_rows(x, np.array([[1, 2]]), np.empty((1, 2, 4), np.float32))
@@ -118,7 +118,7 @@ def test_take_rows_indices_overlapping_out_refused():
     for name in CPU_BACKENDS:
         mem = np.zeros(8, np.intp)
         idx, out = mem[2:4], mem[:4].reshape(2, 2)
-        with pytest.raises(ValueError, match="overlaps indices"):
+        with pytest.raises(ValueError, match="out and indices overlap"):
             B.get(name).take_rows(np.zeros((3, 2), np.intp), idx, out)
 
 

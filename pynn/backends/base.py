@@ -14,6 +14,12 @@ Conventions shared by all ops
 * ``out=`` (and other output buffers) must already have the right shape and dtype
   and be C-contiguous and writable; otherwise ``ValueError`` is raised. Ops
   return the array they wrote to.
+* Aliasing: an array an op writes (an output, or state it updates in place) may be
+  exactly one of its inputs only where the op's docstring says so (e.g. ``out`` may
+  be ``x`` itself); otherwise it must not overlap any input or any other array the
+  op writes, and a call where it does raises ``ValueError`` naming both arrays
+  (:data:`~pynn.backends.validation.ALIASING`, checked by
+  :func:`~pynn.backends.validation.check_aliasing`).
 * Reductions (bias gradient, batch-norm statistics, loss sums) accumulate in
   ``float64``.
 * Losses return the *mean* over the batch (``sum(w_i * l_i) / n``, Keras's
@@ -35,7 +41,7 @@ from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS,
                                NEEDS_INPUT_FOR_BACKWARD, activation_code)
 from .fused_stack import (STACK_LOSSES, StackUpdate, _dense_forward_reference,
                           _dense_stack_reference)
-from .validation import (adam_step_size, check_out, class_targets,
+from .validation import (adam_step_size, check_aliasing, check_out, class_targets,
                          prep_activation_backward, prep_activation_forward, prep_adam,
                          prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
                          prep_class_loss, prep_dropout_backward, prep_dropout_forward,
@@ -122,7 +128,8 @@ class Backend:
         a : array (m, k), or (k, m) when ``trans_a``
         b : array (k, n), or (n, k) when ``trans_b``
         out : array (m, n), optional
-            Output; with ``beta != 0`` its previous contents are accumulated.
+            Output; with ``beta != 0`` its previous contents are accumulated. It may
+            be ``a`` or ``b`` itself (the product is formed before it is written).
         bias : array (n,), optional
             Added to every row before the activation.
         activation : str
@@ -218,8 +225,9 @@ class Backend:
         return out
 
     def softmax(self, x, out=None):
-        """Row-wise softmax of 2-D ``x``, stable for large magnitudes."""
-        x, out = prep_rows(x, out)
+        """Row-wise softmax of 2-D ``x``, stable for large magnitudes (``out`` may be
+        ``x`` itself)."""
+        x, out = prep_rows("softmax", x, out)
         if x.size == 0:
             return out
         z = x - x.max(axis=1, keepdims=True)
@@ -228,8 +236,9 @@ class Backend:
         return out
 
     def log_softmax(self, x, out=None):
-        """Row-wise log-softmax of 2-D ``x``, stable for large magnitudes."""
-        x, out = prep_rows(x, out)
+        """Row-wise log-softmax of 2-D ``x``, stable for large magnitudes (``out`` may
+        be ``x`` itself)."""
+        x, out = prep_rows("log_softmax", x, out)
         if x.size == 0:
             return out
         z = x - x.max(axis=1, keepdims=True)
@@ -237,7 +246,8 @@ class Backend:
         return out
 
     # ------------------------------------------------------------------
-    # losses: (mean loss as a float, gradient of that mean)
+    # losses: (mean loss as a float, gradient of that mean). ``grad`` may be the
+    # predictions (logits or probabilities) themselves: they are read first.
     # ------------------------------------------------------------------
     def _targets(self, target, logits, dt, name="target"):
         """Integer labels (1-D) or a dense target array matching ``logits``."""
@@ -261,7 +271,8 @@ class Backend:
         -------
         (loss, grad) : float mean loss, gradient array
         """
-        z, t, w, grad = prep_class_loss(logits, target, grad, sample_weight, "logits")
+        z, t, w, grad = prep_class_loss("softmax_cross_entropy", logits, target, grad,
+                                        sample_weight, "logits")
         n, k = z.shape
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
@@ -290,7 +301,8 @@ class Backend:
         Keras's non-fused path: probabilities are renormalised to sum to one,
         clipped, and the gradient is with respect to the probabilities.
         """
-        p, t, w, grad = prep_class_loss(probs, target, grad, sample_weight, "probs")
+        p, t, w, grad = prep_class_loss("categorical_cross_entropy", probs, target, grad,
+                                        sample_weight, "probs")
         n, k = p.shape
         if n == 0:
             return 0.0, grad
@@ -318,7 +330,8 @@ class Backend:
         loss is the mean over the last axis, the result the mean over samples.
         grad = w_i * (sigmoid(z) - t) / (n * k).
         """
-        z, t, w, grad = prep_pair_loss(logits, target, grad, sample_weight, "logits")
+        z, t, w, grad = prep_pair_loss("sigmoid_binary_cross_entropy", logits, target, grad,
+                                       sample_weight, "logits")
         n, k = z.shape
         if z.size == 0:
             return 0.0, grad
@@ -336,7 +349,8 @@ class Backend:
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
         """Binary cross-entropy from probabilities clipped to [eps, 1 - eps] (Keras)."""
-        p, t, w, grad = prep_pair_loss(probs, target, grad, sample_weight, "probs")
+        p, t, w, grad = prep_pair_loss("binary_cross_entropy", probs, target, grad,
+                                       sample_weight, "probs")
         n, k = p.shape
         if p.size == 0:
             return 0.0, grad
@@ -363,7 +377,8 @@ class Backend:
         return self._regression_loss(pred, target, grad, sample_weight, squared=False)
 
     def _regression_loss(self, pred, target, grad, sample_weight, squared):
-        p, t, w, grad = prep_pair_loss(pred, target, grad, sample_weight, "pred")
+        op = "mean_squared_error" if squared else "mean_absolute_error"
+        p, t, w, grad = prep_pair_loss(op, pred, target, grad, sample_weight, "pred")
         n, k = p.shape
         if p.size == 0:
             return 0.0, grad
@@ -393,6 +408,7 @@ class Backend:
         The mask is drawn from :func:`splitmix_uniform` with ``seed``, so every
         backend drops the same units. Returns ``(out, mask)``; ``mask`` has the
         shape and dtype of ``x`` and is what :meth:`dropout_backward` needs.
+        ``out`` may be ``x`` itself.
         """
         x, out, mask = prep_dropout_forward(x, rate, out, mask)
         u = splitmix_uniform(int(seed), x.size).reshape(x.shape)
@@ -401,7 +417,7 @@ class Backend:
         return out, mask
 
     def dropout_backward(self, dy, mask, out=None):
-        """``out = dy * mask``."""
+        """``out = dy * mask`` (``out`` may be ``dy`` itself)."""
         dy, mask, out = prep_dropout_backward(dy, mask, out)
         out[...] = dy * mask
         return out
@@ -457,9 +473,6 @@ class Backend:
     # (and torch.optim.AdamW): param -= lr * weight_decay * param first.
     # float32 state is flushed to zero below the smallest normal number.
     # ------------------------------------------------------------------
-    def _opt_args(self, param, grad, *state_names_and_arrays):
-        return prep_optimizer(param, grad, *state_names_and_arrays)
-
     @staticmethod
     def _decay(param, lr, weight_decay):
         if weight_decay:
@@ -507,7 +520,7 @@ class Backend:
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
         """RMSprop: ``ms = rho*ms + (1-rho)*g^2``; ``p -= lr * g / (sqrt(ms) + eps)``."""
-        grad = self._opt_args(param, grad, ("ms", ms))
+        grad = prep_optimizer("rmsprop_update", param, grad, ("ms", ms))
         lr = float(learning_rate)
         self._decay(param, lr, weight_decay)
         ms[...] = rho * ms + (1.0 - rho) * grad * grad
@@ -518,7 +531,7 @@ class Backend:
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
         """Adagrad: ``acc += g^2``; ``p -= lr * g / (sqrt(acc) + eps)``."""
-        grad = self._opt_args(param, grad, ("acc", acc))
+        grad = prep_optimizer("adagrad_update", param, grad, ("acc", acc))
         lr = float(learning_rate)
         self._decay(param, lr, weight_decay)
         acc += grad * grad
@@ -546,11 +559,13 @@ class Backend:
 
     def axpy_(self, alpha, x, y):
         """``y += alpha * x`` in place."""
+        check_aliasing("axpy_", [("y", y)], [("x", x)])
         y += alpha * np.asarray(x, dtype=y.dtype)
         return y
 
     def copy_(self, src, dst):
         """``dst[...] = src``."""
+        check_aliasing("copy_", [("dst", dst)], [("src", src)])
         dst[...] = src
         return dst
 
@@ -566,6 +581,7 @@ class Backend:
 
     def regularizer_grad_(self, w, grad, l1=0.0, l2=0.0):
         """``grad += l1 * sign(w) + 2 * l2 * w`` in place."""
+        check_aliasing("regularizer_grad_", [("grad", grad)], [("w", w)])
         if l1:
             grad += (l1 * np.sign(w)).astype(grad.dtype)
         if l2:

@@ -42,7 +42,9 @@ _NO_WEIGHTS = np.zeros(0, dtype=np.float64)
 _NO_BIAS = {np.dtype(np.float32): np.zeros(0, np.float32),
             np.dtype(np.float64): np.zeros(0, np.float64)}
 _MASK64 = 0xFFFFFFFFFFFFFFFF
-_LOSS_KIND = {"sigmoid_bce": 0, "bce": 1, "mse": 2, "mae": 3}
+#: elementwise loss -> the kernel's ``kind``
+_LOSS_KIND = {"sigmoid_binary_cross_entropy": 0, "binary_cross_entropy": 1,
+              "mean_squared_error": 2, "mean_absolute_error": 3}
 
 
 def _flat(a):
@@ -50,35 +52,15 @@ def _flat(a):
     return a.reshape(-1)
 
 
-def _unaliased(inp, *outs):
-    """``inp``, or a copy of it when it overlaps an output buffer other than
-    element for element (exact aliasing is fine for elementwise kernels)."""
-    for out in outs:
-        if out is not None and inp is not out and np.may_share_memory(inp, out):
-            same = (inp.shape == out.shape and inp.strides == out.strides
-                    and inp.__array_interface__["data"][0]
-                    == out.__array_interface__["data"][0])
-            if not same:
-                return inp.copy()
-    return inp
-
-
-def _disjoint(inp, *outs):
-    """``inp``, or a copy when it shares any memory with an output (BLAS, reductions)."""
-    for out in outs:
-        if out is not None and np.may_share_memory(inp, out):
-            return inp.copy()
-    return inp
+def _blas_operand(inp, out):
+    """``inp``, or a copy when it is ``out`` itself (``gemm`` may work in place; BLAS
+    must not write into an operand). Other overlaps the validator has refused."""
+    return inp.copy() if np.may_share_memory(inp, out) else inp
 
 
 def _weights(w):
     """A kernel's ``(weights, has_weights)`` from checked sample weights (or None)."""
     return (_NO_WEIGHTS, False) if w is None else (w, True)
-
-
-def _unshared(grad, param):
-    """``grad``, or a copy when it overlaps ``param`` (updated in place)."""
-    return grad.copy() if np.may_share_memory(grad, param) else grad
 
 
 #: The BLAS the kernels call (chosen once, at import).
@@ -101,11 +83,11 @@ class CythonBackend(Backend):
         code = activation_code(activation)
         act_a = activation_alpha(activation, act_alpha)
         if bias is not None:
-            bias_arr, has_bias = _disjoint(bias, out), True
+            bias_arr, has_bias = bias, True
         else:
             bias_arr, has_bias = _NO_BIAS[out.dtype], False
-        a = _disjoint(a, out)
-        b = _disjoint(b, out)
+        a = _blas_operand(a, out)
+        b = _blas_operand(b, out)
         _dense.gemm(a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta),
                     bias_arr, has_bias, code, act_a)
         return out
@@ -117,34 +99,27 @@ class CythonBackend(Backend):
         code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == _SOFTMAX:
             return self.softmax(x, out=out)
-        x = _unaliased(x, out)
         _dense.activation_forward(_flat(x), _flat(out), code, a)
         return out
 
     def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
         code, dy, y, x, out, a = prep_activation_backward(dy, y, activation, x, out, alpha)
         if code == _SOFTMAX:
-            dy = _unaliased(dy, out)
-            y = _unaliased(y, out)
             _dense.softmax_backward(dy, y, out)
             return out
-        if code == _GELU:
-            x = _unaliased(x, out)
-        else:
+        if code != _GELU:
             x = dy  # not read
-        dy = _unaliased(dy, out)
-        y = _unaliased(y, out)
         _dense.activation_backward(_flat(dy), _flat(y), _flat(x), _flat(out), code, a)
         return out
 
     def softmax(self, x, out=None):
-        x, out = prep_rows(x, out)
-        _dense.softmax(_unaliased(x, out), out)
+        x, out = prep_rows("softmax", x, out)
+        _dense.softmax(x, out)
         return out
 
     def log_softmax(self, x, out=None):
-        x, out = prep_rows(x, out)
-        _dense.log_softmax(_unaliased(x, out), out)
+        x, out = prep_rows("log_softmax", x, out)
+        _dense.log_softmax(x, out)
         return out
 
     # ------------------------------------------------------------------
@@ -152,81 +127,75 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
-        z, t, w, grad = prep_class_loss(logits, target, grad, sample_weight, "logits")
+        z, t, w, grad = prep_class_loss("softmax_cross_entropy", logits, target, grad,
+                                        sample_weight, "logits")
         w, has_w = _weights(w)
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
-        z = _unaliased(z, grad)
         ls = float(label_smoothing)
         if t.ndim == 1:
             loss = _losses.softmax_cross_entropy_labels(z, t, w, has_w, grad, ls)
         else:
-            t = _disjoint(t, grad)
             loss = _losses.softmax_cross_entropy_dense(z, t, w, has_w, grad, ls)
         return float(loss), grad
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
-        p, t, w, grad = prep_class_loss(probs, target, grad, sample_weight, "probs")
+        p, t, w, grad = prep_class_loss("categorical_cross_entropy", probs, target, grad,
+                                        sample_weight, "probs")
         w, has_w = _weights(w)
         if p.shape[0] == 0:
             return 0.0, grad
-        p = _unaliased(p, grad)
         eps = float(epsilon)
         if t.ndim == 1:
             loss = _losses.categorical_cross_entropy_labels(p, t, w, has_w, grad, eps)
         else:
-            t = _disjoint(t, grad)
             loss = _losses.categorical_cross_entropy_dense(p, t, w, has_w, grad, eps)
         return float(loss), grad
 
-    def _elementwise_loss(self, kind, pred, target, grad, sample_weight, epsilon, name):
-        p, t, w, grad = prep_pair_loss(pred, target, grad, sample_weight, name)
+    def _elementwise_loss(self, op, pred, target, grad, sample_weight, epsilon, name):
+        p, t, w, grad = prep_pair_loss(op, pred, target, grad, sample_weight, name)
         w, has_w = _weights(w)
         if p.size == 0:
             return 0.0, grad
-        p = _unaliased(p, grad)
-        t = _unaliased(t, grad)
-        loss = _losses.elementwise_loss(_LOSS_KIND[kind], p, t, w, has_w, grad,
+        loss = _losses.elementwise_loss(_LOSS_KIND[op], p, t, w, has_w, grad,
                                         float(epsilon))
         return float(loss), grad
 
     def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
-        return self._elementwise_loss("sigmoid_bce", logits, target, grad, sample_weight,
-                                      0.0, "logits")
+        return self._elementwise_loss("sigmoid_binary_cross_entropy", logits, target, grad,
+                                      sample_weight, 0.0, "logits")
 
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
-        return self._elementwise_loss("bce", probs, target, grad, sample_weight, epsilon,
-                                      "probs")
+        return self._elementwise_loss("binary_cross_entropy", probs, target, grad,
+                                      sample_weight, epsilon, "probs")
 
     def mean_squared_error(self, pred, target, grad=None, sample_weight=None):
-        return self._elementwise_loss("mse", pred, target, grad, sample_weight, 0.0, "pred")
+        return self._elementwise_loss("mean_squared_error", pred, target, grad, sample_weight,
+                                      0.0, "pred")
 
     def mean_absolute_error(self, pred, target, grad=None, sample_weight=None):
-        return self._elementwise_loss("mae", pred, target, grad, sample_weight, 0.0, "pred")
+        return self._elementwise_loss("mean_absolute_error", pred, target, grad, sample_weight,
+                                      0.0, "pred")
 
     # ------------------------------------------------------------------
     # reductions, dropout, batch normalisation
     # ------------------------------------------------------------------
     def bias_grad(self, dy, out=None):
         dy, out = prep_bias_grad(dy, out)
-        _layers.bias_grad(_disjoint(dy, out), out)
+        _layers.bias_grad(dy, out)
         return out
 
     def dropout_forward(self, x, rate, seed, out=None, mask=None):
         x, out, mask = prep_dropout_forward(x, rate, out, mask)
-        if np.may_share_memory(out, mask):
-            raise ValueError("dropout_forward: out and mask must not overlap")
-        x = _disjoint(x, mask)
-        x = _unaliased(x, out)
         _layers.dropout_forward(_flat(x), float(rate), int(seed) & _MASK64, _flat(out),
                                 _flat(mask))
         return out, mask
 
     def dropout_backward(self, dy, mask, out=None):
         dy, mask, out = prep_dropout_backward(dy, mask, out)
-        _layers.multiply(_flat(_unaliased(dy, out)), _flat(_unaliased(mask, out)), _flat(out))
+        _layers.multiply(_flat(dy), _flat(mask), _flat(out))
         return out
 
     def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
@@ -234,11 +203,6 @@ class CythonBackend(Backend):
         x, gamma, beta, moving_mean, moving_var, out = prep_batchnorm_forward(
             x, gamma, beta, moving_mean, moving_var, training, out)
         k = x.shape[1]
-        if np.may_share_memory(moving_mean, moving_var):
-            raise ValueError("batchnorm_forward: moving_mean and moving_var must not overlap")
-        x = _disjoint(_unaliased(x, out), moving_mean, moving_var)
-        gamma = _disjoint(gamma, out, moving_mean, moving_var)
-        beta = _disjoint(beta, out, moving_mean, moving_var)
         mean = np.empty(k, dtype=np.float64)
         inv_std = np.empty(k, dtype=np.float64)
         _layers.batchnorm_forward(x, gamma, beta, moving_mean, moving_var, bool(training),
@@ -249,12 +213,6 @@ class CythonBackend(Backend):
                            dbeta=None):
         dy, x, gamma, mean, inv_std, dx, dgamma, dbeta = prep_batchnorm_backward(
             dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
-        outs = (dgamma, dbeta)
-        dy = _disjoint(_unaliased(dy, dx), *outs)
-        x = _disjoint(_unaliased(x, dx), *outs)
-        gamma = _disjoint(gamma, dx, *outs)
-        mean = _disjoint(mean, dx, *outs)
-        inv_std = _disjoint(inv_std, dx, *outs)
         _layers.batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
         return dx, dgamma, dbeta
 
@@ -263,7 +221,7 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
                    nesterov=False, weight_decay=0.0):
-        grad = _unshared(prep_sgd(param, grad, velocity, momentum), param)
+        grad = prep_sgd(param, grad, velocity, momentum)
         vel = velocity if velocity is not None else param  # not read without momentum
         _optim.sgd_update(_flat(param), _flat(grad), _flat(vel), float(learning_rate),
                           float(momentum), bool(nesterov), float(weight_decay))
@@ -271,7 +229,7 @@ class CythonBackend(Backend):
 
     def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
                     beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
-        grad = _unshared(prep_adam(param, grad, m, v, step), param)
+        grad = prep_adam(param, grad, m, v, step)
         lr = float(learning_rate)
         alpha = adam_step_size(lr, beta_1, beta_2, step)
         _optim.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), alpha,
@@ -281,14 +239,14 @@ class CythonBackend(Backend):
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = _unshared(prep_optimizer(param, grad, ("ms", ms)), param)
+        grad = prep_optimizer("rmsprop_update", param, grad, ("ms", ms))
         _optim.rmsprop_update(_flat(param), _flat(grad), _flat(ms), float(learning_rate),
                               float(rho), float(epsilon), float(weight_decay))
         return param
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = _unshared(prep_optimizer(param, grad, ("acc", acc)), param)
+        grad = prep_optimizer("adagrad_update", param, grad, ("acc", acc))
         _optim.adagrad_update(_flat(param), _flat(grad), _flat(acc), float(learning_rate),
                               float(epsilon), float(weight_decay))
         return param

@@ -11,10 +11,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
-from .validation import adam_step_size, as_float, as_labels, check_state, sample_weights
+from .validation import (adam_step_size, as_float, as_labels, check_aliasing, check_state,
+                         sample_weights)
 
 __all__ = ["STACK_LOSSES", "STACK_FOLDED_ACTIVATION", "StackUpdate", "STACK_UPDATE_RULES",
-           "check_dense_forward", "check_dense_stack", "check_no_overlap",
+           "check_dense_forward", "check_dense_stack",
            "check_stack_update", "stack_update_hyper", "stack_update_slots"]
 
 #: Losses :meth:`Backend.dense_stack_forward_backward` computes -> integer code.
@@ -101,25 +102,13 @@ def _check_stack_layers(x, kernels, biases, activations, outs, act_alphas):
 def check_dense_forward(x, kernels, biases, activations, outs, act_alphas=None):
     """Validate the arguments of ``dense_stack_forward`` (see :func:`_check_stack_layers`)."""
     a = _check_stack_layers(x, kernels, biases, activations, outs, act_alphas)
-    check_no_overlap(_named("outs", outs),
-                     [("x", a["x"])] + _named("kernels", a["kernels"])
-                     + _named("biases", a["biases"]))
+    check_aliasing("dense_stack_forward", _named("outs", outs),
+                   [("x", x)] + _named("kernels", a["kernels"]) + _named("biases", a["biases"]))
     return a
 
 
 def _named(name, arrays):
     return [(f"{name}[{i}]", arr) for i, arr in enumerate(arrays) if arr is not None]
-
-
-def check_no_overlap(written, read):
-    """Raise ValueError when a written buffer may share memory with another written
-    buffer or with an input (bounds-based, like the compiled kernels' own check)."""
-    for i, (wname, w) in enumerate(written):
-        for oname, other in written[i + 1:] + read:
-            if w.size and other.size and np.may_share_memory(w, other):
-                raise ValueError(f"{wname} and {oname} overlap in memory: workspaces and "
-                                 f"outputs must not share memory with each other or with "
-                                 f"any input")
 
 
 def check_dense_stack(x, target, kernels, biases, activations, loss, outs, deltas, dkernels,
@@ -137,6 +126,7 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
     if loss not in STACK_LOSSES:
         raise ValueError(f"loss: expected one of {sorted(STACK_LOSSES)}, got {loss!r}")
     st = _check_stack_layers(x, kernels, biases, activations, outs, act_alphas)
+    x_in = x
     x, dt, depth, codes, alphas = st["x"], st["dtype"], st["depth"], st["codes"], st["alphas"]
     kernels, biases = st["kernels"], st["biases"]
     n, width = x.shape
@@ -186,13 +176,13 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
     workspaces = (_named("outs", outs) + _named("deltas", deltas)
                   + _named("dkernels", dkernels) + _named("dbiases", dbiases)
                   + _named("preacts", preacts))
-    inputs = ([("x", x)] + _named("target", [labels if labels is not None else dense])
-              + ([("sample_weight", w)] if w is not None else []))
+    inputs = [("x", x_in), ("target", target), ("sample_weight", sample_weight)]
     if update is None:
-        check_no_overlap(workspaces, inputs + _named("kernels", kernels)
-                         + _named("biases", biases))
+        check_aliasing("dense_stack_forward_backward", workspaces,
+                       inputs + _named("kernels", kernels) + _named("biases", biases))
     else:  # the weights and the optimizer state are written too
-        check_no_overlap(workspaces + check_stack_update(update, kernels, biases), inputs)
+        check_aliasing("dense_stack_forward_backward",
+                       workspaces + check_stack_update(update, kernels, biases), inputs)
     return dict(x=x, labels=labels, target=dense, w=w, codes=codes, alphas=alphas,
                 preacts=preacts, biases=biases, dbiases=dbiases, loss_code=loss_code,
                 dtype=dt, label_smoothing=ls, loss_scale=float(loss_scale))
@@ -272,7 +262,8 @@ def check_stack_update(update, kernels, biases):
     slots = stack_update_slots(update)
     written = []
     for i in range(depth):
-        for what, w, states in (("kernel", kernels[i], ks[i]), ("bias", biases[i], bs[i])):
+        for what, plural, w, states in (("kernel", "kernels", kernels[i], ks[i]),
+                                        ("bias", "biases", biases[i], bs[i])):
             states = () if states is None else states
             if not isinstance(states, (list, tuple)):
                 raise TypeError(f"update.{what}_states[{i}]: expected a tuple of arrays, got "
@@ -283,8 +274,8 @@ def check_stack_update(update, kernels, biases):
                                  f"for rule {update.rule!r}, got {len(states)}")
             if w is None:
                 continue
-            check_state(w, w.shape, w.dtype, f"{what}s[{i}]")
-            written.append((f"{what}s[{i}]", w))
+            check_state(w, w.shape, w.dtype, f"{plural}[{i}]")
+            written.append((f"{plural}[{i}]", w))
             for j, st in enumerate(states):
                 name = f"update.{what}_states[{i}][{j}]"
                 check_state(st, w.shape, w.dtype, name)

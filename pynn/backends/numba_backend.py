@@ -100,30 +100,30 @@ class NumbaBackend(Backend):
         return out
 
     def softmax(self, x, out=None):
-        x, out = prep_rows(x, out)
+        x, out = prep_rows("softmax", x, out)
         K.softmax_rows(x, out)
         return out
 
     def log_softmax(self, x, out=None):
-        x, out = prep_rows(x, out)
+        x, out = prep_rows("log_softmax", x, out)
         K.log_softmax_rows(x, out)
         return out
 
     # ------------------------------------------------------------------
     # losses
     # ------------------------------------------------------------------
-    def _class_loss_args(self, x, target, grad, sample_weight, name):
+    def _class_loss_args(self, op, x, target, grad, sample_weight, name):
         """``(x, labels, dense target, w, grad)`` for the kernels (one of labels and
         dense target an empty placeholder)."""
-        x, t, w, grad = prep_class_loss(x, target, grad, sample_weight, name)
+        x, t, w, grad = prep_class_loss(op, x, target, grad, sample_weight, name)
         if t.ndim == 1:
             return x, t, np.empty((0, 0), dtype=x.dtype), _weights(w), grad
         return x, _NO_LABELS, t, _weights(w), grad
 
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
-        z, labels, t, w, grad = self._class_loss_args(logits, target, grad, sample_weight,
-                                                      "logits")
+        z, labels, t, w, grad = self._class_loss_args("softmax_cross_entropy", logits, target,
+                                                      grad, sample_weight, "logits")
         n = z.shape[0]
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
@@ -135,20 +135,21 @@ class NumbaBackend(Backend):
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
-        p, labels, t, w, grad = self._class_loss_args(probs, target, grad, sample_weight,
-                                                      "probs")
+        p, labels, t, w, grad = self._class_loss_args("categorical_cross_entropy", probs,
+                                                      target, grad, sample_weight, "probs")
         n = p.shape[0]
         if n == 0:
             return 0.0, grad
         total = K.categorical_cross_entropy(p, labels, t, w, float(epsilon), grad)
         return float(total / n), grad
 
-    def _pair(self, pred, target, grad, sample_weight, name):
-        p, t, w, grad = prep_pair_loss(pred, target, grad, sample_weight, name)
+    def _pair(self, op, pred, target, grad, sample_weight, name):
+        p, t, w, grad = prep_pair_loss(op, pred, target, grad, sample_weight, name)
         return p, t, _weights(w), grad
 
     def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
-        z, t, w, grad = self._pair(logits, target, grad, sample_weight, "logits")
+        z, t, w, grad = self._pair("sigmoid_binary_cross_entropy", logits, target, grad,
+                                   sample_weight, "logits")
         if z.size == 0:
             return 0.0, grad
         total = K.sigmoid_binary_cross_entropy(z, t, w, grad)
@@ -156,7 +157,8 @@ class NumbaBackend(Backend):
 
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
-        p, t, w, grad = self._pair(probs, target, grad, sample_weight, "probs")
+        p, t, w, grad = self._pair("binary_cross_entropy", probs, target, grad, sample_weight,
+                                   "probs")
         if p.size == 0:
             return 0.0, grad
         total = K.binary_cross_entropy(p, t, w, float(epsilon), grad)
@@ -169,7 +171,8 @@ class NumbaBackend(Backend):
         return self._regression_loss(pred, target, grad, sample_weight, squared=False)
 
     def _regression_loss(self, pred, target, grad, sample_weight, squared):
-        p, t, w, grad = self._pair(pred, target, grad, sample_weight, "pred")
+        op = "mean_squared_error" if squared else "mean_absolute_error"
+        p, t, w, grad = self._pair(op, pred, target, grad, sample_weight, "pred")
         if p.size == 0:
             return 0.0, grad
         total = K.regression_loss(p, t, w, bool(squared), grad)
@@ -242,7 +245,7 @@ class NumbaBackend(Backend):
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = prep_optimizer(param, grad, ("ms", ms))
+        grad = prep_optimizer("rmsprop_update", param, grad, ("ms", ms))
         s = param.dtype.type
         lr = float(learning_rate)
         K.rmsprop_update(_flat(param), _flat(grad), _flat(ms), s(lr), s(rho), s(1.0 - rho),
@@ -251,7 +254,7 @@ class NumbaBackend(Backend):
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = prep_optimizer(param, grad, ("acc", acc))
+        grad = prep_optimizer("adagrad_update", param, grad, ("acc", acc))
         s = param.dtype.type
         lr = float(learning_rate)
         K.adagrad_update(_flat(param), _flat(grad), _flat(acc), s(lr), s(epsilon),

@@ -117,6 +117,100 @@ def check_bias(bias, n, dtype):
 
 
 # --------------------------------------------------------------------------
+# aliasing: one rule for every op on every backend
+# --------------------------------------------------------------------------
+#: Every public op of :class:`~pynn.backends.base.Backend` -> the arrays it writes
+#: (outputs, and state it updates in place), by parameter name, each with the
+#: inputs it may be exactly: there the op works in place, as its docstring says.
+#: :func:`check_aliasing` refuses every other overlap. Every entry of a list
+#: argument (``outs``, ``deltas``, ...) is written; the Dense-stack step writes
+#: ``kernels``, ``biases`` and the ``update`` state only when given an update.
+#: The contract test (tests/test_aliasing.py) enumerates the ops of ``Backend``
+#: and fails naming any op missing here.
+ALIASING = {
+    "empty": {}, "zeros": {}, "asarray": {}, "to_numpy": {}, "synchronize": {},
+    "gemm": {"out": ("a", "b")},
+    "activation_forward": {"out": ("x",)},
+    "activation_backward": {"out": ("dy",)},
+    "softmax": {"out": ("x",)},
+    "log_softmax": {"out": ("x",)},
+    "softmax_cross_entropy": {"grad": ("logits",)},
+    "categorical_cross_entropy": {"grad": ("probs",)},
+    "sigmoid_binary_cross_entropy": {"grad": ("logits",)},
+    "binary_cross_entropy": {"grad": ("probs",)},
+    "mean_squared_error": {"grad": ("pred",)},
+    "mean_absolute_error": {"grad": ("pred",)},
+    "bias_grad": {"out": ()},
+    "dropout_forward": {"out": ("x",), "mask": ()},
+    "dropout_backward": {"out": ("dy",)},
+    "batchnorm_forward": {"out": (), "moving_mean": (), "moving_var": ()},
+    "batchnorm_backward": {"dx": (), "dgamma": (), "dbeta": ()},
+    "sgd_update": {"param": (), "velocity": ()},
+    "adam_update": {"param": (), "m": (), "v": ()},
+    "rmsprop_update": {"param": (), "ms": ()},
+    "adagrad_update": {"param": (), "acc": ()},
+    "sum_squares": {}, "scale_": {"x": ()}, "clip_": {"x": ()},
+    "axpy_": {"y": ()}, "copy_": {"dst": ()},
+    "regularizer_loss": {}, "regularizer_grad_": {"grad": ()},
+    "take_rows": {"out": ()},
+    "all_finite": {},
+    "dense_stack_forward": {"outs": ()},
+    "dense_stack_forward_backward": {"outs": (), "deltas": (), "dkernels": (), "dbiases": (),
+                                     "preacts": (), "kernels": (), "biases": (),
+                                     "update": ()},
+}
+
+
+def _same_array(a, b):
+    """True when ``a`` and ``b`` are the same memory read the same way."""
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _root(name):
+    """The parameter an argument name belongs to: ``'outs'`` of ``'outs[2]'``,
+    ``'update'`` of ``'update.kernel_states[0][1]'``."""
+    return name.split("[", 1)[0].split(".", 1)[0]
+
+
+def check_aliasing(op, written, read):
+    """Refuse ``op``'s arguments when an array it writes overlaps another argument.
+
+    ``written`` and ``read`` are ``(name, array)`` pairs: what ``op`` writes, and
+    its inputs as the caller passed them (entries that are not numpy arrays, or are
+    empty, are skipped; an input that conversion would copy counts with the memory
+    it was passed in). A written array may be exactly an input that
+    :data:`ALIASING` lists for it; any other overlap, with an input or with another
+    written array, raises ``ValueError`` naming both. Overlap is judged by memory
+    bounds, as the compiled kernels judge it.
+    """
+    allowed = ALIASING[op]
+    outs = [(n, a) for n, a in written if isinstance(a, np.ndarray) and a.size]
+    ins = [(n, a) for n, a in read if isinstance(a, np.ndarray) and a.size]
+    for i, (wname, w) in enumerate(outs):
+        for oname, other in outs[i + 1:]:
+            if np.may_share_memory(w, other):
+                raise ValueError(f"{op}: {wname} and {oname} overlap in memory; the arrays "
+                                 f"{op} writes must not share memory with each other")
+        may_be = allowed.get(_root(wname), ())
+        for iname, inp in ins:
+            if not np.may_share_memory(w, inp):
+                continue
+            exact = _same_array(w, inp)
+            if exact and iname in may_be:
+                continue
+            if iname in may_be:
+                rule = f"{wname} may be {iname} itself, but not part of it"
+            elif may_be:
+                rule = (f"{wname} may be {' or '.join(may_be)} itself, but must not overlap "
+                        f"any other input")
+            else:
+                rule = f"{op} writes {wname} into memory of its own"
+            kind = " (the same array)" if exact else ""
+            raise ValueError(f"{op}: {wname} and {iname} overlap in memory{kind}; {rule}")
+
+
+# --------------------------------------------------------------------------
 # per-op argument preparation: every backend's op starts with one of these, so
 # an op's checks (and their error types and messages) are written once
 # --------------------------------------------------------------------------
@@ -141,6 +235,7 @@ def prep_gemm(a, b, out, trans_a, trans_b, beta, bias, operand=None):
     ``operand(x, dt, name, trans) -> (array, trans)`` converts ``a`` and ``b``
     (default: :func:`as_float` to a 2-D C-contiguous array, ``trans`` unchanged).
     """
+    inputs = (("a", a), ("b", b), ("bias", bias))
     dt = work_dtype(a, "a")
     if operand is None:
         a = as_float(a, dt, "a", 2)
@@ -154,6 +249,7 @@ def prep_gemm(a, b, out, trans_a, trans_b, beta, bias, operand=None):
     out = check_out(out, (m, n), dt)
     if bias is not None:
         bias = check_bias(bias, n, dt)
+    check_aliasing("gemm", [("out", out)], inputs)
     return a, b, trans_a, trans_b, out, bias
 
 
@@ -161,15 +257,17 @@ def prep_activation_forward(x, activation, out, alpha):
     """Checked ``activation_forward`` arguments: ``(code, x, out, alpha)``."""
     code = activation_code(activation)
     dt = work_dtype(x)
-    x = as_float(x, dt, "x")
-    out = check_out(out, x.shape, dt)
-    return code, x, out, activation_alpha(activation, alpha)
+    xs = as_float(x, dt, "x")
+    out = check_out(out, xs.shape, dt)
+    check_aliasing("activation_forward", [("out", out)], [("x", x)])
+    return code, xs, out, activation_alpha(activation, alpha)
 
 
 def prep_activation_backward(dy, y, activation, x, out, alpha):
     """Checked ``activation_backward`` arguments: ``(code, dy, y, x, out, alpha)``;
     ``x`` is converted for ``gelu`` (which needs it) and ``None`` otherwise."""
     code = activation_code(activation)
+    inputs = [("dy", dy), ("y", y)]
     dt = work_dtype(dy, "dy")
     dy = as_float(dy, dt, "dy")
     y = as_float(y, dt, "y")
@@ -182,40 +280,52 @@ def prep_activation_backward(dy, y, activation, x, out, alpha):
     if code == ACTIVATIONS["gelu"]:
         if x is None:
             raise ValueError("activation_backward: gelu needs the forward input x")
+        inputs.append(("x", x))
         x = as_float(x, dt, "x")
         if x.shape != dy.shape:
             raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
     else:
-        x = None
+        x = None  # not read
+    check_aliasing("activation_backward", [("out", out)], inputs)
     return code, dy, y, x, out, a
 
 
-def prep_rows(x, out):
-    """Checked arguments of a row-wise op of 2-D ``x`` (softmax, log-softmax)."""
+def prep_rows(op, x, out):
+    """Checked arguments of ``op``, a row-wise op of 2-D ``x`` (softmax, log-softmax)."""
     dt = work_dtype(x)
-    x = as_float(x, dt, "x", 2)
-    return x, check_out(out, x.shape, dt)
+    xs = as_float(x, dt, "x", 2)
+    out = check_out(out, xs.shape, dt)
+    check_aliasing(op, [("out", out)], [("x", x)])
+    return xs, out
 
 
-def prep_class_loss(x, target, grad, sample_weight, name):
-    """Checked arguments of a loss over classes: ``(x, target, w, grad)``; ``target``
-    is intp labels (1-D) or dense like ``x``, ``w`` float64 (n,) or None."""
+def prep_class_loss(op, x, target, grad, sample_weight, name):
+    """Checked arguments of ``op``, a loss over classes whose first argument is called
+    ``name``: ``(x, target, w, grad)``; ``target`` is intp labels (1-D) or dense like
+    ``x``, ``w`` float64 (n,) or None."""
+    inputs = ((name, x), ("target", target), ("sample_weight", sample_weight))
     dt = work_dtype(x, name)
     x = as_float(x, dt, name, 2)
     t = class_targets(target, x, dt)
     w = sample_weights(sample_weight, x.shape[0])
-    return x, t, w, check_out(grad, x.shape, dt, "grad")
+    grad = check_out(grad, x.shape, dt, "grad")
+    check_aliasing(op, [("grad", grad)], inputs)
+    return x, t, w, grad
 
 
-def prep_pair_loss(pred, target, grad, sample_weight, name):
-    """Checked arguments of an elementwise loss: ``(pred, target, w, grad)``."""
+def prep_pair_loss(op, pred, target, grad, sample_weight, name):
+    """Checked arguments of ``op``, an elementwise loss whose first argument is called
+    ``name``: ``(pred, target, w, grad)``."""
     dt = work_dtype(pred, name)
     p = as_float(pred, dt, name, 2)
     t = as_float(target, dt, "target")
     if t.shape != p.shape:
         raise ValueError(f"target: expected shape {p.shape}, got {t.shape}")
     w = sample_weights(sample_weight, p.shape[0])
-    return p, t, w, check_out(grad, p.shape, dt, "grad")
+    grad = check_out(grad, p.shape, dt, "grad")
+    check_aliasing(op, [("grad", grad)],
+                   ((name, pred), ("target", target), ("sample_weight", sample_weight)))
+    return p, t, w, grad
 
 
 def prep_take_rows(x, indices, out):
@@ -234,13 +344,9 @@ def prep_take_rows(x, indices, out):
     if idx.dtype.kind == "u" and idx.size and int(idx.max()) > np.iinfo(np.intp).max:
         raise IndexError(f"take_rows: indices: {int(idx.max())} is out of range for x with "
                          f"{x.shape[0]} rows (x shape {x.shape})")
-    idx = np.ascontiguousarray(idx, dtype=np.intp)
     out = check_out(out, (idx.shape[0],) + x.shape[1:], x.dtype)
-    if np.may_share_memory(out, x) or np.may_share_memory(out, idx):
-        raise ValueError(f"take_rows: out {out.shape} overlaps "
-                         f"{'x' if np.may_share_memory(out, x) else 'indices'}; gather "
-                         f"into a buffer of its own")
-    return x, idx, out
+    check_aliasing("take_rows", [("out", out)], [("x", x), ("indices", idx)])
+    return x, np.ascontiguousarray(idx, dtype=np.intp), out
 
 
 def take_rows_error(x, idx, pos):
@@ -253,33 +359,41 @@ def take_rows_error(x, idx, pos):
 def prep_bias_grad(dy, out):
     """Checked ``bias_grad`` arguments: ``(dy, out)``."""
     dt = work_dtype(dy, "dy")
-    dy = as_float(dy, dt, "dy", 2)
-    return dy, check_out(out, (dy.shape[1],), dt)
+    dys = as_float(dy, dt, "dy", 2)
+    out = check_out(out, (dys.shape[1],), dt)
+    check_aliasing("bias_grad", [("out", out)], [("dy", dy)])
+    return dys, out
 
 
 def prep_dropout_forward(x, rate, out, mask):
     """Checked ``dropout_forward`` arguments: ``(x, out, mask)``."""
     dt = work_dtype(x)
-    x = as_float(x, dt, "x")
+    xs = as_float(x, dt, "x")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
-    out = check_out(out, x.shape, dt)
-    return x, out, check_out(mask, x.shape, dt, "mask")
+    out = check_out(out, xs.shape, dt)
+    mask = check_out(mask, xs.shape, dt, "mask")
+    check_aliasing("dropout_forward", [("out", out), ("mask", mask)], [("x", x)])
+    return xs, out, mask
 
 
 def prep_dropout_backward(dy, mask, out):
     """Checked ``dropout_backward`` arguments: ``(dy, mask, out)``."""
+    inputs = (("dy", dy), ("mask", mask))
     dt = work_dtype(dy, "dy")
     dy = as_float(dy, dt, "dy")
     mask = as_float(mask, dt, "mask")
     if mask.shape != dy.shape:
         raise ValueError(f"dropout_backward: dy {dy.shape} and mask {mask.shape} differ")
-    return dy, mask, check_out(out, dy.shape, dt)
+    out = check_out(out, dy.shape, dt)
+    check_aliasing("dropout_backward", [("out", out)], inputs)
+    return dy, mask, out
 
 
 def prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, out):
     """Checked ``batchnorm_forward`` arguments:
     ``(x, gamma, beta, moving_mean, moving_var, out)``."""
+    inputs = (("x", x), ("gamma", gamma), ("beta", beta))
     dt = work_dtype(x)
     x = as_float(x, dt, "x", 2)
     n, k = x.shape
@@ -293,12 +407,15 @@ def prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, ou
     out = check_out(out, x.shape, dt)
     if training and n == 0:
         raise ValueError("batchnorm_forward: training needs at least one sample")
+    check_aliasing("batchnorm_forward", [("out", out), ("moving_mean", moving_mean),
+                                         ("moving_var", moving_var)], inputs)
     return x, gamma, beta, moving_mean, moving_var, out
 
 
 def prep_batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
     """Checked ``batchnorm_backward`` arguments:
     ``(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)`` (``mean``/``inv_std`` float64)."""
+    inputs = (("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("inv_std", inv_std))
     dt = work_dtype(dy, "dy")
     dy = as_float(dy, dt, "dy", 2)
     x = as_float(x, dt, "x", 2)
@@ -314,33 +431,37 @@ def prep_batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
     dx = check_out(dx, x.shape, dt, "dx")
     dgamma = check_out(dgamma, (k,), dt, "dgamma")
     dbeta = check_out(dbeta, (k,), dt, "dbeta")
+    check_aliasing("batchnorm_backward", [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)],
+                   inputs)
     return dy, x, gamma, mean, inv_std, dx, dgamma, dbeta
 
 
-def prep_optimizer(param, grad, *state_names_and_arrays):
-    """Check ``param`` (a writable C-contiguous float array), its state arrays
-    (``(name, array)`` pairs) and ``grad``; return ``grad`` in ``param``'s dtype."""
+def prep_optimizer(op, param, grad, *state_names_and_arrays):
+    """Check the arguments of optimizer update ``op``: ``param`` (a writable
+    C-contiguous float array), its state arrays (``(name, array)`` pairs, distinct
+    from each other and from ``param``) and ``grad``; return ``grad`` in ``param``'s
+    dtype."""
     if not isinstance(param, np.ndarray):
         raise TypeError(f"param: expected a numpy.ndarray, got {type(param).__name__}")
     dt = param.dtype
     if dt not in (np.float32, np.float64):
         raise TypeError(f"param: expected float32 or float64, got {dt}")
     check_state(param, param.shape, dt, "param")
-    grad = as_float(grad, dt, "grad")
-    if grad.shape != param.shape:
-        raise ValueError(f"grad: expected shape {param.shape}, got {grad.shape}")
+    grads = as_float(grad, dt, "grad")
+    if grads.shape != param.shape:
+        raise ValueError(f"grad: expected shape {param.shape}, got {grads.shape}")
     for nm, arr in state_names_and_arrays:
         check_state(arr, param.shape, dt, nm)
-    return grad
+    check_aliasing(op, [("param", param), *state_names_and_arrays], [("grad", grad)])
+    return grads
 
 
 def prep_sgd(param, grad, velocity, momentum):
     """Checked ``sgd_update`` arguments: ``grad`` in ``param``'s dtype."""
-    grad = prep_optimizer(param, grad,
-                          *([("velocity", velocity)] if velocity is not None else []))
     if momentum and velocity is None:
         raise ValueError("sgd_update: momentum > 0 needs a velocity array")
-    return grad
+    return prep_optimizer("sgd_update", param, grad,
+                          *([("velocity", velocity)] if velocity is not None else []))
 
 
 def adam_step_size(learning_rate, beta_1, beta_2, step):
@@ -351,7 +472,6 @@ def adam_step_size(learning_rate, beta_1, beta_2, step):
 
 def prep_adam(param, grad, m, v, step):
     """Checked ``adam_update`` arguments: ``grad`` in ``param``'s dtype."""
-    grad = prep_optimizer(param, grad, ("m", m), ("v", v))
     if step < 1:
         raise ValueError(f"adam_update: step counts from 1, got {step}")
-    return grad
+    return prep_optimizer("adam_update", param, grad, ("m", m), ("v", v))
