@@ -4,19 +4,27 @@ as a serial ``@njit`` kernel (see :mod:`pynn.backends._numba_kernels`).
 Each method checks and converts its arguments with the helpers of
 :mod:`pynn.backends.base` (so bad shapes, dtypes or buffers raise the same
 Python exceptions as the reference) and then calls one kernel. Nothing is
-compiled on import: kernels compile on first use and are cached on disk.
-Importing this module raises ``ImportError`` when Numba is not installed.
+compiled on import: kernels compile on first use and are cached on disk, in
+pynn's checked directory (:mod:`pynn.backends._numba_cache`). Importing this
+module raises ``ImportError`` when Numba is not installed or when
+``NUMBA_DISABLE_JIT`` is set.
 """
 from __future__ import annotations
 
 import operator
 
-import numba  # noqa: F401  (ImportError here means the backend is unavailable)
+import numba  # ImportError here means the backend is unavailable
 import numpy as np
 
-from . import _numba_codegen as G
-from . import _numba_kernels as K
-from .base import (
+if numba.config.DISABLE_JIT:
+    # njit then returns plain Python functions, and the kernels' intrinsics only run
+    # compiled: refuse here, so the registry lists the backend as unavailable with this
+    raise ImportError("NUMBA_DISABLE_JIT is set: the numba backend's kernels run only "
+                      "compiled (unset NUMBA_DISABLE_JIT to use it)")
+
+from . import _numba_codegen as G  # noqa: E402  (after the check above)
+from . import _numba_kernels as K  # noqa: E402
+from .base import (  # noqa: E402
     ACTIVATIONS,
     Backend,
     activation_alpha,
