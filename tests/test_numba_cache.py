@@ -258,7 +258,7 @@ def test_numba_disable_jit_leaves_numba_unlisted_with_a_reason():
         import pynn, numpy as np
         import pynn.backends as B
         print("numba" in B.available())
-        print(B.why_unavailable("numba"))
+        print(B.unavailable()["numba"])
         m = pynn.Sequential([pynn.layers.Dense(2, input_shape=(3,))])
         m.compile("sgd", "mse")
         m.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
