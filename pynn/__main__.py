@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
 
 from .callbacks import Callback
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "backend_report"]
 
 DEMO_LAYERS = (256, 128)
 N_CLASSES = 10
@@ -82,6 +83,23 @@ def _build_model(seed):
     return model
 
 
+def backend_report(active, names, missing):
+    """Lines naming the backend in use, the available ones, and why each other one is
+    missing (with a hint when pynn runs from a source tree whose extension is not built)."""
+    lines = [f"Backend: {active} (available: {', '.join(names)})"]
+    for name, reason in missing.items():
+        lines.append(f"  {name} unavailable: {reason}")
+    if "cython" in missing:
+        from . import __file__ as init
+        root = os.path.dirname(os.path.dirname(os.path.abspath(init)))
+        if os.path.exists(os.path.join(root, "setup.py")):
+            lines.append(f"  (pynn was imported from the source tree {root}, where the Cython "
+                         f"extension is not built: install it with `pip install .` and run "
+                         f"`pynn demo`, or build it in place with `python setup.py "
+                         f"build_ext --inplace`)")
+    return lines
+
+
 def _prepare(x):
     import numpy as np
 
@@ -106,14 +124,18 @@ def _demo(args):
     if epochs < 1:
         print(f"pynn demo: --epochs must be >= 1, got {epochs}", file=sys.stderr)
         return 2
-    if args.backend:
-        try:
-            backends.set_backend(args.backend)
-        except (ValueError, RuntimeError) as exc:
-            print(f"pynn demo: {exc}; available: {', '.join(backends.available())}",
-                  file=sys.stderr)
-            return 2
-    backend = backends.get_backend()
+    try:
+        names, missing = backends.available(), backends.unavailable()
+        if args.backend:
+            try:
+                backends.set_backend(args.backend)
+            except (ValueError, RuntimeError) as exc:
+                print(f"pynn demo: {exc}; available: {', '.join(names)}", file=sys.stderr)
+                return 2
+        backend = backends.get_backend()
+    except (ValueError, RuntimeError) as exc:  # PYNN_BACKEND / PYNN_BLAS set wrongly
+        print(f"pynn demo: {exc}", file=sys.stderr)
+        return 2
 
     try:
         ((x_train, y_train), (x_test, y_test)), source = mnist.load_data_or_embedded(
@@ -134,7 +156,8 @@ def _demo(args):
     print(f"Data: {source}")
     print(f"      {x_train.shape[0]:,} train ({n_fit:,} fit + {x_train.shape[0] - n_fit:,} "
           f"validation) / {x_test.shape[0]:,} test")
-    print(f"Backend: {backend.name} (available: {', '.join(backends.available())})")
+    for line in backend_report(backend.name, names, missing):
+        print(line)
     print()
 
     model = _build_model(args.seed)

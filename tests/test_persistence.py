@@ -5,7 +5,8 @@
 * truncated, corrupted, foreign, newer-version, absolute-path, '..' and pickle-carrying
   archives are rejected with a clear ValueError naming the file, never unpickled;
 * the weights checksum and every array's shape/dtype are checked against the config;
-* ModelCheckpoint goes through the same atomic path; dataset downloads are atomic.
+* ModelCheckpoint goes through the same atomic path; dataset downloads are atomic;
+* (issue 15) saving over a file keeps its permission bits; a new file follows the umask.
 """
 import hashlib
 import io
@@ -422,3 +423,77 @@ def test_dataset_fetch_failure_leaves_the_cache_clean(tmp_path, monkeypatch):
     with pytest.raises(_files.DatasetNotFoundError, match="m1.invalid.*m2.invalid"):
         _files.fetch(spec, path=tmp_path, quiet=True)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------
+# issue 15, rule 2: a save keeps the permission bits of the file it replaces
+# ------------------------------------------------------------------------------------------
+def _mode(path):
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, restored afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o604, 0o755], ids=oct)
+@pytest.mark.parametrize("kind", ["model", "weights", "checkpoint"])
+def test_saving_over_a_file_keeps_its_permission_bits(tmp_path, backend, umask, mode, kind):
+    m = small_model()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 5)), rng.standard_normal((16, 3))
+    m.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / ("m.weights.npz" if kind == "weights" else "m.pynn")
+    umask(0o022)
+    saver = {"model": m.save, "weights": m.save_weights,
+             "checkpoint": lambda p: m.fit(x, y, epochs=1, verbose=0, callbacks=[
+                 ModelCheckpoint(str(p), monitor="loss")])}[kind]
+    saver(path)
+    assert _mode(path) == 0o644  # a new file follows the umask
+    os.chmod(path, mode)
+    before = path.read_bytes()
+    m.fit(x, y, epochs=1, verbose=0)
+    saver(path)
+    assert _mode(path) == mode, f"{oct(_mode(path))} after saving over a {oct(mode)} file"
+    assert path.read_bytes() != before  # it was really replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    loaded = load_model(path) if kind != "weights" else None
+    if loaded is not None:
+        for a, b in zip(loaded.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)],
+                         ids=["umask-022", "umask-077", "umask-002"])
+def test_a_new_file_follows_the_umask(tmp_path, umask, mask, expected):
+    m = small_model()
+    umask(mask)
+    m.save(tmp_path / "m.pynn")
+    m.save_weights(tmp_path / "m.weights.npz")
+    assert _mode(tmp_path / "m.pynn") == expected
+    assert _mode(tmp_path / "m.weights.npz") == expected
+
+
+def test_a_private_file_is_never_readable_while_it_is_written(tmp_path, monkeypatch):
+    """The temporary file gets the final bits before any byte is written, so a
+    0o600 model is not readable by others even half-way through a save."""
+    m = small_model()
+    path = tmp_path / "m.pynn"
+    m.save(path)
+    os.chmod(path, 0o600)
+    seen = []
+    real = zipfile.ZipFile.writestr
+
+    def spy(self, info, data, *a, **k):
+        tmp = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        seen.extend(_mode(p) for p in tmp)
+        return real(self, info, data, *a, **k)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", spy)
+    m.save(path)
+    assert seen and set(seen) == {0o600}

@@ -189,7 +189,68 @@ def test_pynn_backend_env_is_only_a_default():
 def test_pynn_backend_env_unknown_name_errors():
     r = run_python("import pynn; pynn.get_backend()", PYNN_BACKEND="no_such_backend")
     assert r.returncode != 0
-    assert "ValueError" in r.stderr and "no_such_backend" in r.stderr
+    assert "BackendConfigError" in r.stderr  # a ValueError
+    assert "PYNN_BACKEND='no_such_backend'" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# issue 15, rule 10: environment variables with invalid values are named, never ignored
+# ------------------------------------------------------------------------------------------
+def test_unknown_pynn_backend_names_the_variable_and_the_valid_values(clean_registry,
+                                                                      monkeypatch):
+    monkeypatch.setenv("PYNN_BACKEND", "nmba")
+    with pytest.raises(B.BackendConfigError) as info:
+        B.get_backend()
+    msg = str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert "PYNN_BACKEND='nmba'" in msg
+    for name in B._REGISTRY:
+        assert repr(name) in msg
+
+
+def test_unavailable_pynn_backend_names_the_variable_and_the_reason(clean_registry,
+                                                                    monkeypatch):
+    B.register("broken", "pynn_no_such_module_xyz:Nope")
+    monkeypatch.setenv("PYNN_BACKEND", "broken")
+    with pytest.raises(RuntimeError) as info:
+        B.get_backend()
+    assert "PYNN_BACKEND='broken'" in str(info.value)
+    assert "ModuleNotFoundError" in str(info.value)
+
+
+@pytest.mark.parametrize("call", ["available()", "get_backend()", "get('cython')",
+                                  "unavailable()"])
+def test_mistyped_pynn_blas_raises_instead_of_dropping_cython(call):
+    if B.why_unavailable("cython") is not None:
+        pytest.skip(f"cython backend not built here: {B.why_unavailable('cython')}")
+    r = run_python(f"import pynn.backends as B; B.{call}", PYNN_BLAS="scpy")
+    assert r.returncode != 0, f"{call} with PYNN_BLAS='scpy' succeeded: {r.stdout}"
+    last = r.stderr.strip().splitlines()[-1]
+    assert "BackendConfigError" in last and "PYNN_BLAS='scpy'" in last, r.stderr
+    assert "'numpy'" in last and "'scipy'" in last
+
+
+@pytest.mark.parametrize("value", ["", "numpy", "scipy", " SciPy "])
+def test_valid_pynn_blas_values_keep_cython(value):
+    if B.why_unavailable("cython") is not None:
+        pytest.skip(f"cython backend not built here: {B.why_unavailable('cython')}")
+    if value.strip().lower() == "numpy":
+        from pynn.backends import _blas
+        if _blas.numpy_openblas_entry_points() is None:
+            pytest.skip("NumPy is not linked with scipy-openblas64 here")
+    r = run_python("import pynn.backends as B; print(B.available(), B.get('cython').name)",
+                   PYNN_BLAS=value)
+    assert r.returncode == 0, r.stderr
+    assert "'cython'" in r.stdout
+
+
+def test_unavailable_maps_each_missing_backend_to_its_reason(clean_registry):
+    B.register("broken", "pynn_no_such_module_xyz:Nope")
+    reasons = B.unavailable()
+    assert "ModuleNotFoundError" in reasons["broken"]
+    assert set(reasons) == set(B._REGISTRY) - set(B.available())
+    for name, reason in reasons.items():
+        assert reason == B.why_unavailable(name)
 
 
 def test_import_is_light_and_fast():

@@ -10,6 +10,12 @@ The default is ``$PYNN_BACKEND`` when set, otherwise the fastest available
 compiled backend (``cython``, then ``numba``), falling back to ``numpy`` with
 one warning when no compiled backend works. Nothing is compiled on import:
 Numba kernels compile lazily on first use and are cached on disk.
+
+A backend that cannot be used here is *unavailable*, with a reason
+(:func:`unavailable`, :func:`why_unavailable`). A backend that is *misconfigured*
+(an environment variable with an invalid value, such as ``PYNN_BLAS``) raises
+:class:`BackendConfigError` instead, naming the variable and its valid values, so
+a typo never silently drops a backend; so does an unknown ``PYNN_BACKEND``.
 """
 from __future__ import annotations
 
@@ -21,8 +27,9 @@ import warnings
 
 from .base import ACTIVATIONS, Backend, StackUpdate
 
-__all__ = ["Backend", "ACTIVATIONS", "StackUpdate", "available", "get", "get_backend",
-           "set_backend", "use_backend", "register"]
+__all__ = ["Backend", "ACTIVATIONS", "StackUpdate", "BackendConfigError", "available",
+           "unavailable", "why_unavailable", "get", "get_backend", "set_backend", "use_backend",
+           "register"]
 
 # name -> "module:Class" (imported lazily so `import pynn` stays cheap)
 _REGISTRY = {
@@ -39,6 +46,13 @@ _errors: dict[str, str] = {}
 _state = threading.local()
 _default_name: str | None = None
 _warned = False
+
+
+class BackendConfigError(ValueError):
+    """A backend's configuration is invalid (e.g. an environment variable's value).
+
+    Raised by a backend's module or constructor; the registry passes it on instead
+    of recording the backend as unavailable."""
 
 
 def register(name, spec):
@@ -59,6 +73,8 @@ def _load(name):
     try:
         cls = getattr(importlib.import_module(mod_name), cls_name)
         inst = cls()
+    except BackendConfigError:
+        raise
     except Exception as exc:  # ImportError, missing GPU, failed build...
         _errors[name] = f"{type(exc).__name__}: {exc}"
         raise RuntimeError(f"Backend {name!r} is not available: {_errors[name]}") from exc
@@ -92,12 +108,29 @@ def why_unavailable(name):
     return None
 
 
+def unavailable():
+    """``{name: reason}`` for every registered backend that cannot be used here."""
+    reasons = {}
+    for name in _REGISTRY:
+        reason = why_unavailable(name)
+        if reason is not None:
+            reasons[name] = reason
+    return reasons
+
+
 def _default():
     global _default_name, _warned
     if _default_name is None:
-        env = os.environ.get("PYNN_BACKEND")
+        env = os.environ.get("PYNN_BACKEND", "").strip()
         if env:
-            _load(env)  # a clear error when the requested backend is unusable
+            if env not in _REGISTRY:
+                raise BackendConfigError(
+                    f"PYNN_BACKEND={env!r} names no backend; expected one of "
+                    f"{sorted(_REGISTRY)}, or unset it for the fastest available")
+            try:
+                _load(env)
+            except RuntimeError as exc:
+                raise RuntimeError(f"PYNN_BACKEND={env!r}: {exc}") from exc
             _default_name = env
         else:
             for name in _PREFERENCE:

@@ -55,7 +55,11 @@ def select(modules):
     ``PYNN_BLAS`` is not ``scipy``; returns a description of the BLAS in use."""
     choice = os.environ.get("PYNN_BLAS", "").strip().lower()
     if choice not in ("", "numpy", "scipy"):
-        raise ValueError(f"PYNN_BLAS: expected 'numpy' or 'scipy', got {choice!r}")
+        # raised, not taken for "cython is unavailable": a typo must not drop the backend
+        from . import BackendConfigError
+        raise BackendConfigError(f"PYNN_BLAS={os.environ['PYNN_BLAS']!r} is not a BLAS "
+                                 f"choice; expected 'numpy' or 'scipy', or unset it for "
+                                 f"NumPy's OpenBLAS when found, else SciPy's")
     found = None if choice == "scipy" else numpy_openblas_entry_points()
     if found is not None:
         path, addrs = found

@@ -11,14 +11,15 @@ a runtime loop: the per-layer arrays are rows of one int64 table (:func:`table`,
 read through ``K.mat``/``K.flat``), which Numba neither unboxes per array on
 each call nor compiles a tuple switch for.
 
-The source goes to a file (Numba caches only functions that have one) under
-Numba's cache directory (``NUMBA_CACHE_DIR``) or else ``~/.cache/pynn``; the
-file name is the hash of the source, which embeds the hash of
-:mod:`._numba_kernels`, so a changed kernel file gives new files and a stale
-compiled step is never loaded. An existing file is executed only when its text
-is exactly the generated source. When no directory is writable the files go to
-a per-process temporary directory (the step still compiles, it is just not
-cached across processes).
+The source goes to a file (Numba caches only functions that have one) in
+pynn's checked cache directory (:func:`._numba_cache.generated_dir`: owned by
+this user, writable by nobody else); the file name is the hash of the source,
+which embeds the hash of :mod:`._numba_kernels`, so a changed kernel file gives
+new files and a stale compiled step is never loaded. The module is always
+executed from the text generated here; an existing file is kept only when it is
+a regular file holding exactly that text, and replaced otherwise (a symbolic
+link, a FIFO or other text there is never opened or followed). Without a usable
+directory the kernels compile from memory, without a disk cache.
 
 The generated functions call the scalar helpers and loops of
 :mod:`._numba_kernels` (``act_<name>``, ``grad_<name>``, losses, updates), so
@@ -27,16 +28,16 @@ their arithmetic is the reference's, operation for operation.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import sys
-import tempfile
 import textwrap
 import threading
+import types
 
 import numpy as np
 
-from .._files import replace_atomically
+from .._files import read_regular, replace_atomically
+from . import _numba_cache
 from . import _numba_kernels as K
 
 __all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activation_backward",
@@ -66,7 +67,6 @@ _INLINED = ("softmax_cross_entropy_labels", "softmax_cross_entropy_dense",
             "softmax_backward")
 _lock = threading.Lock()
 _memo = {}
-_dir = None
 
 
 def stack_step(codes, loss_code, rule, labels=False, biases="some"):
@@ -495,37 +495,24 @@ def _kernels_hash():
 # --------------------------------------------------------------------------
 # files and import
 # --------------------------------------------------------------------------
-def _source_dir():
-    """A writable directory for generated sources (created on first use)."""
-    global _dir
-    if _dir is not None:
-        return _dir
-    from numba.core import config
-    if config.CACHE_DIR:
-        d = os.path.join(config.CACHE_DIR, "pynn-generated")
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                 ".cache")
-        d = os.path.join(base, "pynn", "numba-generated")
-    try:
-        os.makedirs(d, exist_ok=True)
-        tempfile.NamedTemporaryFile(dir=d, prefix=".probe-").close()  # writable?
-    except OSError:
-        d = tempfile.mkdtemp(prefix="pynn-numba-")
-    _dir = d
-    return d
-
-
 def _write_source(path, source):
-    """Write ``source`` to ``path`` unless it already holds exactly that text
-    (rewriting would change the file's time stamp and void Numba's cache)."""
+    """Make ``path`` hold exactly ``source``; ``False`` when it cannot.
+
+    An existing file is kept when it is a regular file (not a symbolic link, a
+    FIFO or a device: opened with ``O_NOFOLLOW``, checked with ``fstat``) holding
+    exactly that text (rewriting would change its time stamp and void Numba's
+    cache); anything else there is replaced, atomically."""
+    data = source.encode("utf-8")
     try:
-        with open(path, encoding="utf-8") as f:
-            if f.read() == source:
-                return
-    except OSError:
+        if read_regular(path, len(data), follow_symlinks=False) == data:
+            return True
+    except (OSError, ValueError):  # missing, too long, not a regular file
         pass
-    replace_atomically(path, lambda f: f.write(source.encode("utf-8")))
+    try:
+        replace_atomically(path, lambda f: f.write(data))
+    except OSError:  # e.g. a directory in the way
+        return False
+    return True
 
 
 def _load(spec):
@@ -534,13 +521,19 @@ def _load(spec):
     name = f"pynn_generated_{spec[0]}_{digest}"
     module = sys.modules.get(name)
     if module is None:
-        path = os.path.join(_source_dir(), name + ".py")
-        _write_source(path, source)
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        # executed from the text checked above: compile() of our own source, with the
-        # file's name so Numba can cache against it
-        code = compile(source, path, "exec")
+        directory = _numba_cache.generated_dir()
+        path = None
+        if directory is not None:
+            path = os.path.join(directory, name + ".py")
+            if not _write_source(path, source):
+                path = None
+        module = types.ModuleType(name)
+        if path is not None:
+            module.__file__ = path
+        # executed from pynn's own text, never from the file: compile() with the
+        # file's name so Numba can cache against it (a function without a file
+        # compiles in each process)
+        code = compile(source, path or f"<pynn generated {name}>", "exec")
         # Numba's cache rebuilds a function's globals by importing its module by name
         sys.modules[name] = module
         exec(code, module.__dict__)

@@ -3,7 +3,8 @@
 Every kernel is a serial ``@njit`` function without an explicit signature, so
 nothing compiles when this module is imported: each kernel compiles on its
 first call for the argument types it sees (float32 or float64 arrays) and is
-cached on disk (``cache=True``), so later processes load the machine code.
+cached on disk (in pynn's checked directory, :mod:`._numba_cache`), so later
+processes load the machine code.
 
 Conventions
 -----------
@@ -29,6 +30,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._numba_cache import cached
+
 #: LLVM fast-math flags: only ``nsz`` (the sign of a zero may differ). No ``nnan``/
 #: ``ninf`` (NaN checks must keep working), no ``reassoc`` (summation order stays as
 #: written), and none of the flags that change values: ``contract`` (fused multiply-adds),
@@ -52,15 +55,15 @@ _S40 = np.uint64(40)
 _INV_2_24 = 1.0 / 16777216.0
 
 def _jit(fn):
-    """Lazily compiled, disk-cached, serial kernel."""
-    return njit(cache=True, fastmath=set(FASTMATH), error_model="numpy", nogil=True)(fn)
+    """Lazily compiled, disk-cached (in pynn's checked directory), serial kernel."""
+    return cached(njit(fastmath=set(FASTMATH), error_model="numpy", nogil=True)(fn))
 
 
 def _inline(fn):
     """Scalar helper inlined into its callers at Numba-IR level, so the loops
     that call it with a constant activation code reduce to straight-line,
     vectorisable code (a plain call per element costs ~5 ns)."""
-    return njit(cache=True, fastmath=set(FASTMATH), error_model="numpy", inline="always")(fn)
+    return cached(njit(fastmath=set(FASTMATH), error_model="numpy", inline="always")(fn))
 
 
 # --------------------------------------------------------------------------

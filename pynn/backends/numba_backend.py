@@ -4,27 +4,35 @@ as a serial ``@njit`` kernel (see :mod:`pynn.backends._numba_kernels`).
 Each method checks and converts its arguments with the helpers of
 :mod:`pynn.backends.validation` (so bad shapes, dtypes or buffers raise the same
 Python exceptions as the reference) and then calls one kernel. Nothing is
-compiled on import: kernels compile on first use and are cached on disk.
-Importing this module raises ``ImportError`` when Numba is not installed.
+compiled on import: kernels compile on first use and are cached on disk, in
+pynn's checked directory (:mod:`pynn.backends._numba_cache`). Importing this
+module raises ``ImportError`` when Numba is not installed or when
+``NUMBA_DISABLE_JIT`` is set.
 """
 from __future__ import annotations
 
 import operator
 
-import numba  # noqa: F401  (ImportError here means the backend is unavailable)
+import numba  # ImportError here means the backend is unavailable
 import numpy as np
 
-from . import _numba_codegen as G
-from . import _numba_kernels as K
-from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
-from .base import Backend
-from .fused_stack import (check_dense_forward, check_dense_stack, stack_update_hyper,
-                          stack_update_slots)
-from .validation import (adam_step_size, as_float, as_labels, prep_activation_backward,
-                         prep_activation_forward, prep_adam, prep_batchnorm_backward,
-                         prep_batchnorm_forward, prep_bias_grad, prep_class_loss,
-                         prep_dropout_backward, prep_dropout_forward, prep_gemm,
-                         prep_optimizer, prep_pair_loss, prep_rows, prep_sgd)
+if numba.config.DISABLE_JIT:
+    # njit then returns plain Python functions, and the kernels' intrinsics only run
+    # compiled: refuse here, so the registry lists the backend as unavailable with this
+    raise ImportError("NUMBA_DISABLE_JIT is set: the numba backend's kernels run only "
+                      "compiled (unset NUMBA_DISABLE_JIT to use it)")
+
+from . import _numba_codegen as G  # noqa: E402  (after the check above)
+from . import _numba_kernels as K  # noqa: E402
+from .activation_codes import ACTIVATIONS, activation_alpha, activation_code  # noqa: E402
+from .base import Backend  # noqa: E402
+from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
+                          stack_update_hyper, stack_update_slots)
+from .validation import (adam_step_size, as_float, as_labels,  # noqa: E402
+                         prep_activation_backward, prep_activation_forward, prep_adam,
+                         prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
+                         prep_class_loss, prep_dropout_backward, prep_dropout_forward,
+                         prep_gemm, prep_optimizer, prep_pair_loss, prep_rows, prep_sgd)
 
 __all__ = ["NumbaBackend"]
 
