@@ -145,3 +145,29 @@ def test_dense_on_rank3_input_trains_as_it_predicts(backend):
     sparse.fit(x, y.argmax(-1), epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"targets of shape \(16, 4\).*\(None, 5, 3\)"):
         sparse.fit(x, np.zeros((16, 4)), verbose=0)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({0: float("nan")}, r"class_weight: the weight of class 0 must be a finite number"),
+    ({1: float("inf")}, r"class_weight: the weight of class 1 must be a finite number"),
+    ({0: "heavy"}, r"class_weight: expected \{int class index: float weight\}.*'heavy'"),
+    ({"zero": 1.0}, r"class_weight: expected \{int class index: float weight\}.*'zero'"),
+    ([1.0, 2.0], r"class_weight: expected a dict"),
+])
+def test_class_weight_errors_name_class_weight(bad, match):
+    m = Sequential([Input(shape=(3,)), Dense(2, activation="softmax")])
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=match):
+        m.fit(np.zeros((4, 3)), np.array([0, 1, 0, 1]), class_weight=bad, verbose=0)
+
+
+def test_sample_weight_errors_name_sample_weight():
+    m = Sequential([Input(shape=(3,)), Dense(1)])
+    m.compile("sgd", "mse")
+    x, y = np.zeros((4, 3)), np.zeros(4)
+    with pytest.raises(ValueError, match="sample_weight contains NaN"):
+        m.fit(x, y, sample_weight=np.array([1.0, np.nan, 1.0, 1.0]), verbose=0)
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape \(4,\)"):
+        m.fit(x, y, sample_weight=np.ones(3), verbose=0)
+    with pytest.raises(ValueError, match="sample_weight: expected numbers"):
+        m.fit(x, y, sample_weight=np.array(["a", "b", "c", "d"]), verbose=0)
