@@ -14,16 +14,26 @@ the latter name is accepted for Keras code but the content is this zip, not HDF5
 hold ``weights.json`` + ``weights.npz`` the same way.
 
 Files are written to a temporary file in the target directory and moved into
-place with ``os.replace``, so a reader never sees a half-written file. Loading
-verifies the format, version, checksum, archive entry names, and every array's
-shape and dtype; a truncated, corrupted or foreign file raises ``ValueError``.
-Save -> load is bit-exact.
+place with ``os.replace``, so a reader never sees a half-written file; saving
+over a file keeps its permission bits. Loading verifies the format, version,
+checksum, archive entry names, and every array's shape and dtype; a truncated,
+corrupted or foreign file raises ``ValueError``. Save -> load is bit-exact.
+
+Loading is bounded by what the file really holds: only regular files are opened
+(a FIFO or ``/dev/zero`` is refused before anything is read), the config is read
+up to 16 MiB however it is compressed, ``weights.npz`` and its arrays must be
+stored uncompressed (as pynn writes them), and each array's declared shape and
+dtype are checked against the bytes stored for it before it is allocated, so the
+arrays read never take more memory than the file's size. The model loader checks
+the architecture's weight shapes against the file before building layers with
+:func:`check_weight_shapes`.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import struct
@@ -33,10 +43,10 @@ import zlib
 
 import numpy as np
 
-from ._files import replace_atomically
+from ._files import NotRegularFileError, open_regular, replace_atomically
 
-__all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT_NAME",
-           "FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "check_weight_shapes",
+           "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "pynn.model"
 WEIGHTS_FORMAT_NAME = "pynn.weights"
@@ -189,30 +199,41 @@ _DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, struc
 def _read_archive(filepath, config_name, format_name):
     """``(config dict, {key: array})`` from a pynn zip, fully verified.
 
+    Bounded: only a regular file is opened (a FIFO, a device such as ``/dev/zero``
+    or a directory is refused before anything is read), the config is read up to
+    :data:`_MAX_JSON_BYTES`, and every array's declared shape and dtype is checked
+    against the bytes the archive really stores before it is allocated, so what is
+    allocated never exceeds the file's size (see :func:`_read_arrays`).
+
     Damaged input of any kind surfaces as ``ValueError`` naming the file (a missing
     file as ``FileNotFoundError``, a directory as ``IsADirectoryError``).
     """
     filepath = os.fspath(filepath)
-    if not os.path.exists(filepath):
-        raise FileNotFoundError(f"No such file: {filepath!r}")
-    if os.path.isdir(filepath):
-        raise IsADirectoryError(f"{filepath!r} is a directory, not a pynn file")
     bad = f"{filepath!r} is not a valid pynn file"
     try:
-        return _read_archive_unchecked(filepath, config_name, format_name, bad)
-    except ValueError:
-        raise
-    except PermissionError:
-        raise
-    except (OSError, *_DAMAGE) as exc:
-        # e.g. a damaged central directory pointing outside the file (seek errors), an
-        # unknown compression method, a flipped "encrypted" flag, a non-dict JSON value
-        raise ValueError(f"{bad}: damaged archive ({type(exc).__name__}: {exc})") from None
+        f = open_regular(filepath)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such file: {filepath!r}") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{filepath!r} is a directory, not a pynn file") from None
+    except NotRegularFileError as exc:
+        raise ValueError(f"{bad}: {exc}; pynn reads models only from regular files") from None
+    with f:
+        try:
+            return _read_archive_unchecked(f, config_name, format_name, bad)
+        except ValueError:
+            raise
+        except PermissionError:
+            raise
+        except (OSError, *_DAMAGE) as exc:
+            # e.g. a damaged central directory pointing outside the file (seek errors), an
+            # unknown compression method, a flipped "encrypted" flag, a non-dict JSON value
+            raise ValueError(f"{bad}: damaged archive ({type(exc).__name__}: {exc})") from None
 
 
-def _read_archive_unchecked(filepath, config_name, format_name, bad):
+def _read_archive_unchecked(f, config_name, format_name, bad):
     try:
-        zf = zipfile.ZipFile(filepath)
+        zf = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"{bad}: not a zip archive, or truncated ({exc})") from None
     with zf:
@@ -231,63 +252,239 @@ def _read_archive_unchecked(filepath, config_name, format_name, bad):
         extra = set(names) - {config_name, _ARRAYS}
         if extra:
             raise ValueError(f"{bad}: unexpected archive entries {sorted(extra)}")
-        try:
-            if zf.getinfo(config_name).file_size > _MAX_JSON_BYTES:
-                raise ValueError(f"{bad}: {config_name} is implausibly large")
-            config = json.loads(zf.read(config_name).decode("utf-8"))
-        except (zipfile.BadZipFile, EOFError, zlib.error, UnicodeDecodeError,
-                json.JSONDecodeError) as exc:
-            raise ValueError(f"{bad}: {config_name} is corrupted ({exc})") from None
+        config = _read_config(zf, config_name, bad)
         if not isinstance(config, dict) or config.get("format") != format_name:
             got = config.get("format") if isinstance(config, dict) else None
             raise ValueError(f"{bad}: format {got!r}, expected {format_name!r}")
         version = config.get("format_version")
         if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-            raise ValueError(f"{filepath!r}: unsupported format_version {version!r} (this pynn "
-                             f"reads versions 1 to {FORMAT_VERSION}); upgrade pynn")
-        specs = list(config.get("weights") or []) + list(config.get("optimizer_state") or [])
-        expected = {}
-        total = 0
-        try:
-            for spec in specs:
-                key = str(spec["key"])
-                shape = tuple(int(s) for s in spec["shape"])
-                dtype = np.dtype(str(spec["dtype"]))
-                if dtype.kind not in "biuf" or key in expected or any(s < 0 for s in shape):
-                    raise ValueError(spec)
-                expected[key] = (shape, dtype)
-                total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{bad}: malformed array list in {config_name}") from None
-        if zf.getinfo(_ARRAYS).file_size > total + 4096 + 512 * len(expected):
+            raise ValueError(f"{bad.split(' is not')[0]}: unsupported format_version "
+                             f"{version!r} (this pynn reads versions 1 to {FORMAT_VERSION}); "
+                             f"upgrade pynn")
+        expected, total = _declared_arrays(config, config_name, bad)
+        info = zf.getinfo(_ARRAYS)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"{bad}: {_ARRAYS} is compressed; pynn writes it uncompressed and "
+                             f"reads only that")
+        if total > info.file_size:
+            raise ValueError(f"{bad}: the config declares {total:,} bytes of arrays, "
+                             f"{_ARRAYS} stores only {info.file_size:,}")
+        if info.file_size > total + 4096 + 512 * len(expected):
             raise ValueError(f"{bad}: {_ARRAYS} is larger than its arrays account for")
-        try:
-            data = zf.read(_ARRAYS)
-        except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-            raise ValueError(f"{bad}: {_ARRAYS} is corrupted or truncated ({exc})") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != config.get("weights_sha256"):
+        npz = _stored_member(zf, f, info, bad)
+    digest, crc = hashlib.sha256(), 0
+    npz.seek(0)
+    for chunk in iter(lambda: npz.read(_CHUNK), b""):
+        digest.update(chunk)
+        crc = zlib.crc32(chunk, crc)
+    if crc != info.CRC:
+        raise ValueError(f"{bad}: CRC mismatch for {_ARRAYS} (the file is corrupted)")
+    if digest.hexdigest() != config.get("weights_sha256"):
         raise ValueError(f"{bad}: checksum mismatch for {_ARRAYS} (the file is corrupted)")
-    arrays = {}
+    return config, _read_arrays(npz, expected, bad)
+
+
+#: Bytes read at a time from a weights file.
+_CHUNK = 1 << 20
+
+
+def _read_config(zf, config_name, bad):
+    """The JSON config, reading at most :data:`_MAX_JSON_BYTES` however it is
+    compressed (the entry's declared size is not trusted)."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if set(npz.files) != set(expected):
-                raise ValueError(f"{bad}: {_ARRAYS} holds {sorted(npz.files)}, the config "
-                                 f"lists {sorted(expected)}")
-            for key, (shape, dtype) in expected.items():
-                a = npz[key]
-                if a.shape != shape or a.dtype != dtype:
-                    raise ValueError(f"{bad}: array {key!r} has shape {a.shape} and dtype "
-                                     f"{a.dtype}, the config says {shape} and {dtype}")
-                arrays[key] = a
-    except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+        info = zf.getinfo(config_name)
+        if info.file_size > _MAX_JSON_BYTES:
+            raise ValueError(f"{bad}: {config_name} is implausibly large")
+        with zf.open(info) as member:
+            text = member.read(_MAX_JSON_BYTES + 1)
+            if len(text) > _MAX_JSON_BYTES:
+                raise ValueError(f"{bad}: {config_name} is implausibly large")
+            member.read(1)  # at the end: the CRC check of what was read
+        return json.loads(text.decode("utf-8"))
+    except (zipfile.BadZipFile, EOFError, zlib.error, UnicodeDecodeError,
+            json.JSONDecodeError) as exc:
+        raise ValueError(f"{bad}: {config_name} is corrupted ({exc})") from None
+
+
+def _declared_arrays(config, config_name, bad):
+    """``({key: (shape, dtype)}, total bytes)`` the config declares for its arrays."""
+    specs = list(config.get("weights") or []) + list(config.get("optimizer_state") or [])
+    expected = {}
+    total = 0
+    try:
+        for spec in specs:
+            key = str(spec["key"])
+            shape = tuple(int(s) for s in spec["shape"])
+            dtype = np.dtype(str(spec["dtype"]))
+            if dtype.kind not in "biuf" or key in expected or any(s < 0 for s in shape):
+                raise ValueError(spec)
+            expected[key] = (shape, dtype)
+            total += math.prod(shape) * dtype.itemsize
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"{bad}: malformed array list in {config_name}") from None
+    return expected, total
+
+
+class _Span(io.RawIOBase):
+    """A read-only, seekable window ``[start, start + size)`` of an open file."""
+
+    def __init__(self, f, start, size):
+        super().__init__()
+        self._f, self._start, self._size, self._pos = f, start, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, pos, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, b):
+        n = max(0, min(len(b), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._f.seek(self._start + self._pos)
+        got = self._f.readinto(memoryview(b)[:n])
+        if not got:
+            raise EOFError("the file ends inside an archive entry")
+        self._pos += got
+        return got
+
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
+
+
+def _stored_member(zf, f, info, bad):
+    """A :class:`_Span` over an uncompressed zip member's bytes, checked to lie
+    inside the file (its local header checked as ``zipfile`` checks it)."""
+    zf.open(info).close()  # magic, name, flags of the local header; reads no data
+    size = os.fstat(f.fileno()).st_size
+    f.seek(info.header_offset)
+    header = f.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size:
+        raise ValueError(f"{bad}: {_ARRAYS}'s header is truncated")
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != b"PK\x03\x04" or info.flag_bits & 0x1:
+        raise ValueError(f"{bad}: {_ARRAYS}'s header is damaged or encrypted")
+    start = info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11]
+    if info.compress_size != info.file_size or start + info.file_size > size:
+        raise ValueError(f"{bad}: {_ARRAYS} claims {info.file_size:,} bytes the file does "
+                         f"not hold (the file is truncated)")
+    return _Span(f, start, info.file_size)
+
+
+def _read_arrays(npz, expected, bad):
+    """``{key: array}`` from the stored ``.npz`` archive ``npz`` (a :class:`_Span`).
+
+    Each member must be stored uncompressed, named ``<key>.npy``, lie inside the
+    archive and hold a ``.npy`` header with exactly the declared dtype and shape
+    followed by exactly its bytes; only then is the array allocated and read. Object
+    arrays are never unpickled (their dtype is never a declared one)."""
+    try:
+        inner = zipfile.ZipFile(npz)
+    except (zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"{bad}: {_ARRAYS} is corrupted ({exc})") from None
-    except ValueError as exc:
-        # numpy's own refusals (object arrays: never unpickled; malformed headers)
-        if str(exc).startswith(bad):
-            raise
-        raise ValueError(f"{bad}: {_ARRAYS} holds an unreadable array ({exc})") from None
-    return config, arrays
+    with inner:
+        members = {i.filename: i for i in inner.infolist()}
+        files = sorted(n[:-4] if n.endswith(".npy") else n for n in members)
+        if files != sorted(expected) or len(members) != len(expected):
+            raise ValueError(f"{bad}: {_ARRAYS} holds {files}, the config lists "
+                             f"{sorted(expected)}")
+        stored = 0
+        for info in members.values():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{bad}: {_ARRAYS} member {info.filename!r} is compressed; "
+                                 f"pynn writes arrays uncompressed and reads only that")
+            stored += info.file_size
+            if info.header_offset + info.file_size > npz.seek(0, io.SEEK_END) \
+                    or stored > npz.seek(0, io.SEEK_END):
+                raise ValueError(f"{bad}: {_ARRAYS} member {info.filename!r} claims bytes "
+                                 f"the archive does not hold")
+        arrays = {}
+        for key, (shape, dtype) in expected.items():
+            arrays[key] = _read_npy(inner, members[key + ".npy"], key, shape, dtype, bad)
+    return arrays
+
+
+def _read_npy(inner, info, key, shape, dtype, bad):
+    fmt = np.lib.format
+    with inner.open(info) as member:
+        try:
+            version = fmt.read_magic(member)
+            if version == (1, 0):
+                got_shape, fortran, got_dtype = fmt.read_array_header_1_0(member)
+            elif version == (2, 0):
+                got_shape, fortran, got_dtype = fmt.read_array_header_2_0(member)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except ValueError as exc:
+            raise ValueError(f"{bad}: {_ARRAYS} holds an unreadable array {key!r} "
+                             f"({exc})") from None
+        if got_shape != shape or got_dtype != dtype:
+            raise ValueError(f"{bad}: array {key!r} has shape {got_shape} and dtype "
+                             f"{got_dtype}, the config says {shape} and {dtype}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size - member.tell() != nbytes:
+            raise ValueError(f"{bad}: array {key!r} stores {info.file_size - member.tell():,} "
+                             f"bytes, its shape {shape} and dtype {dtype} need {nbytes:,}")
+        a = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+        view = memoryview(a.reshape(-1, order="A")).cast("B")
+        pos = 0
+        while pos < nbytes:
+            chunk = member.read(min(_CHUNK, nbytes - pos))
+            if not chunk:
+                raise ValueError(f"{bad}: array {key!r} is truncated")
+            view[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+        member.read(1)  # at the end: the CRC check of the member
+    return a
+
+
+def check_weight_shapes(filepath, config, declared):
+    """Check, before any layer is built, that a file holds exactly the weights an
+    architecture declares, so a small file cannot make the loader allocate a huge
+    model it has no weights for.
+
+    Parameters
+    ----------
+    filepath : str or os.PathLike
+        The file, for messages.
+    config : dict
+        The file's config as :func:`_read_archive` returned it (its ``weights``
+        list is checked there against the arrays the file stores).
+    declared : iterable of (str, tuple of int)
+        ``(path, shape)`` of every weight the architecture will create, in the
+        order of ``model.weights``; computed from the layers' configs without
+        allocating them.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the number of weights on each side when they differ,
+        or the first weight (its path) whose shape differs, with both shapes.
+    """
+    filepath = os.fspath(filepath)
+    stored = [tuple(spec["shape"]) for spec in config.get("weights") or []]
+    declared = list(declared)
+    if len(stored) != len(declared):
+        raise ValueError(f"{filepath!r} holds {len(stored)} weights, its architecture "
+                         f"declares {len(declared)}")
+    for shape, (path, want) in zip(stored, declared):
+        try:
+            want = tuple(int(n) for n in want)
+        except (TypeError, ValueError):
+            raise ValueError(f"{filepath!r}: the architecture declares weight {path!r} with "
+                             f"shape {want!r}, not a tuple of ints") from None
+        if want != shape:
+            raise ValueError(f"{filepath!r}: weight {path!r} has shape {want} in the "
+                             f"architecture, the file holds {shape}")
 
 
 def _ordered_weights(config, arrays, model, filepath):
