@@ -518,14 +518,31 @@ def load_model(filepath, custom_objects=None, compile=True):
                          f"({type(exc).__name__}: {exc})") from None
 
 
+def _model_class(filepath, mcfg, custom_objects):
+    """The model class a file's config names, from the layer registry (the model
+    classes register there), so this module never imports :mod:`pynn.models`."""
+    from .layers import serialization
+    name = mcfg.get("class_name") if isinstance(mcfg, dict) else None
+    name = "Functional" if name == "Model" else name
+    try:
+        cls = serialization.get(name, custom_objects) if isinstance(name, str) else None
+    except ValueError:
+        cls = None
+    if cls is None or not callable(getattr(cls, "compile", None)) \
+            or not isinstance(mcfg.get("config"), dict):
+        raise ValueError(f"{filepath!r}: unsupported model class {name!r}")
+    return cls
+
+
 def _model_from_archive(filepath, config, arrays, custom_objects, compile):
-    from .models import Functional, Sequential
-    classes = {"Sequential": Sequential, "Functional": Functional, "Model": Functional}
+    from .layers.layer import shapes_only
     mcfg = config.get("model")
-    cls = classes.get(mcfg.get("class_name")) if isinstance(mcfg, dict) else None
-    if cls is None or not isinstance(mcfg.get("config"), dict):
-        raise ValueError(f"{filepath!r}: unsupported model class "
-                         f"{mcfg.get('class_name') if isinstance(mcfg, dict) else None!r}")
+    cls = _model_class(filepath, mcfg, custom_objects)
+    # the architecture's weights, listed without allocating any, against the file's
+    with shapes_only():
+        declared = cls.from_config(mcfg["config"], custom_objects=custom_objects)
+    if declared.built:
+        check_weight_shapes(filepath, config, [(w.path, w.shape) for w in declared.weights])
     model = cls.from_config(mcfg["config"], custom_objects=custom_objects)
     specs = config.get("weights") or []
     if specs and not model.built:

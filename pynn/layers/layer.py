@@ -21,6 +21,8 @@ Layer names are numbered per class like Keras's (``dense``, ``dense_1``...);
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import math
 import re
 
@@ -81,6 +83,33 @@ def _batchless(shape):
     if isinstance(shape, list):
         return [_batchless(s) for s in shape]
     return (None,) + tuple(shape)[1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes-only builds
+# ---------------------------------------------------------------------------------------------
+_SHAPES_ONLY = contextvars.ContextVar("pynn_shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Build layers and models without allocating or initialising their weights.
+
+    Inside, :meth:`Layer.add_weight` gives each weight a read-only zero-memory value of
+    its shape (``numpy.broadcast_to``) and models lay out no parameter buffers, so the
+    weights an architecture declares can be listed (``model.weights``: paths, shapes)
+    before anything is allocated: the loader checks them against the file first.
+    Nothing random is drawn, so the seeded sequence of Generators is unchanged.
+    """
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def building_shapes_only():
+    return _SHAPES_ONLY.get()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +397,11 @@ class Layer(WeightViews):
             raise ValueError(f"Layer {self.name!r} already has a weight named {name!r}")
         init = initializers.get(initializer)
         dt = np.dtype(self.dtype)
+        if _SHAPES_ONLY.get():
+            w = Weight(self, name, np.broadcast_to(np.zeros((), dt), shape), trainable,
+                       regularizers.get(regularizer))
+            self._weights.append(w)
+            return w
         if self._rng is None:
             self._rng = _config.make_rng()
         if isinstance(init, initializers.Initializer):

@@ -18,7 +18,8 @@ import numpy as np
 from .. import _config
 from ..backends import get_backend
 from ..layers.context import CallContext
-from ..layers.layer import Layer, assign_all, auto_name, weights_changed
+from ..layers.layer import (Layer, assign_all, auto_name, building_shapes_only,
+                            weights_changed)
 from ..layers.node import KerasTensor, flatten_structure
 from ..trainers.planner import FastPath
 from ..trainers.trainer import Trainer
@@ -53,7 +54,9 @@ class Model(Trainer, Layer):
     def _init_model(self, name, trainable, seed):
         Layer.__init__(self, name=name if name is not None else auto_name(type(self).__name__),
                        trainable=trainable)
-        self._rng = _config.make_rng(seed)
+        # a shapes-only build draws nothing: the seeded sequence of Generators is unchanged
+        self._rng = np.random.default_rng(0) if building_shapes_only() else \
+            _config.make_rng(seed)
         self._layout = ParameterLayout()
         self._fast_path = FastPath(self)
         self._root_ctx = CallContext(self)
@@ -147,7 +150,8 @@ class Model(Trainer, Layer):
         for layer in self.layers:
             layer._attach(be, None if isinstance(layer, Model) else self._rng, dtype)
         self.built = True
-        self._layout.relayout(self.weights, be, dtype)
+        if not building_shapes_only():
+            self._layout.relayout(self.weights, be, dtype)
 
     def _sync(self):
         """Before each call: follow a backend switch and re-lay out if weights changed."""
