@@ -94,10 +94,10 @@ def main(argv=None):
 
     avail = _backends.available()
     if args.backends:
+        missing = _backends.unavailable()
         for name in args.backends:
             if name not in avail:
-                why = _backends.why_unavailable(name) if name in _backends._REGISTRY else \
-                    "unknown backend"
+                why = missing.get(name, "unknown backend")
                 parser.error(f"--backends: {name!r} is not available ({why}); "
                              f"available: {', '.join(avail)}")
         names = [n for n in avail if n in args.backends]
