@@ -23,8 +23,9 @@ from pynn.backends.validation import ALIASING, prep_rows
 from helpers import CPU_BACKENDS, REFERENCE, assert_close
 
 #: Every public op of the reference backend (what every backend implements).
-PUBLIC_OPS = sorted(name for name, value in vars(Backend).items()
-                    if callable(value) and not name.startswith("_"))
+PUBLIC_OPS = sorted(name for name in dir(Backend)
+                    if not name.startswith("_") and callable(getattr(Backend, name))
+                    and not isinstance(getattr(Backend, name), type))
 
 
 class Case:
@@ -139,6 +140,23 @@ def _cases(dt):
         Case("dense_stack_forward", dict(x=r(n, n), kernels=[r(n, n), r(n, n)],
                                          biases=[r(n), None], activations=["relu", "tanh"],
                                          outs=[e(n, n), e(n, n)])),
+        Case("conv2d_forward", dict(x=r(2, 5, 4, 4), kernel=r(3, 2, 2, 6), bias=r(6),
+                                    strides=(2, 1), padding=((1, 1), (0, 1)), groups=2,
+                                    activation="relu", out=e(2, 3, 4, 6))),
+        Case("conv2d_backward_input", dict(dy=r(2, 3, 4, 6), kernel=r(3, 2, 2, 6),
+                                           input_shape=(2, 5, 4, 4), strides=(2, 1),
+                                           padding=((1, 1), (0, 1)), groups=2,
+                                           out=e(2, 5, 4, 4))),
+        Case("conv2d_backward_kernel", dict(x=r(2, 5, 4, 4), dy=r(2, 3, 4, 6),
+                                            kernel_shape=(3, 2, 2, 6), strides=(2, 1),
+                                            padding=((1, 1), (0, 1)), groups=2,
+                                            out=e(3, 2, 2, 6))),
+        Case("pool2d_forward", dict(x=r(2, 5, 4, 3), pool_size=(2, 2), strides=(2, 1),
+                                    padding=((0, 1), (0, 0)), mode="max", out=e(2, 3, 3, 3),
+                                    index=np.zeros((2, 3, 3, 3), np.int64))),
+        Case("pool2d_backward", dict(dy=r(2, 3, 3, 3), input_shape=(2, 5, 4, 3),
+                                     pool_size=(2, 2), strides=(2, 1), padding=((0, 1), (0, 0)),
+                                     mode="avg", out=e(2, 5, 4, 3))),
         Case("dense_stack_forward_backward", stack(update=True)),
         Case("dense_stack_forward_backward", stack(update=False),
              reads=("kernels", "biases")),
