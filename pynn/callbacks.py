@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from .backends.validation import COUNT, NONNEGATIVE, UNIT_OPEN, check_hyper
+
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ReduceLROnPlateau",
            "ModelCheckpoint", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN",
            "LambdaCallback", "ProgbarLogger"]
@@ -412,7 +414,7 @@ class ReduceLROnPlateau(Callback):
     ----------
     monitor : str
     factor : float
-        ``new_lr = max(lr * factor, min_lr)``; must be < 1.
+        ``new_lr = max(lr * factor, min_lr)``; in [0, 1).
     patience : int
         Epochs without improvement before the rate is cut.
     verbose : int
@@ -431,16 +433,13 @@ class ReduceLROnPlateau(Callback):
         super().__init__()
         if kwargs:
             raise TypeError(f"ReduceLROnPlateau: unexpected arguments {sorted(kwargs)}")
-        if factor >= 1.0:
-            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received "
-                             f"factor={factor}")
         self.monitor = monitor
-        self.factor = factor
-        self.min_lr = min_lr
-        self.min_delta = min_delta
-        self.patience = patience
+        self.factor = check_hyper("ReduceLROnPlateau: factor", factor, UNIT_OPEN)
+        self.min_lr = check_hyper("ReduceLROnPlateau: min_lr", min_lr, NONNEGATIVE)
+        self.min_delta = check_hyper("ReduceLROnPlateau: min_delta", min_delta, NONNEGATIVE)
+        self.patience = check_hyper("ReduceLROnPlateau: patience", patience, COUNT)
         self.verbose = verbose
-        self.cooldown = cooldown
+        self.cooldown = check_hyper("ReduceLROnPlateau: cooldown", cooldown, COUNT)
         self.cooldown_counter = 0
         self.wait = 0
         self.best = 0
@@ -660,7 +659,8 @@ class LearningRateScheduler(Callback):
         if isinstance(lr, bool) or not isinstance(lr, (float, int, np.floating, np.integer)):
             raise ValueError(f"The output of the `schedule` function should be a float. "
                              f"Got: {lr}")
-        lr = float(lr)
+        lr = check_hyper(f"LearningRateScheduler: the learning rate schedule({epoch}, ...) "
+                         f"returned", lr, NONNEGATIVE)
         optimizer.learning_rate = lr
         if self.verbose > 0:
             _print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
