@@ -20,6 +20,9 @@ Conventions shared by all ops
   op writes, and a call where it does raises ``ValueError`` naming both arrays
   (:data:`~pynn.backends.validation.ALIASING`, checked by
   :func:`~pynn.backends.validation.check_aliasing`).
+* Hyper-parameters (learning rates, epsilons, label smoothing, ...) must be finite
+  and in the range :data:`~pynn.backends.validation.OP_HYPER` gives; otherwise
+  ``ValueError`` names the argument and the value, before any array is written.
 * Reductions (bias gradient, batch-norm statistics, loss sums) accumulate in
   ``float64``.
 * Losses return the *mean* over the batch (``sum(w_i * l_i) / n``, Keras's

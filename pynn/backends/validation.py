@@ -2,7 +2,15 @@
 
 Every backend's op starts with the same ``prep_<op>`` function, so an op's checks,
 conversions, error types and messages are written once (see the conventions in
-:mod:`pynn.backends.base`).
+:mod:`pynn.backends.base`). The sections, each the one place for its decision:
+
+* arrays: dtypes, shapes, layouts (inputs copied when needed, arrays used in place
+  checked), class labels;
+* hyper-parameters: :class:`Range`, :func:`check_hyper` and, per op,
+  :data:`OP_HYPER` / :func:`op_hyper` (finite and in range, named in errors);
+* aliasing: :data:`ALIASING` and :func:`check_aliasing` (what an op writes may be
+  exactly one of its inputs only where declared; any other overlap is refused);
+* the ``prep_<op>`` functions, which apply all three.
 """
 from __future__ import annotations
 
