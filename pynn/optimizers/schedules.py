@@ -16,8 +16,10 @@ __all__ = ["LearningRateSchedule", "ExponentialDecay", "InverseTimeDecay", "Poly
 
 
 def _hyper(cls, name, value, where):
-    """``value`` of ``cls``'s hyper-parameter ``name``, checked (see ``check_hyper``)."""
-    return check_hyper(f"{cls}: {name}", value, where)
+    """``value`` of ``cls``'s hyper-parameter ``name``, checked (see ``check_hyper``);
+    a Python int is kept as given (configs keep ``decay_steps=1000``)."""
+    checked = check_hyper(f"{cls}: {name}", value, where)
+    return value if type(value) is int else checked
 
 
 class LearningRateSchedule:
