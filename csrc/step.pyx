@@ -510,6 +510,8 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
     cdef unsigned int csr
     cdef Update U
     U.rule = rule
+    if not (0.0 <= label_smoothing <= 1.0 and isfinite(loss_scale)):
+        raise StepArgumentError("label_smoothing or loss_scale out of range")
     if rule != RULE_NONE:
         if rule != RULE_SGD and rule != RULE_ADAM:
             raise StepArgumentError(f"update rule {rule} unknown")
@@ -728,9 +730,10 @@ def take_rows(object x, object indices, object out):
             and cnp.PyArray_TYPE(oa) == cnp.PyArray_TYPE(xa)
             and cnp.PyArray_ITEMSIZE(oa) == cnp.PyArray_ITEMSIZE(xa)
             and _plain_bytes(xa) and _plain_bytes(oa)
-            and cnp.PyArray_IS_C_CONTIGUOUS(oa) and cnp.PyArray_ISWRITEABLE(oa)):
-        raise StepArgumentError("take_rows: out must be a writable C-contiguous array "
-                                "of x's rank and numeric dtype")
+            and cnp.PyArray_IS_C_CONTIGUOUS(oa) and cnp.PyArray_ISALIGNED(oa)
+            and cnp.PyArray_ISWRITEABLE(oa)):
+        raise StepArgumentError("take_rows: out must be a writable, aligned C-contiguous "
+                                "array of x's rank and numeric dtype")
     xdims, odims, xstrides = cnp.PyArray_DIMS(xa), cnp.PyArray_DIMS(oa), cnp.PyArray_STRIDES(xa)
     n, m = xdims[0], cnp.PyArray_DIMS(ia)[0]
     if odims[0] != m:

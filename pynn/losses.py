@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._config import floatx
+from .backends.validation import UNIT, check_hyper, label_range
 
 __all__ = [
     "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
@@ -164,12 +165,11 @@ def _labels(loss_name, y, output_shape):
                              "use 'categorical_crossentropy'")
     elif a.dtype.kind not in "biu":
         raise TypeError(f"{loss_name} expects integer class labels, got dtype {a.dtype}")
-    a = a.astype(np.intp)
-    if a.size and (a.min() < 0 or a.max() >= k):
+    lo_hi = label_range(a, k)  # on the values as given: 2**40 is not wrapped
+    if lo_hi is not None:
         raise ValueError(f"{loss_name}: class labels must be in [0, {k}) for a model output of "
-                         f"shape {tuple(output_shape)}, got labels in "
-                         f"[{int(a.min())}, {int(a.max())}]")
-    return np.ascontiguousarray(a)
+                         f"shape {tuple(output_shape)}, got labels in [{lo_hi[0]}, {lo_hi[1]}]")
+    return np.ascontiguousarray(a, dtype=np.intp)
 
 
 def _dense(loss_name, y, output_shape, sparse_hint=False):
@@ -377,10 +377,7 @@ class MeanAbsoluteError(_ElementwiseRegressionLoss):
 
 
 def _check_smoothing(label_smoothing):
-    ls = float(label_smoothing)
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    return ls
+    return check_hyper("label_smoothing", label_smoothing, UNIT)
 
 
 class BinaryCrossentropy(Loss):

@@ -18,7 +18,10 @@ at a time::
     ops.sgd_update(W, dW, learning_rate=lr)         # in place
 
 The functions below carry the docstrings of :class:`pynn.backends.Backend`,
-where shapes, dtypes and conventions are documented.
+where shapes, dtypes and conventions are documented. An ``out=`` buffer may be an
+input itself only where the op says so (``relu(x, out=x)``, ``softmax(x, out=x)``);
+one that overlaps an input otherwise raises ``ValueError`` naming both, as does a
+hyper-parameter that is not finite or out of range.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_DEFAULT_ALPHA", "NEEDS_INPUT_FOR_BACKWARD",
-           "activation_code", "activation_alpha"]
+           "activation_code"]
 
 #: Activation name -> integer code. Compiled kernels choose by code, never by
 #: passing functions around (that would defeat Numba's cache).
@@ -35,10 +35,3 @@ def activation_code(name):
         raise ValueError(
             f"Unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
         ) from None
-
-
-def activation_alpha(name, alpha):
-    """The activation's extra parameter, with its default filled in."""
-    if alpha is None:
-        return float(ACTIVATION_DEFAULT_ALPHA.get(name, 0.0))
-    return float(alpha)

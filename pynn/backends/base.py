@@ -20,6 +20,9 @@ Conventions shared by all ops
   op writes, and a call where it does raises ``ValueError`` naming both arrays
   (:data:`~pynn.backends.validation.ALIASING`, checked by
   :func:`~pynn.backends.validation.check_aliasing`).
+* Hyper-parameters (learning rates, epsilons, label smoothing, ...) must be finite
+  and in the range :data:`~pynn.backends.validation.OP_HYPER` gives; otherwise
+  ``ValueError`` names the argument and the value, before any array is written.
 * Reductions (bias gradient, batch-norm statistics, loss sums) accumulate in
   ``float64``.
 * Losses return the *mean* over the batch (``sum(w_i * l_i) / n``, Keras's
@@ -42,12 +45,12 @@ from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS,
                                NEEDS_INPUT_FOR_BACKWARD, activation_code)
 from .fused_stack import (STACK_LOSSES, StackUpdate, _dense_forward_reference,
                           _dense_stack_reference)
-from .validation import (adam_step_size, check_aliasing, check_out, class_targets,
+from .validation import (adam_step_size, check_aliasing, check_out, class_targets, op_hyper,
                          prep_activation_backward, prep_activation_forward, prep_adam,
                          prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
-                         prep_class_loss, prep_dropout_backward, prep_dropout_forward,
-                         prep_gemm, prep_optimizer, prep_pair_loss, prep_rows, prep_sgd,
-                         prep_take_rows, take_rows_error)
+                         prep_adagrad, prep_class_loss, prep_dropout_backward,
+                         prep_dropout_forward, prep_gemm, prep_pair_loss, prep_rmsprop,
+                         prep_rows, prep_sgd, prep_take_rows, take_rows_error)
 
 # the names after Backend are re-exported: code outside pynn.backends imports them from here
 __all__ = ["Backend", "ACTIVATIONS", "ACTIVATION_DEFAULT_ALPHA", "NEEDS_INPUT_FOR_BACKWARD",
@@ -142,7 +145,8 @@ class Backend(ConvOps):
         -------
         out : array (m, n) of the working dtype of ``a``.
         """
-        a, b, trans_a, trans_b, out, bias = prep_gemm(a, b, out, trans_a, trans_b, beta, bias)
+        a, b, trans_a, trans_b, out, bias, alpha, beta, code, act_alpha = prep_gemm(
+            a, b, out, trans_a, trans_b, alpha, beta, bias, activation, act_alpha)
         opa = a.T if trans_a else a
         opb = b.T if trans_b else b
         r = alpha * (opa @ opb) if alpha != 1.0 else opa @ opb
@@ -151,7 +155,7 @@ class Backend(ConvOps):
         if bias is not None:
             r = r + bias
         out[...] = r
-        if activation not in (None, "linear"):
+        if code != ACTIVATIONS["linear"]:
             self.activation_forward(out, activation, out=out, alpha=act_alpha)
         return out
 
@@ -272,8 +276,9 @@ class Backend(ConvOps):
         -------
         (loss, grad) : float mean loss, gradient array
         """
-        z, t, w, grad = prep_class_loss("softmax_cross_entropy", logits, target, grad,
-                                        sample_weight, "logits")
+        z, t, w, grad, (label_smoothing,) = prep_class_loss(
+            "softmax_cross_entropy", logits, target, grad, sample_weight, "logits",
+            label_smoothing=label_smoothing)
         n, k = z.shape
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
@@ -302,8 +307,9 @@ class Backend(ConvOps):
         Keras's non-fused path: probabilities are renormalised to sum to one,
         clipped, and the gradient is with respect to the probabilities.
         """
-        p, t, w, grad = prep_class_loss("categorical_cross_entropy", probs, target, grad,
-                                        sample_weight, "probs")
+        p, t, w, grad, (epsilon,) = prep_class_loss(
+            "categorical_cross_entropy", probs, target, grad, sample_weight, "probs",
+            epsilon=epsilon)
         n, k = p.shape
         if n == 0:
             return 0.0, grad
@@ -331,8 +337,8 @@ class Backend(ConvOps):
         loss is the mean over the last axis, the result the mean over samples.
         grad = w_i * (sigmoid(z) - t) / (n * k).
         """
-        z, t, w, grad = prep_pair_loss("sigmoid_binary_cross_entropy", logits, target, grad,
-                                       sample_weight, "logits")
+        z, t, w, grad, _ = prep_pair_loss("sigmoid_binary_cross_entropy", logits, target,
+                                          grad, sample_weight, "logits")
         n, k = z.shape
         if z.size == 0:
             return 0.0, grad
@@ -350,8 +356,9 @@ class Backend(ConvOps):
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
         """Binary cross-entropy from probabilities clipped to [eps, 1 - eps] (Keras)."""
-        p, t, w, grad = prep_pair_loss("binary_cross_entropy", probs, target, grad,
-                                       sample_weight, "probs")
+        p, t, w, grad, (epsilon,) = prep_pair_loss("binary_cross_entropy", probs, target,
+                                                   grad, sample_weight, "probs",
+                                                   epsilon=epsilon)
         n, k = p.shape
         if p.size == 0:
             return 0.0, grad
@@ -379,7 +386,7 @@ class Backend(ConvOps):
 
     def _regression_loss(self, pred, target, grad, sample_weight, squared):
         op = "mean_squared_error" if squared else "mean_absolute_error"
-        p, t, w, grad = prep_pair_loss(op, pred, target, grad, sample_weight, "pred")
+        p, t, w, grad, _ = prep_pair_loss(op, pred, target, grad, sample_weight, "pred")
         n, k = p.shape
         if p.size == 0:
             return 0.0, grad
@@ -411,7 +418,7 @@ class Backend(ConvOps):
         shape and dtype of ``x`` and is what :meth:`dropout_backward` needs.
         ``out`` may be ``x`` itself.
         """
-        x, out, mask = prep_dropout_forward(x, rate, out, mask)
+        x, rate, out, mask = prep_dropout_forward(x, rate, out, mask)
         u = splitmix_uniform(int(seed), x.size).reshape(x.shape)
         mask[...] = np.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
         out[...] = x * mask
@@ -435,8 +442,9 @@ class Backend(ConvOps):
         Returns ``(out, mean, inv_std)``; ``mean`` and ``inv_std`` (shape (k,),
         float64) are what :meth:`batchnorm_backward` needs.
         """
-        x, gamma, beta, moving_mean, moving_var, out = prep_batchnorm_forward(
-            x, gamma, beta, moving_mean, moving_var, training, out)
+        x, gamma, beta, moving_mean, moving_var, momentum, epsilon, out = \
+            prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum,
+                                   epsilon, out)
         xd = x.astype(np.float64)
         if training:
             mean = xd.mean(axis=0)
@@ -485,8 +493,8 @@ class Backend(ConvOps):
 
         ``velocity`` is required when ``momentum > 0``.
         """
-        grad = prep_sgd(param, grad, velocity, momentum)
-        lr = float(learning_rate)
+        grad, lr, momentum, weight_decay = prep_sgd(param, grad, velocity, learning_rate,
+                                                    momentum, weight_decay)
         self._decay(param, lr, weight_decay)
         if momentum:
             velocity[...] = momentum * velocity - lr * grad
@@ -507,8 +515,8 @@ class Backend(ConvOps):
         ``m += (g - m)(1 - beta_1)``; ``v += (g^2 - v)(1 - beta_2)``;
         ``p -= alpha * m / (sqrt(v) + eps)``.
         """
-        grad = prep_adam(param, grad, m, v, step)
-        lr = float(learning_rate)
+        grad, step, lr, beta_1, beta_2, epsilon, weight_decay = prep_adam(
+            param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon, weight_decay)
         self._decay(param, lr, weight_decay)
         alpha = adam_step_size(lr, beta_1, beta_2, step)
         m += (grad - m) * (1.0 - beta_1)
@@ -521,8 +529,8 @@ class Backend(ConvOps):
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
         """RMSprop: ``ms = rho*ms + (1-rho)*g^2``; ``p -= lr * g / (sqrt(ms) + eps)``."""
-        grad = prep_optimizer("rmsprop_update", param, grad, ("ms", ms))
-        lr = float(learning_rate)
+        grad, lr, rho, epsilon, weight_decay = prep_rmsprop(param, grad, ms, learning_rate, rho,
+                                                            epsilon, weight_decay)
         self._decay(param, lr, weight_decay)
         ms[...] = rho * ms + (1.0 - rho) * grad * grad
         _flush_denormals(ms)
@@ -532,8 +540,8 @@ class Backend(ConvOps):
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
         """Adagrad: ``acc += g^2``; ``p -= lr * g / (sqrt(acc) + eps)``."""
-        grad = prep_optimizer("adagrad_update", param, grad, ("acc", acc))
-        lr = float(learning_rate)
+        grad, lr, epsilon, weight_decay = prep_adagrad(param, grad, acc, learning_rate, epsilon,
+                                                       weight_decay)
         self._decay(param, lr, weight_decay)
         acc += grad * grad
         _flush_denormals(acc)
@@ -572,6 +580,7 @@ class Backend(ConvOps):
 
     def regularizer_loss(self, w, l1=0.0, l2=0.0):
         """``l1 * sum|w| + l2 * sum w^2`` (Keras's L1L2), as a Python float."""
+        l1, l2 = op_hyper("regularizer_loss", l1=l1, l2=l2)
         w = np.asarray(w, dtype=np.float64)
         r = 0.0
         if l1:
@@ -582,6 +591,7 @@ class Backend(ConvOps):
 
     def regularizer_grad_(self, w, grad, l1=0.0, l2=0.0):
         """``grad += l1 * sign(w) + 2 * l2 * w`` in place."""
+        l1, l2 = op_hyper("regularizer_grad_", l1=l1, l2=l2)
         check_aliasing("regularizer_grad_", [("grad", grad)], [("w", w)])
         if l1:
             grad += (l1 * np.sign(w)).astype(grad.dtype)

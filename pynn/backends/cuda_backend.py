@@ -25,10 +25,10 @@ import warnings
 
 import numpy as np
 
-from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
+from .activation_codes import ACTIVATIONS, activation_code
 from .base import Backend
-from .validation import (adam_step_size, as_float, as_labels, gemm_shapes, sample_weights,
-                         work_dtype)
+from .validation import (activation_alpha, adam_step_size, as_float, as_labels, gemm_shapes,
+                         op_hyper, sample_weights, work_dtype)
 
 __all__ = ["CudaBackend"]
 
@@ -270,7 +270,9 @@ class CudaBackend(Backend):
     # ------------------------------------------------------------------
     def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
              bias=None, activation="linear", act_alpha=None):
+        alpha, beta = op_hyper("gemm", alpha=alpha, beta=beta)
         code = activation_code(activation)
+        act_a = activation_alpha(activation, act_alpha, "act_alpha")
         dt = work_dtype(a, "a")
         a = self._to_device(a, dt, "a", 2)
         b = self._to_device(b, dt, "b", 2)
@@ -284,7 +286,6 @@ class CudaBackend(Backend):
             raise ValueError(f"bias: expected shape ({n},), got {tuple(bias.shape)}")
         softmax = code == ACTIVATIONS["softmax"]
         epi = 0 if softmax else code
-        act_a = activation_alpha(activation, act_alpha)
         if m and n:
             T = self.gemm_tile
             gm = min(-(-m // T), self.max_blocks)
@@ -292,8 +293,8 @@ class CudaBackend(Backend):
             kern = self._K.gemm_f32 if dt == np.float32 else self._K.gemm_f64
             with self._quiet():
                 kern[(gn, gm), (T, T), 0, 2 * T * T * dt.itemsize](
-                    a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta),
-                    bias, has_bias, epi, act_a)
+                    a, b, out, bool(trans_a), bool(trans_b), alpha, beta, bias, has_bias, epi,
+                    act_a)
         if softmax:
             self.softmax(out, out=out)
         return out
@@ -303,24 +304,24 @@ class CudaBackend(Backend):
     # ------------------------------------------------------------------
     def activation_forward(self, x, activation, out=None, alpha=None):
         code = activation_code(activation)
+        a = activation_alpha(activation, alpha)
         dt = work_dtype(x)
         x = self._to_device(x, dt, "x")
         out = self._out(out, x.shape, dt)
         if code == ACTIVATIONS["softmax"]:
             return self.softmax(x, out=out)
-        a = activation_alpha(activation, alpha)
         self._launch(self._K.act_forward, x.size, _flat(x), _flat(out), code, a)
         return out
 
     def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
         code = activation_code(activation)
+        a = activation_alpha(activation, alpha)
         dt = work_dtype(dy, "dy")
         dy = self._to_device(dy, dt, "dy")
         y = self._to_device(y, dt, "y")
         if tuple(y.shape) != tuple(dy.shape):
             raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
         out = self._out(out, dy.shape, dt)
-        a = activation_alpha(activation, alpha)
         if code == ACTIVATIONS["softmax"]:
             if len(dy.shape) != 2:
                 raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
@@ -357,6 +358,7 @@ class CudaBackend(Backend):
     # ------------------------------------------------------------------
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
+        ls, = op_hyper("softmax_cross_entropy", label_smoothing=label_smoothing)
         dt = work_dtype(logits, "logits")
         z = self._to_device(logits, dt, "logits", 2)
         n, k = z.shape
@@ -367,12 +369,12 @@ class CudaBackend(Backend):
             return 0.0, grad
         per = self._cuda.device_array(n, dtype=np.float64)
         bad = self._cuda.to_device(np.zeros(1, dtype=np.int32))
-        self._launch(self._K.xent_rows, n, z, lab, t, dense, w, has_w,
-                     float(label_smoothing), grad, per, bad)
+        self._launch(self._K.xent_rows, n, z, lab, t, dense, w, has_w, ls, grad, per, bad)
         return self._loss_result(per, n, bad), grad
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
+        epsilon, = op_hyper("categorical_cross_entropy", epsilon=epsilon)
         dt = work_dtype(probs, "probs")
         p = self._to_device(probs, dt, "probs", 2)
         n, k = p.shape
@@ -383,7 +385,7 @@ class CudaBackend(Backend):
             return 0.0, grad
         per = self._cuda.device_array(n, dtype=np.float64)
         bad = self._cuda.to_device(np.zeros(1, dtype=np.int32))
-        self._launch(self._K.cce_rows, n, p, lab, t, dense, w, has_w, float(epsilon),
+        self._launch(self._K.cce_rows, n, p, lab, t, dense, w, has_w, epsilon,
                      grad, per, bad)
         return self._loss_result(per, n, bad), grad
 
@@ -409,6 +411,7 @@ class CudaBackend(Backend):
 
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
+        epsilon, = op_hyper("binary_cross_entropy", epsilon=epsilon)
         return self._elementwise_loss(probs, target, grad, sample_weight, self._K.BCE,
                                       epsilon, "probs")
 
@@ -431,14 +434,13 @@ class CudaBackend(Backend):
         return out
 
     def dropout_forward(self, x, rate, seed, out=None, mask=None):
+        rate, = op_hyper("dropout_forward", rate=rate)
         dt = work_dtype(x)
         x = self._to_device(x, dt, "x")
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
         out = self._out(out, x.shape, dt)
         mask = self._out(mask, x.shape, dt, "mask")
         self._launch(self._K.dropout_fwd, x.size, _flat(x), np.uint64(int(seed) & _MASK64),
-                     float(rate), 1.0 / (1.0 - rate), _flat(out), _flat(mask))
+                     rate, 1.0 / (1.0 - rate), _flat(out), _flat(mask))
         return out, mask
 
     def dropout_backward(self, dy, mask, out=None):
@@ -455,6 +457,7 @@ class CudaBackend(Backend):
                           momentum=0.99, epsilon=1e-3, out=None):
         """As :meth:`Backend.batchnorm_forward`; ``mean``/``inv_std`` are float64
         device arrays."""
+        momentum, epsilon = op_hyper("batchnorm_forward", momentum=momentum, epsilon=epsilon)
         dt = work_dtype(x)
         x = self._to_device(x, dt, "x", 2)
         n, k = x.shape
@@ -470,7 +473,7 @@ class CudaBackend(Backend):
             raise ValueError("batchnorm_forward: training needs at least one sample")
         mean = self._cuda.device_array(k, dtype=np.float64)
         inv_std = self._cuda.device_array(k, dtype=np.float64)
-        self._launch(self._K.bn_stats, k, x, bool(training), float(momentum), float(epsilon),
+        self._launch(self._K.bn_stats, k, x, bool(training), momentum, epsilon,
                      moving_mean, moving_var, mean, inv_std)
         self._launch(self._K.bn_apply, n * k, x, mean, inv_std, gamma, beta, out)
         return out, mean, inv_std
@@ -521,42 +524,45 @@ class CudaBackend(Backend):
 
     def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
                    nesterov=False, weight_decay=0.0):
-        grad, tiny = self._opt_args(
-            param, grad, *([("velocity", velocity)] if velocity is not None else []))
+        lr, momentum, weight_decay = op_hyper("sgd_update", learning_rate=learning_rate,
+                                              momentum=momentum, weight_decay=weight_decay)
         if momentum and velocity is None:
             raise ValueError("sgd_update: momentum > 0 needs a velocity array")
+        grad, tiny = self._opt_args(
+            param, grad, *([("velocity", velocity)] if velocity is not None else []))
         vel = velocity if momentum else param
         self._launch(self._K.sgd_kernel, param.size, _flat(param), _flat(grad), _flat(vel),
-                     float(learning_rate), float(momentum), bool(nesterov),
-                     float(weight_decay), tiny)
+                     lr, momentum, bool(nesterov), weight_decay, tiny)
         return param
 
     def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
                     beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
+        step, lr, beta_1, beta_2, epsilon, weight_decay = op_hyper(
+            "adam_update", step=step, learning_rate=learning_rate, beta_1=beta_1,
+            beta_2=beta_2, epsilon=epsilon, weight_decay=weight_decay)
         grad, tiny = self._opt_args(param, grad, ("m", m), ("v", v))
-        if step < 1:
-            raise ValueError(f"adam_update: step counts from 1, got {step}")
-        lr = float(learning_rate)
         alpha = adam_step_size(lr, beta_1, beta_2, step)
         self._launch(self._K.adam_kernel, param.size, _flat(param), _flat(grad), _flat(m),
-                     _flat(v), alpha, float(beta_1), float(beta_2), float(epsilon), lr,
-                     float(weight_decay), tiny)
+                     _flat(v), alpha, beta_1, beta_2, epsilon, lr, weight_decay, tiny)
         return param
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
+        lr, rho, epsilon, weight_decay = op_hyper(
+            "rmsprop_update", learning_rate=learning_rate, rho=rho, epsilon=epsilon,
+            weight_decay=weight_decay)
         grad, tiny = self._opt_args(param, grad, ("ms", ms))
         self._launch(self._K.rmsprop_kernel, param.size, _flat(param), _flat(grad), _flat(ms),
-                     float(learning_rate), float(rho), float(epsilon), float(weight_decay),
-                     tiny)
+                     lr, rho, epsilon, weight_decay, tiny)
         return param
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
+        lr, epsilon, weight_decay = op_hyper("adagrad_update", learning_rate=learning_rate,
+                                             epsilon=epsilon, weight_decay=weight_decay)
         grad, tiny = self._opt_args(param, grad, ("acc", acc))
         self._launch(self._K.adagrad_kernel, param.size, _flat(param), _flat(grad),
-                     _flat(acc), float(learning_rate), float(epsilon), float(weight_decay),
-                     tiny)
+                     _flat(acc), lr, epsilon, weight_decay, tiny)
         return param
 
     # ------------------------------------------------------------------
@@ -607,6 +613,7 @@ class CudaBackend(Backend):
         return dst
 
     def regularizer_loss(self, w, l1=0.0, l2=0.0):
+        l1, l2 = op_hyper("regularizer_loss", l1=l1, l2=l2)
         w = self._to_device(w, work_dtype(w, "w"), "w")
         r = 0.0
         if l1:
@@ -616,6 +623,7 @@ class CudaBackend(Backend):
         return r
 
     def regularizer_grad_(self, w, grad, l1=0.0, l2=0.0):
+        l1, l2 = op_hyper("regularizer_grad_", l1=l1, l2=l2)
         grad = self._inplace(grad, "grad")
         w = self._to_device(w, grad.dtype, "w")
         if tuple(w.shape) != tuple(grad.shape):
@@ -623,7 +631,7 @@ class CudaBackend(Backend):
                              f"{tuple(grad.shape)} differ")
         if l1 or l2:
             self._launch(self._K.misc_ew, grad.size, _flat(w), _flat(grad),
-                         self._K.OP_REG_GRAD, float(l1), float(l2))
+                         self._K.OP_REG_GRAD, l1, l2)
         return grad
 
     def all_finite(self, x):

@@ -22,15 +22,16 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from . import _blas
-from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
+from .activation_codes import ACTIVATIONS
 from .base import Backend
 from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
                           check_dense_stack, stack_update_hyper)
-from .validation import (adam_step_size, prep_activation_backward, prep_activation_forward,
-                         prep_adam, prep_batchnorm_backward, prep_batchnorm_forward,
-                         prep_bias_grad, prep_class_loss, prep_dropout_backward,
-                         prep_dropout_forward, prep_gemm, prep_optimizer, prep_pair_loss,
-                         prep_rows, prep_sgd, prep_take_rows, take_rows_error)
+from .validation import (activation_alpha, adam_step_size, prep_activation_backward,
+                         prep_activation_forward, prep_adagrad, prep_adam,
+                         prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
+                         prep_class_loss, prep_dropout_backward, prep_dropout_forward,
+                         prep_gemm, prep_pair_loss, prep_rmsprop, prep_rows, prep_sgd,
+                         prep_take_rows, take_rows_error)
 
 __all__ = ["CythonBackend"]
 
@@ -79,17 +80,16 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
              bias=None, activation="linear", act_alpha=None):
-        a, b, trans_a, trans_b, out, bias = prep_gemm(a, b, out, trans_a, trans_b, beta, bias)
-        code = activation_code(activation)
-        act_a = activation_alpha(activation, act_alpha)
+        a, b, trans_a, trans_b, out, bias, alpha, beta, code, act_a = prep_gemm(
+            a, b, out, trans_a, trans_b, alpha, beta, bias, activation, act_alpha)
         if bias is not None:
             bias_arr, has_bias = bias, True
         else:
             bias_arr, has_bias = _NO_BIAS[out.dtype], False
         a = _blas_operand(a, out)
         b = _blas_operand(b, out)
-        _dense.gemm(a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta),
-                    bias_arr, has_bias, code, act_a)
+        _dense.gemm(a, b, out, bool(trans_a), bool(trans_b), alpha, beta, bias_arr, has_bias,
+                    code, act_a)
         return out
 
     # ------------------------------------------------------------------
@@ -127,12 +127,12 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
-        z, t, w, grad = prep_class_loss("softmax_cross_entropy", logits, target, grad,
-                                        sample_weight, "logits")
+        z, t, w, grad, (ls,) = prep_class_loss("softmax_cross_entropy", logits, target, grad,
+                                               sample_weight, "logits",
+                                               label_smoothing=label_smoothing)
         w, has_w = _weights(w)
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
-        ls = float(label_smoothing)
         if t.ndim == 1:
             loss = _losses.softmax_cross_entropy_labels(z, t, w, has_w, grad, ls)
         else:
@@ -141,43 +141,43 @@ class CythonBackend(Backend):
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
-        p, t, w, grad = prep_class_loss("categorical_cross_entropy", probs, target, grad,
-                                        sample_weight, "probs")
+        p, t, w, grad, (eps,) = prep_class_loss("categorical_cross_entropy", probs, target,
+                                                grad, sample_weight, "probs", epsilon=epsilon)
         w, has_w = _weights(w)
         if p.shape[0] == 0:
             return 0.0, grad
-        eps = float(epsilon)
         if t.ndim == 1:
             loss = _losses.categorical_cross_entropy_labels(p, t, w, has_w, grad, eps)
         else:
             loss = _losses.categorical_cross_entropy_dense(p, t, w, has_w, grad, eps)
         return float(loss), grad
 
-    def _elementwise_loss(self, op, pred, target, grad, sample_weight, epsilon, name):
-        p, t, w, grad = prep_pair_loss(op, pred, target, grad, sample_weight, name)
+    def _elementwise_loss(self, op, pred, target, grad, sample_weight, name, **hyper):
+        p, t, w, grad, hyper = prep_pair_loss(op, pred, target, grad, sample_weight, name,
+                                              **hyper)
         w, has_w = _weights(w)
         if p.size == 0:
             return 0.0, grad
-        loss = _losses.elementwise_loss(_LOSS_KIND[op], p, t, w, has_w, grad,
-                                        float(epsilon))
+        eps = hyper[0] if hyper else 0.0  # binary_cross_entropy's clipping only
+        loss = _losses.elementwise_loss(_LOSS_KIND[op], p, t, w, has_w, grad, eps)
         return float(loss), grad
 
     def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
         return self._elementwise_loss("sigmoid_binary_cross_entropy", logits, target, grad,
-                                      sample_weight, 0.0, "logits")
+                                      sample_weight, "logits")
 
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
         return self._elementwise_loss("binary_cross_entropy", probs, target, grad,
-                                      sample_weight, epsilon, "probs")
+                                      sample_weight, "probs", epsilon=epsilon)
 
     def mean_squared_error(self, pred, target, grad=None, sample_weight=None):
         return self._elementwise_loss("mean_squared_error", pred, target, grad, sample_weight,
-                                      0.0, "pred")
+                                      "pred")
 
     def mean_absolute_error(self, pred, target, grad=None, sample_weight=None):
         return self._elementwise_loss("mean_absolute_error", pred, target, grad, sample_weight,
-                                      0.0, "pred")
+                                      "pred")
 
     # ------------------------------------------------------------------
     # reductions, dropout, batch normalisation
@@ -188,9 +188,8 @@ class CythonBackend(Backend):
         return out
 
     def dropout_forward(self, x, rate, seed, out=None, mask=None):
-        x, out, mask = prep_dropout_forward(x, rate, out, mask)
-        _layers.dropout_forward(_flat(x), float(rate), int(seed) & _MASK64, _flat(out),
-                                _flat(mask))
+        x, rate, out, mask = prep_dropout_forward(x, rate, out, mask)
+        _layers.dropout_forward(_flat(x), rate, int(seed) & _MASK64, _flat(out), _flat(mask))
         return out, mask
 
     def dropout_backward(self, dy, mask, out=None):
@@ -200,13 +199,14 @@ class CythonBackend(Backend):
 
     def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
                           momentum=0.99, epsilon=1e-3, out=None):
-        x, gamma, beta, moving_mean, moving_var, out = prep_batchnorm_forward(
-            x, gamma, beta, moving_mean, moving_var, training, out)
+        x, gamma, beta, moving_mean, moving_var, momentum, epsilon, out = \
+            prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum,
+                                   epsilon, out)
         k = x.shape[1]
         mean = np.empty(k, dtype=np.float64)
         inv_std = np.empty(k, dtype=np.float64)
         _layers.batchnorm_forward(x, gamma, beta, moving_mean, moving_var, bool(training),
-                                  float(momentum), float(epsilon), out, mean, inv_std)
+                                  momentum, epsilon, out, mean, inv_std)
         return out, mean, inv_std
 
     def batchnorm_backward(self, dy, x, gamma, mean, inv_std, dx=None, dgamma=None,
@@ -221,34 +221,35 @@ class CythonBackend(Backend):
     # ------------------------------------------------------------------
     def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
                    nesterov=False, weight_decay=0.0):
-        grad = prep_sgd(param, grad, velocity, momentum)
+        grad, lr, momentum, weight_decay = prep_sgd(param, grad, velocity, learning_rate,
+                                                    momentum, weight_decay)
         vel = velocity if velocity is not None else param  # not read without momentum
-        _optim.sgd_update(_flat(param), _flat(grad), _flat(vel), float(learning_rate),
-                          float(momentum), bool(nesterov), float(weight_decay))
+        _optim.sgd_update(_flat(param), _flat(grad), _flat(vel), lr, momentum, bool(nesterov),
+                          weight_decay)
         return param
 
     def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
                     beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
-        grad = prep_adam(param, grad, m, v, step)
-        lr = float(learning_rate)
+        grad, step, lr, beta_1, beta_2, epsilon, weight_decay = prep_adam(
+            param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon, weight_decay)
         alpha = adam_step_size(lr, beta_1, beta_2, step)
-        _optim.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), alpha,
-                           float(beta_1), float(beta_2), float(epsilon), lr,
-                           float(weight_decay))
+        _optim.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), alpha, beta_1, beta_2,
+                           epsilon, lr, weight_decay)
         return param
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = prep_optimizer("rmsprop_update", param, grad, ("ms", ms))
-        _optim.rmsprop_update(_flat(param), _flat(grad), _flat(ms), float(learning_rate),
-                              float(rho), float(epsilon), float(weight_decay))
+        grad, lr, rho, epsilon, weight_decay = prep_rmsprop(param, grad, ms, learning_rate, rho,
+                                                            epsilon, weight_decay)
+        _optim.rmsprop_update(_flat(param), _flat(grad), _flat(ms), lr, rho, epsilon,
+                              weight_decay)
         return param
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = prep_optimizer("adagrad_update", param, grad, ("acc", acc))
-        _optim.adagrad_update(_flat(param), _flat(grad), _flat(acc), float(learning_rate),
-                              float(epsilon), float(weight_decay))
+        grad, lr, epsilon, weight_decay = prep_adagrad(param, grad, acc, learning_rate, epsilon,
+                                                       weight_decay)
+        _optim.adagrad_update(_flat(param), _flat(grad), _flat(acc), lr, epsilon, weight_decay)
         return param
 
     def all_finite(self, x):
@@ -396,7 +397,8 @@ def _act_codes(activations, act_alphas):
         if act is not None and act not in ACTIVATIONS:
             return None
         codes.append(ACTIVATIONS[act] if act is not None else 0)
-        alphas.append(activation_alpha(act, None if act_alphas is None else act_alphas[i]))
+        alphas.append(activation_alpha(act, None if act_alphas is None else act_alphas[i],
+                                       f"act_alphas[{i}]"))
     if len(_CODES_CACHE) < 256:
         _CODES_CACHE[key] = (tuple(codes), tuple(alphas))
     return codes, alphas

@@ -10,8 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
-from .validation import (adam_step_size, as_float, as_labels, check_aliasing, check_state,
+from .activation_codes import ACTIVATIONS, activation_code
+from .validation import (OP_HYPER, activation_alpha, adam_step_size, as_float, as_labels,
+                         check_aliasing, check_hyper, check_layout, check_state, op_hyper,
                          sample_weights)
 
 __all__ = ["STACK_LOSSES", "STACK_FOLDED_ACTIVATION", "StackUpdate", "STACK_UPDATE_RULES",
@@ -68,7 +69,7 @@ def _check_stack_layers(x, kernels, biases, activations, outs, act_alphas):
         raise TypeError(f"x: expected a numeric array, got dtype {xa.dtype}")
     if xa.ndim != 2:
         raise ValueError(f"x: expected a 2-D array (batch, features), got shape {xa.shape}")
-    x = np.ascontiguousarray(xa, dtype=dt)
+    x = as_float(xa, dt, "x")
     n, width = x.shape
     codes, alphas = [], []
     for i in range(depth):
@@ -79,11 +80,10 @@ def _check_stack_layers(x, kernels, biases, activations, outs, act_alphas):
                              f"got {k.shape}")
         if k.dtype != dt:
             raise ValueError(f"kernels[{i}]: expected dtype {dt}, got {k.dtype}")
-        if not k.flags.c_contiguous:
-            raise ValueError(f"kernels[{i}]: must be C-contiguous")
+        check_layout(k, f"kernels[{i}]")
         units = k.shape[1]
         codes.append(activation_code(activations[i]))
-        alphas.append(activation_alpha(activations[i], act_alphas[i]))
+        alphas.append(activation_alpha(activations[i], act_alphas[i], f"act_alphas[{i}]"))
         if biases[i] is not None:
             if not isinstance(biases[i], np.ndarray):
                 raise TypeError(f"biases[{i}]: expected a numpy.ndarray or None, got "
@@ -91,8 +91,7 @@ def _check_stack_layers(x, kernels, biases, activations, outs, act_alphas):
             if biases[i].shape != (units,) or biases[i].dtype != dt:
                 raise ValueError(f"biases[{i}]: expected shape ({units},) and dtype {dt}, got "
                                  f"{biases[i].shape} {biases[i].dtype}")
-            if not biases[i].flags.c_contiguous:
-                raise ValueError(f"biases[{i}]: must be C-contiguous")
+            check_layout(biases[i], f"biases[{i}]")
         check_state(outs[i], (n, units), dt, f"outs[{i}]")
         width = units
     return dict(x=x, dtype=dt, depth=depth, kernels=kernels, biases=biases, codes=codes,
@@ -125,6 +124,8 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
     """
     if loss not in STACK_LOSSES:
         raise ValueError(f"loss: expected one of {sorted(STACK_LOSSES)}, got {loss!r}")
+    ls, loss_scale = op_hyper("dense_stack_forward_backward", label_smoothing=label_smoothing,
+                              loss_scale=loss_scale)
     st = _check_stack_layers(x, kernels, biases, activations, outs, act_alphas)
     x_in = x
     x, dt, depth, codes, alphas = st["x"], st["dtype"], st["depth"], st["codes"], st["alphas"]
@@ -167,12 +168,9 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
             raise ValueError(f"target: expected shape ({n}, {k_out}), got {t.shape}")
         dense = as_float(t, dt, "target")
     w = sample_weights(sample_weight, n)
-    ls = float(label_smoothing)
     if ls and loss_code != 0:
         raise ValueError(f"label_smoothing: only supported with softmax_cross_entropy, got "
                          f"{ls} with {loss!r}")
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"label_smoothing: expected a float in [0, 1], got {ls}")
     workspaces = (_named("outs", outs) + _named("deltas", deltas)
                   + _named("dkernels", dkernels) + _named("dbiases", dbiases)
                   + _named("preacts", preacts))
@@ -185,7 +183,7 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
                        workspaces + check_stack_update(update, kernels, biases), inputs)
     return dict(x=x, labels=labels, target=dense, w=w, codes=codes, alphas=alphas,
                 preacts=preacts, biases=biases, dbiases=dbiases, loss_code=loss_code,
-                dtype=dt, label_smoothing=ls, loss_scale=float(loss_scale))
+                dtype=dt, label_smoothing=ls, loss_scale=loss_scale)
 
 
 class StackUpdate(NamedTuple):
@@ -213,6 +211,8 @@ class StackUpdate(NamedTuple):
 
 #: Update rule -> the integer code the compiled kernels use.
 STACK_UPDATE_RULES = {"sgd": 1, "adam": 2}
+#: Update rule -> the single op it takes the hyper-parameters (and their ranges) of.
+_STACK_UPDATE_OPS = {"sgd": "sgd_update", "adam": "adam_update"}
 
 
 def stack_update_slots(update):
@@ -232,24 +232,22 @@ def stack_update_hyper(update):
     if update.rule not in STACK_UPDATE_RULES:
         raise ValueError(f"update.rule: expected one of {sorted(STACK_UPDATE_RULES)}, got "
                          f"{update.rule!r}")
-    lr = float(update.learning_rate)
-    if not lr >= 0.0:
-        raise ValueError(f"update.learning_rate: expected >= 0, got {update.learning_rate}")
-    decay = lr * float(update.weight_decay) if update.weight_decay else 0.0
+    # the ranges of the single ops the step stands for (sgd_update, adam_update)
+    ranges = OP_HYPER[_STACK_UPDATE_OPS[update.rule]]
+    lr = check_hyper("update.learning_rate", update.learning_rate, ranges["learning_rate"])
+    wd = check_hyper("update.weight_decay", update.weight_decay, ranges["weight_decay"])
+    decay = lr * wd
     if update.rule == "sgd":
-        mom = float(update.momentum)
-        if not 0.0 <= mom <= 1.0:
-            raise ValueError(f"update.momentum: expected a float in [0, 1], got "
-                             f"{update.momentum}")
+        mom = check_hyper("update.momentum", update.momentum, ranges["momentum"])
         return STACK_UPDATE_RULES["sgd"], (lr, decay, mom, bool(update.nesterov), 0.0, 0.0,
                                            0.0, 0.0)
-    step = int(update.step)
-    if step < 1:
-        raise ValueError(f"update.step: counts from 1, got {update.step}")
-    b1, b2 = float(update.beta_1), float(update.beta_2)
+    step = check_hyper("update.step", update.step, ranges["step"])
+    b1 = check_hyper("update.beta_1", update.beta_1, ranges["beta_1"])
+    b2 = check_hyper("update.beta_2", update.beta_2, ranges["beta_2"])
+    eps = check_hyper("update.epsilon", update.epsilon, ranges["epsilon"])
     return STACK_UPDATE_RULES["adam"], (lr, decay, 0.0, False,
                                         adam_step_size(lr, b1, b2, step), 1.0 - b1, 1.0 - b2,
-                                        float(update.epsilon))
+                                        eps)
 
 
 def check_stack_update(update, kernels, biases):

@@ -24,15 +24,16 @@ if numba.config.DISABLE_JIT:
 
 from . import _numba_codegen as G  # noqa: E402  (after the check above)
 from . import _numba_kernels as K  # noqa: E402
-from .activation_codes import ACTIVATIONS, activation_alpha, activation_code  # noqa: E402
+from .activation_codes import ACTIVATIONS  # noqa: E402
 from .base import Backend  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
-from .validation import (adam_step_size, as_float, as_labels,  # noqa: E402
-                         prep_activation_backward, prep_activation_forward, prep_adam,
-                         prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
-                         prep_class_loss, prep_dropout_backward, prep_dropout_forward,
-                         prep_gemm, prep_optimizer, prep_pair_loss, prep_rows, prep_sgd)
+from .validation import (adam_step_size, as_float, as_labels, op_hyper,  # noqa: E402
+                         prep_activation_backward, prep_activation_forward, prep_adagrad,
+                         prep_adam, prep_batchnorm_backward, prep_batchnorm_forward,
+                         prep_bias_grad, prep_class_loss, prep_dropout_backward,
+                         prep_dropout_forward, prep_gemm, prep_pair_loss, prep_rmsprop,
+                         prep_rows, prep_sgd)
 
 __all__ = ["NumbaBackend"]
 
@@ -72,11 +73,9 @@ class NumbaBackend(Backend):
     # ------------------------------------------------------------------
     def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
              bias=None, activation="linear", act_alpha=None):
-        code = activation_code(activation)
-        act_a = activation_alpha(activation, act_alpha)
-        alpha, beta = float(alpha), float(beta)
-        a, b, trans_a, trans_b, out, bias = prep_gemm(a, b, out, bool(trans_a), bool(trans_b),
-                                                      beta, bias, operand=_operand)
+        a, b, trans_a, trans_b, out, bias, alpha, beta, code, act_a = prep_gemm(
+            a, b, out, bool(trans_a), bool(trans_b), alpha, beta, bias, activation, act_alpha,
+            operand=_operand)
         dt = out.dtype
         if bias is None:
             bias = np.empty(0, dtype=dt)
@@ -120,44 +119,48 @@ class NumbaBackend(Backend):
     # ------------------------------------------------------------------
     # losses
     # ------------------------------------------------------------------
-    def _class_loss_args(self, op, x, target, grad, sample_weight, name):
-        """``(x, labels, dense target, w, grad)`` for the kernels (one of labels and
-        dense target an empty placeholder)."""
-        x, t, w, grad = prep_class_loss(op, x, target, grad, sample_weight, name)
+    def _class_loss_args(self, op, x, target, grad, sample_weight, name, **hyper):
+        """``(x, labels, dense target, w, grad, hyper)`` for the kernels (one of labels
+        and dense target an empty placeholder; ``hyper`` the checked keywords)."""
+        x, t, w, grad, hyper = prep_class_loss(op, x, target, grad, sample_weight, name,
+                                               **hyper)
         if t.ndim == 1:
-            return x, t, np.empty((0, 0), dtype=x.dtype), _weights(w), grad
-        return x, _NO_LABELS, t, _weights(w), grad
+            return x, t, np.empty((0, 0), dtype=x.dtype), _weights(w), grad, hyper
+        return x, _NO_LABELS, t, _weights(w), grad, hyper
 
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
-        z, labels, t, w, grad = self._class_loss_args("softmax_cross_entropy", logits, target,
-                                                      grad, sample_weight, "logits")
+        z, labels, t, w, grad, (ls,) = self._class_loss_args(
+            "softmax_cross_entropy", logits, target, grad, sample_weight, "logits",
+            label_smoothing=label_smoothing)
         n = z.shape[0]
         if z.size == 0:  # no samples, or no classes (dense (n, 0) targets)
             return 0.0, grad
         if labels.shape[0]:
-            total = K.softmax_cross_entropy_labels(z, labels, w, float(label_smoothing), grad)
+            total = K.softmax_cross_entropy_labels(z, labels, w, ls, grad)
         else:
-            total = K.softmax_cross_entropy_dense(z, t, w, float(label_smoothing), grad)
+            total = K.softmax_cross_entropy_dense(z, t, w, ls, grad)
         return float(total / n), grad
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
-        p, labels, t, w, grad = self._class_loss_args("categorical_cross_entropy", probs,
-                                                      target, grad, sample_weight, "probs")
+        p, labels, t, w, grad, (eps,) = self._class_loss_args(
+            "categorical_cross_entropy", probs, target, grad, sample_weight, "probs",
+            epsilon=epsilon)
         n = p.shape[0]
         if n == 0:
             return 0.0, grad
-        total = K.categorical_cross_entropy(p, labels, t, w, float(epsilon), grad)
+        total = K.categorical_cross_entropy(p, labels, t, w, eps, grad)
         return float(total / n), grad
 
-    def _pair(self, op, pred, target, grad, sample_weight, name):
-        p, t, w, grad = prep_pair_loss(op, pred, target, grad, sample_weight, name)
-        return p, t, _weights(w), grad
+    def _pair(self, op, pred, target, grad, sample_weight, name, **hyper):
+        p, t, w, grad, hyper = prep_pair_loss(op, pred, target, grad, sample_weight, name,
+                                              **hyper)
+        return p, t, _weights(w), grad, hyper
 
     def sigmoid_binary_cross_entropy(self, logits, target, grad=None, sample_weight=None):
-        z, t, w, grad = self._pair("sigmoid_binary_cross_entropy", logits, target, grad,
-                                   sample_weight, "logits")
+        z, t, w, grad, _ = self._pair("sigmoid_binary_cross_entropy", logits, target, grad,
+                                      sample_weight, "logits")
         if z.size == 0:
             return 0.0, grad
         total = K.sigmoid_binary_cross_entropy(z, t, w, grad)
@@ -165,11 +168,11 @@ class NumbaBackend(Backend):
 
     def binary_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                              epsilon=1e-7):
-        p, t, w, grad = self._pair("binary_cross_entropy", probs, target, grad, sample_weight,
-                                   "probs")
+        p, t, w, grad, (eps,) = self._pair("binary_cross_entropy", probs, target, grad,
+                                           sample_weight, "probs", epsilon=epsilon)
         if p.size == 0:
             return 0.0, grad
-        total = K.binary_cross_entropy(p, t, w, float(epsilon), grad)
+        total = K.binary_cross_entropy(p, t, w, eps, grad)
         return float(total / p.shape[0]), grad
 
     def mean_squared_error(self, pred, target, grad=None, sample_weight=None):
@@ -180,7 +183,7 @@ class NumbaBackend(Backend):
 
     def _regression_loss(self, pred, target, grad, sample_weight, squared):
         op = "mean_squared_error" if squared else "mean_absolute_error"
-        p, t, w, grad = self._pair(op, pred, target, grad, sample_weight, "pred")
+        p, t, w, grad, _ = self._pair(op, pred, target, grad, sample_weight, "pred")
         if p.size == 0:
             return 0.0, grad
         total = K.regression_loss(p, t, w, bool(squared), grad)
@@ -195,8 +198,7 @@ class NumbaBackend(Backend):
         return out
 
     def dropout_forward(self, x, rate, seed, out=None, mask=None):
-        rate = float(rate)
-        x, out, mask = prep_dropout_forward(x, rate, out, mask)
+        x, rate, out, mask = prep_dropout_forward(x, rate, out, mask)
         K.dropout_forward(_flat(x), np.uint64(int(seed) & _MASK64), rate, _flat(out),
                           _flat(mask))
         return out, mask
@@ -208,13 +210,14 @@ class NumbaBackend(Backend):
 
     def batchnorm_forward(self, x, gamma, beta, moving_mean, moving_var, training,
                           momentum=0.99, epsilon=1e-3, out=None):
-        x, gamma, beta, moving_mean, moving_var, out = prep_batchnorm_forward(
-            x, gamma, beta, moving_mean, moving_var, training, out)
+        x, gamma, beta, moving_mean, moving_var, momentum, epsilon, out = \
+            prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum,
+                                   epsilon, out)
         k = x.shape[1]
         mean = np.empty(k, dtype=np.float64)
         inv_std = np.empty(k, dtype=np.float64)
         K.batchnorm_forward(x, gamma, beta, moving_mean, moving_var, bool(training),
-                            float(momentum), float(epsilon), out, mean, inv_std)
+                            momentum, epsilon, out, mean, inv_std)
         return out, mean, inv_std
 
     def batchnorm_backward(self, dy, x, gamma, mean, inv_std, dx=None, dgamma=None,
@@ -229,9 +232,9 @@ class NumbaBackend(Backend):
     # ------------------------------------------------------------------
     def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
                    nesterov=False, weight_decay=0.0):
-        grad = prep_sgd(param, grad, velocity, momentum)
+        grad, lr, momentum, weight_decay = prep_sgd(param, grad, velocity, learning_rate,
+                                                    momentum, weight_decay)
         s = param.dtype.type
-        lr = float(learning_rate)
         if momentum:
             K.sgd_momentum_update(_flat(param), _flat(grad), _flat(velocity), s(lr),
                                   s(momentum), bool(nesterov), s(lr * weight_decay),
@@ -242,9 +245,9 @@ class NumbaBackend(Backend):
 
     def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
                     beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
-        grad = prep_adam(param, grad, m, v, step)
+        grad, step, lr, beta_1, beta_2, epsilon, weight_decay = prep_adam(
+            param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon, weight_decay)
         s = param.dtype.type
-        lr = float(learning_rate)
         alpha = adam_step_size(lr, beta_1, beta_2, step)
         K.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), s(alpha),
                       s(1.0 - beta_1), s(1.0 - beta_2), s(epsilon), s(lr * weight_decay),
@@ -253,18 +256,18 @@ class NumbaBackend(Backend):
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = prep_optimizer("rmsprop_update", param, grad, ("ms", ms))
+        grad, lr, rho, epsilon, weight_decay = prep_rmsprop(param, grad, ms, learning_rate, rho,
+                                                            epsilon, weight_decay)
         s = param.dtype.type
-        lr = float(learning_rate)
         K.rmsprop_update(_flat(param), _flat(grad), _flat(ms), s(lr), s(rho), s(1.0 - rho),
                          s(epsilon), s(lr * weight_decay), _tiny(param.dtype))
         return param
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
-        grad = prep_optimizer("adagrad_update", param, grad, ("acc", acc))
+        grad, lr, epsilon, weight_decay = prep_adagrad(param, grad, acc, learning_rate, epsilon,
+                                                       weight_decay)
         s = param.dtype.type
-        lr = float(learning_rate)
         K.adagrad_update(_flat(param), _flat(grad), _flat(acc), s(lr), s(epsilon),
                          s(lr * weight_decay), _tiny(param.dtype))
         return param
@@ -290,9 +293,9 @@ class NumbaBackend(Backend):
                 and all(map(operator.is_, plan.arrays, arrays))
                 and type(x) is np.ndarray and x.dtype == plan.dtype
                 and x.shape == (plan.n, plan.width) and x.flags.c_contiguous
-                and type(last) is np.ndarray and last.dtype == plan.dtype
-                and last.shape == plan.last_shape and last.flags.c_contiguous
-                and last.flags.writeable):
+                and x.flags.aligned and type(last) is np.ndarray
+                and last.dtype == plan.dtype and last.shape == plan.last_shape
+                and last.flags.c_contiguous and last.flags.aligned and last.flags.writeable):
             if plan.kernel(x, last, *plan.args) == 0:
                 return last
         a = check_dense_forward(x, kernels, biases, activations, outs, act_alphas)
@@ -339,6 +342,8 @@ class NumbaBackend(Backend):
                 and all(map(operator.is_, plan.arrays, arrays))):
             xs, ts, ws = _stack_fast_inputs(plan, x, target, sample_weight)
             if xs is not None:
+                # loss_scale changes from call to call (the plan does not hold it)
+                op_hyper("dense_stack_forward_backward", loss_scale=loss_scale)
                 status, value = _run_step(plan, xs, ts, ws, hyper, loss_scale)
                 if status == G.STEP_OK:
                     return value
@@ -454,24 +459,25 @@ def _stack_fast_inputs(plan, x, target, sample_weight):
     none = None, None, None
     n = plan.n
     if not (type(x) is np.ndarray and x.dtype == plan.dtype and x.shape == (n, plan.width)
-            and x.flags.c_contiguous):
+            and x.flags.c_contiguous and x.flags.aligned):
         return none
     if type(target) is not np.ndarray:
         return none
     if target.ndim == 1:
         if not (plan.labels_ok and target.dtype == np.intp and target.shape[0] == n
-                and target.flags.c_contiguous):
+                and target.flags.c_contiguous and target.flags.aligned):
             return none
         ts = (target, _EMPTY_TARGET[plan.dtype])
     elif (target.dtype == plan.dtype and target.shape == (n, plan.k)
-          and target.flags.c_contiguous):
+          and target.flags.c_contiguous and target.flags.aligned):
         ts = (_NO_LABELS, target)
     else:
         return none
     if sample_weight is None:
         ws = _NO_WEIGHTS
     elif (type(sample_weight) is np.ndarray and sample_weight.dtype == np.float64
-          and sample_weight.shape == (n,) and sample_weight.flags.c_contiguous):
+          and sample_weight.shape == (n,) and sample_weight.flags.c_contiguous
+          and sample_weight.flags.aligned):
         ws = sample_weight
     else:
         return none

@@ -2,15 +2,25 @@
 
 Every backend's op starts with the same ``prep_<op>`` function, so an op's checks,
 conversions, error types and messages are written once (see the conventions in
-:mod:`pynn.backends.base`).
+:mod:`pynn.backends.base`). The sections, each the one place for its decision:
+
+* arrays: dtypes, shapes, layouts (inputs copied when needed, arrays used in place
+  checked), class labels;
+* hyper-parameters: :class:`Range`, :func:`check_hyper` and, per op,
+  :data:`OP_HYPER` / :func:`op_hyper` (finite and in range, named in errors);
+* aliasing: :data:`ALIASING` and :func:`check_aliasing` (what an op writes may be
+  exactly one of its inputs only where declared; any other overlap is refused);
+* the ``prep_<op>`` functions, which apply all three.
 """
 from __future__ import annotations
 
 import math
+import numbers
+from typing import NamedTuple
 
 import numpy as np
 
-from .activation_codes import ACTIVATIONS, activation_alpha, activation_code
+from .activation_codes import ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS, activation_code
 
 
 # --------------------------------------------------------------------------
@@ -27,13 +37,19 @@ def work_dtype(x, name="x"):
 
 
 def as_float(x, dtype, name, ndim=None):
-    """``x`` as a C-contiguous array of ``dtype`` (copied only when needed)."""
+    """``x`` as a C-contiguous, aligned array of ``dtype`` (copied only when needed)."""
     a = np.asarray(x)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
-    return np.asarray(a, dtype=dtype, order="C")
+    return _aligned(np.asarray(a, dtype=dtype, order="C"))
+
+
+def _aligned(a):
+    """``a``, or a copy when it lies at an address its dtype cannot be read from
+    directly (e.g. a float32 view at an odd byte offset): as other layouts, copied."""
+    return a if a.flags.aligned else a.copy()
 
 
 def as_labels(y, n, n_classes, name="labels"):
@@ -48,13 +64,24 @@ def as_labels(y, n, n_classes, name="labels"):
             raise ValueError(f"{name}: integer class labels expected, got non-integer floats")
     elif a.dtype.kind not in "biu":
         raise TypeError(f"{name}: expected integer labels, got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.intp)
-    if a.size and (a.min() < 0 or a.max() >= n_classes):
-        raise ValueError(
-            f"{name}: labels must be in [0, {n_classes}), got range "
-            f"[{int(a.min())}, {int(a.max())}]"
-        )
-    return a
+    lo_hi = label_range(a, n_classes)
+    if lo_hi is not None:
+        raise ValueError(f"{name}: labels must be in [0, {n_classes}), got range "
+                         f"[{lo_hi[0]}, {lo_hi[1]}]")
+    return _aligned(np.ascontiguousarray(a, dtype=np.intp))
+
+
+def label_range(labels, n_classes):
+    """``None`` when every label (a numeric array, integral values) is in
+    ``[0, n_classes)``, else the lowest and highest label as they were passed (2**40
+    stays 2**40, an unsigned 2**64 - 1 or a float 1e30 is not wrapped or cast), as
+    Python ints (floats for infinities)."""
+    if not labels.size:
+        return None
+    lo, hi = labels.min(), labels.max()
+    if lo >= 0 and hi < n_classes:
+        return None
+    return tuple(int(v) if math.isfinite(v) else float(v) for v in (lo, hi))
 
 
 def check_out(out, shape, dtype, name="out"):
@@ -68,11 +95,20 @@ def check_out(out, shape, dtype, name="out"):
         raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
     if out.dtype != dtype:
         raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {out.dtype}")
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{name}: must be C-contiguous")
+    check_layout(out, name)
     if not out.flags.writeable:
         raise ValueError(f"{name}: must be writable")
     return out
+
+
+def check_layout(a, name):
+    """Refuse an array used in place (not copied) unless it is C-contiguous and
+    aligned (at an address its dtype can be read and written at directly)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous")
+    if not a.flags.aligned:
+        raise ValueError(f"{name}: must be aligned (it starts at an address its dtype "
+                         f"cannot be read or written at directly)")
 
 
 def check_state(arr, shape, dtype, name):
@@ -91,7 +127,7 @@ def sample_weights(sample_weight, n, dtype=np.float64):
         w = w[:, 0]
     if w.shape != (n,):
         raise ValueError(f"sample_weight: expected shape ({n},), got {np.shape(sample_weight)}")
-    return np.ascontiguousarray(w, dtype=dtype)
+    return _aligned(np.ascontiguousarray(w, dtype=dtype))
 
 
 def gemm_shapes(a, b, trans_a, trans_b):
@@ -114,6 +150,121 @@ def check_bias(bias, n, dtype):
     if b.shape != (n,):
         raise ValueError(f"bias: expected shape ({n},), got {b.shape}")
     return b
+
+
+# --------------------------------------------------------------------------
+# hyper-parameters: finite and in range wherever they enter
+# --------------------------------------------------------------------------
+class Range(NamedTuple):
+    """Where a hyper-parameter may lie: ``low``/``high`` bounds (``None``: none on
+    that side; ``*_open``: the bound itself excluded), ``integer`` for counts,
+    ``optional`` when ``None`` means "not set"."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False
+
+    def describe(self):
+        """The range in words, e.g. ``'a finite number in [0, 1)'``."""
+        what = "an integer" if self.integer else "a finite number"
+        if self.low is not None and self.high is not None:
+            return (f"{what} in {'(' if self.low_open else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if self.high_open else '<='} {self.high:g}"
+        return what
+
+    def contains(self, v):
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            return False
+        return self.high is None or not (v > self.high or (self.high_open and v == self.high))
+
+
+FINITE = Range()
+NONNEGATIVE = Range(0.0)
+POSITIVE = Range(0.0, low_open=True)
+UNIT = Range(0.0, 1.0)                      # [0, 1]
+UNIT_OPEN = Range(0.0, 1.0, high_open=True)  # [0, 1)
+COUNT = Range(0, integer=True)
+STEP = Range(1, integer=True)
+
+
+def check_hyper(name, value, where=FINITE):
+    """``value`` checked against ``where`` (a :class:`Range`): a float (an int for
+    an integer range; ``None`` when optional and not set). Raises ``TypeError``
+    for a value that is not a real number (``bool`` included) and ``ValueError``
+    for one that is not finite or out of range, both naming ``name`` and the value."""
+    t = type(value)  # the common cases first: a Python float or int (no conversions)
+    if t is float and not where.integer and value - value == 0.0 and where.contains(value):
+        return value
+    if t is int and where.contains(value):
+        return value if where.integer else float(value)
+    if value is None and where.optional:
+        return None
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {where.describe()}, got {value!r}")
+    if where.integer:
+        if not isinstance(value, numbers.Integral):
+            if not (math.isfinite(value) and value == math.floor(value)):
+                raise ValueError(f"{name}: expected {where.describe()}, got {value!r}")
+        v = int(value)
+    else:
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: expected {where.describe()}, got {value!r}")
+    if not where.contains(v):
+        raise ValueError(f"{name}: expected {where.describe()}, got {value!r}")
+    return v
+
+
+#: The hyper-parameters of each op and where they may lie (checked by
+#: :func:`op_hyper` before the op touches an array).
+OP_HYPER = {
+    "softmax_cross_entropy": {"label_smoothing": UNIT},
+    "categorical_cross_entropy": {"epsilon": Range(0.0, 0.5, high_open=True)},
+    "binary_cross_entropy": {"epsilon": Range(0.0, 0.5, high_open=True)},
+    "dropout_forward": {"rate": UNIT_OPEN},
+    "batchnorm_forward": {"momentum": UNIT, "epsilon": POSITIVE},
+    "sgd_update": {"learning_rate": NONNEGATIVE, "momentum": UNIT,
+                   "weight_decay": NONNEGATIVE},
+    "adam_update": {"step": STEP, "learning_rate": NONNEGATIVE, "beta_1": UNIT_OPEN,
+                    "beta_2": UNIT_OPEN, "epsilon": POSITIVE, "weight_decay": NONNEGATIVE},
+    "rmsprop_update": {"learning_rate": NONNEGATIVE, "rho": UNIT_OPEN, "epsilon": POSITIVE,
+                       "weight_decay": NONNEGATIVE},
+    "adagrad_update": {"learning_rate": NONNEGATIVE, "epsilon": POSITIVE,
+                       "weight_decay": NONNEGATIVE},
+    "gemm": {"alpha": FINITE, "beta": FINITE},
+    "dense_stack_forward_backward": {"label_smoothing": UNIT, "loss_scale": FINITE},
+    "regularizer_loss": {"l1": NONNEGATIVE, "l2": NONNEGATIVE},
+    "regularizer_grad_": {"l1": NONNEGATIVE, "l2": NONNEGATIVE},
+}
+
+
+def op_hyper(op, **values):
+    """The hyper-parameters ``values`` of ``op`` checked against :data:`OP_HYPER`,
+    in the order given (a tuple of floats / ints)."""
+    named = _OP_HYPER_NAMED.get(op, {})
+    return tuple([check_hyper(named[k][0], v, named[k][1]) for k, v in values.items()])
+
+
+#: :data:`OP_HYPER` with each argument's name in messages (``'op: argument'``).
+_OP_HYPER_NAMED = {op: {k: (f"{op}: {k}", where) for k, where in ranges.items()}
+                   for op, ranges in OP_HYPER.items()}
+
+
+def activation_alpha(name, alpha, arg="alpha"):
+    """The extra parameter of activation ``name`` (negative slope, ELU alpha), with
+    its default filled in; a given one must be finite (``arg`` names it)."""
+    if alpha is None:
+        return float(ACTIVATION_DEFAULT_ALPHA.get(name, 0.0))
+    return check_hyper(arg, alpha, FINITE)
 
 
 # --------------------------------------------------------------------------
@@ -228,13 +379,18 @@ def class_targets(target, logits, dt, name="target"):
     )
 
 
-def prep_gemm(a, b, out, trans_a, trans_b, beta, bias, operand=None):
-    """Checked :meth:`Backend.gemm` arguments: ``(a, b, trans_a, trans_b, out, bias)``
-    (``out`` has the working dtype and shape ``(m, n)``; ``bias`` may be None).
+def prep_gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, activation, act_alpha,
+              operand=None):
+    """Checked :meth:`Backend.gemm` arguments: ``(a, b, trans_a, trans_b, out, bias,
+    alpha, beta, code, act_alpha)`` (``out`` has the working dtype and shape
+    ``(m, n)``; ``bias`` may be None; ``code`` is the activation's).
 
     ``operand(x, dt, name, trans) -> (array, trans)`` converts ``a`` and ``b``
     (default: :func:`as_float` to a 2-D C-contiguous array, ``trans`` unchanged).
     """
+    alpha, beta = op_hyper("gemm", alpha=alpha, beta=beta)
+    code = activation_code(activation)
+    act_alpha = activation_alpha(activation, act_alpha, "act_alpha")
     inputs = (("a", a), ("b", b), ("bias", bias))
     dt = work_dtype(a, "a")
     if operand is None:
@@ -250,23 +406,25 @@ def prep_gemm(a, b, out, trans_a, trans_b, beta, bias, operand=None):
     if bias is not None:
         bias = check_bias(bias, n, dt)
     check_aliasing("gemm", [("out", out)], inputs)
-    return a, b, trans_a, trans_b, out, bias
+    return a, b, trans_a, trans_b, out, bias, alpha, beta, code, act_alpha
 
 
 def prep_activation_forward(x, activation, out, alpha):
     """Checked ``activation_forward`` arguments: ``(code, x, out, alpha)``."""
     code = activation_code(activation)
+    alpha = activation_alpha(activation, alpha)
     dt = work_dtype(x)
     xs = as_float(x, dt, "x")
     out = check_out(out, xs.shape, dt)
     check_aliasing("activation_forward", [("out", out)], [("x", x)])
-    return code, xs, out, activation_alpha(activation, alpha)
+    return code, xs, out, alpha
 
 
 def prep_activation_backward(dy, y, activation, x, out, alpha):
     """Checked ``activation_backward`` arguments: ``(code, dy, y, x, out, alpha)``;
     ``x`` is converted for ``gelu`` (which needs it) and ``None`` otherwise."""
     code = activation_code(activation)
+    a = activation_alpha(activation, alpha)
     inputs = [("dy", dy), ("y", y)]
     dt = work_dtype(dy, "dy")
     dy = as_float(dy, dt, "dy")
@@ -274,7 +432,6 @@ def prep_activation_backward(dy, y, activation, x, out, alpha):
     if y.shape != dy.shape:
         raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
     out = check_out(out, dy.shape, dt)
-    a = activation_alpha(activation, alpha)
     if code == ACTIVATIONS["softmax"] and dy.ndim != 2:
         raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
     if code == ACTIVATIONS["gelu"]:
@@ -299,10 +456,12 @@ def prep_rows(op, x, out):
     return xs, out
 
 
-def prep_class_loss(op, x, target, grad, sample_weight, name):
+def prep_class_loss(op, x, target, grad, sample_weight, name, **hyper):
     """Checked arguments of ``op``, a loss over classes whose first argument is called
-    ``name``: ``(x, target, w, grad)``; ``target`` is intp labels (1-D) or dense like
-    ``x``, ``w`` float64 (n,) or None."""
+    ``name``: ``(x, target, w, grad, hyper)``; ``target`` is intp labels (1-D) or
+    dense like ``x``, ``w`` float64 (n,) or None, ``hyper`` the values of the
+    hyper-parameters given as keywords, checked (:func:`op_hyper`)."""
+    hyper = op_hyper(op, **hyper)
     inputs = ((name, x), ("target", target), ("sample_weight", sample_weight))
     dt = work_dtype(x, name)
     x = as_float(x, dt, name, 2)
@@ -310,12 +469,14 @@ def prep_class_loss(op, x, target, grad, sample_weight, name):
     w = sample_weights(sample_weight, x.shape[0])
     grad = check_out(grad, x.shape, dt, "grad")
     check_aliasing(op, [("grad", grad)], inputs)
-    return x, t, w, grad
+    return x, t, w, grad, hyper
 
 
-def prep_pair_loss(op, pred, target, grad, sample_weight, name):
+def prep_pair_loss(op, pred, target, grad, sample_weight, name, **hyper):
     """Checked arguments of ``op``, an elementwise loss whose first argument is called
-    ``name``: ``(pred, target, w, grad)``."""
+    ``name``: ``(pred, target, w, grad, hyper)`` (``hyper`` as for
+    :func:`prep_class_loss`)."""
+    hyper = op_hyper(op, **hyper)
     dt = work_dtype(pred, name)
     p = as_float(pred, dt, name, 2)
     t = as_float(target, dt, "target")
@@ -325,7 +486,7 @@ def prep_pair_loss(op, pred, target, grad, sample_weight, name):
     grad = check_out(grad, p.shape, dt, "grad")
     check_aliasing(op, [("grad", grad)],
                    ((name, pred), ("target", target), ("sample_weight", sample_weight)))
-    return p, t, w, grad
+    return p, t, w, grad, hyper
 
 
 def prep_take_rows(x, indices, out):
@@ -366,15 +527,14 @@ def prep_bias_grad(dy, out):
 
 
 def prep_dropout_forward(x, rate, out, mask):
-    """Checked ``dropout_forward`` arguments: ``(x, out, mask)``."""
+    """Checked ``dropout_forward`` arguments: ``(x, rate, out, mask)``."""
+    rate, = op_hyper("dropout_forward", rate=rate)
     dt = work_dtype(x)
     xs = as_float(x, dt, "x")
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
     out = check_out(out, xs.shape, dt)
     mask = check_out(mask, xs.shape, dt, "mask")
     check_aliasing("dropout_forward", [("out", out), ("mask", mask)], [("x", x)])
-    return xs, out, mask
+    return xs, rate, out, mask
 
 
 def prep_dropout_backward(dy, mask, out):
@@ -390,9 +550,11 @@ def prep_dropout_backward(dy, mask, out):
     return dy, mask, out
 
 
-def prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, out):
+def prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, momentum,
+                           epsilon, out):
     """Checked ``batchnorm_forward`` arguments:
-    ``(x, gamma, beta, moving_mean, moving_var, out)``."""
+    ``(x, gamma, beta, moving_mean, moving_var, momentum, epsilon, out)``."""
+    momentum, epsilon = op_hyper("batchnorm_forward", momentum=momentum, epsilon=epsilon)
     inputs = (("x", x), ("gamma", gamma), ("beta", beta))
     dt = work_dtype(x)
     x = as_float(x, dt, "x", 2)
@@ -409,7 +571,7 @@ def prep_batchnorm_forward(x, gamma, beta, moving_mean, moving_var, training, ou
         raise ValueError("batchnorm_forward: training needs at least one sample")
     check_aliasing("batchnorm_forward", [("out", out), ("moving_mean", moving_mean),
                                          ("moving_var", moving_var)], inputs)
-    return x, gamma, beta, moving_mean, moving_var, out
+    return x, gamma, beta, moving_mean, moving_var, momentum, epsilon, out
 
 
 def prep_batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
@@ -456,12 +618,16 @@ def prep_optimizer(op, param, grad, *state_names_and_arrays):
     return grads
 
 
-def prep_sgd(param, grad, velocity, momentum):
-    """Checked ``sgd_update`` arguments: ``grad`` in ``param``'s dtype."""
-    if momentum and velocity is None:
+def prep_sgd(param, grad, velocity, learning_rate, momentum, weight_decay):
+    """Checked ``sgd_update`` arguments: ``(grad, learning_rate, momentum,
+    weight_decay)``, ``grad`` in ``param``'s dtype."""
+    hyper = op_hyper("sgd_update", learning_rate=learning_rate, momentum=momentum,
+                     weight_decay=weight_decay)
+    if hyper[1] and velocity is None:
         raise ValueError("sgd_update: momentum > 0 needs a velocity array")
-    return prep_optimizer("sgd_update", param, grad,
-                          *([("velocity", velocity)] if velocity is not None else []))
+    return (prep_optimizer("sgd_update", param, grad,
+                           *([("velocity", velocity)] if velocity is not None else [])),
+            *hyper)
 
 
 def adam_step_size(learning_rate, beta_1, beta_2, step):
@@ -470,8 +636,25 @@ def adam_step_size(learning_rate, beta_1, beta_2, step):
     return learning_rate * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
 
 
-def prep_adam(param, grad, m, v, step):
-    """Checked ``adam_update`` arguments: ``grad`` in ``param``'s dtype."""
-    if step < 1:
-        raise ValueError(f"adam_update: step counts from 1, got {step}")
-    return prep_optimizer("adam_update", param, grad, ("m", m), ("v", v))
+def prep_adam(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon, weight_decay):
+    """Checked ``adam_update`` arguments: ``(grad, step, learning_rate, beta_1, beta_2,
+    epsilon, weight_decay)``, ``grad`` in ``param``'s dtype (``step`` counts from 1)."""
+    hyper = op_hyper("adam_update", step=step, learning_rate=learning_rate, beta_1=beta_1,
+                     beta_2=beta_2, epsilon=epsilon, weight_decay=weight_decay)
+    return (prep_optimizer("adam_update", param, grad, ("m", m), ("v", v)), *hyper)
+
+
+def prep_rmsprop(param, grad, ms, learning_rate, rho, epsilon, weight_decay):
+    """Checked ``rmsprop_update`` arguments: ``(grad, learning_rate, rho, epsilon,
+    weight_decay)``, ``grad`` in ``param``'s dtype."""
+    hyper = op_hyper("rmsprop_update", learning_rate=learning_rate, rho=rho, epsilon=epsilon,
+                     weight_decay=weight_decay)
+    return (prep_optimizer("rmsprop_update", param, grad, ("ms", ms)), *hyper)
+
+
+def prep_adagrad(param, grad, acc, learning_rate, epsilon, weight_decay):
+    """Checked ``adagrad_update`` arguments: ``(grad, learning_rate, epsilon,
+    weight_decay)``, ``grad`` in ``param``'s dtype."""
+    hyper = op_hyper("adagrad_update", learning_rate=learning_rate, epsilon=epsilon,
+                     weight_decay=weight_decay)
+    return (prep_optimizer("adagrad_update", param, grad, ("acc", acc)), *hyper)

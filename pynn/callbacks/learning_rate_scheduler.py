@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends.validation import NONNEGATIVE, check_hyper
 from .callback import Callback, _print
 
 __all__ = ["LearningRateScheduler"]
@@ -36,7 +37,8 @@ class LearningRateScheduler(Callback):
         if isinstance(lr, bool) or not isinstance(lr, (float, int, np.floating, np.integer)):
             raise ValueError(f"The output of the `schedule` function should be a float. "
                              f"Got: {lr}")
-        lr = float(lr)
+        lr = check_hyper(f"LearningRateScheduler: the learning rate schedule({epoch}, ...) "
+                         f"returned", lr, NONNEGATIVE)
         optimizer.learning_rate = lr
         if self.verbose > 0:
             _print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from ..backends.validation import COUNT, NONNEGATIVE, UNIT_OPEN, check_hyper
 from .callback import Callback, _print
 from .monitoring import _check_mode, _scalar
 
@@ -18,7 +19,7 @@ class ReduceLROnPlateau(Callback):
     ----------
     monitor : str
     factor : float
-        ``new_lr = max(lr * factor, min_lr)``; must be < 1.
+        ``new_lr = max(lr * factor, min_lr)``; in [0, 1).
     patience : int
         Epochs without improvement before the rate is cut.
     verbose : int
@@ -37,16 +38,13 @@ class ReduceLROnPlateau(Callback):
         super().__init__()
         if kwargs:
             raise TypeError(f"ReduceLROnPlateau: unexpected arguments {sorted(kwargs)}")
-        if factor >= 1.0:
-            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received "
-                             f"factor={factor}")
         self.monitor = monitor
-        self.factor = factor
-        self.min_lr = min_lr
-        self.min_delta = min_delta
-        self.patience = patience
+        self.factor = check_hyper("ReduceLROnPlateau: factor", factor, UNIT_OPEN)
+        self.min_lr = check_hyper("ReduceLROnPlateau: min_lr", min_lr, NONNEGATIVE)
+        self.min_delta = check_hyper("ReduceLROnPlateau: min_delta", min_delta, NONNEGATIVE)
+        self.patience = check_hyper("ReduceLROnPlateau: patience", patience, COUNT)
         self.verbose = verbose
-        self.cooldown = cooldown
+        self.cooldown = check_hyper("ReduceLROnPlateau: cooldown", cooldown, COUNT)
         self.cooldown_counter = 0
         self.wait = 0
         self.best = 0

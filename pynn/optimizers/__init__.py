@@ -29,15 +29,23 @@ Step semantics follow Keras: clipping, then decoupled weight decay
 ``p -= p * lr * weight_decay``, then the update; the learning rate (a schedule is
 evaluated at ``iterations``, the number of steps done) is read once per step,
 and ``iterations`` is incremented after the update.
+
+Hyper-parameters are finite and in range wherever they enter: each class lists its
+own in ``_HYPER`` (attribute -> :class:`~pynn.backends.validation.Range`), checked
+whenever the attribute is set (constructor, assignment, ``from_config``); the
+learning rate is checked when set and, from a schedule or callable, each time it is
+read; ``iterations`` and the state arrays when set (:meth:`Optimizer.set_state`).
 """
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 import numpy as np
 
-from ..backends.base import adam_step_size
+from ..backends.validation import (COUNT, NONNEGATIVE, POSITIVE, UNIT, UNIT_OPEN, Range,
+                                   adam_step_size, check_hyper)
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -45,9 +53,8 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get", "se
            "deserialize", "schedules"]
 
 
-def _check_nonneg(name, value):
-    if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative float or None, got {name}={value!r}")
+#: A hyper-parameter that may be left unset (``None``), else a finite number >= 0.
+_OPTIONAL_NONNEGATIVE = Range(0.0, optional=True)
 
 
 class Optimizer:
@@ -71,6 +78,11 @@ class Optimizer:
 
     #: Names of the per-parameter state slots (set by subclasses).
     _slots = ()
+    #: State slots that can never be negative (second moments); set_state checks them.
+    _nonnegative_slots = ()
+    #: Hyper-parameter attribute -> where it may lie, checked whenever it is set.
+    _HYPER = {"weight_decay": _OPTIONAL_NONNEGATIVE, "clipnorm": _OPTIONAL_NONNEGATIVE,
+              "clipvalue": _OPTIONAL_NONNEGATIVE, "global_clipnorm": _OPTIONAL_NONNEGATIVE}
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None):
@@ -79,10 +91,6 @@ class Optimizer:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
                              f"set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
                              f"global_clipnorm={global_clipnorm}")
-        for k, v in given.items():
-            _check_nonneg(k, v)
-        if weight_decay is not None and not isinstance(weight_decay, (int, float)):
-            raise ValueError(f"weight_decay must be a float or None, got {weight_decay!r}")
         self.name = name if name is not None else type(self).__name__.lower()
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
@@ -102,17 +110,27 @@ class Optimizer:
         self._state = {}
         self._decay_mask = []
 
+    def __setattr__(self, name, value):
+        where = type(self)._HYPER.get(name)
+        if where is not None:
+            value = check_hyper(f"{type(self).__name__}.{name}", value, where)
+        object.__setattr__(self, name, value)
+
     # ------------------------------------------------------------------
     # learning rate and step count
     # ------------------------------------------------------------------
     @property
     def learning_rate(self):
-        """The learning rate of the next step, as a float."""
+        """The learning rate of the next step, as a float (a schedule's or a
+        callable's value is checked each time: finite and >= 0)."""
         lr = self._learning_rate
         if isinstance(lr, LearningRateSchedule):
-            return float(lr(self._iterations))
+            return check_hyper(f"{type(self).__name__}.learning_rate from "
+                               f"{type(lr).__name__} at step {self._iterations}",
+                               lr(self._iterations), NONNEGATIVE)
         if callable(lr):
-            return float(lr())
+            return check_hyper(f"{type(self).__name__}.learning_rate from {lr!r}", lr(),
+                               NONNEGATIVE)
         return lr
 
     @learning_rate.setter
@@ -127,14 +145,11 @@ class Optimizer:
                 "`learning_rate` constructor argument, hence its learning rate is not settable. "
                 "If you need the learning rate to be settable, you should instantiate the "
                 "optimizer with a float `learning_rate` argument.")
-        try:
-            lr = float(value)
-        except (TypeError, ValueError):
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray)):
             raise TypeError(f"learning_rate must be a float, a LearningRateSchedule or a "
-                            f"callable, got {value!r}") from None
-        if not lr >= 0:
-            raise ValueError(f"learning_rate must be >= 0, got {value!r}")
-        self._learning_rate = lr
+                            f"callable, got {value!r}")
+        self._learning_rate = check_hyper(f"{type(self).__name__}.learning_rate", value,
+                                          NONNEGATIVE)
 
     @property
     def iterations(self):
@@ -143,7 +158,7 @@ class Optimizer:
 
     @iterations.setter
     def iterations(self, value):
-        self._iterations = int(value)
+        self._iterations = check_hyper(f"{type(self).__name__}.iterations", value, COUNT)
 
     # ------------------------------------------------------------------
     # weight decay exclusions
@@ -191,6 +206,15 @@ class Optimizer:
             (``params[i]`` being views into it). Enables the one-call update.
         names : list of str, optional
             Parameter names (e.g. ``'dense/kernel'``) for ``exclude_from_weight_decay``.
+
+        Notes
+        -----
+        Building an optimizer that is already built (``compile`` called again with
+        the same instance, or a model whose weights were re-laid out) continues its
+        training when the new parameters have the same shapes, in the same order, as
+        the old ones: the state arrays keep their values and ``iterations`` its
+        count (Keras continues likewise). Over parameters of other shapes both start
+        afresh: new state, ``iterations`` 0.
         """
         if backend is None:
             from ..backends import get_backend
@@ -203,6 +227,9 @@ class Optimizer:
         if self._exclude_names and names is None:
             raise ValueError("exclude_from_weight_decay(var_names=...) needs parameter names: "
                              "pass names=... to Optimizer.build")
+        previous = self._host_state() if self.built else None
+        same_shapes = previous is not None and \
+            [tuple(p.shape) for p in params] == [tuple(p.shape) for p in self._params]
         self._backend = backend
         self._params = params
         self._names = names
@@ -226,6 +253,18 @@ class Optimizer:
                 self._state[slot].append(arr)
         self._decay_mask = [self._use_weight_decay(i, p) for i, p in enumerate(params)]
         self.built = True
+        if same_shapes:  # continue: the same state values, the same step count
+            for slot, arrays in self._state.items():
+                for arr, old in zip(arrays, previous[slot]):
+                    backend.copy_(backend.asarray(old, dtype=arr.dtype), arr)
+        elif previous is not None:
+            self._iterations = 0
+
+    def _host_state(self):
+        """Host copies of the state arrays, slot by slot."""
+        be = self._backend
+        return {s: [np.array(be.to_numpy(a)) for a in self._state.get(s, [])]
+                for s in self._slots}
 
     def _new_state(self, backend, shape, dtype):
         """A zero-filled state array (subclasses may start elsewhere)."""
@@ -371,10 +410,19 @@ class Optimizer:
         return out
 
     def set_state(self, state):
-        """Restore what :meth:`get_state` returned (the optimizer must be built)."""
+        """Restore what :meth:`get_state` returned (the optimizer must be built).
+
+        Everything is checked before anything is set: ``iterations`` must be an
+        integer >= 0, every state array finite, of the expected shape, and the
+        second moments (:attr:`_nonnegative_slots`) never negative; a ValueError
+        names the entry that is not.
+        """
         if not self.built:
             raise ValueError("set_state: build the optimizer first")
-        self._iterations = int(state["iterations"])
+        if "iterations" not in state:
+            raise ValueError("set_state: missing 'iterations'")
+        iterations = check_hyper("set_state: iterations", state["iterations"], COUNT)
+        values = []
         for s in self._slots:
             for i, a in enumerate(self._state[s]):
                 key = f"{s}_{i}"
@@ -383,7 +431,18 @@ class Optimizer:
                 v = np.asarray(state[key])
                 if v.shape != a.shape:
                     raise ValueError(f"set_state: {key} has shape {v.shape}, expected {a.shape}")
-                self._backend.copy_(self._backend.asarray(v, dtype=a.dtype), a)
+                if v.dtype.kind not in "biuf":
+                    raise TypeError(f"set_state: {key} has dtype {v.dtype}, expected numbers")
+                if not np.isfinite(v).all():
+                    raise ValueError(f"set_state: {key} holds {np.size(v) - np.isfinite(v).sum()}"
+                                     f" non-finite values")
+                if s in self._nonnegative_slots and v.size and v.min() < 0:
+                    raise ValueError(f"set_state: {key} holds negative values (min {v.min()}); "
+                                     f"it is a second moment, never negative")
+                values.append((v, a))
+        self._iterations = iterations
+        for v, a in values:
+            self._backend.copy_(self._backend.asarray(v, dtype=a.dtype), a)
 
     def get_config(self):
         lr = self._learning_rate
@@ -412,14 +471,13 @@ class SGD(Optimizer):
     without momentum ``p -= lr * g``.
     """
 
+    _HYPER = {**Optimizer._HYPER, "momentum": UNIT}
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name="SGD"):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
                          clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
-        if not isinstance(momentum, (int, float)) or momentum < 0 or momentum > 1:
-            raise ValueError(f"`momentum` must be a float between [0, 1]. Received: "
-                             f"momentum={momentum}")
-        self.momentum = float(momentum)
+        self.momentum = momentum
         self.nesterov = bool(nesterov)
         self._slots = ("momentum",) if self.momentum else ()
 
@@ -449,17 +507,17 @@ class Adam(Optimizer):
     backends only).
     """
 
+    _HYPER = {**Optimizer._HYPER, "beta_1": UNIT_OPEN, "beta_2": UNIT_OPEN, "epsilon": POSITIVE}
+    _nonnegative_slots = ("velocity", "velocity_hat")
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name="adam"):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
                          clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
-        for nm, v in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0.0 <= v < 1.0:
-                raise ValueError(f"{nm} must be in [0, 1), got {nm}={v}")
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.amsgrad = bool(amsgrad)
         self._slots = ("momentum", "velocity", "velocity_hat") if amsgrad else \
             ("momentum", "velocity")
@@ -523,6 +581,9 @@ class RMSprop(Optimizer):
     ``centered=True`` are not supported.
     """
 
+    _HYPER = {**Optimizer._HYPER, "rho": UNIT_OPEN, "epsilon": POSITIVE}
+    _nonnegative_slots = ("velocity",)
+
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name="rmsprop"):
@@ -534,11 +595,9 @@ class RMSprop(Optimizer):
         if centered:
             raise NotImplementedError("RMSprop: centered=True is not supported; use "
                                       "centered=False")
-        if not 0.0 <= rho < 1.0:
-            raise ValueError(f"rho must be in [0, 1), got rho={rho}")
-        self.rho = float(rho)
+        self.rho = rho
         self.momentum = 0.0
-        self.epsilon = float(epsilon)
+        self.epsilon = epsilon
         self.centered = False
         self._slots = ("velocity",)
 
@@ -557,16 +616,16 @@ class Adagrad(Optimizer):
     """Adagrad: ``acc += g**2``; ``p -= lr * g / (sqrt(acc) + eps)``, ``acc`` starting at
     ``initial_accumulator_value``."""
 
+    _HYPER = {**Optimizer._HYPER, "initial_accumulator_value": NONNEGATIVE, "epsilon": POSITIVE}
+    _nonnegative_slots = ("accumulator",)
+
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  name="adagrad"):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
                          clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
-        if initial_accumulator_value < 0:
-            raise ValueError(f"initial_accumulator_value must be >= 0, got "
-                             f"{initial_accumulator_value}")
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
         self._slots = ("accumulator",)
 
     def _new_state(self, backend, shape, dtype):

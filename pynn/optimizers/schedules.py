@@ -2,20 +2,24 @@
 
 An optimizer given a schedule as ``learning_rate`` calls ``schedule(iterations)``
 before each update, where ``iterations`` is the number of updates already done
-(so the first update uses ``schedule(0)``).
+(so the first update uses ``schedule(0)``), and checks the rate it gets. The
+constructors check their hyper-parameters: finite and in range.
 """
 from __future__ import annotations
 
 import math
 
+from ..backends.validation import FINITE, NONNEGATIVE, POSITIVE, UNIT, Range, check_hyper
+
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "InverseTimeDecay", "PolynomialDecay",
            "CosineDecay", "PiecewiseConstantDecay", "serialize", "deserialize"]
 
 
-def _positive_steps(decay_steps, cls):
-    if decay_steps is None or decay_steps <= 0:
-        raise ValueError(f"{cls}: decay_steps must be > 0, got decay_steps={decay_steps}")
-    return decay_steps
+def _hyper(cls, name, value, where):
+    """``value`` of ``cls``'s hyper-parameter ``name``, checked (see ``check_hyper``);
+    a Python int is kept as given (configs keep ``decay_steps=1000``)."""
+    checked = check_hyper(f"{cls}: {name}", value, where)
+    return value if type(value) is int else checked
 
 
 class LearningRateSchedule:
@@ -41,9 +45,11 @@ class _StepDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name=None):
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = _positive_steps(decay_steps, type(self).__name__)
-        self.decay_rate = decay_rate
+        cls = type(self).__name__
+        self.initial_learning_rate = _hyper(cls, "initial_learning_rate", initial_learning_rate,
+                                            NONNEGATIVE)
+        self.decay_steps = _hyper(cls, "decay_steps", decay_steps, POSITIVE)
+        self.decay_rate = _hyper(cls, "decay_rate", decay_rate, NONNEGATIVE)
         self.staircase = staircase
         self.name = name or type(self).__name__
 
@@ -92,10 +98,13 @@ class PolynomialDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
                  cycle=False, name="PolynomialDecay"):
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = _positive_steps(decay_steps, "PolynomialDecay")
-        self.end_learning_rate = end_learning_rate
-        self.power = power
+        cls = "PolynomialDecay"
+        self.initial_learning_rate = _hyper(cls, "initial_learning_rate", initial_learning_rate,
+                                            NONNEGATIVE)
+        self.decay_steps = _hyper(cls, "decay_steps", decay_steps, POSITIVE)
+        self.end_learning_rate = _hyper(cls, "end_learning_rate", end_learning_rate,
+                                        NONNEGATIVE)
+        self.power = _hyper(cls, "power", power, NONNEGATIVE)
         self.cycle = cycle
         self.name = name
 
@@ -127,12 +136,15 @@ class CosineDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
                  warmup_target=None, warmup_steps=0):
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = _positive_steps(decay_steps, "CosineDecay")
-        self.alpha = alpha
+        cls = "CosineDecay"
+        self.initial_learning_rate = _hyper(cls, "initial_learning_rate", initial_learning_rate,
+                                            NONNEGATIVE)
+        self.decay_steps = _hyper(cls, "decay_steps", decay_steps, POSITIVE)
+        self.alpha = _hyper(cls, "alpha", alpha, UNIT)
         self.name = name
-        self.warmup_target = warmup_target
-        self.warmup_steps = warmup_steps
+        self.warmup_target = _hyper(cls, "warmup_target", warmup_target,
+                                    Range(0.0, optional=True))
+        self.warmup_steps = _hyper(cls, "warmup_steps", warmup_steps, NONNEGATIVE)
 
     def _decay(self, step, decay_from):
         fraction = step / float(self.decay_steps)
@@ -162,8 +174,10 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     ``boundaries[i-1] < step <= boundaries[i]``, ``values[-1]`` after the last boundary."""
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
-        boundaries = list(boundaries)
-        values = list(values)
+        boundaries = [_hyper("PiecewiseConstantDecay", f"boundaries[{i}]", b, FINITE)
+                      for i, b in enumerate(boundaries)]
+        values = [_hyper("PiecewiseConstantDecay", f"values[{i}]", v, NONNEGATIVE)
+                  for i, v in enumerate(values)]
         if len(boundaries) != len(values) - 1:
             raise ValueError(
                 "PiecewiseConstantDecay: the length of boundaries should be 1 less than the "
