@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 from helpers import CPU_BACKENDS, PYNN_PATH
@@ -18,8 +19,15 @@ from pynn.__main__ import backend_report, main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture
+def restore_default(monkeypatch):
+    """``--backend`` sets the process default: restore it (and this thread's choice)."""
+    monkeypatch.setattr(B, "_default_name", B._default_name)
+    monkeypatch.setattr(B, "_state", threading.local())
+
+
 @pytest.mark.parametrize("name", CPU_BACKENDS)
-def test_demo_names_the_active_available_and_missing_backends(name, capsys):
+def test_demo_names_the_active_available_and_missing_backends(name, capsys, restore_default):
     assert main(["demo", "--quick", "--backend", name, "--reference-epochs", "0"]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("Backend: "))

@@ -218,8 +218,7 @@ def test_unavailable_pynn_backend_names_the_variable_and_the_reason(clean_regist
     assert "ModuleNotFoundError" in str(info.value)
 
 
-@pytest.mark.parametrize("call", ["available()", "get_backend()", "get('cython')",
-                                  "unavailable()"])
+@pytest.mark.parametrize("call", ["available()", "get_backend()", "get('cython')"])
 def test_mistyped_pynn_blas_raises_instead_of_dropping_cython(call):
     if B.why_unavailable("cython") is not None:
         pytest.skip(f"cython backend not built here: {B.why_unavailable('cython')}")
@@ -228,6 +227,16 @@ def test_mistyped_pynn_blas_raises_instead_of_dropping_cython(call):
     last = r.stderr.strip().splitlines()[-1]
     assert "BackendConfigError" in last and "PYNN_BLAS='scpy'" in last, r.stderr
     assert "'numpy'" in last and "'scipy'" in last
+
+
+def test_mistyped_pynn_blas_is_the_reason_the_diagnostics_give():
+    if B.why_unavailable("cython") is not None:
+        pytest.skip(f"cython backend not built here: {B.why_unavailable('cython')}")
+    r = run_python("import pynn.backends as B; print(B.why_unavailable('cython')); "
+                   "print(B.unavailable()['cython'])", PYNN_BLAS="scpy")
+    assert r.returncode == 0, r.stderr
+    for line in r.stdout.splitlines():
+        assert line.startswith("BackendConfigError: PYNN_BLAS='scpy' is not a BLAS choice")
 
 
 @pytest.mark.parametrize("value", ["", "numpy", "scipy", " SciPy "])

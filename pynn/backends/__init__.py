@@ -14,8 +14,9 @@ Numba kernels compile lazily on first use and are cached on disk.
 A backend that cannot be used here is *unavailable*, with a reason
 (:func:`unavailable`, :func:`why_unavailable`). A backend that is *misconfigured*
 (an environment variable with an invalid value, such as ``PYNN_BLAS``) raises
-:class:`BackendConfigError` instead, naming the variable and its valid values, so
-a typo never silently drops a backend; so does an unknown ``PYNN_BACKEND``.
+:class:`BackendConfigError` from :func:`get`, :func:`available` and the default
+instead, naming the variable and its valid values, so a typo never silently drops
+a backend (:func:`why_unavailable` reports it); so does an unknown ``PYNN_BACKEND``.
 """
 from __future__ import annotations
 
@@ -100,16 +101,22 @@ def available():
 
 
 def why_unavailable(name):
-    """The reason backend ``name`` failed to load, or ``None``."""
+    """The reason backend ``name`` cannot be used here, or ``None``.
+
+    A diagnostic: a configuration error (:class:`BackendConfigError`, which
+    :func:`get` and :func:`available` raise) is returned as the reason."""
     try:
         _load(name)
+    except BackendConfigError as exc:
+        return f"{type(exc).__name__}: {exc}"
     except RuntimeError:
         return _errors.get(name)
     return None
 
 
 def unavailable():
-    """``{name: reason}`` for every registered backend that cannot be used here."""
+    """``{name: reason}`` for every registered backend that cannot be used here
+    (:func:`why_unavailable` of each)."""
     reasons = {}
     for name in _REGISTRY:
         reason = why_unavailable(name)
