@@ -376,7 +376,8 @@ def test_clear_errors():
         m.predict([np.ones((2, 4))] * 3, verbose=0)
     with pytest.raises(ValueError, match=r"keys \['ic'\] match no name"):
         m.predict({"ia": np.ones((2, 4)), "ic": np.ones((2, 4))}, verbose=0)
-    with pytest.raises(ValueError, match=r"loss: keys \['out'\] match no output"):
+    with pytest.raises(ValueError,
+                       match=r"loss: keys \['out'\] match no name of the model's outputs"):
         m.compile("sgd", loss={"out": "mse"})
     with pytest.raises(ValueError, match=r"Add.*\(None, 4\).*\(None, 3\)"):
         layers.add([a, Input(shape=(3,))])

@@ -59,6 +59,17 @@ def _padding(padding):
     return out
 
 
+def _shape4(value, op, what, names="(n, h, w, c)"):
+    """``value`` as a tuple of 4 ints, or ValueError naming ``op`` and ``what``."""
+    try:
+        shape = tuple(int(s) for s in value)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 4 or min(shape) < 0:
+        raise ValueError(f"{op}: {what} must be {names}, got {value!r}")
+    return shape
+
+
 def conv_output_size(size, k, stride, dilation, pad):
     """Output length of one axis (0 or less: the window does not fit)."""
     return (size + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
@@ -180,11 +191,7 @@ class ConvOps:
         dy0 = dy
         dt = work_dtype(dy, "dy")
         dy = as_float(dy, dt, "dy", 4)
-        try:
-            n, h, w, ci = (int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"conv2d_backward_input: input_shape must be (n, h, w, c), got "
-                             f"{input_shape!r}") from None
+        n, h, w, ci = _shape4(input_shape, "conv2d_backward_input", "input_shape")
         probe = np.broadcast_to(np.zeros((), dt), (n, h, w, ci))
         _, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
             "conv2d_backward_input", probe, kernel, strides, padding, dilation, groups)
@@ -214,13 +221,8 @@ class ConvOps:
         the kernel of ``kernel_shape`` ``(kh, kw, c_in / groups, c_out)``."""
         x0, dy0 = x, dy
         dt = work_dtype(x, "x")
-        try:
-            kshape = tuple(int(s) for s in kernel_shape)
-        except (TypeError, ValueError):
-            kshape = ()
-        if len(kshape) != 4:
-            raise ValueError(f"conv2d_backward_kernel: kernel_shape must be (kh, kw, c_in/groups, "
-                             f"c_out), got {kernel_shape!r}")
+        kshape = _shape4(kernel_shape, "conv2d_backward_kernel", "kernel_shape",
+                         "(kh, kw, c_in/groups, c_out)")
         probe = np.broadcast_to(np.zeros((), dt), kshape)
         x, _, strides, padding, dilation, groups, (oh, ow) = prep_conv(
             "conv2d_backward_kernel", x, probe, strides, padding, dilation, groups)
@@ -297,13 +299,7 @@ class ConvOps:
         strides = pool_size if strides is None else strides
         dt = work_dtype(dy, "dy")
         dy = as_float(dy, dt, "dy", 4)
-        try:
-            shape = tuple(int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            shape = ()
-        if len(shape) != 4:
-            raise ValueError(f"pool2d_backward: input_shape must be (n, h, w, c), got "
-                             f"{input_shape!r}")
+        shape = _shape4(input_shape, "pool2d_backward", "input_shape")
         probe = np.broadcast_to(np.zeros((), dt), shape)
         _, pool, strides, padding, (oh, ow) = prep_pool("pool2d_backward", probe, pool_size,
                                                         strides, padding, mode)

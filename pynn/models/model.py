@@ -18,8 +18,7 @@ import numpy as np
 from .. import _config
 from ..backends import get_backend
 from ..layers.context import CallContext
-from ..layers.layer import (Layer, assign_all, auto_name, building_shapes_only,
-                            weights_changed)
+from ..layers.layer import Layer, assign_all, auto_name, building_shapes_only
 from ..layers.node import KerasTensor, flatten_structure
 from ..trainers.planner import FastPath
 from ..trainers.trainer import Trainer
@@ -57,6 +56,7 @@ class Model(Trainer, Layer):
         # a shapes-only build draws nothing: the seeded sequence of Generators is unchanged
         self._rng = np.random.default_rng(0) if building_shapes_only() else \
             _config.make_rng(seed)
+        self._seed = seed
         self._layout = ParameterLayout()
         self._fast_path = FastPath(self)
         self._root_ctx = CallContext(self)
@@ -86,16 +86,12 @@ class Model(Trainer, Layer):
             walk(layer)
         return out
 
-    @property
-    def trainable(self):
-        return self._trainable
-
-    @trainable.setter
+    @Layer.trainable.setter
     def trainable(self, value):
-        self._trainable = bool(value)
+        """Sets the flag on the model and on every layer in it (Keras)."""
         for layer in self.layers:
             layer.trainable = value
-        weights_changed()
+        Layer.trainable.fset(self, value)
 
     @property
     def dtype(self):

@@ -11,6 +11,7 @@ import math
 
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
+from .data import by_name
 
 __all__ = ["CompileLoss", "CompileMetrics"]
 
@@ -22,18 +23,10 @@ def _is_serialized(arg):
 
 def _per_output(arg, names, what):
     """A list or dict ``arg`` as a list with one entry per output (``None`` where absent)."""
-    n = len(names)
-    if isinstance(arg, dict):
-        unknown = sorted(set(arg) - set(names))
-        if unknown:
-            raise ValueError(f"{what}: keys {unknown} match no output; the model's outputs "
-                             f"are {list(names)}")
-        return [arg.get(k) for k in names]
-    if len(arg) != n:
-        raise ValueError(f"{what}: the model has {n} output(s) {list(names)}, but a list "
-                         f"of {len(arg)} entries was given; pass one entry per output or "
-                         f"a dict keyed by output name")
-    return list(arg)
+    if isinstance(arg, (list, tuple)) and len(names) == 1 and len(arg) != 1:
+        raise ValueError(f"{what}: the model has 1 output {list(names)}, but {len(arg)} "
+                         f"entries were given")
+    return by_name(arg, names, what, kind="outputs", require_all=False)
 
 
 class CompileLoss:

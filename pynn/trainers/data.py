@@ -53,27 +53,36 @@ def as_array(value, what):
                          f"sequences or mixed types?): {exc}") from None
 
 
-def by_name(value, names, what):
-    """One array, a list or a dict keyed by ``names`` -> a list in ``names`` order."""
+def by_name(value, names, what, kind=None, require_all=None):
+    """One value, a list or a dict keyed by ``names`` -> a list in ``names`` order.
+
+    ``kind`` ('inputs'/'outputs', default from ``what``) words the errors; a dict must
+    name every entry when ``require_all`` (default: for inputs), else absent names give
+    ``None``. One value for several names is an error for data (``kind`` given as
+    'inputs'/'outputs' by the data paths); :mod:`.compile_utils` repeats it itself.
+    """
+    kind = kind or ("inputs" if what.endswith("x") else "outputs")
+    require_all = kind == "inputs" if require_all is None else require_all
     n = len(names)
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(names))
         if unknown:
-            raise ValueError(f"{what}: keys {unknown} match no name of the model's "
-                             f"{'inputs' if what.endswith('x') else 'outputs'} {list(names)}")
+            raise ValueError(f"{what}: keys {unknown} match no name of the model's {kind} "
+                             f"{list(names)}")
         missing = [k for k in names if k not in value]
-        if missing and what.endswith("x"):
+        if missing and require_all:
             raise ValueError(f"{what}: missing data for {missing}; the model takes "
                              f"{list(names)}")
         return [value.get(k) for k in names]
     if isinstance(value, (list, tuple)) and n > 1:
         if len(value) != n:
-            raise ValueError(f"{what}: the model has {n} {'inputs' if what.endswith('x') else 'outputs'} "
-                             f"{list(names)}, but {len(value)} arrays were given")
+            raise ValueError(f"{what}: the model has {n} {kind} {list(names)}, but "
+                             f"{len(value)} entries were given; pass one per name or a dict "
+                             f"keyed by name")
         return list(value)
     if n > 1:
-        raise ValueError(f"{what}: the model has {n} {'inputs' if what.endswith('x') else 'outputs'} "
-                         f"{list(names)}; pass a list or a dict keyed by name, got one array")
+        raise ValueError(f"{what}: the model has {n} {kind} {list(names)}; pass a list or a "
+                         f"dict keyed by name, got one value")
     return [value]
 
 

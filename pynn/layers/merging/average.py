@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base_merge import Merge
+from .add import Add
 
 __all__ = ["Average", "average"]
 
 
-class Average(Merge):
+class Average(Add):
     """Elementwise mean of a list of ``N`` inputs: ``y = (x0 + x1 + ...) / N``.
 
     Shapes broadcast as :mod:`~pynn.layers.merging.base_merge` describes (a
@@ -17,13 +17,9 @@ class Average(Merge):
     """
 
     def _merge_forward(self, ctx, xs, y):
-        if len(xs) == 1:
-            np.copyto(y, xs[0])
-            return
-        np.add(xs[0], xs[1], out=y)
-        for x in xs[2:]:
-            np.add(y, x, out=y)
-        np.divide(y, len(xs), out=y)
+        super()._merge_forward(ctx, xs, y)  # the sum
+        if len(xs) > 1:
+            np.divide(y, len(xs), out=y)
 
     def _input_grad(self, ctx, dy, i, out):
         n = len(ctx.saved[0])
