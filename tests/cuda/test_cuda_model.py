@@ -101,8 +101,8 @@ class _Residency(pynn.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         m = self.model
         opt = m.optimizer
-        arrays = {"flat_params": m._flat_params, "flat_grads": m._flat_grads,
-                  "flat_frozen": m._flat_frozen}
+        arrays = {"flat_params": m._layout.params, "flat_grads": m._layout.grads,
+                  "flat_frozen": m._layout.frozen}
         for w in m.weights:
             arrays["weight " + w.path] = w.value
         for slot, arr in opt._flat_state.items():
