@@ -54,9 +54,10 @@ class BatchNormalization(Layer):
     def build(self, input_shape):
         rank = len(input_shape)
         if rank < 2 or not -rank <= self.axis < rank or self.axis % rank == 0:
-            raise ValueError(f"BatchNormalization {self.name!r} normalises a feature axis (the "
-                             f"last axis, or 1..{max(rank - 1, 1)}), not the batch axis; got "
-                             f"axis={self.axis} for input shape {tuple(input_shape)}")
+            raise ValueError(f"BatchNormalization {self.name!r}: axis={self.axis} is not a "
+                             f"feature axis of inputs of shape {tuple(input_shape)}: use the "
+                             f"last axis (-1) or one of 1..{max(rank - 1, 1)} (1: the channels "
+                             f"of channels_first data); the batch axis 0 cannot be normalised")
         axis = self.axis % rank
         self._moved_axis = None if axis == rank - 1 else axis
         k = input_shape[axis]
