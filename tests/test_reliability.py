@@ -193,9 +193,9 @@ def test_nonfinite_input_is_checked_once_per_call_not_per_step(monkeypatch):
 
 def test_layer_stacks_that_do_not_fit_fail_at_build_naming_the_layer():
     raises(ValueError,
-           lambda: Sequential([Input((4, 4)), Dense(3), BatchNormalization(axis=1,
+           lambda: Sequential([Input((4, 4)), Dense(3), BatchNormalization(axis=3,
                                                                           name="bn_a")]),
-           "layer 'bn_a'", "axis=1", "(None, 4, 3)")
+           "layer 'bn_a'", "axis=3", "(None, 4, 3)")
     shared = Dense(2, name="shared_dense")
     Sequential([Input((5,)), shared])
     raises(ValueError, lambda: Sequential([Input((4,)), shared]), "layer 'shared_dense'",

@@ -10,7 +10,12 @@ __all__ = ["BatchNormalization"]
 
 
 class BatchNormalization(Layer):
-    """Normalise the last axis with batch statistics (training) or moving ones (inference).
+    """Normalise one feature axis with batch statistics (training) or moving ones
+    (inference), the statistics taken over every other axis.
+
+    ``axis`` is the last axis by default (features; channels of channels_last images);
+    any other non-batch axis (``axis=1``: the channels of channels_first data) is moved
+    to the end in a workspace and back, around the same backend ops.
 
     Weights, in Keras's order: ``gamma`` (if ``scale``), ``beta`` (if ``center``),
     ``moving_mean`` and ``moving_variance`` (non-trainable, updated in training as
@@ -24,8 +29,9 @@ class BatchNormalization(Layer):
                  beta_regularizer=None, gamma_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(axis, (int, np.integer)):
-            raise ValueError(f"BatchNormalization {self.name!r}: axis must be an int (the last "
-                             f"axis), got {axis!r}")
+            raise ValueError(f"BatchNormalization {self.name!r}: axis must be an int (a "
+                             f"feature axis: the last axis, or 1 for channels_first data), "
+                             f"got {axis!r}")
         self.axis = int(axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -43,15 +49,20 @@ class BatchNormalization(Layer):
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+        self._moved_axis = None  # the axis moved to the end (None: the last axis)
 
     def build(self, input_shape):
         rank = len(input_shape)
-        if rank < 2 or self.axis % rank != rank - 1 or not -rank <= self.axis < rank:
-            raise ValueError(f"BatchNormalization {self.name!r} normalises the last axis only; "
-                             f"got axis={self.axis} for input shape {tuple(input_shape)}")
-        k = input_shape[-1]
+        if rank < 2 or not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise ValueError(f"BatchNormalization {self.name!r}: axis={self.axis} is not a "
+                             f"feature axis of inputs of shape {tuple(input_shape)}: use the "
+                             f"last axis (-1) or one of 1..{max(rank - 1, 1)} (1: the channels "
+                             f"of channels_first data); the batch axis 0 cannot be normalised")
+        axis = self.axis % rank
+        self._moved_axis = None if axis == rank - 1 else axis
+        k = input_shape[axis]
         if k is None:
-            raise ValueError(f"BatchNormalization {self.name!r}: the last input dimension "
+            raise ValueError(f"BatchNormalization {self.name!r}: the size of axis {self.axis} "
                              f"must be known, got input shape {tuple(input_shape)}")
         if self.scale:
             self.gamma = self.add_weight("gamma", (k,), self.gamma_initializer,
@@ -73,7 +84,37 @@ class BatchNormalization(Layer):
         c.fill(value)
         return c
 
+    def _to_last(self, ctx, key, a):
+        """``a`` with the normalised axis moved to the end (a copy in workspace ``key``)."""
+        if self._moved_axis is None:
+            return a
+        if not self.backend.host_memory:
+            raise NotImplementedError(f"BatchNormalization {self.name!r}: axis={self.axis} "
+                                      f"needs a host-memory backend (not "
+                                      f"{self.backend.name!r})")
+        moved = np.moveaxis(np.asarray(a), self._moved_axis, -1)
+        out = ctx.buffer(key, moved.shape)
+        np.copyto(out, moved)
+        return out
+
+    def _from_last(self, ctx, key, a):
+        """Inverse of :meth:`_to_last`."""
+        if self._moved_axis is None:
+            return a
+        moved = np.moveaxis(a, -1, self._moved_axis)
+        out = ctx.buffer(key, moved.shape)
+        np.copyto(out, moved)
+        return out
+
     def forward(self, ctx, x, training=False):
+        y = self._forward_last(ctx, self._to_last(ctx, "x_moved", x), training)
+        return self._from_last(ctx, "y_moved", y)
+
+    def backward(self, ctx, dy, input_grad=True):
+        dx = self._backward_last(ctx, self._to_last(ctx, "dy_moved", dy), input_grad)
+        return None if dx is None else self._from_last(ctx, "dx_moved", dx)
+
+    def _forward_last(self, ctx, x, training):
         be = self.backend
         xs = tuple(x.shape)
         k = xs[-1]
@@ -87,7 +128,7 @@ class BatchNormalization(Layer):
         ctx.saved = (xs, x2, gamma, mean, inv_std, train_mode)
         return y if len(xs) == 2 else y.reshape(xs)
 
-    def backward(self, ctx, dy, input_grad=True):
+    def _backward_last(self, ctx, dy, input_grad):
         be = self.backend
         x_shape, x2, gamma, mean, inv_std, train_mode = ctx.saved
         k = x2.shape[1]
