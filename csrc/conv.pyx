@@ -31,7 +31,7 @@ cimport cython
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.math cimport INFINITY
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from pynn_math cimport ACT_LINEAR, ACT_SOFTMAX, bias_act_row
 
@@ -80,39 +80,40 @@ cdef inline void gemm_rm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
 cdef void im2col(const floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t rows,
                  Py_ssize_t g, floating* cols) noexcept nogil:
     """Rows ``[m0, m0 + rows)`` of group ``g``'s column matrix into ``cols``
-    (``rows x kh*kw*cig``, row-major); taps in the padding read 0."""
-    cdef Py_ssize_t kcols = G.kh * G.kw * G.cig, plane = G.oh * G.ow
-    cdef Py_ssize_t img = m0 // plane, r = m0 % plane
-    cdef Py_ssize_t oy = r // G.ow, ox = r % G.ow
-    cdef Py_ssize_t i, a, b, c, iy, ix
-    cdef const floating* src
+    (``rows x kh*kw*cig``, row-major); taps in the padding read 0.
+
+    The geometry is copied into locals first: extensions build with
+    ``-fno-strict-aliasing``, so fields read through ``G`` would be reloaded after
+    every store and the copies would not vectorise."""
+    cdef Py_ssize_t h = G.h, w = G.w, ci = G.ci, kh = G.kh, kw = G.kw, cig = G.cig
+    cdef Py_ssize_t oh = G.oh, ow = G.ow, sh = G.sh, sw = G.sw, pt = G.pt, pl = G.pl
+    cdef Py_ssize_t dh = G.dh, dw = G.dw
+    cdef Py_ssize_t kcols = kh * kw * cig, img = m0 // (oh * ow), r = m0 % (oh * ow)
+    cdef Py_ssize_t oy = r // ow, ox = r % ow
+    cdef Py_ssize_t i, a, b, iy, ix
     cdef const floating* xrow
     cdef floating* dst
     for i in range(rows):
         dst = cols + i * kcols
-        for a in range(G.kh):
-            iy = oy * G.sh - G.pt + a * G.dh
-            if iy < 0 or iy >= G.h:
-                for c in range(G.kw * G.cig):
-                    dst[c] = 0
-                dst += G.kw * G.cig
+        for a in range(kh):
+            iy = oy * sh - pt + a * dh
+            if iy < 0 or iy >= h:
+                memset(dst, 0, kw * cig * sizeof(floating))
+                dst += kw * cig
                 continue
-            xrow = x + ((img * G.h + iy) * G.w) * G.ci + g * G.cig
-            for b in range(G.kw):
-                ix = ox * G.sw - G.pl + b * G.dw
-                if ix < 0 or ix >= G.w:
-                    for c in range(G.cig):
-                        dst[c] = 0
+            xrow = x + ((img * h + iy) * w) * ci + g * cig
+            for b in range(kw):
+                ix = ox * sw - pl + b * dw
+                if ix < 0 or ix >= w:
+                    memset(dst, 0, cig * sizeof(floating))
                 else:
-                    src = xrow + ix * G.ci
-                    for c in range(G.cig):
-                        dst[c] = src[c]
-                dst += G.cig
+                    memcpy(dst, xrow + ix * ci, cig * sizeof(floating))
+                dst += cig
         ox += 1
-        if ox == G.ow:
+        if ox == ow:
             ox = 0
             oy += 1
-            if oy == G.oh:
+            if oy == oh:
                 oy = 0
                 img += 1
 
@@ -121,33 +122,35 @@ cdef void col2im_add(const floating* cols, const Geom* G, Py_ssize_t m0, Py_ssiz
                      Py_ssize_t g, floating* dx) noexcept nogil:
     """Add rows ``[m0, m0 + rows)`` of group ``g``'s column-matrix gradient ``cols``
     into ``dx`` (the inverse gather of :func:`im2col`; padding taps are dropped)."""
-    cdef Py_ssize_t kcols = G.kh * G.kw * G.cig, plane = G.oh * G.ow
-    cdef Py_ssize_t img = m0 // plane, r = m0 % plane
-    cdef Py_ssize_t oy = r // G.ow, ox = r % G.ow
+    cdef Py_ssize_t h = G.h, w = G.w, ci = G.ci, kh = G.kh, kw = G.kw, cig = G.cig
+    cdef Py_ssize_t oh = G.oh, ow = G.ow, sh = G.sh, sw = G.sw, pt = G.pt, pl = G.pl
+    cdef Py_ssize_t dh = G.dh, dw = G.dw
+    cdef Py_ssize_t kcols = kh * kw * cig, img = m0 // (oh * ow), r = m0 % (oh * ow)
+    cdef Py_ssize_t oy = r // ow, ox = r % ow
     cdef Py_ssize_t i, a, b, c, iy, ix
     cdef const floating* src
     cdef floating* dxrow
     cdef floating* dst
     for i in range(rows):
         src = cols + i * kcols
-        for a in range(G.kh):
-            iy = oy * G.sh - G.pt + a * G.dh
-            if iy < 0 or iy >= G.h:
-                src += G.kw * G.cig
+        for a in range(kh):
+            iy = oy * sh - pt + a * dh
+            if iy < 0 or iy >= h:
+                src += kw * cig
                 continue
-            dxrow = dx + ((img * G.h + iy) * G.w) * G.ci + g * G.cig
-            for b in range(G.kw):
-                ix = ox * G.sw - G.pl + b * G.dw
-                if ix >= 0 and ix < G.w:
-                    dst = dxrow + ix * G.ci
-                    for c in range(G.cig):
+            dxrow = dx + ((img * h + iy) * w) * ci + g * cig
+            for b in range(kw):
+                ix = ox * sw - pl + b * dw
+                if ix >= 0 and ix < w:
+                    dst = dxrow + ix * ci
+                    for c in range(cig):
                         dst[c] += src[c]
-                src += G.cig
+                src += cig
         ox += 1
-        if ox == G.ow:
+        if ox == ow:
             ox = 0
             oy += 1
-            if oy == G.oh:
+            if oy == oh:
                 oy = 0
                 img += 1
 
