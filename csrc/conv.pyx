@@ -90,8 +90,9 @@ cdef void im2col(const floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t row
     cdef Py_ssize_t dh = G.dh, dw = G.dw
     cdef Py_ssize_t kcols = kh * kw * cig, img = m0 // (oh * ow), r = m0 % (oh * ow)
     cdef Py_ssize_t oy = r // ow, ox = r % ow
-    cdef Py_ssize_t i, a, b, iy, ix
+    cdef Py_ssize_t i, a, b, c, iy, ix
     cdef const floating* xrow
+    cdef const floating* src
     cdef floating* dst
     for i in range(rows):
         dst = cols + i * kcols
@@ -105,9 +106,14 @@ cdef void im2col(const floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t row
             for b in range(kw):
                 ix = ox * sw - pl + b * dw
                 if ix < 0 or ix >= w:
-                    memset(dst, 0, cig * sizeof(floating))
-                else:
+                    for c in range(cig):
+                        dst[c] = 0
+                elif cig >= 16:
                     memcpy(dst, xrow + ix * ci, cig * sizeof(floating))
+                else:  # a few channels (the first layer's 1 or 3): no call per tap
+                    src = xrow + ix * ci
+                    for c in range(cig):
+                        dst[c] = src[c]
                 dst += cig
         ox += 1
         if ox == ow:
