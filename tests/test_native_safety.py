@@ -147,6 +147,31 @@ EXT_CASES = {
                                   _arr("out", (N * K,), "F", "ones"), 0.01, 1e-7, 0.0],
     ("step", "take_rows"): [_arr("in", (N, K), "F"), _arr("in", (M,), "p", "labels"),
                             _arr("out", (M, K), "F")],
+    # x (2, 5, 4, 4) * kernel (3, 3, 2, 4), 2 groups, 'same' padding: out (2, 5, 4, 4);
+    # blocks of 7 rows of the 18-column matrix (block boundaries inside image rows)
+    ("conv", "conv2d_forward"): [_arr("in", (2, N, K, K), "F"), _arr("in", (3, 3, 2, K), "F"),
+                                 _arr("in", (K,), "F"), True, (1, 1), ((1, 1), (1, 1)),
+                                 (1, 1), 2, 1, 0.0, _arr("out", (2, N, K, K), "F"),
+                                 _arr("out", (7 * 18,), "F"), 7],
+    ("conv", "conv2d_backward_input"): [_arr("in", (2, N, K, K), "F"),
+                                        _arr("in", (3, 3, 2, K), "F"), (1, 1),
+                                        ((1, 1), (1, 1)), (1, 1), 2,
+                                        _arr("out", (2, N, K, K), "F"),
+                                        _arr("out", (7 * 18,), "F"), 7],
+    ("conv", "conv2d_backward_kernel"): [_arr("in", (2, N, K, K), "F"),
+                                         _arr("in", (2, N, K, K), "F"), (1, 1),
+                                         ((1, 1), (1, 1)), (1, 1), 2,
+                                         _arr("out", (3, 3, 2, K), "F"),
+                                         _arr("out", (7 * 18,), "F"), 7],
+    ("conv", "plan"): [40, (3, 3, 2, K), (1, 1), ((1, 1), (1, 1)), 8],
+    # 2x2 pooling, stride 1, padding ((1, 0), (0, 1)): out has the shape of x
+    ("conv", "pool2d_forward"): [_arr("in", (2, N, K, M), "F"), (2, 2), (1, 1),
+                                 ((1, 0), (0, 1)), True, _arr("out", (2, N, K, M), "F"),
+                                 _arr("out", (2, N, K, M), "p")],
+    ("conv", "pool2d_backward"): [_arr("in", (2, N, K, M), "F"), (2, 2), (1, 1),
+                                  ((1, 0), (0, 1)), True,
+                                  _arr("in", (2, N, K, M), "p", "labels"),
+                                  _arr("out", (2, N, K, M), "F")],
 }
 
 
@@ -326,6 +351,20 @@ def _method_cases():
                       {"out": A("out", (M, K), "F")}, {}),
         "adagrad_update": ("adagrad_update", [A("out", (N * K,), "F"), A("in", (N * K,), "F"),
                                               A("out", (N * K,), "F", "ones")], {}, {}),
+        "conv2d_forward": ("conv2d_forward",
+                           [A("in", (2, N, K, K), "F"), A("in", (3, 3, 2, K), "F"),
+                            A("in", (K,), "F")],
+                           {"out": A("out", (2, N, K, K), "F")},
+                           {"padding": ((1, 1), (1, 1)), "groups": 2, "activation": "elu"}),
+        "conv2d_backward_kernel": ("conv2d_backward_kernel",
+                                   [A("in", (2, N, K, K), "F"), A("in", (2, N, K, K), "F"),
+                                    (3, 3, 2, K)],
+                                   {"out": A("out", (3, 3, 2, K), "F")},
+                                   {"padding": ((1, 1), (1, 1)), "groups": 2}),
+        "pool2d_forward": ("pool2d_forward", [A("in", (2, N, K, M), "F"), 2],
+                           {"out": A("out", (2, N, K, M), "F"),
+                            "index": A("out", (2, N, K, M), "p")},
+                           {"strides": 1, "padding": ((1, 0), (0, 1))}),
     }
 
 
@@ -559,7 +598,11 @@ def test_child_ran_every_compiled_entry_point(child_results):
 FREE_AXES = {("layers.bias_grad", "arg0:axis0-1"), ("layers.bias_grad", "arg0:axis0+1"),
              ("layers.uniform", "arg1:axis0-1"), ("layers.uniform", "arg1:axis0+1"),
              # rows to gather from: any number holding the indices (labels < K < N)
-             ("step.take_rows", "arg0:axis0-1"), ("step.take_rows", "arg0:axis0+1")}
+             ("step.take_rows", "arg0:axis0-1"), ("step.take_rows", "arg0:axis0+1"),
+             # a convolution's scratch buffer may be larger than one block needs
+             ("conv.conv2d_forward", "arg11:axis0+1"),
+             ("conv.conv2d_backward_input", "arg7:axis0+1"),
+             ("conv.conv2d_backward_kernel", "arg7:axis0+1")}
 
 
 #: StepArgumentError subclasses ValueError (the backend catches it to re-check in Python)

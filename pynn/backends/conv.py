@@ -179,7 +179,7 @@ class ConvOps:
             acc += bias
         out[...] = acc
         if activation not in (None, "linear"):
-            flat = out.reshape(-1, co)
+            flat = out.reshape(x.shape[0] * oh * ow, co)  # -1 fails when co is 0
             self.activation_forward(flat.copy(), activation, out=flat)
         return out
 
@@ -234,12 +234,13 @@ class ConvOps:
         out = check_out(out, kshape, dt)
         check_aliasing("conv2d_backward_kernel", [("out", out)], [("x", x0), ("dy", dy0)])
         xp = _padded(x, padding)
-        d64 = dy.astype(np.float64).reshape(-1, co)
+        m = x.shape[0] * oh * ow  # not -1: a reshape cannot infer it when co or cig is 0
+        d64 = dy.astype(np.float64).reshape(m, co)
         cog = co // groups
         acc = np.zeros(kshape)
         for a, b, (rs, cs) in _taps(kh, kw, strides, dilation, oh, ow):
             for g in range(groups):
-                xs = xp[:, rs, cs, g * cig:(g + 1) * cig].reshape(-1, cig)
+                xs = xp[:, rs, cs, g * cig:(g + 1) * cig].reshape(m, cig)
                 acc[a, b, :, g * cog:(g + 1) * cog] = xs.T @ d64[:, g * cog:(g + 1) * cog]
         out[...] = acc
         return out
