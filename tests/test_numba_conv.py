@@ -177,9 +177,10 @@ def test_rows_in_blocks_give_the_reference(nb, monkeypatch, geometry, block_byte
     kernel = rng.standard_normal(ks).astype(dt)
     bias = rng.standard_normal(ks[3]).astype(dt)
     geo = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
-    want = REFERENCE.conv2d_forward(x, kernel, bias, activation="tanh", **geo)
-    assert_close(nb.conv2d_forward(x, kernel, bias, activation="tanh", **geo), want, dt,
-                 what="forward")
+    for act in ("leaky_relu", "softmax", "tanh"):  # in the epilogue, after it, after it
+        want = REFERENCE.conv2d_forward(x, kernel, bias, activation=act, **geo)
+        assert_close(nb.conv2d_forward(x, kernel, bias, activation=act, **geo), want, dt,
+                     what=f"forward {act}")
     dy = rng.standard_normal(want.shape).astype(dt)
     assert_close(nb.conv2d_backward_input(dy, kernel, xs, **geo),
                  REFERENCE.conv2d_backward_input(dy, kernel, xs, **geo), dt, what="dx")

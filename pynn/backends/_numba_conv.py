@@ -26,9 +26,10 @@ columns matrix (groups 1). Pooling runs direct loops.
 Every kernel takes its scratch arrays from the caller (the backend keeps them per
 thread and reuses them), so a call allocates nothing. One compiled specialisation
 serves every activation (chosen by its integer code, the branches outside the
-loops) and each float dtype is the same source compiled for its array type; the
-kernels compile lazily on first use and are cached in pynn's checked directory
-(:mod:`._numba_cache`), like the other kernels.
+loops; the epilogue applies those of :data:`EPILOGUE_CODES`, the backend the
+others in one more pass) and each float dtype is the same source compiled for its
+array type; the kernels compile lazily on first use and are cached in pynn's
+checked directory (:mod:`._numba_cache`), like the other kernels.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from ._numba_cache import cached
 
 __all__ = ["block_rows", "BLOCK_BYTES", "conv_forward", "conv_backward_input",
            "conv_backward_kernel", "max_pool_forward", "avg_pool_forward",
-           "max_pool_backward", "avg_pool_backward", "KERNELS"]
+           "max_pool_backward", "avg_pool_backward", "KERNELS", "EPILOGUE_CODES"]
 
 #: Target size of the columns buffer of one block of rows (bytes): about half a
 #: core's L2, so the block's im2col, its GEMM and the epilogue stay in cache.
@@ -204,19 +205,23 @@ def _direct(kh, kw, strides, pads, groups, x, oh, ow):
 
 # --------------------------------------------------------------------------
 # the bias and activation epilogue (activation by integer code, see
-# pynn.backends.activation_codes; softmax is applied by the caller afterwards)
+# pynn.backends.activation_codes)
 # --------------------------------------------------------------------------
+#: The activations the epilogue applies itself: those without a transcendental
+#: function. Loops for the others made the forward kernel's first compile 0.4 s
+#: longer for every network; the backend applies them in one more in-place pass
+#: with the library's elementwise kernel, compiled only when used.
+EPILOGUE_CODES = (0, 1, 2)
+
+
 @_jit
 def _epilogue(src, dst, r0, c0, bias, code, alpha):
-    """``dst[r0 + i, c0 + j] = act(src[i, j] + bias[c0 + j])`` (``bias`` zeros when the
-    op has none); ``src`` may be the very rows of ``dst`` it is written to. One loop
-    per activation, so each vectorises."""
+    """``dst[r0 + i, c0 + j] = act(src[i, j] + bias[c0 + j])`` for ``code`` in
+    :data:`EPILOGUE_CODES` (``bias`` zeros when the op has none); ``src`` may be the
+    very rows of ``dst`` it is written to. One loop per activation, so each
+    vectorises."""
     m, k = src.shape
-    if code == 0:
-        for i in range(m):
-            for j in range(k):
-                dst[r0 + i, c0 + j] = float(src[i, j]) + float(bias[c0 + j])
-    elif code == 1:
+    if code == 1:
         for i in range(m):
             for j in range(k):
                 dst[r0 + i, c0 + j] = K.act_relu(float(src[i, j]) + float(bias[c0 + j]),
@@ -226,26 +231,10 @@ def _epilogue(src, dst, r0, c0, bias, code, alpha):
             for j in range(k):
                 dst[r0 + i, c0 + j] = K.act_leaky_relu(
                     float(src[i, j]) + float(bias[c0 + j]), alpha)
-    elif code == 3:
+    else:
         for i in range(m):
             for j in range(k):
-                dst[r0 + i, c0 + j] = K.act_elu(float(src[i, j]) + float(bias[c0 + j]),
-                                                alpha)
-    elif code == 4:
-        for i in range(m):
-            for j in range(k):
-                dst[r0 + i, c0 + j] = K.act_sigmoid(float(src[i, j]) + float(bias[c0 + j]),
-                                                    alpha)
-    elif code == 5:
-        for i in range(m):
-            for j in range(k):
-                dst[r0 + i, c0 + j] = K.act_tanh(float(src[i, j]) + float(bias[c0 + j]),
-                                                 alpha)
-    elif code == 7:
-        for i in range(m):
-            for j in range(k):
-                dst[r0 + i, c0 + j] = K.act_softplus(
-                    float(src[i, j]) + float(bias[c0 + j]), alpha)
+                dst[r0 + i, c0 + j] = float(src[i, j]) + float(bias[c0 + j])
 
 
 # --------------------------------------------------------------------------

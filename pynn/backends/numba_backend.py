@@ -277,12 +277,15 @@ class NumbaBackend(Backend):
             bias = self._scratch().get("zeros", dt, (co,), zeros=True)
         col, tile, wpack = self._conv_scratch(dt, x.shape[0] * oh * ow, kh * kw * cig,
                                               co // groups, groups)
+        fused = code in C.EPILOGUE_CODES
         C.conv_forward(x, kernel, bias, out, col, tile, wpack, strides,
                        (padding[0][0], padding[1][0]), dilation, groups,
-                       0 if code == _SOFTMAX else code, alpha)
+                       code if fused else 0, alpha)
         if code == _SOFTMAX:  # row-wise over the channels, after the bias
             rows = out.reshape(-1, co)
             K.softmax_rows(rows, rows)
+        elif not fused:  # one more pass, in place (see C.EPILOGUE_CODES)
+            G.activation_forward(code)(_flat(out), _flat(out), alpha)
         return out
 
     def conv2d_backward_input(self, dy, kernel, input_shape, strides=1,
