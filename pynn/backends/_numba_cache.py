@@ -332,11 +332,14 @@ def _make_classes():
     class Cache(FunctionCache):
         _impl_class = Impl
 
-        def __init__(self, py_func):
+        def __init__(self, py_func, depends=()):
             super().__init__(py_func)
+            stamp = self._cache_file._source_stamp
+            if depends:  # the files whose code is compiled into this function's
+                stamp = (stamp, *(_source_stamp(path) for path in depends))
             self._cache_file = Files(cache_path=self._cache_path,
                                      filename_base=self._impl.filename_base,
-                                     source_stamp=self._cache_file._source_stamp)
+                                     source_stamp=stamp)
 
         def load_overload(self, sig, target_context):
             try:
@@ -370,9 +373,14 @@ def _discard(path, exc):
 _cache_class = None
 
 
-def cached(dispatcher):
+def cached(dispatcher, depends=()):
     """Give a Numba dispatcher (compiled without ``cache=True``) pynn's checked
     on-disk cache, and return it.
+
+    An entry is used only while the function's source file is unchanged (Numba
+    compares that file alone), and while each file of ``depends`` is unchanged:
+    list there the other modules whose jitted functions or intrinsics it calls,
+    since their code is compiled into the cached machine code.
 
     Without a usable directory, for a function whose source is not a regular file,
     or under ``NUMBA_DISABLE_JIT`` (``dispatcher`` is then a plain function) it is
@@ -385,7 +393,7 @@ def cached(dispatcher):
         if _cache_class is None:
             _cache_class = _make_classes()
     try:
-        dispatcher._cache = _cache_class(dispatcher.py_func)
+        dispatcher._cache = _cache_class(dispatcher.py_func, depends)
     except (OSError, ValueError, TypeError):  # no source file (e.g. exec'd text)
         pass
     return dispatcher

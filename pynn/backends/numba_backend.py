@@ -11,7 +11,9 @@ module raises ``ImportError`` when Numba is not installed or when
 """
 from __future__ import annotations
 
+import math
 import operator
+import threading
 
 import numba  # ImportError here means the backend is unavailable
 import numpy as np
@@ -23,17 +25,21 @@ if numba.config.DISABLE_JIT:
                       "compiled (unset NUMBA_DISABLE_JIT to use it)")
 
 from . import _numba_codegen as G  # noqa: E402  (after the check above)
+from . import _numba_conv as C  # noqa: E402
 from . import _numba_kernels as K  # noqa: E402
-from .activation_codes import ACTIVATIONS  # noqa: E402
+from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD,  # noqa: E402
+                               activation_code)
 from .base import Backend  # noqa: E402
+from .conv import prep_conv, prep_pool  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
-from .validation import (adam_step_size, as_float, as_labels, op_hyper,  # noqa: E402
-                         prep_activation_backward, prep_activation_forward, prep_adagrad,
-                         prep_adam, prep_batchnorm_backward, prep_batchnorm_forward,
-                         prep_bias_grad, prep_class_loss, prep_dropout_backward,
-                         prep_dropout_forward, prep_gemm, prep_pair_loss, prep_rmsprop,
-                         prep_rows, prep_sgd)
+from .validation import (activation_alpha, adam_step_size, as_float, as_labels,  # noqa: E402
+                         check_aliasing, check_out, op_hyper, prep_activation_backward,
+                         prep_activation_forward, prep_adagrad, prep_adam,
+                         prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
+                         prep_class_loss, prep_dropout_backward, prep_dropout_forward,
+                         prep_gemm, prep_pair_loss, prep_rmsprop, prep_rows, prep_sgd,
+                         work_dtype)
 
 __all__ = ["NumbaBackend"]
 
@@ -228,6 +234,181 @@ class NumbaBackend(Backend):
         return dx, dgamma, dbeta
 
     # ------------------------------------------------------------------
+    # convolution and pooling (kernels: pynn.backends._numba_conv). Each op
+    # makes the reference's checks, in its order and with its messages, then
+    # calls one kernel with scratch arrays from _scratch().
+    # ------------------------------------------------------------------
+    def _scratch(self):
+        """This backend's :class:`_Scratch` (per thread)."""
+        s = self.__dict__.get("_scratch_local")
+        if s is None:
+            s = self.__dict__.setdefault("_scratch_local", _Scratch())
+        return s
+
+    def _conv_scratch(self, dt, rows, kk, cog, groups):
+        """``(col, per-group rows, per-group matrices)`` for a convolution: the
+        columns of one block of rows, and (groups > 1 only) one group's block of
+        ``dy``/``out`` and the per-group kernels or kernel gradients."""
+        s = self._scratch()
+        rb = C.block_rows(rows, kk, dt.itemsize)
+        grouped = groups > 1
+        return (s.get("col", dt, (rb, kk)),
+                s.get("group_rows", dt, (rb, cog) if grouped else (0, 0)),
+                s.get("group_mats", dt, (groups, kk, cog) if grouped else (0, 0, 0)))
+
+    def conv2d_forward(self, x, kernel, bias=None, strides=1, padding=((0, 0), (0, 0)),
+                       dilation=1, groups=1, activation="linear", out=None):
+        x0 = x
+        x, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
+            "conv2d_forward", x, kernel, strides, padding, dilation, groups)
+        kh, kw, cig, co = kernel.shape
+        dt = x.dtype
+        if activation in NEEDS_INPUT_FOR_BACKWARD:
+            raise ValueError(f"conv2d_forward: activation {activation!r} needs its input for "
+                             f"backward; run 'linear' and activation_forward")
+        if bias is not None:
+            bias = as_float(bias, dt, "bias", 1)
+            if bias.shape != (co,):
+                raise ValueError(f"conv2d_forward: bias must have shape ({co},), got "
+                                 f"{bias.shape}")
+        out = check_out(out, (x.shape[0], oh, ow, co), dt)
+        check_aliasing("conv2d_forward", [("out", out)],
+                       [("x", x0), ("kernel", kernel), ("bias", bias)])
+        code = activation_code(activation)
+        alpha = activation_alpha(activation, None)
+        if bias is None:
+            bias = self._scratch().get("zeros", dt, (co,), zeros=True)
+        col, tile, wpack = self._conv_scratch(dt, x.shape[0] * oh * ow, kh * kw * cig,
+                                              co // groups, groups)
+        fused = code in C.EPILOGUE_CODES
+        C.conv_forward(x, kernel, bias, out, col, tile, wpack, strides,
+                       (padding[0][0], padding[1][0]), dilation, groups,
+                       code if fused else 0, alpha)
+        if code == _SOFTMAX:  # row-wise over the channels, after the bias
+            rows = out.reshape(-1, co)
+            K.softmax_rows(rows, rows)
+        elif not fused:  # one more pass, in place (see C.EPILOGUE_CODES)
+            G.activation_forward(code)(_flat(out), _flat(out), alpha)
+        return out
+
+    def conv2d_backward_input(self, dy, kernel, input_shape, strides=1,
+                              padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
+        dy0 = dy
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy", 4)
+        try:
+            n, h, w, ci = (int(s) for s in input_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"conv2d_backward_input: input_shape must be (n, h, w, c), got "
+                             f"{input_shape!r}") from None
+        probe = _probe((n, h, w, ci), dt, out)
+        _, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
+            "conv2d_backward_input", probe, kernel, strides, padding, dilation, groups)
+        kh, kw, cig, co = kernel.shape
+        if dy.shape != (n, oh, ow, co):
+            raise ValueError(f"conv2d_backward_input: dy must have shape {(n, oh, ow, co)} "
+                             f"for input {input_shape} and kernel {kernel.shape}, got "
+                             f"{dy.shape}")
+        out = check_out(out, (n, h, w, ci), dt)
+        check_aliasing("conv2d_backward_input", [("out", out)],
+                       [("dy", dy0), ("kernel", kernel)])
+        col, dyg, wpack = self._conv_scratch(dt, n * oh * ow, kh * kw * cig, co // groups,
+                                             groups)
+        C.conv_backward_input(dy, kernel, out, col, dyg, wpack, strides,
+                              (padding[0][0], padding[1][0]), dilation, groups)
+        return out
+
+    def conv2d_backward_kernel(self, x, dy, kernel_shape, strides=1,
+                               padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
+        x0, dy0 = x, dy
+        dt = work_dtype(x, "x")
+        try:
+            kshape = tuple(int(s) for s in kernel_shape)
+        except (TypeError, ValueError):
+            kshape = ()
+        if len(kshape) != 4:
+            raise ValueError(f"conv2d_backward_kernel: kernel_shape must be (kh, kw, c_in/groups, "
+                             f"c_out), got {kernel_shape!r}")
+        probe = _probe(kshape, dt, out)
+        x, _, strides, padding, dilation, groups, (oh, ow) = prep_conv(
+            "conv2d_backward_kernel", x, probe, strides, padding, dilation, groups)
+        dy = as_float(dy, dt, "dy", 4)
+        kh, kw, cig, co = kshape
+        if dy.shape != (x.shape[0], oh, ow, co):
+            raise ValueError(f"conv2d_backward_kernel: dy must have shape "
+                             f"{(x.shape[0], oh, ow, co)}, got {dy.shape}")
+        out = check_out(out, kshape, dt)
+        check_aliasing("conv2d_backward_kernel", [("out", out)], [("x", x0), ("dy", dy0)])
+        col, dyg, acc = self._conv_scratch(dt, x.shape[0] * oh * ow, kh * kw * cig,
+                                           co // groups, groups)
+        C.conv_backward_kernel(x, dy, out, col, dyg, acc, strides,
+                               (padding[0][0], padding[1][0]), dilation, groups)
+        return out
+
+    def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
+                       out=None, index=None):
+        x0 = x
+        strides = pool_size if strides is None else strides
+        x, pool, strides, padding, (oh, ow) = prep_pool("pool2d_forward", x, pool_size,
+                                                        strides, padding, mode)
+        n, h, w, c = x.shape
+        dt = x.dtype
+        out = check_out(out, (n, oh, ow, c), dt)
+        if mode == "max":
+            index = check_out(index, (n, oh, ow, c), np.dtype(np.int64), "index")
+        else:
+            index = None
+        check_aliasing("pool2d_forward", [("out", out), ("index", index)], [("x", x0)])
+        pads = (padding[0][0], padding[1][0])
+        if mode == "max":
+            C.max_pool_forward(x, out, index, pool, strides, pads)
+        else:
+            acc = self._scratch().get("acc64", np.dtype(np.float64), (c,))
+            C.avg_pool_forward(x, out, pool, strides, pads, acc)
+        return out, index
+
+    def pool2d_backward(self, dy, input_shape, pool_size, strides=None,
+                        padding=((0, 0), (0, 0)), mode="max", index=None, out=None):
+        dy0 = dy
+        strides = pool_size if strides is None else strides
+        dt = work_dtype(dy, "dy")
+        dy = as_float(dy, dt, "dy", 4)
+        try:
+            shape = tuple(int(s) for s in input_shape)
+        except (TypeError, ValueError):
+            shape = ()
+        if len(shape) != 4:
+            raise ValueError(f"pool2d_backward: input_shape must be (n, h, w, c), got "
+                             f"{input_shape!r}")
+        probe = _probe(shape, dt, out)
+        _, pool, strides, padding, (oh, ow) = prep_pool("pool2d_backward", probe, pool_size,
+                                                        strides, padding, mode)
+        n, h, w, c = shape
+        if dy.shape != (n, oh, ow, c):
+            raise ValueError(f"pool2d_backward: dy must have shape {(n, oh, ow, c)}, got "
+                             f"{dy.shape}")
+        out = check_out(out, shape, dt)
+        reads = [("dy", dy0)]
+        if mode == "max":
+            if index is None:
+                raise ValueError("pool2d_backward: max pooling needs the index "
+                                 "pool2d_forward returned")
+            index = np.asarray(index)
+            if index.shape != dy.shape or index.dtype.kind not in "iu":
+                raise ValueError(f"pool2d_backward: index must be integers of shape "
+                                 f"{dy.shape}, got {index.dtype} {index.shape}")
+            if index.size and (index.min() < 0 or index.max() >= n * h * w * c):
+                raise ValueError(f"pool2d_backward: index holds positions outside an input "
+                                 f"of shape {shape}")
+            reads.append(("index", index))
+        check_aliasing("pool2d_backward", [("out", out)], reads)
+        if mode == "max":
+            C.max_pool_backward(dy, np.ascontiguousarray(index, dtype=np.int64), out)
+        else:
+            C.avg_pool_backward(dy, out, pool, strides, (padding[0][0], padding[1][0]))
+        return out
+
+    # ------------------------------------------------------------------
     # optimizer updates, in place (scalars handed over in the param dtype)
     # ------------------------------------------------------------------
     def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
@@ -405,6 +586,37 @@ def _kernel_scalars(hyper, s):
     dtype ``s`` (as :meth:`sgd_update` hands them)."""
     _, (lr, decay, mom, nesterov, alpha, c1, c2, eps) = hyper
     return (s(lr), s(decay), s(mom), nesterov, s(alpha), s(c1), s(c2), s(eps))
+
+
+class _Scratch(threading.local):
+    """Scratch arrays of the convolution ops, one set per thread (so concurrent
+    calls on one backend never share a buffer), by name and dtype. Each is grown
+    to the largest size asked for and then reused: a warm call allocates nothing
+    (the views handed out are new objects, their memory is not)."""
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name, dtype, shape, zeros=False):
+        """A C-contiguous ``shape`` view of the buffer ``name``; with ``zeros`` a
+        buffer kept all zeros (nothing may write to it)."""
+        size = math.prod(shape)
+        key = (name, dtype, zeros)
+        buf = self.buffers.get(key)
+        if buf is None or buf.size < size:
+            buf = self.buffers[key] = (np.zeros if zeros else np.empty)(size, dtype)
+        return buf[:size].reshape(shape)
+
+
+def _probe(shape, dt, out):
+    """An array of ``shape`` and dtype ``dt`` for :func:`prep_conv`/:func:`prep_pool`,
+    which read only its shape and dtype: ``out`` when it fits, else the reference's
+    broadcast zero (which ``as_float`` copies whole, an allocation as large as the
+    result on every call)."""
+    if (isinstance(out, np.ndarray) and out.shape == shape and out.dtype == dt
+            and out.flags.c_contiguous):
+        return out
+    return np.broadcast_to(np.zeros((), dt), shape)
 
 
 class _StackPlan:
