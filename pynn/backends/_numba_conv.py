@@ -33,6 +33,8 @@ checked directory (:mod:`._numba_cache`), like the other kernels.
 """
 from __future__ import annotations
 
+import math
+
 from numba import njit
 
 from . import _numba_kernels as K
@@ -381,6 +383,7 @@ def max_pool_forward(x, out, index, pool, strides, pads):
                 idx = index[img, oy, ox]
                 for ch in range(c):
                     idx[ch] = -1
+                    o[ch] = -math.inf  # a window of padding only (as the reference)
                 for a in range(ph):
                     iy = y0 + a
                     if iy < 0 or iy >= h:
