@@ -56,7 +56,6 @@ class Model(Trainer, Layer):
         # a shapes-only build draws nothing: the seeded sequence of Generators is unchanged
         self._rng = np.random.default_rng(0) if building_shapes_only() else \
             _config.make_rng(seed)
-        self._seed = seed
         self._layout = ParameterLayout()
         self._fast_path = FastPath(self)
         self._root_ctx = CallContext(self)

@@ -153,14 +153,11 @@ class Sequential(Functional):
         be = self._backend if self._backend is not None else get_backend()
         layers = self._seq_layers + ([inp] if inp is not None else [])
         dtype = np.dtype(self._dtype or self._model_dtype(layers) or _config.floatx()).name
-        # the backend, dtype and a Generator for the initialisers before building: one of
-        # its own, derived from the model's seed, so that initialising draws nothing from
-        # the Generator that shuffles and drops out (a Sequential and a functional Model
-        # given the same weights and seed then train alike)
-        init_rng = (_config.make_rng() if self._seed is None
-                    else np.random.default_rng([int(self._seed), 1]))
+        # the backend, dtype and the model's Generator before building: a Sequential's
+        # initial weights are its Generator's first draws, so one seed gives one model
+        # (its shuffles and dropout masks continue the same stream)
         for layer in self._seq_layers:
-            layer._attach(be, None if isinstance(layer, Model) or layer.built else init_rng,
+            layer._attach(be, None if isinstance(layer, Model) or layer.built else self._rng,
                           dtype)
         if inp is None:
             inp = InputLayer(shape=input_shape[1:], name=f"{self.name}_input",
