@@ -33,7 +33,7 @@ from libc.stdint cimport int64_t
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memset
 
-from pynn_math cimport ACT_LINEAR, ACT_SOFTMAX, bias_act_row
+from pynn_math cimport ACT_GELU, ACT_LINEAR, ACT_SOFTMAX, act_grad_scalar, bias_act_row
 
 cdef extern from "limits.h":
     const int INT_MAX
@@ -237,6 +237,74 @@ cdef void conv_backward_kernel(const floating* x, const floating* dy, const Geom
         m0 += rows
 
 
+cdef void conv_backward_fused(const floating* dy, const floating* y, const floating* x,
+                              const floating* kernel, const Geom* G, bint direct, int code,
+                              floating act_alpha, floating* cols, floating* dzbuf,
+                              double* bacc, Py_ssize_t block_rows, floating* dx,
+                              floating* dkernel, floating* dbias) noexcept nogil:
+    """The whole backward pass of a convolution in one sweep over blocks of output
+    pixels: per block, ``dz = dy * act'(y)`` (into ``dzbuf``, or ``dy`` itself for a
+    linear activation), its column sums into ``bacc`` (float64) for ``dbias``, then per
+    group im2col and ``dkernel += cols^T dz`` and ``dcols = dz kernel^T`` scattered into
+    ``dx``. Each output is skipped when its pointer is NULL; ``dz`` and the column
+    block are read while they are in cache."""
+    cdef Py_ssize_t m = G.n * G.oh * G.ow, kcols = G.kh * G.kw * G.cig
+    cdef Py_ssize_t co = G.co, cog = G.co // G.groups, m0, rows, g, i, c
+    cdef const floating* dz
+    cdef const floating* a
+    cdef const floating* src
+    cdef const floating* yrow
+    cdef floating* dst
+    cdef Py_ssize_t lda
+    if dx != NULL and not direct:
+        memset(dx, 0, G.n * G.h * G.w * G.ci * sizeof(floating))
+    if dbias != NULL:
+        for c in range(co):
+            bacc[c] = 0
+    if dkernel != NULL and m == 0:
+        memset(dkernel, 0, kcols * co * sizeof(floating))
+    m0 = 0
+    while m0 < m:
+        rows = min(block_rows, m - m0)
+        if code == ACT_LINEAR:
+            dz = dy + m0 * co
+        else:
+            src = dy + m0 * co
+            yrow = y + m0 * co
+            dst = dzbuf
+            for i in range(rows * co):
+                dst[i] = act_grad_scalar(src[i], yrow[i], <floating>0, code, act_alpha)
+            dz = dzbuf
+        if dbias != NULL:
+            for i in range(rows):
+                src = dz + i * co
+                for c in range(co):
+                    bacc[c] += src[c]
+        for g in range(G.groups):
+            if dkernel != NULL:
+                if direct:
+                    a = x + m0 * G.ci + g * G.cig
+                    lda = G.ci
+                else:
+                    im2col(x, G, m0, rows, g, cols)
+                    a = cols
+                    lda = kcols
+                gemm_rm(True, False, kcols, cog, rows, a, lda, dz + g * cog, co,
+                        <floating>(0 if m0 == 0 else 1), dkernel + g * cog, co)
+            if dx != NULL:
+                if direct:
+                    gemm_rm(False, True, rows, G.cig, cog, dz + g * cog, co, kernel + g * cog,
+                            co, <floating>0, dx + m0 * G.ci + g * G.cig, G.ci)
+                else:
+                    gemm_rm(False, True, rows, kcols, cog, dz + g * cog, co, kernel + g * cog,
+                            co, <floating>0, cols, kcols)
+                    col2im_add(cols, G, m0, rows, g, dx)
+        m0 += rows
+    if dbias != NULL:
+        for c in range(co):
+            dbias[c] = <floating>bacc[c]
+
+
 # ---------------------------------------------------------------------------
 # pooling
 # ---------------------------------------------------------------------------
@@ -256,7 +324,8 @@ cdef void max_pool(const floating* x, const Geom* G, floating* out,
     cdef floating* o
     cdef int64_t* idx
     cdef const floating* src
-    cdef bint first
+    cdef floating v
+    cdef bint first, better
     for img in range(G.n):
         for oy in range(G.oh):
             window(oy, G.sh, G.pt, G.kh, G.h, &y0, &y1)
@@ -274,11 +343,12 @@ cdef void max_pool(const floating* x, const Geom* G, floating* out,
                                 o[ch] = src[ch]
                                 idx[ch] = pos + ch
                             first = False
-                        else:
+                        else:  # branch-free, so the loop vectorises
                             for ch in range(c):
-                                if src[ch] > o[ch]:
-                                    o[ch] = src[ch]
-                                    idx[ch] = pos + ch
+                                v = src[ch]
+                                better = v > o[ch]
+                                o[ch] = v if better else o[ch]
+                                idx[ch] = pos + ch if better else idx[ch]
                 if first:  # only padding (an empty input axis): as the reference
                     for ch in range(c):
                         o[ch] = -INFINITY
@@ -413,6 +483,17 @@ def plan(Py_ssize_t m, tuple kernel_shape, tuple strides, tuple padding,
     return rows, rows * kcols
 
 
+def backward_plan(Py_ssize_t m, tuple kernel_shape, tuple strides, tuple padding,
+                  Py_ssize_t itemsize, bint linear):
+    """``(block_rows, scratch_elements, accumulator_elements)`` for
+    :func:`conv2d_backward`: the column block (none when the column matrix is the
+    input itself), then ``block_rows * c_out`` for ``dz`` unless the activation is
+    linear; float64 sums for the bias."""
+    cdef Py_ssize_t rows, size
+    rows, size = plan(m, kernel_shape, strides, padding, itemsize)
+    return rows, size + (0 if linear else rows * kernel_shape[3]), kernel_shape[3]
+
+
 cdef int _check_scratch(Py_ssize_t have, Py_ssize_t block_rows, Py_ssize_t kcols,
                         bint direct, str op) except -1:
     if block_rows < 1 or block_rows > INT_MAX:
@@ -488,6 +569,72 @@ def conv2d_backward_kernel(const floating[:, :, :, ::1] x not None,
                              &dy[0, 0, 0, 0] if _size4(dy.shape) else NULL, &G, direct,
                              &scratch[0] if scratch.shape[0] else NULL, block_rows,
                              &out[0, 0, 0, 0])
+
+
+def conv2d_backward(const floating[:, :, :, ::1] dy not None,
+                    const floating[:, :, :, ::1] y not None,
+                    const floating[:, :, :, ::1] x not None,
+                    const floating[:, :, :, ::1] kernel not None, tuple strides,
+                    tuple padding, tuple dilation, Py_ssize_t groups, int code,
+                    double act_alpha, floating[:, :, :, ::1] dx,
+                    floating[:, :, :, ::1] dkernel, floating[::1] dbias,
+                    floating[::1] scratch not None, double[::1] bias_acc not None,
+                    Py_ssize_t block_rows):
+    """``(dx, dkernel, dbias)`` of ``y = act(conv(x, kernel) + bias)`` from ``dy``, each
+    written when given (not None). ``y`` is read unless ``code`` is linear. ``scratch``
+    holds the column block (unless the column matrix is ``x`` itself) followed by
+    ``block_rows * c_out`` elements for ``dz`` (unless linear); ``bias_acc`` (float64)
+    ``c_out`` elements for the bias sums."""
+    cdef Geom G = _geom(x.shape, kernel.shape, dy.shape, strides, padding, dilation, groups,
+                        "conv2d_backward")
+    cdef bint direct = _direct(G.kh, G.kw, G.sh, G.sw, padding)
+    cdef Py_ssize_t kcols = G.kh * G.kw * G.cig, ncols, need
+    cdef floating* dx_p = NULL
+    cdef floating* dk_p = NULL
+    cdef floating* db_p = NULL
+    cdef floating* scratch_p = NULL
+    if code < 0 or code >= ACT_SOFTMAX or code == ACT_GELU:
+        raise ValueError(f"conv2d_backward: activation code {code} has no elementwise "
+                         f"gradient from the output")
+    if code != ACT_LINEAR and _shape4(y.shape) != _shape4(dy.shape):
+        raise ValueError("conv2d_backward: y must have the shape of dy")
+    _check_scratch(scratch.shape[0], block_rows, kcols, direct, "conv2d_backward")
+    ncols = 0 if direct else block_rows * kcols
+    need = ncols + (0 if code == ACT_LINEAR else block_rows * G.co)
+    if scratch.shape[0] < need:
+        raise ValueError(f"conv2d_backward: scratch holds {scratch.shape[0]} elements, "
+                         f"{need} needed")
+    if dx is not None:
+        if _shape4(dx.shape) != _shape4(x.shape):
+            raise ValueError("conv2d_backward: dx must have the shape of x")
+        if _size4(dx.shape):
+            dx_p = &dx[0, 0, 0, 0]
+    if dkernel is not None:
+        if _shape4(dkernel.shape) != _shape4(kernel.shape):
+            raise ValueError("conv2d_backward: dkernel must have the shape of kernel")
+        if _size4(dkernel.shape):
+            dk_p = &dkernel[0, 0, 0, 0]
+    if dbias is not None:
+        if dbias.shape[0] != G.co:
+            raise ValueError("conv2d_backward: dbias must have c_out elements")
+        if G.co:
+            db_p = &dbias[0]
+    if bias_acc.shape[0] < G.co:
+        raise ValueError(f"conv2d_backward: the float64 accumulator needs {G.co} "
+                         f"elements, got {bias_acc.shape[0]}")
+    if dx_p == NULL and dk_p == NULL and db_p == NULL:
+        return
+    if scratch.shape[0]:
+        scratch_p = &scratch[0]
+    with nogil:
+        conv_backward_fused(&dy[0, 0, 0, 0] if _size4(dy.shape) else NULL,
+                            &y[0, 0, 0, 0] if _size4(y.shape) else NULL,
+                            &x[0, 0, 0, 0] if _size4(x.shape) else NULL,
+                            &kernel[0, 0, 0, 0] if _size4(kernel.shape) else NULL, &G,
+                            direct, code, <floating>act_alpha, scratch_p,
+                            scratch_p + ncols if scratch_p != NULL else NULL,
+                            &bias_acc[0] if bias_acc.shape[0] else NULL, block_rows, dx_p,
+                            dk_p, db_p)
 
 
 cdef Geom _pool_geom(Py_ssize_t* xshape, Py_ssize_t* oshape, tuple pool, tuple strides,

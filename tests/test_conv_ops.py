@@ -24,7 +24,7 @@ from pynn.backends.conv import ConvOps
 from helpers import CPU_BACKENDS, REFERENCE, assert_close, check_op, strided
 
 CONV_OPS = ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel",
-            "pool2d_forward", "pool2d_backward")
+            "conv2d_backward", "pool2d_forward", "pool2d_backward")
 #: Backends whose conv ops are compiled (they override every one of them).
 COMPILED = [n for n in CPU_BACKENDS
             if any(getattr(type(B.get(n)), op) is not getattr(Backend, op) for op in CONV_OPS)]
@@ -163,6 +163,132 @@ def test_conv_extreme_values(name, dt):
     check_op(be, "conv2d_backward_input", (dy, kernel, x.shape), dict(geo), dtype=dt)
 
 
+FLAGS = [(True, True, True), (False, True, True), (True, False, False),
+         (False, False, True), (False, False, False)]
+
+
+def _check_fused_backward(be, x, kernel, geo, act, dt, rng, flags=(True, True, True),
+                          views=False):
+    bias = rng.standard_normal(kernel.shape[3]).astype(dt)
+    y = REFERENCE.conv2d_forward(x, kernel, bias, activation=act, **geo)
+    dy = rng.standard_normal(y.shape).astype(dt)
+    want_dx, want_dk, want_db = flags
+    kw = dict(geo, y=y, activation=act, input_grad=want_dx, kernel_grad=want_dk,
+              bias_grad=want_db)
+    if views:
+        got, want = check_views(be, "conv2d_backward", (dy, x, kernel), kw, dt)
+    else:
+        got, want = check_op(be, "conv2d_backward", (dy, x, kernel), kw, dtype=dt)
+    for g, w, wanted in zip(got, want, flags):
+        assert (g is None) == (w is None) == (not wanted)
+    # the fused op is the sequence of the single ops on the reference
+    m = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    dz = dy if act in ("linear", None) else REFERENCE.activation_backward(
+        dy.reshape(m, dy.shape[3]), y.reshape(m, dy.shape[3]), act).reshape(dy.shape)
+    if want_dx:
+        assert_close(got[0], REFERENCE.conv2d_backward_input(dz, kernel, x.shape, **geo), dt,
+                     what="dx")
+    if want_dk:
+        assert_close(got[1], REFERENCE.conv2d_backward_kernel(x, dz, kernel.shape, **geo), dt,
+                     what="dkernel")
+    if want_db:
+        assert_close(got[2], dz.astype(np.float64).sum(axis=(0, 1, 2)), dt, what="dbias")
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_fused_conv_backward_matches_reference(name, case, dt):
+    """``conv2d_backward`` (activation gradient + kernel, bias and input gradients in
+    one op) over the whole geometry grid, with and without an activation."""
+    be = B.get(name)
+    rng = np.random.default_rng(11)
+    x, kernel, geo = _conv_case(case, dt, rng)
+    for act in ("linear", "relu"):
+        _check_fused_backward(be, x, kernel, geo, act, dt, rng)
+
+
+def _wide(case, factor=12):
+    """``case`` with ``factor`` times the input and twice the output channels: wider
+    column matrices and products than the grid's few channels."""
+    case = list(case)
+    case[4] *= factor
+    case[7] *= 2
+    return tuple(case)
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_wide_conv_ops_match_reference(name, case, dt):
+    be = B.get(name)
+    rng = np.random.default_rng(15)
+    x, kernel, geo = _conv_case(_wide(case), dt, rng)
+    bias = rng.standard_normal(kernel.shape[3]).astype(dt)
+    check_op(be, "conv2d_forward", (x, kernel, bias), dict(geo, activation="elu"), dtype=dt)
+    dy = _dy_for(x, kernel, geo, rng)
+    check_op(be, "conv2d_backward_input", (dy, kernel, x.shape), dict(geo), dtype=dt)
+    check_op(be, "conv2d_backward_kernel", (x, dy, kernel.shape), dict(geo), dtype=dt)
+    _check_fused_backward(be, x, kernel, geo, "relu", dt, rng)
+    _check_fused_backward(be, x, kernel, geo, "linear", dt, rng, (False, True, True))
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_fused_conv_backward_every_activation_and_subset(name, dt):
+    be = B.get(name)
+    rng = np.random.default_rng(12)
+    x, kernel, geo = _conv_case(("", 2, 6, 5, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
+    for act in ACTIVATIONS + [None]:
+        _check_fused_backward(be, x, kernel, geo, act, dt, rng)
+    for flags in FLAGS:
+        _check_fused_backward(be, x, kernel, geo, "tanh", dt, rng, flags)
+    x1, k1, geo1 = _conv_case(CONV_CASES[0], dt, rng)  # 1x1: the input is the column matrix
+    for flags in FLAGS:
+        _check_fused_backward(be, x1, k1, geo1, "elu", dt, rng, flags)
+
+
+@pytest.mark.parametrize("kind", ["step", "T"])
+@pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_fused_conv_backward_strided_inputs(name, dt, kind):
+    be = B.get(name)
+    rng = np.random.default_rng(13)
+    x, kernel, geo = _conv_case(("", 2, 6, 7, 4, 3, 3, 4, 2, 1, 1, 2), dt, rng)
+    bias = rng.standard_normal(4).astype(dt)
+    y = REFERENCE.conv2d_forward(x, kernel, bias, activation="sigmoid", **geo)
+    dy = rng.standard_normal(y.shape).astype(dt)
+    check_views(be, "conv2d_backward", (strided(dy, kind), strided(x, kind),
+                                        strided(kernel, kind)),
+                dict(geo, y=strided(y, kind), activation="sigmoid"), dt)
+
+
+def test_fused_conv_backward_bad_arguments():
+    rng = np.random.default_rng(14)
+    x, kernel, geo = _conv_case(("", 2, 5, 5, 4, 3, 3, 6, 1, 1, 1, 2), np.float64, rng)
+    y = REFERENCE.conv2d_forward(x, kernel, activation="relu", **geo)
+    bad = [
+        ((y[:1], x, kernel), dict(geo, y=y, activation="relu"), "dy must have shape"),
+        ((y, x, kernel), dict(geo, activation="relu"), "needs y"),
+        ((y, x, kernel), dict(geo, y=y[..., :3], activation="relu"), "y must have"),
+        ((y, x, kernel), dict(geo, y=y, activation="gelu"), "needs its input"),
+        ((y, x, kernel), dict(geo, y=y, activation="swish"), "Unknown activation"),
+        ((y, x, kernel), dict(geo, input_grad=False, dx=np.empty_like(x)), "dx was given"),
+        ((y, x, kernel), dict(geo, dkernel=np.empty((3, 3, 4, 6))), "dkernel: expected"),
+        ((y, x, kernel), dict(geo, dbias=np.empty(6, np.float32)), "dbias: expected dtype"),
+        ((y, x, kernel), dict(geo, dx=y), "dx: expected shape"),
+        ((y, x, kernel[..., :5]), geo, "do not divide"),
+    ]
+    for name in CPU_BACKENDS:
+        be = B.get(name)
+        for args, kwargs, match in bad:
+            with pytest.raises(ValueError, match=match):
+                be.conv2d_backward(*args, **kwargs)
+        buf = np.zeros((2, 5, 5, 4))
+        with pytest.raises(ValueError, match="dx and dy overlap"):
+            be.conv2d_backward(buf, np.ones((2, 5, 5, 4)), np.ones((1, 1, 4, 4)), dx=buf)
+
+
 def test_cython_conv_in_blocks_smaller_than_a_row(monkeypatch):
     """Column-matrix blocks of one and of a few rows (the block boundaries fall inside
     image rows and between images, and the kernel gradient sums many blocks)."""
@@ -173,7 +299,8 @@ def test_cython_conv_in_blocks_smaller_than_a_row(monkeypatch):
         monkeypatch.setattr(_conv, "COLS_BLOCK_BYTES", block_bytes)
         # 18-column float64 rows: one row per block (1 and 200 bytes)
         assert _conv.plan(100, (3, 3, 2, 4), (1, 1), ((0, 0), (0, 0)), 8) == (1, 18)
-        for case in CONV_CASES[:4] + CONV_CASES[6:7] + CONV_CASES[13:15]:
+        cases = CONV_CASES[:4] + CONV_CASES[6:7] + CONV_CASES[13:15]
+        for case in cases + [_wide(c, 5) for c in cases]:
             for dt in DTYPES:
                 x, kernel, geo = _conv_case(case, dt, rng)
                 dy = _dy_for(x, kernel, geo, rng)
@@ -183,6 +310,7 @@ def test_cython_conv_in_blocks_smaller_than_a_row(monkeypatch):
                          dtype=dt)
                 check_op(be, "conv2d_backward_kernel", (x, dy, kernel.shape), dict(geo),
                          dtype=dt)
+                _check_fused_backward(be, x, kernel, geo, "relu", dt, rng)
 
 
 # ---------------------------------------------------------------------------
@@ -389,6 +517,8 @@ def test_compiled_conv_ops_keep_signatures_and_do_not_fall_back(name, monkeypatc
                           activation="relu")
     be.conv2d_backward_input(y, k, x.shape, padding=((1, 1), (1, 1)))
     be.conv2d_backward_kernel(x, y, k.shape, padding=((1, 1), (1, 1)))
+    for act in ("linear", "relu"):
+        be.conv2d_backward(y, x, k, y=y, activation=act, padding=((1, 1), (1, 1)))
     for mode in ("max", "avg"):
         out, index = be.pool2d_forward(y, 2, mode=mode)
         be.pool2d_backward(out, y.shape, 2, mode=mode, index=index)
@@ -405,6 +535,7 @@ def _warm_calls(be, dt):
     dx, dk = np.empty_like(x), np.empty_like(k)
     pooled, index = REFERENCE.pool2d_forward(x, 2)
     k1 = rng.standard_normal((1, 1, 8, 32)).astype(dt)
+    dk1, db = np.empty_like(k1), np.empty(32, dt)
     return {
         "conv2d_forward": lambda: be.conv2d_forward(x, k, b, activation="relu", out=y, **geo),
         "conv2d_forward 1x1": lambda: be.conv2d_forward(x, k1, out=y),
@@ -412,6 +543,10 @@ def _warm_calls(be, dt):
                                                                   **geo),
         "conv2d_backward_kernel": lambda: be.conv2d_backward_kernel(x, y, k.shape, out=dk,
                                                                     **geo),
+        "conv2d_backward": lambda: be.conv2d_backward(y, x, k, y=y, activation="relu",
+                                                      dx=dx, dkernel=dk, dbias=db, **geo),
+        "conv2d_backward 1x1": lambda: be.conv2d_backward(y, x, k1, dx=dx, dkernel=dk1,
+                                                          dbias=db),
         "pool2d_forward max": lambda: be.pool2d_forward(x, 2, out=pooled, index=index),
         "pool2d_forward avg": lambda: be.pool2d_forward(x, 2, mode="avg", out=pooled),
         "pool2d_backward max": lambda: be.pool2d_backward(pooled, x.shape, 2, index=index,

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation_codes import NEEDS_INPUT_FOR_BACKWARD
+from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .validation import ALIASING, as_float, check_aliasing, check_out, work_dtype
 
-__all__ = ["ConvOps", "conv_output_size", "prep_conv", "prep_pool", "POOL_MODES"]
+__all__ = ["ConvOps", "conv_output_size", "prep_conv", "prep_conv_backward", "prep_pool",
+           "POOL_MODES"]
 
 POOL_MODES = ("max", "avg")
 
@@ -30,6 +31,7 @@ ALIASING.update({
     "conv2d_forward": {"out": ()},
     "conv2d_backward_input": {"out": ()},
     "conv2d_backward_kernel": {"out": ()},
+    "conv2d_backward": {"dx": (), "dkernel": (), "dbias": ()},
     "pool2d_forward": {"out": (), "index": ()},
     "pool2d_backward": {"out": ()},
 })
@@ -120,6 +122,48 @@ def prep_pool(op, x, pool_size, strides, padding, mode, x_name="x"):
         raise ValueError(f"{op}: the pool {pool} does not fit the padded input "
                          f"{(x.shape[1] + sum(padding[0]), x.shape[2] + sum(padding[1]))}")
     return x, pool, strides, padding, (oh, ow)
+
+
+def prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y, activation,
+                       wanted, outs):
+    """Checked arguments of ``conv2d_backward``: ``(x, kernel, strides, padding,
+    dilation, groups, dy, y, (dx, dkernel, dbias))``; each output is ``None`` when its
+    flag in ``wanted`` (input, kernel, bias) is false, else checked or allocated."""
+    op = "conv2d_backward"
+    x0, dy0, y0 = x, dy, y
+    x, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
+        op, x, kernel, strides, padding, dilation, groups)
+    dt = x.dtype
+    dy = as_float(dy, dt, "dy", 4)
+    n, co = x.shape[0], kernel.shape[3]
+    if dy.shape != (n, oh, ow, co):
+        raise ValueError(f"{op}: dy must have shape {(n, oh, ow, co)} for x {x.shape} and "
+                         f"kernel {kernel.shape}, got {dy.shape}")
+    if activation in NEEDS_INPUT_FOR_BACKWARD:
+        raise ValueError(f"{op}: activation {activation!r} needs its input for backward; "
+                         f"run 'linear' and activation_backward")
+    activation_code(activation)  # an unknown name raises here
+    if activation in (None, "linear"):
+        y = None
+    elif y is None:
+        raise ValueError(f"{op}: activation {activation!r} needs y, the forward output")
+    else:
+        y = as_float(y, dt, "y", 4)
+        if y.shape != dy.shape:
+            raise ValueError(f"{op}: y must have the shape of dy {dy.shape}, got {y.shape}")
+    names, shapes = ("dx", "dkernel", "dbias"), (x.shape, kernel.shape, (co,))
+    checked = []
+    for name, want, out, shape in zip(names, wanted, outs, shapes):
+        if not want:
+            if out is not None:
+                raise ValueError(f"{op}: {name} was given but its gradient was not asked "
+                                 f"for")
+            checked.append(None)
+        else:
+            checked.append(check_out(out, shape, dt, name))
+    check_aliasing(op, list(zip(names, checked)),
+                   [("dy", dy0), ("x", x0), ("kernel", kernel), ("y", y0)])
+    return x, kernel, strides, padding, dilation, groups, dy, y, tuple(checked)
 
 
 def _taps(kh, kw, strides, dilation, oh, ow):
@@ -244,6 +288,37 @@ class ConvOps:
                 acc[a, b, :, g * cog:(g + 1) * cog] = xs.T @ d64[:, g * cog:(g + 1) * cog]
         out[...] = acc
         return out
+
+    def conv2d_backward(self, dy, x, kernel, y=None, activation="linear", strides=1,
+                        padding=((0, 0), (0, 0)), dilation=1, groups=1, input_grad=True,
+                        kernel_grad=True, bias_grad=True, dx=None, dkernel=None, dbias=None):
+        """The whole backward pass of ``y = conv2d_forward(x, kernel, bias, ...,
+        activation)``: ``(dx, dkernel, dbias)``, each ``None`` unless asked for.
+
+        ``dz = activation_backward(dy, y)`` (``y`` is needed unless ``activation`` is
+        ``'linear'``; activations whose backward needs the pre-activation are refused,
+        as in :meth:`conv2d_forward`), then ``dkernel`` as
+        :meth:`conv2d_backward_kernel`, ``dbias`` the sum of ``dz`` over ``(n, oh, ow)``
+        and ``dx`` as :meth:`conv2d_backward_input`. Compiled backends do it in one
+        pass over blocks of output pixels; here it is those ops one after another.
+        """
+        x, kernel, strides, padding, dilation, groups, dy, y, (dx, dkernel, dbias) = (
+            prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y,
+                               activation, (input_grad, kernel_grad, bias_grad),
+                               (dx, dkernel, dbias)))
+        m, co = dy.shape[0] * dy.shape[1] * dy.shape[2], dy.shape[3]
+        dz = dy
+        if activation not in (None, "linear"):
+            dz = self.activation_backward(dy.reshape(m, co), y.reshape(m, co),
+                                          activation).reshape(dy.shape)
+        geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
+        if dkernel is not None:
+            self.conv2d_backward_kernel(x, dz, kernel.shape, out=dkernel, **geometry)
+        if dbias is not None:
+            self.bias_grad(dz.reshape(m, co), out=dbias)
+        if dx is not None:
+            self.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
+        return dx, dkernel, dbias
 
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):

@@ -28,7 +28,7 @@ from pynn._ext import step as _step
 from . import _blas
 from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .base import Backend
-from .conv import prep_conv, prep_pool
+from .conv import prep_conv, prep_conv_backward, prep_pool
 from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
                           check_dense_stack, stack_update_hyper)
 from .validation import (activation_alpha, adam_step_size, as_float, check_aliasing, check_out,
@@ -423,6 +423,35 @@ class CythonBackend(Backend):
                                      rows)
         return out
 
+    def conv2d_backward(self, dy, x, kernel, y=None, activation="linear", strides=1,
+                        padding=((0, 0), (0, 0)), dilation=1, groups=1, input_grad=True,
+                        kernel_grad=True, bias_grad=True, dx=None, dkernel=None, dbias=None):
+        """One sweep over blocks of output pixels: per block the activation gradient,
+        the bias sums, im2col + the kernel-gradient GEMM and the input-gradient GEMM +
+        col2im, while the block is in cache (``csrc/conv.pyx``). A softmax activation
+        (a row op) runs as the reference's sequence of ops."""
+        if activation == "softmax":
+            return Backend.conv2d_backward(
+                self, dy, x, kernel, y=y, activation=activation, strides=strides,
+                padding=padding, dilation=dilation, groups=groups, input_grad=input_grad,
+                kernel_grad=kernel_grad, bias_grad=bias_grad, dx=dx, dkernel=dkernel,
+                dbias=dbias)
+        x, kernel, strides, padding, dilation, groups, dy, y, (dx, dkernel, dbias) = (
+            prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y,
+                               activation, (input_grad, kernel_grad, bias_grad),
+                               (dx, dkernel, dbias)))
+        dt = x.dtype
+        code = activation_code(activation)
+        m = dy.shape[0] * dy.shape[1] * dy.shape[2]
+        rows, size, acc_size = _conv.backward_plan(m, kernel.shape, strides, padding,
+                                                   dt.itemsize, code == 0)
+        scratch = _thread_scratch(self, "conv", size, dt)
+        acc = _thread_scratch(self, "conv_acc", acc_size, np.dtype(np.float64))
+        _conv.conv2d_backward(dy, dy if y is None else y, x, kernel, strides, padding,
+                              dilation, groups, code, activation_alpha(activation, None), dx,
+                              dkernel, dbias, scratch, acc, rows)
+        return dx, dkernel, dbias
+
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):
         """Direct loops over the real elements of each window (``csrc/conv.pyx``)."""
@@ -497,26 +526,30 @@ def _probe(shape, dtype, out):
     return np.broadcast_to(np.zeros((), dtype), shape)
 
 
-def _conv_scratch(backend, m, kernel_shape, strides, padding, dtype):
-    """``(scratch, block_rows)`` for a convolution of ``m`` output pixels.
-
-    The column-matrix block a convolution gathers into is a scratch buffer of this
-    thread's: one per backend, thread and dtype, grown to the largest size asked for
-    and then reused, so a warm call allocates nothing. A block is about
-    ``pynn._ext.conv.COLS_BLOCK_BYTES`` (``plan``), so the buffer stays that size
-    whatever the batch.
-    """
-    rows, size = _conv.plan(m, kernel_shape, strides, padding, dtype.itemsize)
+def _thread_scratch(backend, key, size, dtype):
+    """A scratch array of at least ``size`` elements of ``dtype``, this thread's own:
+    one per backend, thread, ``key`` and dtype, grown to the largest size asked for and
+    then reused, so a warm call allocates nothing. (An empty array when ``size`` is 0.)"""
     if size == 0:
-        return _NO_BIAS[dtype], rows
+        return _NO_BIAS[dtype] if dtype in _NO_BIAS else np.zeros(0, dtype)
     local = backend.__dict__.get("_conv_scratch")
     if local is None:
         local = backend.__dict__.setdefault("_conv_scratch", threading.local())
-    buf = getattr(local, dtype.char, None)
+    name = f"{key}_{dtype.char}"
+    buf = getattr(local, name, None)
     if buf is None or buf.shape[0] < size:
         buf = np.empty(size, dtype)
-        setattr(local, dtype.char, buf)
-    return buf, rows
+        setattr(local, name, buf)
+    return buf
+
+
+def _conv_scratch(backend, m, kernel_shape, strides, padding, dtype):
+    """``(scratch, block_rows)`` for a convolution of ``m`` output pixels: the column
+    block it gathers into (:func:`_thread_scratch`). A block is about
+    ``pynn._ext.conv.COLS_BLOCK_BYTES`` (``plan``), so the buffer stays that size
+    whatever the batch."""
+    rows, size = _conv.plan(m, kernel_shape, strides, padding, dtype.itemsize)
+    return _thread_scratch(backend, "conv", size, dtype), rows
 
 
 _NO_UPDATE = (0, None, None, None)

@@ -30,7 +30,7 @@ from . import _numba_kernels as K  # noqa: E402
 from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD,  # noqa: E402
                                activation_code)
 from .base import Backend  # noqa: E402
-from .conv import prep_conv, prep_pool  # noqa: E402
+from .conv import prep_conv, prep_conv_backward, prep_pool  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
 from .validation import (activation_alpha, adam_step_size, as_float, as_labels,  # noqa: E402
@@ -344,6 +344,31 @@ class NumbaBackend(Backend):
         C.conv_backward_kernel(x, dy, out, col, dyg, acc, strides,
                                (padding[0][0], padding[1][0]), dilation, groups)
         return out
+
+    def conv2d_backward(self, dy, x, kernel, y=None, activation="linear", strides=1,
+                        padding=((0, 0), (0, 0)), dilation=1, groups=1, input_grad=True,
+                        kernel_grad=True, bias_grad=True, dx=None, dkernel=None, dbias=None):
+        """This backend's activation-gradient, kernel-, bias- and input-gradient kernels
+        one after another (``dz`` in a reused scratch array; not fused into one sweep
+        as the Cython backend's)."""
+        x, kernel, strides, padding, dilation, groups, dy, y, (dx, dkernel, dbias) = (
+            prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y,
+                               activation, (input_grad, kernel_grad, bias_grad),
+                               (dx, dkernel, dbias)))
+        m, co = dy.shape[0] * dy.shape[1] * dy.shape[2], dy.shape[3]
+        dz = dy
+        if activation not in (None, "linear"):
+            dz = self._scratch().get("dz", dy.dtype, dy.shape)
+            self.activation_backward(dy.reshape(m, co), y.reshape(m, co), activation,
+                                     out=dz.reshape(m, co))
+        geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
+        if dkernel is not None:
+            self.conv2d_backward_kernel(x, dz, kernel.shape, out=dkernel, **geometry)
+        if dbias is not None:
+            self.bias_grad(dz.reshape(m, co), out=dbias)
+        if dx is not None:
+            self.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
+        return dx, dkernel, dbias
 
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):

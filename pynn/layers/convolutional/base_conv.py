@@ -54,8 +54,8 @@ class BaseConv(Layer):
     ``kernel`` has Keras's shape ``kernel_size + (in_channels // groups, filters)``; the
     backend's ``conv2d_forward`` runs the convolution with the bias and activation as
     its epilogue (an activation whose backward needs its input, ``gelu``, runs after).
-    Backward: ``dz = activation_backward(dy, y)``, then ``conv2d_backward_kernel``,
-    ``bias_grad`` and ``conv2d_backward_input``. 1-D data is a 2-D image of height 1;
+    Backward: the backend's fused ``conv2d_backward`` (activation gradient, kernel,
+    bias and input gradients in one sweep). 1-D data is a 2-D image of height 1;
     channels_first data is transposed to channels_last and back.
     """
 
@@ -200,20 +200,19 @@ class BaseConv(Layer):
         be = self.backend
         x4, z, y, strides, pad, dil = ctx.saved
         dy4 = to_images(self, ctx, dy, self.rank, self.data_format, "dy_nhwc")
-        dz = activation_grad(be, ctx, dy4, y, z, self._act)
+        act = self._act
+        if z is not None:  # the activation's backward needs its input: not fusable
+            dy4, act = activation_grad(be, ctx, dy4, y, z, act), "linear"
         dk = ctx.grad_out(self.kernel)
-        if dk is not None:
-            be.conv2d_backward_kernel(x4, dz, self._image_kernel(dk).shape, strides=strides,
-                                      padding=pad, dilation=dil, groups=self.groups,
-                                      out=self._image_kernel(dk))
         db = None if self.bias is None else ctx.grad_out(self.bias)
-        if db is not None:
-            be.bias_grad(dz.reshape(-1, self._c_out), out=db)
+        dx4, _, _ = be.conv2d_backward(
+            dy4, x4, self._image_kernel(self.kernel.value), y=y, activation=act,
+            strides=strides, padding=pad, dilation=dil, groups=self.groups,
+            input_grad=input_grad, kernel_grad=dk is not None, bias_grad=db is not None,
+            dx=ctx.buffer("dx", x4.shape) if input_grad else None,
+            dkernel=None if dk is None else self._image_kernel(dk), dbias=db)
         if not input_grad:
             return None
-        dx4 = be.conv2d_backward_input(dz, self._image_kernel(self.kernel.value), x4.shape,
-                                       strides=strides, padding=pad, dilation=dil,
-                                       groups=self.groups, out=ctx.buffer("dx", x4.shape))
         return from_images(self, ctx, dx4, self.rank, self.data_format, "dx_out")
 
     # -- config ----------------------------------------------------------------------------
