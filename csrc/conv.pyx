@@ -241,13 +241,15 @@ cdef void conv_backward_fused(const floating* dy, const floating* y, const float
                               const floating* kernel, const Geom* G, bint direct, int code,
                               floating act_alpha, floating* cols, floating* dzbuf,
                               double* bacc, Py_ssize_t block_rows, floating* dx,
-                              floating* dkernel, floating* dbias) noexcept nogil:
+                              floating* dkernel, floating* dbias, bint first,
+                              bint last) noexcept nogil:
     """The whole backward pass of a convolution in one sweep over blocks of output
     pixels: per block, ``dz = dy * act'(y)`` (into ``dzbuf``, or ``dy`` itself for a
     linear activation), its column sums into ``bacc`` (float64) for ``dbias``, then per
     group im2col and ``dkernel += cols^T dz`` and ``dcols = dz kernel^T`` scattered into
     ``dx``. Each output is skipped when its pointer is NULL; ``dz`` and the column
-    block are read while they are in cache."""
+    block are read while they are in cache. Calls over consecutive batch slices add up
+    ``dkernel`` and ``bacc``: ``first`` starts the sums, ``last`` writes ``dbias``."""
     cdef Py_ssize_t m = G.n * G.oh * G.ow, kcols = G.kh * G.kw * G.cig
     cdef Py_ssize_t co = G.co, cog = G.co // G.groups, m0, rows, g, i, c
     cdef const floating* dz
@@ -258,10 +260,10 @@ cdef void conv_backward_fused(const floating* dy, const floating* y, const float
     cdef Py_ssize_t lda
     if dx != NULL and not direct:
         memset(dx, 0, G.n * G.h * G.w * G.ci * sizeof(floating))
-    if dbias != NULL:
+    if dbias != NULL and first:
         for c in range(co):
             bacc[c] = 0
-    if dkernel != NULL and m == 0:
+    if dkernel != NULL and m == 0 and first:
         memset(dkernel, 0, kcols * co * sizeof(floating))
     m0 = 0
     while m0 < m:
@@ -290,7 +292,7 @@ cdef void conv_backward_fused(const floating* dy, const floating* y, const float
                     a = cols
                     lda = kcols
                 gemm_rm(True, False, kcols, cog, rows, a, lda, dz + g * cog, co,
-                        <floating>(0 if m0 == 0 else 1), dkernel + g * cog, co)
+                        <floating>(0 if m0 == 0 and first else 1), dkernel + g * cog, co)
             if dx != NULL:
                 if direct:
                     gemm_rm(False, True, rows, G.cig, cog, dz + g * cog, co, kernel + g * cog,
@@ -300,7 +302,7 @@ cdef void conv_backward_fused(const floating* dy, const floating* y, const float
                             co, <floating>0, cols, kcols)
                     col2im_add(cols, G, m0, rows, g, dx)
         m0 += rows
-    if dbias != NULL:
+    if dbias != NULL and last:
         for c in range(co):
             dbias[c] = <floating>bacc[c]
 
@@ -634,7 +636,204 @@ def conv2d_backward(const floating[:, :, :, ::1] dy not None,
                             direct, code, <floating>act_alpha, scratch_p,
                             scratch_p + ncols if scratch_p != NULL else NULL,
                             &bias_acc[0] if bias_acc.shape[0] else NULL, block_rows, dx_p,
-                            dk_p, db_p)
+                            dk_p, db_p, True, True)
+
+
+# ---------------------------------------------------------------------------
+# convolution + non-overlapping max pooling, a tile of images at a time
+# ---------------------------------------------------------------------------
+#: Target size in bytes of the tile of convolution output the fused ops hold.
+TILE_BYTES = 1 << 20
+
+
+def pool_tile_images(Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t co, Py_ssize_t itemsize):
+    """Images per tile of :func:`conv2d_pool_forward`/``backward``: about
+    ``TILE_BYTES`` of convolution output, at least one."""
+    return max(1, TILE_BYTES // max(1, oh * ow * co * itemsize))
+
+
+cdef Geom _tile_pool(const Geom* G, Py_ssize_t n, Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    """The pooling geometry over a tile of ``n`` images of the convolution's output."""
+    cdef Geom P
+    P.n, P.h, P.w, P.ci = n, G.oh, G.ow, G.co
+    P.kh, P.kw, P.cig, P.co, P.groups, P.dh, P.dw = ph, pw, G.co, G.co, 1, 1, 1
+    P.oh, P.ow = G.oh // ph, G.ow // pw
+    P.sh, P.sw, P.pt, P.pl = ph, pw, 0, 0
+    return P
+
+
+cdef Geom _conv_pool_geom(Py_ssize_t* xshape, Py_ssize_t* kshape, Py_ssize_t* pshape,
+                          tuple strides, tuple padding, tuple dilation, Py_ssize_t groups,
+                          tuple pool, Py_ssize_t tile_images, Py_ssize_t tile_size,
+                          str op) except *:
+    """The convolution's geometry (its output size from the input and kernel), after
+    checking the pooled shape ``pshape`` and the tile."""
+    cdef Py_ssize_t yshape[4]
+    cdef Py_ssize_t ph = pool[0], pw = pool[1]
+    cdef Geom G
+    yshape[0], yshape[3] = xshape[0], kshape[3]
+    yshape[1] = (xshape[1] + padding[0][0] + padding[0][1] - dilation[0] * (kshape[0] - 1)
+                 - 1) // strides[0] + 1
+    yshape[2] = (xshape[2] + padding[1][0] + padding[1][1] - dilation[1] * (kshape[1] - 1)
+                 - 1) // strides[1] + 1
+    G = _geom(xshape, kshape, yshape, strides, padding, dilation, groups, op)
+    if ph < 1 or pw < 1 or G.oh < ph or G.ow < pw:
+        raise ValueError(f"{op}: the pool {pool} does not fit the convolution's output "
+                         f"{(G.oh, G.ow)}")
+    if (pshape[0] != G.n or pshape[1] != G.oh // ph or pshape[2] != G.ow // pw
+            or pshape[3] != G.co):
+        raise ValueError(f"{op}: the pooled arrays must have shape "
+                         f"{(G.n, G.oh // ph, G.ow // pw, G.co)}, got {_shape4(pshape)}")
+    if tile_images < 1 or tile_size < min(tile_images, G.n) * G.oh * G.ow * G.co:
+        raise ValueError(f"{op}: the tile must hold {tile_images} images' convolution "
+                         f"output")
+    return G
+
+
+def conv2d_pool_forward(const floating[:, :, :, ::1] x not None,
+                        const floating[:, :, :, ::1] kernel not None,
+                        const floating[::1] bias not None, bint has_bias, tuple strides,
+                        tuple padding, tuple dilation, Py_ssize_t groups, int code,
+                        double act_alpha, tuple pool, floating[:, :, :, ::1] out not None,
+                        int64_t[:, :, :, ::1] index not None,
+                        floating[::1] scratch not None, Py_ssize_t block_rows,
+                        floating[::1] tile not None, Py_ssize_t tile_images):
+    """``(out, index) = max_pool(act(conv(x, kernel) + bias), pool)`` (strides = pool,
+    no padding), ``tile_images`` images at a time: the convolution (im2col + GEMM +
+    epilogue) into ``tile``, then the pooling of the tile; ``index`` holds positions in
+    the whole convolution output ``(n, oh, ow, c_out)``."""
+    cdef Geom G = _conv_pool_geom(x.shape, kernel.shape, out.shape, strides, padding,
+                                  dilation, groups, pool, tile_images, tile.shape[0],
+                                  "conv2d_pool_forward")
+    cdef Geom Gc, P
+    cdef bint direct = _direct(G.kh, G.kw, G.sh, G.sw, padding)
+    cdef const floating* bias_p = NULL
+    cdef Py_ssize_t img0, cnt, i, base, per_in = G.h * G.w * G.ci
+    cdef Py_ssize_t per_out = out.shape[1] * out.shape[2] * G.co
+    cdef Py_ssize_t ph = pool[0], pw = pool[1]
+    cdef int64_t* idx
+    if code < 0 or code >= ACT_SOFTMAX:
+        raise ValueError(f"conv2d_pool_forward: unknown activation code {code}")
+    if _shape4(index.shape) != _shape4(out.shape):
+        raise ValueError("conv2d_pool_forward: index must have the shape of out")
+    if has_bias:
+        if bias.shape[0] != G.co:
+            raise ValueError(f"bias: expected shape ({G.co},), got ({bias.shape[0]},)")
+        bias_p = &bias[0] if G.co else NULL
+    _check_scratch(scratch.shape[0], block_rows, G.kh * G.kw * G.cig, direct,
+                   "conv2d_pool_forward")
+    if _size4(out.shape) == 0:
+        return
+    with nogil:
+        img0 = 0
+        while img0 < G.n:
+            cnt = min(tile_images, G.n - img0)
+            Gc = G
+            Gc.n = cnt
+            conv_forward(&x[img0, 0, 0, 0] if per_in else NULL,
+                         &kernel[0, 0, 0, 0] if _size4(kernel.shape) else NULL, bias_p, &Gc,
+                         direct, &scratch[0] if scratch.shape[0] else NULL, block_rows, code,
+                         <floating>act_alpha, &tile[0])
+            P = _tile_pool(&G, cnt, ph, pw)
+            idx = &index[img0, 0, 0, 0]
+            max_pool(&tile[0], &P, &out[img0, 0, 0, 0], idx)
+            base = img0 * G.oh * G.ow * G.co
+            for i in range(cnt * per_out):
+                idx[i] += base
+            img0 += cnt
+
+
+def conv2d_pool_backward(const floating[:, :, :, ::1] dy not None,
+                         const floating[:, :, :, ::1] x not None,
+                         const floating[:, :, :, ::1] kernel not None,
+                         const floating[:, :, :, ::1] out not None,
+                         const int64_t[:, :, :, ::1] index not None, tuple strides,
+                         tuple padding, tuple dilation, Py_ssize_t groups, int code,
+                         double act_alpha, tuple pool, floating[:, :, :, ::1] dx,
+                         floating[:, :, :, ::1] dkernel, floating[::1] dbias,
+                         floating[::1] scratch not None, double[::1] bias_acc not None,
+                         Py_ssize_t block_rows, floating[::1] tile not None,
+                         Py_ssize_t tile_images):
+    """The gradients of :func:`conv2d_pool_forward` from ``dy`` (the gradient of its
+    ``out``), each written when given, ``tile_images`` images at a time: the tile's
+    ``dz`` is zero except at the maxima, where it is ``dy * act'(out)``, then the fused
+    backward sweep (:func:`conv_backward_fused`) adds the tile's kernel and bias
+    gradients and writes its images' ``dx``."""
+    cdef Geom G = _conv_pool_geom(x.shape, kernel.shape, dy.shape, strides, padding,
+                                  dilation, groups, pool, tile_images, tile.shape[0],
+                                  "conv2d_pool_backward")
+    cdef Geom Gc
+    cdef bint direct = _direct(G.kh, G.kw, G.sh, G.sw, padding)
+    cdef Py_ssize_t kcols = G.kh * G.kw * G.cig, img0, cnt, i, base, tsize, bad = -1
+    cdef Py_ssize_t per_in = G.h * G.w * G.ci, per_out = dy.shape[1] * dy.shape[2] * G.co
+    cdef int64_t j
+    cdef floating* dx_p = NULL
+    cdef floating* dk_p = NULL
+    cdef floating* db_p = NULL
+    cdef const floating* d
+    cdef const floating* o
+    cdef const int64_t* idx
+    if code < 0 or code >= ACT_SOFTMAX or code == ACT_GELU:
+        raise ValueError(f"conv2d_pool_backward: activation code {code} has no elementwise "
+                         f"gradient from the output")
+    if _shape4(out.shape) != _shape4(dy.shape) or _shape4(index.shape) != _shape4(dy.shape):
+        raise ValueError("conv2d_pool_backward: out and index must have the shape of dy")
+    _check_scratch(scratch.shape[0], block_rows, kcols, direct, "conv2d_pool_backward")
+    if bias_acc.shape[0] < G.co:
+        raise ValueError(f"conv2d_pool_backward: the float64 accumulator needs {G.co} "
+                         f"elements, got {bias_acc.shape[0]}")
+    if dx is not None:
+        if _shape4(dx.shape) != _shape4(x.shape):
+            raise ValueError("conv2d_pool_backward: dx must have the shape of x")
+        if _size4(dx.shape):
+            dx_p = &dx[0, 0, 0, 0]
+    if dkernel is not None:
+        if _shape4(dkernel.shape) != _shape4(kernel.shape):
+            raise ValueError("conv2d_pool_backward: dkernel must have the shape of kernel")
+        if _size4(dkernel.shape):
+            dk_p = &dkernel[0, 0, 0, 0]
+    if dbias is not None:
+        if dbias.shape[0] != G.co:
+            raise ValueError("conv2d_pool_backward: dbias must have c_out elements")
+        if G.co:
+            db_p = &dbias[0]
+    with nogil:
+        if G.n == 0 or G.co == 0:
+            if dk_p != NULL:
+                memset(dk_p, 0, kcols * G.co * sizeof(floating))
+            if db_p != NULL:
+                memset(db_p, 0, G.co * sizeof(floating))
+            if dx_p != NULL:
+                memset(dx_p, 0, G.n * per_in * sizeof(floating))
+        img0 = 0
+        while img0 < G.n and G.co > 0:
+            cnt = min(tile_images, G.n - img0)
+            Gc = G
+            Gc.n = cnt
+            tsize = cnt * G.oh * G.ow * G.co
+            memset(&tile[0], 0, tsize * sizeof(floating))
+            base = img0 * G.oh * G.ow * G.co
+            d = &dy[img0, 0, 0, 0]
+            o = &out[img0, 0, 0, 0]
+            idx = &index[img0, 0, 0, 0]
+            for i in range(cnt * per_out):
+                j = idx[i] - base
+                if j < 0 or j >= tsize:
+                    if bad < 0:
+                        bad = i
+                    continue
+                tile[j] += act_grad_scalar(d[i], o[i], <floating>0, code, <floating>act_alpha)
+            conv_backward_fused(&tile[0], NULL, &x[img0, 0, 0, 0] if per_in else NULL,
+                                &kernel[0, 0, 0, 0] if _size4(kernel.shape) else NULL, &Gc,
+                                direct, ACT_LINEAR, <floating>act_alpha,
+                                &scratch[0] if scratch.shape[0] else NULL, NULL,
+                                &bias_acc[0], block_rows,
+                                dx_p + img0 * per_in if dx_p != NULL else NULL, dk_p, db_p,
+                                img0 == 0, img0 + cnt >= G.n)
+            img0 += cnt
+    if bad >= 0:
+        raise ValueError("conv2d_pool_backward: index holds a position in another tile of "
+                         "images than its own; pass the index conv2d_pool_forward returned")
 
 
 cdef Geom _pool_geom(Py_ssize_t* xshape, Py_ssize_t* oshape, tuple pool, tuple strides,

@@ -41,6 +41,7 @@ import math
 import numpy as np
 
 from .conv import ConvOps
+from .conv_pool import ConvPoolOps
 from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS,
                                NEEDS_INPUT_FOR_BACKWARD, activation_code)
 from .fused_stack import (STACK_LOSSES, StackUpdate, _dense_forward_reference,
@@ -88,7 +89,7 @@ _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-class Backend(ConvOps):
+class Backend(ConvOps, ConvPoolOps):
     """Reference implementation of every op, in plain NumPy.
 
     Subclasses override hot ops and must keep each method's signature.

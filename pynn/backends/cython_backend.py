@@ -29,6 +29,7 @@ from . import _blas
 from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .base import Backend
 from .conv import prep_conv, prep_conv_backward, prep_pool
+from .conv_pool import prep_conv_pool, prep_conv_pool_backward
 from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
                           check_dense_stack, stack_update_hyper)
 from .validation import (activation_alpha, adam_step_size, as_float, check_aliasing, check_out,
@@ -452,6 +453,46 @@ class CythonBackend(Backend):
                               dkernel, dbias, scratch, acc, rows)
         return dx, dkernel, dbias
 
+    def conv2d_pool_forward(self, x, kernel, bias=None, strides=1, padding=((0, 0), (0, 0)),
+                            dilation=1, groups=1, activation="linear", pool_size=2,
+                            out=None, index=None):
+        """A tile of images at a time (``csrc/conv.pyx``): the convolution with its
+        epilogue into the tile, then its max pooling; the whole convolution output is
+        never written."""
+        x, kernel, bias, strides, padding, dilation, groups, pool, conv_shape, out, index = (
+            prep_conv_pool(x, kernel, bias, strides, padding, dilation, groups, activation,
+                           pool_size, out, index))
+        dt = x.dtype
+        tile, tile_images, scratch, rows = _pool_tiles(self, conv_shape, kernel.shape, strides,
+                                                      padding, dt, 0)
+        has_bias = bias is not None
+        _conv.conv2d_pool_forward(x, kernel, bias if has_bias else _NO_BIAS[dt], has_bias,
+                                  strides, padding, dilation, groups,
+                                  activation_code(activation),
+                                  activation_alpha(activation, None), pool, out, index,
+                                  scratch, rows, tile, tile_images)
+        return out, index
+
+    def conv2d_pool_backward(self, dy, x, kernel, out, index, activation="linear", strides=1,
+                             padding=((0, 0), (0, 0)), dilation=1, groups=1, pool_size=2,
+                             input_grad=True, kernel_grad=True, bias_grad=True, dx=None,
+                             dkernel=None, dbias=None):
+        """A tile of images at a time (``csrc/conv.pyx``): the tile's gradient is built
+        from ``dy`` at the maxima, then one fused backward sweep over it."""
+        (dy, x, kernel, out, index, strides, padding, dilation, groups, pool, conv_shape,
+         (dx, dkernel, dbias)) = prep_conv_pool_backward(
+            dy, x, kernel, out, index, activation, strides, padding, dilation, groups,
+            pool_size, (input_grad, kernel_grad, bias_grad), (dx, dkernel, dbias))
+        dt = x.dtype
+        tile, tile_images, scratch, rows = _pool_tiles(self, conv_shape, kernel.shape, strides,
+                                                      padding, dt, 1)
+        acc = _thread_scratch(self, "conv_acc", kernel.shape[3], np.dtype(np.float64))
+        _conv.conv2d_pool_backward(dy, x, kernel, out, index, strides, padding, dilation,
+                                   groups, activation_code(activation),
+                                   activation_alpha(activation, None), pool, dx, dkernel,
+                                   dbias, scratch, acc, rows, tile, tile_images)
+        return dx, dkernel, dbias
+
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):
         """Direct loops over the real elements of each window (``csrc/conv.pyx``)."""
@@ -550,6 +591,18 @@ def _conv_scratch(backend, m, kernel_shape, strides, padding, dtype):
     whatever the batch."""
     rows, size = _conv.plan(m, kernel_shape, strides, padding, dtype.itemsize)
     return _thread_scratch(backend, "conv", size, dtype), rows
+
+
+def _pool_tiles(backend, conv_shape, kernel_shape, strides, padding, dtype, which):
+    """``(tile, tile_images, scratch, block_rows)`` of a fused convolution + pooling
+    (forward ``which=0``, backward ``1``: separate tiles, as both are live in a step)."""
+    n, oh, ow, co = conv_shape
+    tile_images = _conv.pool_tile_images(oh, ow, co, dtype.itemsize)
+    per_tile = min(n, tile_images)
+    tile = _thread_scratch(backend, f"conv_tile{which}", per_tile * oh * ow * co, dtype)
+    scratch, rows = _conv_scratch(backend, per_tile * oh * ow, kernel_shape, strides, padding,
+                                  dtype)
+    return tile, tile_images, scratch, rows
 
 
 _NO_UPDATE = (0, None, None, None)

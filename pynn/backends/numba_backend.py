@@ -31,6 +31,7 @@ from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD,  # noqa: E
                                activation_code)
 from .base import Backend  # noqa: E402
 from .conv import prep_conv, prep_conv_backward, prep_pool  # noqa: E402
+from .conv_pool import prep_conv_pool, prep_conv_pool_backward  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
 from .validation import (activation_alpha, adam_step_size, as_float, as_labels,  # noqa: E402
@@ -369,6 +370,42 @@ class NumbaBackend(Backend):
         if dx is not None:
             self.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
         return dx, dkernel, dbias
+
+    def conv2d_pool_forward(self, x, kernel, bias=None, strides=1, padding=((0, 0), (0, 0)),
+                            dilation=1, groups=1, activation="linear", pool_size=2,
+                            out=None, index=None):
+        """This backend's convolution into a reused scratch array, then its pooling (not
+        tiled as the Cython backend's)."""
+        x, kernel, bias, strides, padding, dilation, groups, pool, conv_shape, out, index = (
+            prep_conv_pool(x, kernel, bias, strides, padding, dilation, groups, activation,
+                           pool_size, out, index))
+        y = self._scratch().get("conv_pool_y", x.dtype, conv_shape)
+        self.conv2d_forward(x, kernel, bias, strides=strides, padding=padding,
+                            dilation=dilation, groups=groups, activation=activation, out=y)
+        return self.pool2d_forward(y, pool, out=out, index=index)
+
+    def conv2d_pool_backward(self, dy, x, kernel, out, index, activation="linear", strides=1,
+                             padding=((0, 0), (0, 0)), dilation=1, groups=1, pool_size=2,
+                             input_grad=True, kernel_grad=True, bias_grad=True, dx=None,
+                             dkernel=None, dbias=None):
+        """This backend's pooling gradient and fused convolution backward, on reused
+        scratch arrays (the convolution output holds ``out`` at the maxima, zeros
+        elsewhere, where the gradient is zero)."""
+        (dy, x, kernel, out, index, strides, padding, dilation, groups, pool, conv_shape,
+         (dx, dkernel, dbias)) = prep_conv_pool_backward(
+            dy, x, kernel, out, index, activation, strides, padding, dilation, groups,
+            pool_size, (input_grad, kernel_grad, bias_grad), (dx, dkernel, dbias))
+        s = self._scratch()
+        dyc = s.get("conv_pool_dy", x.dtype, conv_shape)
+        self.pool2d_backward(dy, conv_shape, pool, mode="max", index=index, out=dyc)
+        y = s.get("conv_pool_y", x.dtype, conv_shape)
+        y.fill(0)
+        y.reshape(-1)[index.reshape(-1)] = out.reshape(-1)
+        return self.conv2d_backward(dyc, x, kernel, y=y, activation=activation,
+                                    strides=strides, padding=padding, dilation=dilation,
+                                    groups=groups, input_grad=input_grad,
+                                    kernel_grad=kernel_grad, bias_grad=bias_grad, dx=dx,
+                                    dkernel=dkernel, dbias=dbias)
 
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):

@@ -316,10 +316,19 @@ class Functional(Model):
         want = None
         if logits:
             want = {self._logits_node(i) for i, f in enumerate(logits) if f}
+        fused = self._fast_path.conv_pools()
+        skip = {k for k, _ in fused.values()}
         for j, node in enumerate(self._nodes):
+            if j in skip:
+                continue  # a pooling run with its convolution
             args = [vals[id(t)] for t in node.inputs]
             arg = args[0] if node.structure is None else args
             nctx = ctx.child_for(node.layer, j)
+            pair = fused.get(j)
+            if pair is not None:
+                vals[id(self._nodes[pair[0]].outputs[0])] = pair[1].forward(
+                    nctx, arg, training=training)
+                continue
             if want is not None and j in want:
                 out = node.layer.forward(nctx, arg, training=training, logits=True)
             else:
@@ -372,12 +381,17 @@ class Functional(Model):
                 add(t, g)
         needs = self._needs(input_grad)
         pass_id = ctx.pass_id
+        fused = self._fast_path.conv_pools()
+        skip = {k for k, _ in fused.values()}
         for j in range(len(self._nodes) - 1, -1, -1):
             run, need_in = needs[j]
-            if not run:
+            if not run or j in skip:
                 continue
             node = self._nodes[j]
-            gs = [acc.get(id(t)) for t in node.outputs]
+            pair = fused.get(j)
+            step = node.layer if pair is None else pair[1]
+            gs = [acc.get(id(t)) for t in (node if pair is None else
+                                           self._nodes[pair[0]]).outputs]
             if all(g is None for g in gs):
                 continue
             if node.multi_output:
@@ -393,7 +407,7 @@ class Functional(Model):
                 dy = gs[0][0]
             nctx = ctx.child_for(node.layer, j)
             nctx.pass_id = pass_id
-            dx = node.layer.backward(nctx, dy, input_grad=need_in)
+            dx = step.backward(nctx, dy, input_grad=need_in)
             nctx.end_backward()
             if need_in:
                 for t, d in zip(node.inputs, [dx] if node.structure is None else dx):

@@ -11,17 +11,26 @@ They apply to any linear chain of ``Dense`` layers (``Dropout`` too, at inferenc
 where it is the identity) from a model's single input to its single output, in a
 ``Sequential`` or a functional ``Model``, on a host-memory backend, with a loss in
 :data:`FUSABLE_LOSSES` and an optimizer whose ``_stack_rule`` folds. Everything
-else runs layer by layer on the same backend ops. ``compile(jit_compile=False)``
-(or ``run_eagerly=True``) turns both fused paths off for a model; :func:`explain`
-says which apply.
+else runs layer by layer on the same backend ops.
+
+Inside any graph, a ``Conv2D`` whose output only a ``MaxPooling2D`` reads (both
+channels_last, the pool not overlapping and unpadded, the convolution's activation
+elementwise from its output) runs with that pooling as one step
+(:class:`~pynn.layers.convolutional.conv_pool.ConvPool`, on the backend's
+``conv2d_pool_forward``/``backward``): :meth:`FastPath.conv_pools`.
+
+``compile(jit_compile=False)`` (or ``run_eagerly=True``) turns every fused path off
+for a model; :func:`explain` says which apply.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import losses as losses_mod
+from ..backends.activation_codes import NEEDS_INPUT_FOR_BACKWARD
 from ..backends.fused_stack import StackUpdate
-from ..layers import Dense, Dropout
+from ..layers import Conv2D, Dense, Dropout, MaxPooling2D
+from ..layers.convolutional.conv_pool import ConvPool
 
 __all__ = ["FUSABLE_LOSSES", "FastPath", "explain"]
 
@@ -37,9 +46,40 @@ _REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight")
 
 
 def explain(model):
-    """``{'train': bool, 'inference': bool}``: which fused paths ``model`` takes now."""
+    """``{'train': bool, 'inference': bool, 'conv_pool': int}``: which fused paths
+    ``model`` takes now (the fused Dense-stack step and inference pass; how many
+    convolution + pooling pairs run as one step)."""
     fp = model._fast_path
-    return {"train": fp.train_spec(2) is not None, "inference": fp.inference_plan() is not None}
+    return {"train": fp.train_spec(2) is not None, "inference": fp.inference_plan() is not None,
+            "conv_pool": len(fp.conv_pools())}
+
+
+def _fusable_pair(conv_node, pool_node):
+    """True when the layers of these nodes may run as one :class:`ConvPool` step."""
+    conv, pool = conv_node.layer, pool_node.layer
+    return (type(conv) is Conv2D and conv.built and conv.data_format == "channels_last"
+            and conv._act not in NEEDS_INPUT_FOR_BACKWARD and conv._act != "softmax"
+            and type(pool) is MaxPooling2D and pool.data_format == "channels_last"
+            and pool.padding == "valid" and tuple(pool.strides) == tuple(pool.pool_size)
+            and pool_node.structure is None and len(pool_node.inputs) == 1)
+
+
+def conv_pool_pairs(nodes, outputs):
+    """``{conv node index: (pool node index, ConvPool)}`` of a graph's nodes (in run
+    order) and output tensors: each fusable ``Conv2D`` node whose one output only a
+    fusable ``MaxPooling2D`` node reads, and that is not a model output."""
+    pairs = {}
+    for j, node in enumerate(nodes):
+        if type(node.layer) is not Conv2D or node.multi_output:
+            continue
+        t = node.outputs[0]
+        if any(o is t for o in outputs):
+            continue
+        readers = [k for k, n in enumerate(nodes) if any(u is t for u in n.inputs)]
+        if len(readers) == 1 and _fusable_pair(node, nodes[readers[0]]):
+            k = readers[0]
+            pairs[j] = (k, ConvPool(node.layer, nodes[k].layer))
+    return pairs
 
 
 def _stack_arrays(dense):
@@ -60,6 +100,20 @@ class FastPath:
         self._states = None
         self._train_ws = {}
         self._infer_ws = {}
+        self._conv_pools = None
+
+    # -- convolution + pooling -------------------------------------------------------------
+    def conv_pools(self):
+        """The graph's :func:`conv_pool_pairs` when the fused paths are on and the backend
+        holds arrays in host memory, else ``{}`` (found once per graph: a Sequential
+        that gains a layer builds a new one)."""
+        m = self.model
+        nodes = getattr(m, "_nodes", None)
+        if not self.enabled or nodes is None or not m.backend.host_memory:
+            return {}
+        if self._conv_pools is None or self._conv_pools[0] is not nodes:
+            self._conv_pools = (nodes, conv_pool_pairs(nodes, m._outputs))
+        return self._conv_pools[1]
 
     # -- which layers ---------------------------------------------------------------------
     def _dense_chain(self, skip_dropout):
