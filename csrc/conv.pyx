@@ -505,6 +505,16 @@ cdef int _check_scratch(Py_ssize_t have, Py_ssize_t block_rows, Py_ssize_t kcols
     return 0
 
 
+cdef const floating* _bias_pointer(const floating[::1] bias, bint has_bias,
+                                   Py_ssize_t co) except? NULL:
+    """The bias a forward op reads (NULL without one), after checking its length."""
+    if not has_bias:
+        return NULL
+    if bias.shape[0] != co:
+        raise ValueError(f"bias: expected shape ({co},), got ({bias.shape[0]},)")
+    return &bias[0] if co else NULL
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x not None,
                    const floating[:, :, :, ::1] kernel not None,
                    const floating[::1] bias not None, bint has_bias, tuple strides,
@@ -518,10 +528,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x not None,
     cdef const floating* bias_p = NULL
     if code < 0 or code > ACT_SOFTMAX:
         raise ValueError(f"conv2d_forward: unknown activation code {code}")
-    if has_bias:
-        if bias.shape[0] != G.co:
-            raise ValueError(f"bias: expected shape ({G.co},), got ({bias.shape[0]},)")
-        bias_p = &bias[0] if G.co else NULL
+    bias_p = _bias_pointer(bias, has_bias, G.co)
     _check_scratch(scratch.shape[0], block_rows, G.kh * G.kw * G.cig, direct,
                    "conv2d_forward")
     if _size4(out.shape) == 0:
@@ -573,6 +580,33 @@ def conv2d_backward_kernel(const floating[:, :, :, ::1] x not None,
                              &out[0, 0, 0, 0])
 
 
+cdef int _grad_pointers(floating[:, :, :, ::1] dx, floating[:, :, :, ::1] dkernel,
+                        floating[::1] dbias, double[::1] bias_acc, Py_ssize_t* xshape,
+                        Py_ssize_t* kshape, Py_ssize_t co, str op, floating** dx_p,
+                        floating** dk_p, floating** db_p) except -1:
+    """Check the gradient outputs of a convolution's backward op (each may be None) and
+    point ``*dx_p``, ``*dk_p``, ``*db_p`` at them (NULL when absent or empty)."""
+    if dx is not None:
+        if _shape4(dx.shape) != _shape4(xshape):
+            raise ValueError(f"{op}: dx must have the shape of x")
+        if _size4(dx.shape):
+            dx_p[0] = &dx[0, 0, 0, 0]
+    if dkernel is not None:
+        if _shape4(dkernel.shape) != _shape4(kshape):
+            raise ValueError(f"{op}: dkernel must have the shape of kernel")
+        if _size4(dkernel.shape):
+            dk_p[0] = &dkernel[0, 0, 0, 0]
+    if dbias is not None:
+        if dbias.shape[0] != co:
+            raise ValueError(f"{op}: dbias must have c_out elements")
+        if co:
+            db_p[0] = &dbias[0]
+    if bias_acc.shape[0] < co:
+        raise ValueError(f"{op}: the float64 accumulator needs {co} elements, got "
+                         f"{bias_acc.shape[0]}")
+    return 0
+
+
 def conv2d_backward(const floating[:, :, :, ::1] dy not None,
                     const floating[:, :, :, ::1] y not None,
                     const floating[:, :, :, ::1] x not None,
@@ -606,24 +640,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy not None,
     if scratch.shape[0] < need:
         raise ValueError(f"conv2d_backward: scratch holds {scratch.shape[0]} elements, "
                          f"{need} needed")
-    if dx is not None:
-        if _shape4(dx.shape) != _shape4(x.shape):
-            raise ValueError("conv2d_backward: dx must have the shape of x")
-        if _size4(dx.shape):
-            dx_p = &dx[0, 0, 0, 0]
-    if dkernel is not None:
-        if _shape4(dkernel.shape) != _shape4(kernel.shape):
-            raise ValueError("conv2d_backward: dkernel must have the shape of kernel")
-        if _size4(dkernel.shape):
-            dk_p = &dkernel[0, 0, 0, 0]
-    if dbias is not None:
-        if dbias.shape[0] != G.co:
-            raise ValueError("conv2d_backward: dbias must have c_out elements")
-        if G.co:
-            db_p = &dbias[0]
-    if bias_acc.shape[0] < G.co:
-        raise ValueError(f"conv2d_backward: the float64 accumulator needs {G.co} "
-                         f"elements, got {bias_acc.shape[0]}")
+    _grad_pointers(dx, dkernel, dbias, bias_acc, x.shape, kernel.shape, G.co,
+                   "conv2d_backward", &dx_p, &dk_p, &db_p)
     if dx_p == NULL and dk_p == NULL and db_p == NULL:
         return
     if scratch.shape[0]:
@@ -716,10 +734,7 @@ def conv2d_pool_forward(const floating[:, :, :, ::1] x not None,
         raise ValueError(f"conv2d_pool_forward: unknown activation code {code}")
     if _shape4(index.shape) != _shape4(out.shape):
         raise ValueError("conv2d_pool_forward: index must have the shape of out")
-    if has_bias:
-        if bias.shape[0] != G.co:
-            raise ValueError(f"bias: expected shape ({G.co},), got ({bias.shape[0]},)")
-        bias_p = &bias[0] if G.co else NULL
+    bias_p = _bias_pointer(bias, has_bias, G.co)
     _check_scratch(scratch.shape[0], block_rows, G.kh * G.kw * G.cig, direct,
                    "conv2d_pool_forward")
     if _size4(out.shape) == 0:
@@ -779,24 +794,8 @@ def conv2d_pool_backward(const floating[:, :, :, ::1] dy not None,
     if _shape4(out.shape) != _shape4(dy.shape) or _shape4(index.shape) != _shape4(dy.shape):
         raise ValueError("conv2d_pool_backward: out and index must have the shape of dy")
     _check_scratch(scratch.shape[0], block_rows, kcols, direct, "conv2d_pool_backward")
-    if bias_acc.shape[0] < G.co:
-        raise ValueError(f"conv2d_pool_backward: the float64 accumulator needs {G.co} "
-                         f"elements, got {bias_acc.shape[0]}")
-    if dx is not None:
-        if _shape4(dx.shape) != _shape4(x.shape):
-            raise ValueError("conv2d_pool_backward: dx must have the shape of x")
-        if _size4(dx.shape):
-            dx_p = &dx[0, 0, 0, 0]
-    if dkernel is not None:
-        if _shape4(dkernel.shape) != _shape4(kernel.shape):
-            raise ValueError("conv2d_pool_backward: dkernel must have the shape of kernel")
-        if _size4(dkernel.shape):
-            dk_p = &dkernel[0, 0, 0, 0]
-    if dbias is not None:
-        if dbias.shape[0] != G.co:
-            raise ValueError("conv2d_pool_backward: dbias must have c_out elements")
-        if G.co:
-            db_p = &dbias[0]
+    _grad_pointers(dx, dkernel, dbias, bias_acc, x.shape, kernel.shape, G.co,
+                   "conv2d_pool_backward", &dx_p, &dk_p, &db_p)
     with nogil:
         if G.n == 0 or G.co == 0:
             if dk_p != NULL:

@@ -22,7 +22,7 @@ from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .validation import ALIASING, as_float, check_aliasing, check_out, work_dtype
 
 __all__ = ["ConvOps", "conv_output_size", "prep_conv", "prep_conv_backward", "prep_pool",
-           "POOL_MODES"]
+           "POOL_MODES", "GRAD_NAMES", "check_grads", "composed_conv_backward"]
 
 POOL_MODES = ("max", "avg")
 
@@ -124,6 +124,46 @@ def prep_pool(op, x, pool_size, strides, padding, mode, x_name="x"):
     return x, pool, strides, padding, (oh, ow)
 
 
+GRAD_NAMES = ("dx", "dkernel", "dbias")
+
+
+def check_grads(op, wanted, outs, shapes, dtype):
+    """The gradient outputs ``(dx, dkernel, dbias)`` of a convolution's backward op:
+    each ``None`` when its flag in ``wanted`` is false (and refused if given), else
+    checked (or allocated) for its shape in ``shapes``."""
+    checked = []
+    for name, want, out, shape in zip(GRAD_NAMES, wanted, outs, shapes):
+        if not want:
+            if out is not None:
+                raise ValueError(f"{op}: {name} was given but its gradient was not asked "
+                                 f"for")
+            checked.append(None)
+        else:
+            checked.append(check_out(out, shape, dtype, name))
+    return tuple(checked)
+
+
+def composed_conv_backward(be, dy, x, kernel, y, activation, geometry, grads, dz=None):
+    """``conv2d_backward`` as backend ``be``'s single ops one after another, on checked
+    arguments (:func:`prep_conv_backward`): ``dz = dy * act'(y)`` into ``dz`` (allocated
+    when ``None``), then the kernel, bias and input gradients into ``grads``."""
+    dx, dkernel, dbias = grads
+    m, co = dy.shape[0] * dy.shape[1] * dy.shape[2], dy.shape[3]
+    if activation in (None, "linear"):
+        dz = dy
+    else:
+        dz = be.activation_backward(dy.reshape(m, co), y.reshape(m, co), activation,
+                                    out=None if dz is None else dz.reshape(m, co))
+        dz = dz.reshape(dy.shape)
+    if dkernel is not None:
+        be.conv2d_backward_kernel(x, dz, kernel.shape, out=dkernel, **geometry)
+    if dbias is not None:
+        be.bias_grad(dz.reshape(m, co), out=dbias)
+    if dx is not None:
+        be.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
+    return grads
+
+
 def prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y, activation,
                        wanted, outs):
     """Checked arguments of ``conv2d_backward``: ``(x, kernel, strides, padding,
@@ -151,19 +191,10 @@ def prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y, act
         y = as_float(y, dt, "y", 4)
         if y.shape != dy.shape:
             raise ValueError(f"{op}: y must have the shape of dy {dy.shape}, got {y.shape}")
-    names, shapes = ("dx", "dkernel", "dbias"), (x.shape, kernel.shape, (co,))
-    checked = []
-    for name, want, out, shape in zip(names, wanted, outs, shapes):
-        if not want:
-            if out is not None:
-                raise ValueError(f"{op}: {name} was given but its gradient was not asked "
-                                 f"for")
-            checked.append(None)
-        else:
-            checked.append(check_out(out, shape, dt, name))
-    check_aliasing(op, list(zip(names, checked)),
+    checked = check_grads(op, wanted, outs, (x.shape, kernel.shape, (co,)), dt)
+    check_aliasing(op, list(zip(GRAD_NAMES, checked)),
                    [("dy", dy0), ("x", x0), ("kernel", kernel), ("y", y0)])
-    return x, kernel, strides, padding, dilation, groups, dy, y, tuple(checked)
+    return x, kernel, strides, padding, dilation, groups, dy, y, checked
 
 
 def _taps(kh, kw, strides, dilation, oh, ow):
@@ -306,19 +337,10 @@ class ConvOps:
             prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y,
                                activation, (input_grad, kernel_grad, bias_grad),
                                (dx, dkernel, dbias)))
-        m, co = dy.shape[0] * dy.shape[1] * dy.shape[2], dy.shape[3]
-        dz = dy
-        if activation not in (None, "linear"):
-            dz = self.activation_backward(dy.reshape(m, co), y.reshape(m, co),
-                                          activation).reshape(dy.shape)
-        geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
-        if dkernel is not None:
-            self.conv2d_backward_kernel(x, dz, kernel.shape, out=dkernel, **geometry)
-        if dbias is not None:
-            self.bias_grad(dz.reshape(m, co), out=dbias)
-        if dx is not None:
-            self.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
-        return dx, dkernel, dbias
+        return composed_conv_backward(
+            self, dy, x, kernel, y, activation,
+            dict(strides=strides, padding=padding, dilation=dilation, groups=groups),
+            (dx, dkernel, dbias))
 
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):

@@ -20,10 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
-from .conv import _pair, prep_conv
+from .conv import GRAD_NAMES, _pair, check_grads, prep_conv
 from .validation import ALIASING, as_float, check_aliasing, check_out
 
-__all__ = ["ConvPoolOps", "prep_conv_pool", "prep_conv_pool_backward"]
+__all__ = ["ConvPoolOps", "composed_conv_pool_backward", "prep_conv_pool",
+           "prep_conv_pool_backward"]
 
 ALIASING.update({
     "conv2d_pool_forward": {"out": (), "index": ()},
@@ -94,22 +95,28 @@ def prep_conv_pool_backward(dy, x, kernel, out, index, activation, strides, padd
         raise ValueError(f"{op}: index holds positions outside the convolution's output "
                          f"{conv_shape}")
     index = np.ascontiguousarray(index)
-    co = kernel.shape[3]
-    checked = []
-    for name, want, arr, shape in zip(("dx", "dkernel", "dbias"), wanted, grads,
-                                      (x.shape, kernel.shape, (co,))):
-        if not want:
-            if arr is not None:
-                raise ValueError(f"{op}: {name} was given but its gradient was not asked "
-                                 f"for")
-            checked.append(None)
-        else:
-            checked.append(check_out(arr, shape, dt, name))
-    check_aliasing(op, list(zip(("dx", "dkernel", "dbias"), checked)),
+    checked = check_grads(op, wanted, grads, (x.shape, kernel.shape, (kernel.shape[3],)), dt)
+    check_aliasing(op, list(zip(GRAD_NAMES, checked)),
                    [("dy", dy0), ("x", x0), ("kernel", kernel), ("out", out0),
                     ("index", index)])
     return (dy, x, kernel, out, index, strides, padding, dilation, groups, pool, conv_shape,
-            tuple(checked))
+            checked)
+
+
+def composed_conv_pool_backward(be, dy, x, kernel, out, index, activation, geometry, pool,
+                                grads, dyc, y):
+    """``conv2d_pool_backward`` as backend ``be``'s pooling gradient (into ``dyc``, the
+    convolution output's shape) and its ``conv2d_backward``, on checked arguments
+    (:func:`prep_conv_pool_backward`). ``y`` (that shape too) gets ``out`` at the maxima
+    and zeros elsewhere, where the gradient is zero."""
+    be.pool2d_backward(dy, dyc.shape, pool, mode="max", index=index, out=dyc)
+    y.fill(0)
+    y.reshape(-1)[index.reshape(-1)] = out.reshape(-1)
+    dx, dkernel, dbias = grads
+    return be.conv2d_backward(dyc, x, kernel, y=y, activation=activation,
+                              input_grad=dx is not None, kernel_grad=dkernel is not None,
+                              bias_grad=dbias is not None, dx=dx, dkernel=dkernel,
+                              dbias=dbias, **geometry)
 
 
 class ConvPoolOps:
@@ -141,11 +148,7 @@ class ConvPoolOps:
          (dx, dkernel, dbias)) = prep_conv_pool_backward(
             dy, x, kernel, out, index, activation, strides, padding, dilation, groups,
             pool_size, (input_grad, kernel_grad, bias_grad), (dx, dkernel, dbias))
-        dyc = self.pool2d_backward(dy, conv_shape, pool, mode="max", index=index)
-        y = np.zeros(conv_shape, x.dtype)
-        y.reshape(-1)[index.reshape(-1)] = out.reshape(-1)
-        return self.conv2d_backward(dyc, x, kernel, y=y, activation=activation,
-                                    strides=strides, padding=padding, dilation=dilation,
-                                    groups=groups, input_grad=input_grad,
-                                    kernel_grad=kernel_grad, bias_grad=bias_grad, dx=dx,
-                                    dkernel=dkernel, dbias=dbias)
+        return composed_conv_pool_backward(
+            self, dy, x, kernel, out, index, activation,
+            dict(strides=strides, padding=padding, dilation=dilation, groups=groups), pool,
+            (dx, dkernel, dbias), np.empty(conv_shape, x.dtype), np.empty(conv_shape, x.dtype))

@@ -30,8 +30,10 @@ from . import _numba_kernels as K  # noqa: E402
 from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD,  # noqa: E402
                                activation_code)
 from .base import Backend  # noqa: E402
-from .conv import prep_conv, prep_conv_backward, prep_pool  # noqa: E402
-from .conv_pool import prep_conv_pool, prep_conv_pool_backward  # noqa: E402
+from .conv import (composed_conv_backward, prep_conv, prep_conv_backward,  # noqa: E402
+                   prep_pool)
+from .conv_pool import (composed_conv_pool_backward, prep_conv_pool,  # noqa: E402
+                        prep_conv_pool_backward)
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
 from .validation import (activation_alpha, adam_step_size, as_float, as_labels,  # noqa: E402
@@ -356,20 +358,10 @@ class NumbaBackend(Backend):
             prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y,
                                activation, (input_grad, kernel_grad, bias_grad),
                                (dx, dkernel, dbias)))
-        m, co = dy.shape[0] * dy.shape[1] * dy.shape[2], dy.shape[3]
-        dz = dy
-        if activation not in (None, "linear"):
-            dz = self._scratch().get("dz", dy.dtype, dy.shape)
-            self.activation_backward(dy.reshape(m, co), y.reshape(m, co), activation,
-                                     out=dz.reshape(m, co))
-        geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
-        if dkernel is not None:
-            self.conv2d_backward_kernel(x, dz, kernel.shape, out=dkernel, **geometry)
-        if dbias is not None:
-            self.bias_grad(dz.reshape(m, co), out=dbias)
-        if dx is not None:
-            self.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
-        return dx, dkernel, dbias
+        return composed_conv_backward(
+            self, dy, x, kernel, y, activation,
+            dict(strides=strides, padding=padding, dilation=dilation, groups=groups),
+            (dx, dkernel, dbias), dz=self._scratch().get("dz", dy.dtype, dy.shape))
 
     def conv2d_pool_forward(self, x, kernel, bias=None, strides=1, padding=((0, 0), (0, 0)),
                             dilation=1, groups=1, activation="linear", pool_size=2,
@@ -396,16 +388,11 @@ class NumbaBackend(Backend):
             dy, x, kernel, out, index, activation, strides, padding, dilation, groups,
             pool_size, (input_grad, kernel_grad, bias_grad), (dx, dkernel, dbias))
         s = self._scratch()
-        dyc = s.get("conv_pool_dy", x.dtype, conv_shape)
-        self.pool2d_backward(dy, conv_shape, pool, mode="max", index=index, out=dyc)
-        y = s.get("conv_pool_y", x.dtype, conv_shape)
-        y.fill(0)
-        y.reshape(-1)[index.reshape(-1)] = out.reshape(-1)
-        return self.conv2d_backward(dyc, x, kernel, y=y, activation=activation,
-                                    strides=strides, padding=padding, dilation=dilation,
-                                    groups=groups, input_grad=input_grad,
-                                    kernel_grad=kernel_grad, bias_grad=bias_grad, dx=dx,
-                                    dkernel=dkernel, dbias=dbias)
+        return composed_conv_pool_backward(
+            self, dy, x, kernel, out, index, activation,
+            dict(strides=strides, padding=padding, dilation=dilation, groups=groups), pool,
+            (dx, dkernel, dbias), s.get("conv_pool_dy", x.dtype, conv_shape),
+            s.get("conv_pool_y", x.dtype, conv_shape))
 
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):
