@@ -85,24 +85,32 @@ def prep_conv(op, x, kernel, strides, padding, dilation, groups, x_name="x",
     dt = work_dtype(x, x_name)
     x = as_float(x, dt, x_name, 4)
     kernel = as_float(kernel, dt, kernel_name, 4)
+    return (x, kernel) + conv_geometry(op, x.shape, kernel.shape, strides, padding, dilation,
+                                       groups, x_name)
+
+
+def conv_geometry(op, x_shape, kernel_shape, strides, padding, dilation, groups,
+                  x_name="x"):
+    """``(strides, padding, dilation, groups, (oh, ow))`` of a convolution of input
+    ``x_shape`` ``(n, h, w, c_in)`` with a kernel of ``kernel_shape``, checked."""
     strides = _pair(strides, f"{op}: strides", 1)
     dilation = _pair(dilation, f"{op}: dilation", 1)
     padding = _padding(padding)
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    kh, kw, cig, co = kernel.shape
-    n, h, w, ci = x.shape
+    kh, kw, cig, co = kernel_shape
+    n, h, w, ci = x_shape
     if ci != cig * groups:
-        raise ValueError(f"{op}: {x_name} has {ci} channels, but the kernel {kernel.shape} "
-                         f"takes {cig} per group x {groups} groups")
+        raise ValueError(f"{op}: {x_name} has {ci} channels, but the kernel "
+                         f"{tuple(kernel_shape)} takes {cig} per group x {groups} groups")
     if co % groups:
         raise ValueError(f"{op}: {co} output channels do not divide into {groups} groups")
     oh = conv_output_size(h, kh, strides[0], dilation[0], padding[0])
     ow = conv_output_size(w, kw, strides[1], dilation[1], padding[1])
     if kh < 1 or kw < 1 or oh < 1 or ow < 1:
-        raise ValueError(f"{op}: the kernel {kernel.shape[:2]} (dilation {dilation}) does not "
+        raise ValueError(f"{op}: the kernel {(kh, kw)} (dilation {dilation}) does not "
                          f"fit the padded input {(h + sum(padding[0]), w + sum(padding[1]))}")
-    return x, kernel, strides, padding, dilation, int(groups), (oh, ow)
+    return strides, padding, dilation, int(groups), (oh, ow)
 
 
 def prep_pool(op, x, pool_size, strides, padding, mode, x_name="x"):
@@ -111,17 +119,141 @@ def prep_pool(op, x, pool_size, strides, padding, mode, x_name="x"):
         raise ValueError(f"{op}: mode must be one of {POOL_MODES}, got {mode!r}")
     dt = work_dtype(x, x_name)
     x = as_float(x, dt, x_name, 4)
+    return (x,) + pool_geometry(op, x.shape, pool_size, strides, padding, mode)
+
+
+def pool_geometry(op, x_shape, pool_size, strides, padding, mode):
+    """``(pool_size, strides, padding, (oh, ow))`` of a pooling of input ``x_shape``."""
+    if mode not in POOL_MODES:
+        raise ValueError(f"{op}: mode must be one of {POOL_MODES}, got {mode!r}")
     pool = _pair(pool_size, f"{op}: pool_size", 1)
     strides = _pair(strides, f"{op}: strides", 1)
     padding = _padding(padding)
     if max(padding[0]) >= pool[0] or max(padding[1]) >= pool[1]:
         raise ValueError(f"{op}: padding {padding} must be smaller than the pool {pool}")
-    oh = conv_output_size(x.shape[1], pool[0], strides[0], 1, padding[0])
-    ow = conv_output_size(x.shape[2], pool[1], strides[1], 1, padding[1])
+    oh = conv_output_size(x_shape[1], pool[0], strides[0], 1, padding[0])
+    ow = conv_output_size(x_shape[2], pool[1], strides[1], 1, padding[1])
     if oh < 1 or ow < 1:
         raise ValueError(f"{op}: the pool {pool} does not fit the padded input "
-                         f"{(x.shape[1] + sum(padding[0]), x.shape[2] + sum(padding[1]))}")
-    return x, pool, strides, padding, (oh, ow)
+                         f"{(x_shape[1] + sum(padding[0]), x_shape[2] + sum(padding[1]))}")
+    return pool, strides, padding, (oh, ow)
+
+
+# ---------------------------------------------------------------------------
+# the checks of each op, shared by every backend's version of it
+# ---------------------------------------------------------------------------
+def prep_conv_forward(x, kernel, bias, strides, padding, dilation, groups, activation, out):
+    """Checked arguments of ``conv2d_forward``: ``(x, kernel, bias, strides, padding,
+    dilation, groups, out)``."""
+    op = "conv2d_forward"
+    x0 = x
+    x, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
+        op, x, kernel, strides, padding, dilation, groups)
+    co = kernel.shape[3]
+    dt = x.dtype
+    if activation in NEEDS_INPUT_FOR_BACKWARD:
+        raise ValueError(f"{op}: activation {activation!r} needs its input for "
+                         f"backward; run 'linear' and activation_forward")
+    if bias is not None:
+        bias = as_float(bias, dt, "bias", 1)
+        if bias.shape != (co,):
+            raise ValueError(f"{op}: bias must have shape ({co},), got {bias.shape}")
+    out = check_out(out, (x.shape[0], oh, ow, co), dt)
+    check_aliasing(op, [("out", out)], [("x", x0), ("kernel", kernel), ("bias", bias)])
+    return x, kernel, bias, strides, padding, dilation, groups, out
+
+
+def prep_conv_backward_input(dy, kernel, input_shape, strides, padding, dilation, groups,
+                             out):
+    """Checked arguments of ``conv2d_backward_input``: ``(dy, kernel, input_shape,
+    strides, padding, dilation, groups, out)``."""
+    op = "conv2d_backward_input"
+    dy0 = dy
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy", 4)
+    shape = _shape4(input_shape, op, "input_shape")
+    kernel = as_float(kernel, dt, "kernel", 4)
+    strides, padding, dilation, groups, (oh, ow) = conv_geometry(
+        op, shape, kernel.shape, strides, padding, dilation, groups)
+    co = kernel.shape[3]
+    if dy.shape != (shape[0], oh, ow, co):
+        raise ValueError(f"{op}: dy must have shape {(shape[0], oh, ow, co)} for input "
+                         f"{input_shape} and kernel {kernel.shape}, got {dy.shape}")
+    out = check_out(out, shape, dt)
+    check_aliasing(op, [("out", out)], [("dy", dy0), ("kernel", kernel)])
+    return dy, kernel, shape, strides, padding, dilation, groups, out
+
+
+def prep_conv_backward_kernel(x, dy, kernel_shape, strides, padding, dilation, groups, out):
+    """Checked arguments of ``conv2d_backward_kernel``: ``(x, dy, kernel_shape,
+    strides, padding, dilation, groups, out)``."""
+    op = "conv2d_backward_kernel"
+    x0, dy0 = x, dy
+    dt = work_dtype(x, "x")
+    kshape = _shape4(kernel_shape, op, "kernel_shape", "(kh, kw, c_in/groups, c_out)")
+    x = as_float(x, dt, "x", 4)
+    strides, padding, dilation, groups, (oh, ow) = conv_geometry(
+        op, x.shape, kshape, strides, padding, dilation, groups)
+    dy = as_float(dy, dt, "dy", 4)
+    co = kshape[3]
+    if dy.shape != (x.shape[0], oh, ow, co):
+        raise ValueError(f"{op}: dy must have shape {(x.shape[0], oh, ow, co)}, got "
+                         f"{dy.shape}")
+    out = check_out(out, kshape, dt)
+    check_aliasing(op, [("out", out)], [("x", x0), ("dy", dy0)])
+    return x, dy, kshape, strides, padding, dilation, groups, out
+
+
+def prep_pool_forward(x, pool_size, strides, padding, mode, out, index):
+    """Checked arguments of ``pool2d_forward``: ``(x, pool_size, strides, padding, out,
+    index)`` (``index`` None unless ``mode`` is ``'max'``)."""
+    op = "pool2d_forward"
+    x0 = x
+    strides = pool_size if strides is None else strides
+    x, pool, strides, padding, (oh, ow) = prep_pool(op, x, pool_size, strides, padding, mode)
+    n, _, _, c = x.shape
+    out = check_out(out, (n, oh, ow, c), x.dtype)
+    if mode == "max":
+        index = check_out(index, (n, oh, ow, c), np.dtype(np.int64), "index")
+    else:
+        index = None
+    check_aliasing(op, [("out", out), ("index", index)], [("x", x0)])
+    return x, pool, strides, padding, out, index
+
+
+def prep_pool_backward(dy, input_shape, pool_size, strides, padding, mode, index, out,
+                       index_range=True):
+    """Checked arguments of ``pool2d_backward``: ``(dy, input_shape, pool_size,
+    strides, padding, index, out)``. With ``index_range`` every index is checked to lie
+    in the input (a kernel that checks while it scatters passes False)."""
+    op = "pool2d_backward"
+    dy0 = dy
+    strides = pool_size if strides is None else strides
+    dt = work_dtype(dy, "dy")
+    dy = as_float(dy, dt, "dy", 4)
+    shape = _shape4(input_shape, op, "input_shape")
+    pool, strides, padding, (oh, ow) = pool_geometry(op, shape, pool_size, strides, padding,
+                                                     mode)
+    n, h, w, c = shape
+    if dy.shape != (n, oh, ow, c):
+        raise ValueError(f"{op}: dy must have shape {(n, oh, ow, c)}, got {dy.shape}")
+    out = check_out(out, shape, dt)
+    reads = [("dy", dy0)]
+    if mode == "max":
+        if index is None:
+            raise ValueError(f"{op}: max pooling needs the index pool2d_forward returned")
+        index = np.asarray(index)
+        if index.shape != dy.shape or index.dtype.kind not in "iu":
+            raise ValueError(f"{op}: index must be integers of shape {dy.shape}, got "
+                             f"{index.dtype} {index.shape}")
+        if index_range and index.size and (index.min() < 0 or index.max() >= n * h * w * c):
+            raise ValueError(f"{op}: index holds positions outside an input of shape "
+                             f"{shape}")
+        reads.append(("index", index))
+    else:
+        index = None
+    check_aliasing(op, [("out", out)], reads)
+    return dy, shape, pool, strides, padding, index, out
 
 
 GRAD_NAMES = ("dx", "dkernel", "dbias")
@@ -226,22 +358,10 @@ class ConvOps:
         backward needs the pre-activation (``gelu``: run ``'linear'`` and the
         activation op after).
         """
-        x0 = x
-        x, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_forward", x, kernel, strides, padding, dilation, groups)
+        x, kernel, bias, strides, padding, dilation, groups, out = prep_conv_forward(
+            x, kernel, bias, strides, padding, dilation, groups, activation, out)
         kh, kw, cig, co = kernel.shape
-        dt = x.dtype
-        if activation in NEEDS_INPUT_FOR_BACKWARD:
-            raise ValueError(f"conv2d_forward: activation {activation!r} needs its input for "
-                             f"backward; run 'linear' and activation_forward")
-        if bias is not None:
-            bias = as_float(bias, dt, "bias", 1)
-            if bias.shape != (co,):
-                raise ValueError(f"conv2d_forward: bias must have shape ({co},), got "
-                                 f"{bias.shape}")
-        out = check_out(out, (x.shape[0], oh, ow, co), dt)
-        check_aliasing("conv2d_forward", [("out", out)],
-                       [("x", x0), ("kernel", kernel), ("bias", bias)])
+        _, oh, ow, _ = out.shape
         xp = _padded(x, padding)
         acc = np.zeros((x.shape[0], oh, ow, co))
         cog = co // groups
@@ -263,21 +383,11 @@ class ConvOps:
         """The gradient of :meth:`conv2d_forward` (before its activation) with respect
         to ``x`` of ``input_shape`` ``(n, h, w, c_in)``, from ``dy`` ``(n, oh, ow,
         c_out)``. (Also the forward pass of a transposed convolution.)"""
-        dy0 = dy
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 4)
-        n, h, w, ci = _shape4(input_shape, "conv2d_backward_input", "input_shape")
-        probe = np.broadcast_to(np.zeros((), dt), (n, h, w, ci))
-        _, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_input", probe, kernel, strides, padding, dilation, groups)
+        dy, kernel, (n, h, w, ci), strides, padding, dilation, groups, out = (
+            prep_conv_backward_input(dy, kernel, input_shape, strides, padding, dilation,
+                                     groups, out))
         kh, kw, cig, co = kernel.shape
-        if dy.shape != (n, oh, ow, co):
-            raise ValueError(f"conv2d_backward_input: dy must have shape {(n, oh, ow, co)} "
-                             f"for input {input_shape} and kernel {kernel.shape}, got "
-                             f"{dy.shape}")
-        out = check_out(out, (n, h, w, ci), dt)
-        check_aliasing("conv2d_backward_input", [("out", out)],
-                       [("dy", dy0), ("kernel", kernel)])
+        _, oh, ow, _ = dy.shape
         (t, _), (l, _) = padding
         dxp = np.zeros((n, h + sum(padding[0]), w + sum(padding[1]), ci))
         cog = co // groups
@@ -294,20 +404,10 @@ class ConvOps:
                                padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
         """The gradient of :meth:`conv2d_forward` (before its activation) with respect to
         the kernel of ``kernel_shape`` ``(kh, kw, c_in / groups, c_out)``."""
-        x0, dy0 = x, dy
-        dt = work_dtype(x, "x")
-        kshape = _shape4(kernel_shape, "conv2d_backward_kernel", "kernel_shape",
-                         "(kh, kw, c_in/groups, c_out)")
-        probe = np.broadcast_to(np.zeros((), dt), kshape)
-        x, _, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_kernel", x, probe, strides, padding, dilation, groups)
-        dy = as_float(dy, dt, "dy", 4)
+        x, dy, kshape, strides, padding, dilation, groups, out = prep_conv_backward_kernel(
+            x, dy, kernel_shape, strides, padding, dilation, groups, out)
         kh, kw, cig, co = kshape
-        if dy.shape != (x.shape[0], oh, ow, co):
-            raise ValueError(f"conv2d_backward_kernel: dy must have shape "
-                             f"{(x.shape[0], oh, ow, co)}, got {dy.shape}")
-        out = check_out(out, kshape, dt)
-        check_aliasing("conv2d_backward_kernel", [("out", out)], [("x", x0), ("dy", dy0)])
+        _, oh, ow, _ = dy.shape
         xp = _padded(x, padding)
         m = x.shape[0] * oh * ow  # not -1: a reshape cannot infer it when co or cig is 0
         d64 = dy.astype(np.float64).reshape(m, co)
@@ -351,18 +451,10 @@ class ConvOps:
         ``out``) receives the flat position in ``x`` of each maximum (the first one on
         ties), which :meth:`pool2d_backward` needs; for ``'avg'`` it is ``None``.
         """
-        x0 = x
-        strides = pool_size if strides is None else strides
-        x, pool, strides, padding, (oh, ow) = prep_pool("pool2d_forward", x, pool_size,
-                                                        strides, padding, mode)
+        x, pool, strides, padding, out, index = prep_pool_forward(
+            x, pool_size, strides, padding, mode, out, index)
         n, h, w, c = x.shape
-        dt = x.dtype
-        out = check_out(out, (n, oh, ow, c), dt)
-        if mode == "max":
-            index = check_out(index, (n, oh, ow, c), np.dtype(np.int64), "index")
-        else:
-            index = None
-        check_aliasing("pool2d_forward", [("out", out), ("index", index)], [("x", x0)])
+        _, oh, ow, _ = out.shape
         (t, _), (l, _) = padding
         fill = -np.inf if mode == "max" else 0.0
         xp = _padded(x, padding, fill)
@@ -393,33 +485,10 @@ class ConvOps:
         """The gradient of :meth:`pool2d_forward` with respect to its input of
         ``input_shape``: each output's gradient goes to its maximum (``index``), or is
         shared equally by the real elements of its window (``'avg'``)."""
-        dy0 = dy
-        strides = pool_size if strides is None else strides
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 4)
-        shape = _shape4(input_shape, "pool2d_backward", "input_shape")
-        probe = np.broadcast_to(np.zeros((), dt), shape)
-        _, pool, strides, padding, (oh, ow) = prep_pool("pool2d_backward", probe, pool_size,
-                                                        strides, padding, mode)
+        dy, shape, pool, strides, padding, index, out = prep_pool_backward(
+            dy, input_shape, pool_size, strides, padding, mode, index, out)
         n, h, w, c = shape
-        if dy.shape != (n, oh, ow, c):
-            raise ValueError(f"pool2d_backward: dy must have shape {(n, oh, ow, c)}, got "
-                             f"{dy.shape}")
-        out = check_out(out, shape, dt)
-        reads = [("dy", dy0)]
-        if mode == "max":
-            if index is None:
-                raise ValueError("pool2d_backward: max pooling needs the index "
-                                 "pool2d_forward returned")
-            index = np.asarray(index)
-            if index.shape != dy.shape or index.dtype.kind not in "iu":
-                raise ValueError(f"pool2d_backward: index must be integers of shape "
-                                 f"{dy.shape}, got {index.dtype} {index.shape}")
-            if index.size and (index.min() < 0 or index.max() >= n * h * w * c):
-                raise ValueError(f"pool2d_backward: index holds positions outside an input "
-                                 f"of shape {shape}")
-            reads.append(("index", index))
-        check_aliasing("pool2d_backward", [("out", out)], reads)
+        _, oh, ow, _ = dy.shape
         if mode == "max":
             acc = np.zeros(n * h * w * c)
             np.add.at(acc, index.reshape(-1), dy.reshape(-1).astype(np.float64))

@@ -26,18 +26,20 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from . import _blas
-from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, activation_code
+from .activation_codes import ACTIVATIONS, activation_code
 from .base import Backend
-from .conv import prep_conv, prep_conv_backward, prep_pool
+from .conv import (prep_conv_backward, prep_conv_backward_input,
+                   prep_conv_backward_kernel, prep_conv_forward, prep_pool_backward,
+                   prep_pool_forward)
 from .conv_pool import prep_conv_pool, prep_conv_pool_backward
 from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
                           check_dense_stack, stack_update_hyper)
-from .validation import (activation_alpha, adam_step_size, as_float, check_aliasing, check_out,
-                         prep_activation_backward, prep_activation_forward, prep_adagrad,
-                         prep_adam, prep_batchnorm_backward, prep_batchnorm_forward,
-                         prep_bias_grad, prep_class_loss, prep_dropout_backward,
-                         prep_dropout_forward, prep_gemm, prep_pair_loss, prep_rmsprop,
-                         prep_rows, prep_sgd, prep_take_rows, take_rows_error, work_dtype)
+from .validation import (activation_alpha, adam_step_size, prep_activation_backward,
+                         prep_activation_forward, prep_adagrad, prep_adam,
+                         prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
+                         prep_class_loss, prep_dropout_backward, prep_dropout_forward,
+                         prep_gemm, prep_pair_loss, prep_rmsprop, prep_rows, prep_sgd,
+                         prep_take_rows, take_rows_error)
 
 __all__ = ["CythonBackend"]
 
@@ -342,88 +344,39 @@ class CythonBackend(Backend):
                        dilation=1, groups=1, activation="linear", out=None):
         """im2col and one BLAS GEMM per group and block of output pixels, with the bias
         + activation epilogue applied to each block while it is in cache."""
-        x0 = x
-        x, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_forward", x, kernel, strides, padding, dilation, groups)
-        co = kernel.shape[3]
+        x, kernel, bias, strides, padding, dilation, groups, out = prep_conv_forward(
+            x, kernel, bias, strides, padding, dilation, groups, activation, out)
         dt = x.dtype
-        if activation in NEEDS_INPUT_FOR_BACKWARD:
-            raise ValueError(f"conv2d_forward: activation {activation!r} needs its input for "
-                             f"backward; run 'linear' and activation_forward")
-        if bias is not None:
-            bias = as_float(bias, dt, "bias", 1)
-            if bias.shape != (co,):
-                raise ValueError(f"conv2d_forward: bias must have shape ({co},), got "
-                                 f"{bias.shape}")
-        out = check_out(out, (x.shape[0], oh, ow, co), dt)
-        check_aliasing("conv2d_forward", [("out", out)],
-                       [("x", x0), ("kernel", kernel), ("bias", bias)])
-        code = activation_code(activation)
-        act_alpha = activation_alpha(activation, None)
-        scratch, rows = _conv_scratch(self, x.shape[0] * oh * ow, kernel.shape, strides,
-                                      padding, dt)
+        scratch, rows = _conv_scratch(self, out.shape[0] * out.shape[1] * out.shape[2],
+                                      kernel.shape, strides, padding, dt)
         has_bias = bias is not None
         _conv.conv2d_forward(x, kernel, bias if has_bias else _NO_BIAS[dt], has_bias, strides,
-                             padding, dilation, groups, code, act_alpha, out, scratch, rows)
+                             padding, dilation, groups, activation_code(activation),
+                             activation_alpha(activation, None), out, scratch, rows)
         return out
-
     def conv2d_backward_input(self, dy, kernel, input_shape, strides=1,
                               padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
         """Per group and block of output pixels, one BLAS GEMM ``dy @ kernel^T`` into
         the column-matrix gradient, then col2im (summed) into ``out``."""
-        dy0 = dy
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 4)
-        try:
-            n, h, w, ci = (int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"conv2d_backward_input: input_shape must be (n, h, w, c), got "
-                             f"{input_shape!r}") from None
-        _, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_input", _probe((n, h, w, ci), dt, out), kernel, strides, padding,
-            dilation, groups)
-        co = kernel.shape[3]
-        if dy.shape != (n, oh, ow, co):
-            raise ValueError(f"conv2d_backward_input: dy must have shape {(n, oh, ow, co)} "
-                             f"for input {input_shape} and kernel {kernel.shape}, got "
-                             f"{dy.shape}")
-        out = check_out(out, (n, h, w, ci), dt)
-        check_aliasing("conv2d_backward_input", [("out", out)],
-                       [("dy", dy0), ("kernel", kernel)])
-        scratch, rows = _conv_scratch(self, n * oh * ow, kernel.shape, strides, padding, dt)
+        dy, kernel, _, strides, padding, dilation, groups, out = prep_conv_backward_input(
+            dy, kernel, input_shape, strides, padding, dilation, groups, out)
+        scratch, rows = _conv_scratch(self, dy.shape[0] * dy.shape[1] * dy.shape[2],
+                                      kernel.shape, strides, padding, dy.dtype)
         _conv.conv2d_backward_input(dy, kernel, strides, padding, dilation, groups, out,
                                     scratch, rows)
         return out
-
     def conv2d_backward_kernel(self, x, dy, kernel_shape, strides=1,
                                padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
         """Per group and block of output pixels, im2col then one BLAS GEMM
         ``cols^T @ dy`` accumulated into ``out`` (the reduction over the output pixels
         is split into the blocks)."""
-        x0, dy0 = x, dy
-        dt = work_dtype(x, "x")
-        try:
-            kshape = tuple(int(s) for s in kernel_shape)
-        except (TypeError, ValueError):
-            kshape = ()
-        if len(kshape) != 4:
-            raise ValueError(f"conv2d_backward_kernel: kernel_shape must be (kh, kw, c_in/groups, "
-                             f"c_out), got {kernel_shape!r}")
-        x, _, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_kernel", x, _probe(kshape, dt, out), strides, padding, dilation,
-            groups)
-        dy = as_float(dy, dt, "dy", 4)
-        co = kshape[3]
-        if dy.shape != (x.shape[0], oh, ow, co):
-            raise ValueError(f"conv2d_backward_kernel: dy must have shape "
-                             f"{(x.shape[0], oh, ow, co)}, got {dy.shape}")
-        out = check_out(out, kshape, dt)
-        check_aliasing("conv2d_backward_kernel", [("out", out)], [("x", x0), ("dy", dy0)])
-        scratch, rows = _conv_scratch(self, x.shape[0] * oh * ow, kshape, strides, padding, dt)
+        x, dy, kshape, strides, padding, dilation, groups, out = prep_conv_backward_kernel(
+            x, dy, kernel_shape, strides, padding, dilation, groups, out)
+        scratch, rows = _conv_scratch(self, dy.shape[0] * dy.shape[1] * dy.shape[2], kshape,
+                                      strides, padding, x.dtype)
         _conv.conv2d_backward_kernel(x, dy, strides, padding, dilation, groups, out, scratch,
                                      rows)
         return out
-
     def conv2d_backward(self, dy, x, kernel, y=None, activation="linear", strides=1,
                         padding=((0, 0), (0, 0)), dilation=1, groups=1, input_grad=True,
                         kernel_grad=True, bias_grad=True, dx=None, dkernel=None, dbias=None):
@@ -496,75 +449,26 @@ class CythonBackend(Backend):
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):
         """Direct loops over the real elements of each window (``csrc/conv.pyx``)."""
-        x0 = x
-        strides = pool_size if strides is None else strides
-        x, pool, strides, padding, (oh, ow) = prep_pool("pool2d_forward", x, pool_size,
-                                                        strides, padding, mode)
-        n, h, w, c = x.shape
-        out = check_out(out, (n, oh, ow, c), x.dtype)
-        if mode == "max":
-            index = check_out(index, (n, oh, ow, c), np.dtype(np.int64), "index")
-        else:
-            index = None
-        check_aliasing("pool2d_forward", [("out", out), ("index", index)], [("x", x0)])
+        x, pool, strides, padding, out, index = prep_pool_forward(
+            x, pool_size, strides, padding, mode, out, index)
         _conv.pool2d_forward(x, pool, strides, padding, mode == "max", out,
                              _NO_INDEX if index is None else index)
         return out, index
-
     def pool2d_backward(self, dy, input_shape, pool_size, strides=None,
                         padding=((0, 0), (0, 0)), mode="max", index=None, out=None):
         """Direct loops (``csrc/conv.pyx``). For ``'max'`` the kernel checks that every
         index lies in the input while it scatters (the reference's error, raised after
         ``out`` was written)."""
-        dy0 = dy
-        strides = pool_size if strides is None else strides
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 4)
-        try:
-            shape = tuple(int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            shape = ()
-        if len(shape) != 4:
-            raise ValueError(f"pool2d_backward: input_shape must be (n, h, w, c), got "
-                             f"{input_shape!r}")
-        _, pool, strides, padding, (oh, ow) = prep_pool(
-            "pool2d_backward", _probe(shape, dt, out), pool_size, strides, padding, mode)
-        n, h, w, c = shape
-        if dy.shape != (n, oh, ow, c):
-            raise ValueError(f"pool2d_backward: dy must have shape {(n, oh, ow, c)}, got "
-                             f"{dy.shape}")
-        out = check_out(out, shape, dt)
-        reads = [("dy", dy0)]
-        if mode == "max":
-            if index is None:
-                raise ValueError("pool2d_backward: max pooling needs the index "
-                                 "pool2d_forward returned")
-            index = np.asarray(index)
-            if index.shape != dy.shape or index.dtype.kind not in "iu":
-                raise ValueError(f"pool2d_backward: index must be integers of shape "
-                                 f"{dy.shape}, got {index.dtype} {index.shape}")
-            reads.append(("index", index))
-        check_aliasing("pool2d_backward", [("out", out)], reads)
-        if mode == "max":
+        dy, _, pool, strides, padding, index, out = prep_pool_backward(
+            dy, input_shape, pool_size, strides, padding, mode, index, out, index_range=False)
+        if index is not None:
             index = np.ascontiguousarray(index, dtype=np.int64)
         _conv.pool2d_backward(dy, pool, strides, padding, mode == "max",
                               _NO_INDEX if index is None else index, out)
         return out
 
-
 #: stand-in for "no pooling index" (average pooling; the kernel does not read it)
 _NO_INDEX = np.zeros((0, 0, 0, 0), np.int64)
-
-
-def _probe(shape, dtype, out):
-    """The stand-in array whose shape ``prep_conv``/``prep_pool`` check (they read only
-    its dtype and shape): the reference's zero-strided broadcast, which their conversion
-    to a C-contiguous array copies at full size, or ``out`` itself when it already is
-    such an array (a warm call then allocates nothing)."""
-    if (isinstance(out, np.ndarray) and out.shape == shape and out.dtype == dtype
-            and out.flags.c_contiguous):
-        return out
-    return np.broadcast_to(np.zeros((), dtype), shape)
 
 
 def _thread_scratch(backend, key, size, dtype):

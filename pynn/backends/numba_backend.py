@@ -27,22 +27,21 @@ if numba.config.DISABLE_JIT:
 from . import _numba_codegen as G  # noqa: E402  (after the check above)
 from . import _numba_conv as C  # noqa: E402
 from . import _numba_kernels as K  # noqa: E402
-from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD,  # noqa: E402
-                               activation_code)
+from .activation_codes import ACTIVATIONS, activation_code  # noqa: E402
 from .base import Backend  # noqa: E402
-from .conv import (composed_conv_backward, prep_conv, prep_conv_backward,  # noqa: E402
-                   prep_pool)
+from .conv import (composed_conv_backward, prep_conv_backward,  # noqa: E402
+                   prep_conv_backward_input, prep_conv_backward_kernel,
+                   prep_conv_forward, prep_pool_backward, prep_pool_forward)
 from .conv_pool import (composed_conv_pool_backward, prep_conv_pool,  # noqa: E402
                         prep_conv_pool_backward)
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
-from .validation import (activation_alpha, adam_step_size, as_float, as_labels,  # noqa: E402
-                         check_aliasing, check_out, op_hyper, prep_activation_backward,
-                         prep_activation_forward, prep_adagrad, prep_adam,
-                         prep_batchnorm_backward, prep_batchnorm_forward, prep_bias_grad,
-                         prep_class_loss, prep_dropout_backward, prep_dropout_forward,
-                         prep_gemm, prep_pair_loss, prep_rmsprop, prep_rows, prep_sgd,
-                         work_dtype)
+from .validation import (activation_alpha, adam_step_size, as_float,  # noqa: E402
+                         as_labels, op_hyper, prep_activation_backward, prep_activation_forward, prep_adagrad,
+                         prep_adam, prep_batchnorm_backward, prep_batchnorm_forward,
+                         prep_bias_grad, prep_class_loss, prep_dropout_backward,
+                         prep_dropout_forward, prep_gemm, prep_pair_loss, prep_rmsprop,
+                         prep_rows, prep_sgd)
 
 __all__ = ["NumbaBackend"]
 
@@ -261,22 +260,11 @@ class NumbaBackend(Backend):
 
     def conv2d_forward(self, x, kernel, bias=None, strides=1, padding=((0, 0), (0, 0)),
                        dilation=1, groups=1, activation="linear", out=None):
-        x0 = x
-        x, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_forward", x, kernel, strides, padding, dilation, groups)
+        x, kernel, bias, strides, padding, dilation, groups, out = prep_conv_forward(
+            x, kernel, bias, strides, padding, dilation, groups, activation, out)
         kh, kw, cig, co = kernel.shape
+        _, oh, ow, _ = out.shape
         dt = x.dtype
-        if activation in NEEDS_INPUT_FOR_BACKWARD:
-            raise ValueError(f"conv2d_forward: activation {activation!r} needs its input for "
-                             f"backward; run 'linear' and activation_forward")
-        if bias is not None:
-            bias = as_float(bias, dt, "bias", 1)
-            if bias.shape != (co,):
-                raise ValueError(f"conv2d_forward: bias must have shape ({co},), got "
-                                 f"{bias.shape}")
-        out = check_out(out, (x.shape[0], oh, ow, co), dt)
-        check_aliasing("conv2d_forward", [("out", out)],
-                       [("x", x0), ("kernel", kernel), ("bias", bias)])
         code = activation_code(activation)
         alpha = activation_alpha(activation, None)
         if bias is None:
@@ -296,25 +284,12 @@ class NumbaBackend(Backend):
 
     def conv2d_backward_input(self, dy, kernel, input_shape, strides=1,
                               padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
-        dy0 = dy
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 4)
-        try:
-            n, h, w, ci = (int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"conv2d_backward_input: input_shape must be (n, h, w, c), got "
-                             f"{input_shape!r}") from None
-        probe = _probe((n, h, w, ci), dt, out)
-        _, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_input", probe, kernel, strides, padding, dilation, groups)
+        dy, kernel, (n, h, w, ci), strides, padding, dilation, groups, out = (
+            prep_conv_backward_input(dy, kernel, input_shape, strides, padding, dilation,
+                                     groups, out))
         kh, kw, cig, co = kernel.shape
-        if dy.shape != (n, oh, ow, co):
-            raise ValueError(f"conv2d_backward_input: dy must have shape {(n, oh, ow, co)} "
-                             f"for input {input_shape} and kernel {kernel.shape}, got "
-                             f"{dy.shape}")
-        out = check_out(out, (n, h, w, ci), dt)
-        check_aliasing("conv2d_backward_input", [("out", out)],
-                       [("dy", dy0), ("kernel", kernel)])
+        _, oh, ow, _ = dy.shape
+        dt = dy.dtype
         col, dyg, wpack = self._conv_scratch(dt, n * oh * ow, kh * kw * cig, co // groups,
                                              groups)
         C.conv_backward_input(dy, kernel, out, col, dyg, wpack, strides,
@@ -323,25 +298,11 @@ class NumbaBackend(Backend):
 
     def conv2d_backward_kernel(self, x, dy, kernel_shape, strides=1,
                                padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
-        x0, dy0 = x, dy
-        dt = work_dtype(x, "x")
-        try:
-            kshape = tuple(int(s) for s in kernel_shape)
-        except (TypeError, ValueError):
-            kshape = ()
-        if len(kshape) != 4:
-            raise ValueError(f"conv2d_backward_kernel: kernel_shape must be (kh, kw, c_in/groups, "
-                             f"c_out), got {kernel_shape!r}")
-        probe = _probe(kshape, dt, out)
-        x, _, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_kernel", x, probe, strides, padding, dilation, groups)
-        dy = as_float(dy, dt, "dy", 4)
+        x, dy, kshape, strides, padding, dilation, groups, out = prep_conv_backward_kernel(
+            x, dy, kernel_shape, strides, padding, dilation, groups, out)
         kh, kw, cig, co = kshape
-        if dy.shape != (x.shape[0], oh, ow, co):
-            raise ValueError(f"conv2d_backward_kernel: dy must have shape "
-                             f"{(x.shape[0], oh, ow, co)}, got {dy.shape}")
-        out = check_out(out, kshape, dt)
-        check_aliasing("conv2d_backward_kernel", [("out", out)], [("x", x0), ("dy", dy0)])
+        _, oh, ow, _ = dy.shape
+        dt = x.dtype
         col, dyg, acc = self._conv_scratch(dt, x.shape[0] * oh * ow, kh * kw * cig,
                                            co // groups, groups)
         C.conv_backward_kernel(x, dy, out, col, dyg, acc, strides,
@@ -396,18 +357,9 @@ class NumbaBackend(Backend):
 
     def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
                        out=None, index=None):
-        x0 = x
-        strides = pool_size if strides is None else strides
-        x, pool, strides, padding, (oh, ow) = prep_pool("pool2d_forward", x, pool_size,
-                                                        strides, padding, mode)
-        n, h, w, c = x.shape
-        dt = x.dtype
-        out = check_out(out, (n, oh, ow, c), dt)
-        if mode == "max":
-            index = check_out(index, (n, oh, ow, c), np.dtype(np.int64), "index")
-        else:
-            index = None
-        check_aliasing("pool2d_forward", [("out", out), ("index", index)], [("x", x0)])
+        x, pool, strides, padding, out, index = prep_pool_forward(
+            x, pool_size, strides, padding, mode, out, index)
+        c = x.shape[3]
         pads = (padding[0][0], padding[1][0])
         if mode == "max":
             C.max_pool_forward(x, out, index, pool, strides, pads)
@@ -418,39 +370,8 @@ class NumbaBackend(Backend):
 
     def pool2d_backward(self, dy, input_shape, pool_size, strides=None,
                         padding=((0, 0), (0, 0)), mode="max", index=None, out=None):
-        dy0 = dy
-        strides = pool_size if strides is None else strides
-        dt = work_dtype(dy, "dy")
-        dy = as_float(dy, dt, "dy", 4)
-        try:
-            shape = tuple(int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            shape = ()
-        if len(shape) != 4:
-            raise ValueError(f"pool2d_backward: input_shape must be (n, h, w, c), got "
-                             f"{input_shape!r}")
-        probe = _probe(shape, dt, out)
-        _, pool, strides, padding, (oh, ow) = prep_pool("pool2d_backward", probe, pool_size,
-                                                        strides, padding, mode)
-        n, h, w, c = shape
-        if dy.shape != (n, oh, ow, c):
-            raise ValueError(f"pool2d_backward: dy must have shape {(n, oh, ow, c)}, got "
-                             f"{dy.shape}")
-        out = check_out(out, shape, dt)
-        reads = [("dy", dy0)]
-        if mode == "max":
-            if index is None:
-                raise ValueError("pool2d_backward: max pooling needs the index "
-                                 "pool2d_forward returned")
-            index = np.asarray(index)
-            if index.shape != dy.shape or index.dtype.kind not in "iu":
-                raise ValueError(f"pool2d_backward: index must be integers of shape "
-                                 f"{dy.shape}, got {index.dtype} {index.shape}")
-            if index.size and (index.min() < 0 or index.max() >= n * h * w * c):
-                raise ValueError(f"pool2d_backward: index holds positions outside an input "
-                                 f"of shape {shape}")
-            reads.append(("index", index))
-        check_aliasing("pool2d_backward", [("out", out)], reads)
+        dy, _, pool, strides, padding, index, out = prep_pool_backward(
+            dy, input_shape, pool_size, strides, padding, mode, index, out)
         if mode == "max":
             C.max_pool_backward(dy, np.ascontiguousarray(index, dtype=np.int64), out)
         else:
@@ -655,17 +576,6 @@ class _Scratch(threading.local):
         if buf is None or buf.size < size:
             buf = self.buffers[key] = (np.zeros if zeros else np.empty)(size, dtype)
         return buf[:size].reshape(shape)
-
-
-def _probe(shape, dt, out):
-    """An array of ``shape`` and dtype ``dt`` for :func:`prep_conv`/:func:`prep_pool`,
-    which read only its shape and dtype: ``out`` when it fits, else the reference's
-    broadcast zero (which ``as_float`` copies whole, an allocation as large as the
-    result on every call)."""
-    if (isinstance(out, np.ndarray) and out.shape == shape and out.dtype == dt
-            and out.flags.c_contiguous):
-        return out
-    return np.broadcast_to(np.zeros((), dt), shape)
 
 
 class _StackPlan:
