@@ -16,6 +16,7 @@ from helpers import PYNN_PATH
 import pynn
 import pynn.backends as B
 from pynn import bench
+from pynn.bench import cnn_contestants as contestants_cnn
 from pynn.bench import contestants, pynn_api, tables
 from pynn.ops import _OPS
 
@@ -180,19 +181,24 @@ def test_quick_startup_section(tmp_path, capsys):
     assert "## (d) Start-up" in printed
     assert len(report["import"]) == 1 and report["import"][0] > 0
     backends = B.available()
-    rows = {(r["backend"], r["cache"]): r for r in report["first_epoch"]}
-    assert set(rows) == {(b, c) for b in backends for c in ("cold", "warm")}
+    # the MLP on every backend, the convnet on the compiled ones (numpy is not named)
+    runs = ({("mlp", b) for b in backends}
+            | {("cnn", b) for b in backends if b != "numpy"})
+    rows = {(r["network"], r["backend"], r["cache"]): r for r in report["first_epoch"]}
+    assert set(rows) == {(n, b, c) for n, b in runs for c in ("cold", "warm")}
     for key, row in rows.items():
         assert row["status"] == "ok", (key, row["status"])
         assert row["first_epoch_s"] > 0 and row["second_epoch_s"] > 0
         assert row["compile_s"] == row["first_epoch_s"] - row["second_epoch_s"]
-    alloc = {r["backend"]: r for r in report["allocations"]}
-    assert set(alloc) == set(backends)
-    for name, row in alloc.items():
-        assert row["status"] == "ok", (name, row["status"])
+    assert {r["optimizer"] for r in report["first_epoch"] if r["network"] == "cnn"} <= {
+        "adam"}
+    alloc = {(r["network"], r["backend"]): r for r in report["allocations"]}
+    assert set(alloc) == runs
+    for key, row in alloc.items():
+        assert row["status"] == "ok", (key, row["status"])
         assert row["transient_bytes"] >= 0 and row["held_bytes"] >= 0
     # the NumPy reference composes allocating expressions: the measurement sees them
-    assert alloc["numpy"]["transient_bytes"] > 100_000
+    assert alloc[("mlp", "numpy")]["transient_bytes"] > 100_000
 
 
 def test_train_ratios_are_the_quotients_of_the_medians():
@@ -279,3 +285,175 @@ def test_bench_uses_only_the_public_api():
                     and str(node.args[1].value).startswith("_")):
                 found.add((path.name, ast.unparse(node)))
     assert found == allowed
+
+
+# --- the convnet table (--cnn) ------------------------------------------------------
+
+def test_quick_cnn_json(tmp_path, capsys):
+    """--cnn --quick alone: the convnet rows of every compiled backend, PyTorch in both
+    layouts and the products floor, predict rows, and none of the default tables."""
+    path = tmp_path / "bench.json"
+    assert bench.main(["--cnn", "--quick", "--peers", "torch", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    printed = capsys.readouterr().out
+    assert set(report) == {"meta", "cnn"}
+    cnn = report["cnn"]
+    assert cnn["optimizer"] == "adam" and cnn["flops_per_sample"] > 0
+    compiled = [b for b in B.available() if b != "numpy"]
+    torch_names = ("PyTorch NCHW", "PyTorch channels-last")
+    rows = {r["contestant"]: r for r in cnn["epochs"]}
+    assert set(rows) == {f"pynn[{b}]" for b in compiled} | set(torch_names) | {
+        "products only"}
+    for r in rows.values():
+        assert r["batch"] == bench.QUICK_CNN_BATCHES[0]
+        assert r["n_samples"] == bench.QUICK_CNN_SAMPLES
+        assert r["steps"] == -(-bench.QUICK_CNN_SAMPLES // r["batch"])
+    torch_ok = rows["PyTorch NCHW"]["status"] == "ok"
+    for name in torch_names:
+        assert rows[name]["status"] == ("ok" if torch_ok else bench.NOT_INSTALLED)
+    floor = rows["products only"]
+    assert floor["status"] == "ok" and floor["median_s"] > 0
+    for b in compiled:
+        r = rows[f"pynn[{b}]"]
+        assert r["status"] == "ok", r["status"]
+        assert r["median_s"] > 0 and r["gflop_per_s"] > 0
+        assert r["vs_floor"] == r["median_s"] / floor["median_s"]
+        if torch_ok:
+            assert r["vs_torch_nchw"] == rows["PyTorch NCHW"]["median_s"] / r["median_s"]
+    assert floor["vs_floor"] is None
+    pred = {r["contestant"]: r for r in cnn["predict"]}
+    assert set(pred) == {f"pynn[{b}]" for b in compiled} | set(torch_names)
+    for name, r in pred.items():
+        if name.startswith("pynn") or torch_ok:
+            assert r["status"] == "ok", (name, r["status"])
+            assert r["batch"] == bench.QUICK_CNN_PREDICT_BATCH
+            assert r["images_per_s"] == r["batch"] / r["median_s"]
+    assert "## (e) Convnet" in printed and "images per second" in printed
+    assert "Keras" not in printed  # not asked for
+
+
+def test_cnn_names_numpy_only_when_asked_and_says_keras_is_missing(tmp_path, monkeypatch,
+                                                                   capsys):
+    """--backends numpy runs the reference; a missing Keras is a 'not installed' row."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "keras" else find_spec(name, *a))
+    path = tmp_path / "bench.json"
+    assert bench.main(["--cnn", "--quick", "--backends", "numpy", "--peers", "keras",
+                       "--samples", "32", "--json", str(path)]) == 0
+    assert "| Keras 3 (torch) | not installed |" in capsys.readouterr().out
+    rows = {r["contestant"]: r for r in json.loads(path.read_text())["cnn"]["epochs"]}
+    assert set(rows) == {"pynn[numpy]", "Keras 3 (torch)", "products only"}
+    assert rows["pynn[numpy]"]["status"] == "ok"
+    assert rows["Keras 3 (torch)"]["status"] == bench.NOT_INSTALLED
+    assert rows["Keras 3 (torch)"]["median_s"] is None
+
+
+def test_keras_contestant_trains_in_its_own_process():
+    """The Keras peer (torch backend, own process) trains and times epochs on the first
+    rows of its data; it refuses more rows than it holds, and ends its process."""
+    from pynn.bench.cnn_contestants import KerasCNN
+    peer = KerasCNN(n_samples=64, threads=1)
+    try:
+        if peer.status == bench.NOT_INSTALLED:
+            pytest.skip("keras or torch is not installed")
+        assert peer.status == "ok", peer.status
+        x, y = bench.cnn_data(64)
+        peer.build("adam", 32, seed=0)
+        peer.epoch(x[:32], y[:32])
+        peer.epoch(x, y)
+        with pytest.raises(ValueError, match="holds 64 samples"):
+            peer.epoch(np.zeros((65,) + x.shape[1:], np.float32), np.zeros(65))
+        proc = peer.proc
+    finally:
+        peer.close()
+    assert proc.returncode == 0 and peer.proc is None
+
+
+def test_cnn_gemms_are_the_networks_products():
+    """The floor's products follow the pynn model's layer shapes, and their work is
+    the issue's count: 14.26 MFLOP per sample (forward 4.88, weight gradients 4.88,
+    input gradients 4.49)."""
+    from pynn.bench.cnn import cnn_gemm_shapes, cnn_layer_shapes
+    model = bench.cnn_model()
+    convs = [la for la in model.layers if type(la).__name__ == "Conv2D"]
+    dense = [la for la in model.layers if type(la).__name__ == "Dense"]
+    shapes = cnn_layer_shapes()
+    assert [s[4] for s in shapes] == [la.output_shape[-1] for la in convs + dense]
+    assert [s[3] for s in shapes] == [la.input_shape[-1] for la in convs + dense]
+    by_name = {name: (m, k, n) for name, m, k, n in cnn_gemm_shapes(8)}
+    assert by_name["conv1 forward"] == (8 * 26 * 26, 9, 32)
+    assert by_name["conv2 weight gradient"] == (288, 8 * 11 * 11, 64)
+    assert by_name["conv2 input gradient"] == (8 * 11 * 11, 64, 288)
+    assert "conv1 input gradient" not in by_name
+    assert by_name["dense forward"] == (8, 1600, 10)
+
+    def mflop(kind):
+        return sum(2 * m * k * n for name, m, k, n in cnn_gemm_shapes(1)
+                   if name.endswith(kind)) / 1e6
+    assert (round(mflop("forward"), 2), round(mflop("weight gradient"), 2),
+            round(mflop("input gradient"), 2)) == (4.88, 4.88, 4.49)
+    assert round(bench.cnn_flops_per_sample() / 1e6, 2) == 14.26
+
+
+def test_cnn_gemm_floor_computes_its_products(monkeypatch):
+    """One floor step makes each product of cnn_gemm_shapes once, into the
+    preallocated outputs, with the operand shapes stated."""
+    from pynn.bench import cnn
+    calls = []
+    matmul = np.matmul
+    monkeypatch.setattr(cnn.np, "matmul",
+                        lambda a, b, out: calls.append((a.shape, b.shape, out)) or
+                        matmul(a, b, out=out))
+    step = cnn.cnn_gemm_floor(2)
+    step()
+    step()
+    shapes = cnn.cnn_gemm_shapes(2)
+    assert [(a, b) for a, b, _ in calls] == [((m, k), (k, n)) for _, m, k, n in shapes] * 2
+    n = len(shapes)
+    assert all(calls[i][2] is calls[i + n][2] for i in range(n))
+
+
+def test_cnn_ratios_and_table_from_medians():
+    """The ratios of the --cnn table: PyTorch NCHW's median over each row's, and a
+    pynn row's median over the products floor's, from synthetic medians."""
+    from pynn.bench.cnn_section import add_epoch_ratios
+    med = {"pynn[cython]": 2.0, "PyTorch NCHW": 6.0, "PyTorch channels-last": 5.0,
+           "products only": 1.6}
+    rows = [{"batch": 32, "contestant": c, "backend": "cython" if "pynn" in c else None,
+             "status": "ok", "median_s": t, "n_samples": 1000} for c, t in med.items()]
+    rows.append({"batch": 32, "contestant": "Keras 3 (torch)", "backend": None,
+                 "status": bench.NOT_INSTALLED, "median_s": None, "n_samples": 1000})
+    add_epoch_ratios(rows, flops_per_sample=2e6)
+    by = {r["contestant"]: r for r in rows}
+    assert by["pynn[cython]"]["vs_torch_nchw"] == 3.0
+    assert by["pynn[cython]"]["vs_floor"] == 1.25
+    assert by["pynn[cython]"]["gflop_per_s"] == 1.0
+    assert by["PyTorch channels-last"]["vs_torch_nchw"] == 1.2
+    assert by["PyTorch channels-last"]["vs_floor"] is None
+    assert by["Keras 3 (torch)"]["vs_torch_nchw"] is None
+    table = tables.cnn_epoch_table(rows, [32], list(by), ["pynn[cython]"],
+                                   "PyTorch NCHW", "products only")
+    lines = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()]
+    assert lines[0] == ["contestant", "batch 32 (s)", "PyTorch NCHW / X, batch 32",
+                        "X / products only, batch 32"]
+    assert lines[2] == ["pynn[cython]", "2.000", "3.00x", "1.25x"]
+    assert lines[3] == ["PyTorch NCHW", "6.000", "1.00x", "-"]
+    assert lines[6] == ["Keras 3 (torch)", "not installed", "-", "-"]
+
+
+def test_torch_cnn_layouts_are_one_network():
+    """PyTorch's NCHW and channels-last contestants build the same network from the
+    same seed: the same predictions."""
+    peers = [contestants_cnn.TorchCNN(1), contestants_cnn.TorchCNN(1, channels_last=True)]
+    if peers[0].status != "ok":
+        pytest.skip("torch is not installed")
+    x, y = bench.cnn_data(16)
+    out = []
+    for peer in peers:
+        peer.build("adam", 8, seed=0)
+        out.append(peer.predict(x))
+    assert out[0].shape == (16, 10)
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-6)

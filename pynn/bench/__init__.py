@@ -18,8 +18,16 @@ and, with ``--json PATH``, writes every measurement as JSON:
 (d) ``--startup`` (only when asked): ``import pynn`` in fresh processes; per backend the
     first and second training epoch in a fresh process with a cold and then a warm Numba
     cache (a new, empty ``NUMBA_CACHE_DIR``), so the first epoch's compilation shows as
-    the difference; and the NumPy memory a fused training step allocates once warm
-    (``tracemalloc``, NumPy's domain: 0 means no array is made per step).
+    the difference; and the NumPy memory a training step allocates once warm
+    (``tracemalloc``, NumPy's domain: 0 means no array is made per step); for the MLP
+    and for the convnet of (e).
+(e) ``--cnn`` (only when asked): one epoch of the keras-io "Simple MNIST convnet"
+    (Conv2D 32 - MaxPool - Conv2D 64 - MaxPool - Flatten - Dropout - Dense 10, Adam) on
+    60,000 MNIST-shaped samples at batch 32 and 128, for the compiled backends (the
+    NumPy reference when named), PyTorch eager CPU on 2 threads in NCHW and in
+    channels-last, Keras 3 on its torch backend (in a process of its own) and the
+    im2col matrix products of every step alone; then ``predict`` throughput at batch
+    1024.
 
 Timing rules: every contestant is warmed up first (Numba compiles lazily); timed samples
 are taken round-robin over the contestants so that drift of a shared machine hits all of
@@ -37,16 +45,21 @@ The code is split by concern: :mod:`~pynn.bench.timing` (calibrated samples, med
 :mod:`~pynn.bench.contestants` (c's contestants), :mod:`~pynn.bench.data`,
 :mod:`~pynn.bench.environment` (thread pools, overrides, the report's header),
 :mod:`~pynn.bench.tables` (Markdown), :mod:`~pynn.bench.sections` (a-c),
-:mod:`~pynn.bench.startup` (d), :mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
+:mod:`~pynn.bench.startup` (d), :mod:`~pynn.bench.cnn` (e's network, data and
+products), :mod:`~pynn.bench.cnn_contestants`, :mod:`~pynn.bench.cnn_section` (e),
+:mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
 Every section uses pynn's public API; the two model internals that timing one step
 needs go through :mod:`~pynn.bench.pynn_api` alone.
 """
 from __future__ import annotations
 
 from .cli import build_parser, main
-from .constants import (ARCH, BATCHES, LEARNING_RATES, NOT_INSTALLED, OPS_PAUSE_S, PAUSE_S,
-                        PREDICT_BATCHES, QUICK_BATCHES, QUICK_PREDICT_BATCHES, QUICK_SAMPLES,
-                        QUICK_TRAIN_BATCHES)
+from .cnn import cnn_data, cnn_flops_per_sample, cnn_gemm_floor, cnn_model
+from .cnn_section import run_cnn
+from .constants import (ARCH, BATCHES, CNN_BATCHES, CNN_PREDICT_BATCH, LEARNING_RATES,
+                        NOT_INSTALLED, OPS_PAUSE_S, PAUSE_S, PREDICT_BATCHES, QUICK_BATCHES,
+                        QUICK_CNN_BATCHES, QUICK_CNN_PREDICT_BATCH, QUICK_CNN_SAMPLES,
+                        QUICK_PREDICT_BATCHES, QUICK_SAMPLES, QUICK_TRAIN_BATCHES)
 from .contestants import PEERS, default_peers, models_status, tutorial_model
 from .data import training_data
 from .dense import dense_step
@@ -59,7 +72,9 @@ __all__ = [
     "main", "build_parser", "OpCase", "op_cases", "mlp_param_count", "dense_step",
     "blas_info", "openblas_overrides", "default_backends", "default_peers", "models_status",
     "tutorial_model", "training_data", "run_ops", "run_dense", "run_train", "run_startup",
-    "step_allocations", "ARCH", "BATCHES", "PREDICT_BATCHES", "QUICK_BATCHES",
+    "step_allocations", "cnn_model", "cnn_data", "cnn_gemm_floor", "cnn_flops_per_sample",
+    "run_cnn", "CNN_BATCHES", "CNN_PREDICT_BATCH", "QUICK_CNN_BATCHES",
+    "QUICK_CNN_PREDICT_BATCH", "QUICK_CNN_SAMPLES", "ARCH", "BATCHES", "PREDICT_BATCHES", "QUICK_BATCHES",
     "QUICK_PREDICT_BATCHES", "QUICK_SAMPLES", "QUICK_TRAIN_BATCHES", "PAUSE_S", "OPS_PAUSE_S",
     "OPENBLAS_OVERRIDES", "NOT_INSTALLED", "LEARNING_RATES", "PEERS",
 ]

@@ -11,9 +11,13 @@ import sys
 import numpy as np
 
 from .. import backends as _backends
-from .constants import (BATCHES, LEARNING_RATES, OPS_PAUSE_S, PAUSE_S, PREDICT_BATCHES,
-                        QUICK_BATCHES, QUICK_PREDICT_BATCHES, QUICK_SAMPLES,
-                        QUICK_TRAIN_BATCHES)
+from .cnn import cnn_backends
+from .cnn_contestants import CNN_PEERS
+from .cnn_section import run_cnn
+from .constants import (BATCHES, CNN_BATCHES, CNN_PREDICT_BATCH, LEARNING_RATES,
+                        OPS_PAUSE_S, PAUSE_S, PREDICT_BATCHES, QUICK_BATCHES,
+                        QUICK_CNN_BATCHES, QUICK_CNN_PREDICT_BATCH, QUICK_CNN_SAMPLES,
+                        QUICK_PREDICT_BATCHES, QUICK_SAMPLES, QUICK_TRAIN_BATCHES)
 from .contestants import PEERS, default_peers, models_status, train_contestants
 from .environment import (default_backends, override_warning, report_header, report_meta,
                           single_threaded)
@@ -39,10 +43,13 @@ def _name_list(s):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m pynn bench",
-        description="Benchmark pynn's backends (ops, one dense layer, MLP training) "
-                    "against each other and against PyTorch, NumPy and scikit-learn.",
-        epilog="With none of --ops/--dense/--train, all three run (training only when "
-               "pynn.models works). For trustworthy numbers unset OpenBLAS overrides for "
+        description="Benchmark pynn's backends (ops, one dense layer, MLP training, a "
+                    "convnet) against each other and against PyTorch, NumPy, "
+                    "scikit-learn and Keras.",
+        epilog="With none of --ops/--dense/--train/--cnn/--startup, the first three run "
+               "(training only when pynn.models works); --cnn and --startup run only when "
+               "asked. "
+               "For trustworthy numbers unset OpenBLAS overrides for "
                "the command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pynn "
                "bench")
     p.add_argument("--quick", action="store_true",
@@ -50,9 +57,15 @@ def build_parser():
     p.add_argument("--ops", action="store_true", help="per-op table (a)")
     p.add_argument("--dense", action="store_true", help="dense layer table (b)")
     p.add_argument("--train", action="store_true", help="training epoch table (c)")
+    p.add_argument("--cnn", action="store_true",
+                   help="convnet table (e), only when asked: seconds per epoch of the "
+                        "keras-io MNIST convnet with Adam (default batches 32,128) for "
+                        "the compiled pynn backends (numpy only when named in "
+                        "--backends), PyTorch NCHW and channels-last, Keras 3 on torch, "
+                        "and its matrix products alone; then predict at batch 1024")
     p.add_argument("--startup", action="store_true",
                    help="start-up table (d): import, first-epoch compilation, allocations "
-                        "per step (only when asked)")
+                        "per step, for the MLP and the convnet (only when asked)")
     p.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
     p.add_argument("--plot", metavar="PATH", help="save a bar chart (needs matplotlib)")
     p.add_argument("--repeats", type=int, default=None,
@@ -61,17 +74,18 @@ def build_parser():
     p.add_argument("--backends", type=_name_list, default=None,
                    help="comma-separated backends (default: every available one)")
     p.add_argument("--batches", type=_int_list, default=None,
-                   help="batch sizes (default 32,128,1024)")
+                   help="batch sizes (default 32,128,1024; 32,128 for --cnn)")
     p.add_argument("--samples", type=int, default=None,
                    help="training samples per epoch (default 60000)")
     p.add_argument("--data", metavar="DIR", nargs="?", const="",
-                   help="train on real MNIST from DIR (IDX .gz files; default "
-                        "$PYNN_DATA_DIR/mnist) instead of random data")
+                   help="train (--train, --cnn) on real MNIST from DIR (IDX .gz files; "
+                        "default $PYNN_DATA_DIR/mnist) instead of random data")
     p.add_argument("--optimizers", type=_name_list, default=("sgd", "adam"),
                    help="optimizers of the training table (default sgd,adam)")
     p.add_argument("--peers", type=_name_list, default=None,
                    help="peers of the training table: torch,torch-cuda,numpy,sklearn "
-                        "(default torch,numpy,sklearn, and torch-cuda when a GPU is there)")
+                        "(default torch,numpy,sklearn, and torch-cuda when a GPU is "
+                        "there); of the --cnn table: torch,keras (default both)")
     p.add_argument("--no-peers", action="store_true", help="train pynn backends only")
     return p
 
@@ -84,9 +98,17 @@ def main(argv=None):
         if opt not in LEARNING_RATES:
             parser.error(f"--optimizers: unknown {opt!r}; expected sgd or adam")
     for peer in args.peers or ():
-        if peer not in PEERS:
-            parser.error(f"--peers: unknown {peer!r}; expected one of {', '.join(PEERS)}")
-    peers = () if args.no_peers else (args.peers or default_peers())
+        if peer not in PEERS + CNN_PEERS:
+            parser.error(f"--peers: unknown {peer!r}; expected one of "
+                         f"{', '.join(dict.fromkeys(PEERS + CNN_PEERS))}")
+    if args.no_peers:
+        peers = cnn_peers = ()
+    elif args.peers:
+        peers = tuple(p for p in args.peers if p in PEERS)
+        cnn_peers = tuple(p for p in args.peers if p in CNN_PEERS)
+    else:
+        peers, cnn_peers = default_peers(), CNN_PEERS
+    args.cnn_peers = cnn_peers
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
@@ -104,7 +126,7 @@ def main(argv=None):
     else:
         names = default_backends(avail)
 
-    sections = [s for s in ("ops", "dense", "train", "startup") if getattr(args, s)]
+    sections = [s for s in ("ops", "dense", "train", "cnn", "startup") if getattr(args, s)]
     models_why = models_status()
     if not sections:
         sections = ["ops", "dense"] + (["train"] if models_why is None else [])
@@ -157,8 +179,18 @@ def _run(args, names, sections, models_why, contestants, peers):
         result["train"], result["predict"], result["train_step"] = run_train(
             names, peers, train_batches, predict_batches, args.optimizers, n_samples,
             args.repeats, data_dir, pause, 0.0 if quick else 0.1, contestants=contestants)
+    cnn_names = cnn_backends(names, named=bool(args.backends))
+    if "cnn" in sections:
+        result["cnn"] = run_cnn(
+            cnn_names, args.cnn_peers,
+            args.batches or (QUICK_CNN_BATCHES if quick else CNN_BATCHES),
+            QUICK_CNN_PREDICT_BATCH if quick else CNN_PREDICT_BATCH,
+            args.samples or (QUICK_CNN_SAMPLES if quick else 60_000), args.repeats,
+            data_dir, pause, 0.0 if quick else 0.1, torch_threads=1 if quick else 2)
+        sys.stdout.flush()
     if "startup" in sections:
-        result["startup"] = run_startup(names, args.optimizers, args.repeats, quick)
+        result["startup"] = run_startup(names, args.optimizers, args.repeats, quick,
+                                        cnn_backends=cnn_names)
         sys.stdout.flush()
     if args.json:
         with open(args.json, "w") as f:

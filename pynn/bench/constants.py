@@ -8,6 +8,17 @@ QUICK_BATCHES = (8,)
 QUICK_PREDICT_BATCHES = (1, 64)
 QUICK_SAMPLES = 512
 QUICK_TRAIN_BATCHES = (32,)
+#: The convnet of the ``--cnn`` table: image shape (NHWC), filters of its two
+#: convolutions, their kernel size and the max pooling after each.
+CNN_IMAGE = (28, 28, 1)
+CNN_FILTERS = (32, 64)
+CNN_KERNEL = 3
+CNN_POOL = 2
+CNN_BATCHES = (32, 128)
+CNN_PREDICT_BATCH = 1024
+QUICK_CNN_SAMPLES = 128
+QUICK_CNN_BATCHES = (32,)
+QUICK_CNN_PREDICT_BATCH = 32
 #: Pause between contestants of the training benchmark (OpenBLAS threads spin ~0.1 s).
 PAUSE_S = 0.3
 #: Pause before each backend of each op case (their BLAS copies differ; see

@@ -31,6 +31,8 @@ class Contestant:
     name = "?"
     backend = None
     status = "ok"
+    #: Whether :meth:`predict` is timed for it.
+    predicts = True
 
     def build(self, optimizer, batch_size, seed):
         raise NotImplementedError
@@ -40,6 +42,9 @@ class Contestant:
 
     def predict(self, x):
         raise NotImplementedError
+
+    def close(self):
+        """Release what the contestant holds beyond memory (a process); nothing here."""
 
 
 class Pynn(Contestant):
@@ -280,19 +285,28 @@ PEERS = ("torch", "torch-cuda", "numpy", "sklearn")
 
 
 class GemmFloor(Contestant):
-    """The matrix products of every training step alone (:func:`mlp_gemm_floor`,
-    NumPy's OpenBLAS), the last partial batch at its own size: run as a contestant,
-    interleaved with the others, so the floor is measured beside the epochs it
-    bounds."""
+    """The matrix products of every training step alone (:func:`mlp_gemm_floor`, or
+    the ``products`` given, through NumPy's OpenBLAS), the last partial batch at its
+    own size: run as a contestant, interleaved with the others, so the floor is
+    measured beside the epochs it bounds."""
 
     name = "GEMM floor"
+    predicts = False
+
+    def __init__(self, products=None, name=None):
+        # products(n, seed=...) -> the callable of one step's products at batch n;
+        # None: the MLP's (mlp_gemm_floor)
+        self.products = products
+        if name is not None:
+            self.name = name
 
     def build(self, optimizer, batch_size, seed):
         self.batch_size, self.seed, self.steps = batch_size, seed, {}
 
     def _step(self, n):
         if n not in self.steps:
-            self.steps[n] = mlp_gemm_floor(n, seed=self.seed)
+            products = self.products if self.products is not None else mlp_gemm_floor
+            self.steps[n] = products(n, seed=self.seed)
         return self.steps[n]
 
     def epoch(self, x, y):

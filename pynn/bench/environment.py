@@ -92,6 +92,17 @@ def override_warning(env):
             f"benchmark, unset it for this command only: `env {unset} python -m pynn bench`")
 
 
+def child_env(**extra):
+    """The environment of a fresh Python process that must import this very pynn: its
+    parent directory goes first on ``PYTHONPATH`` (run the child in a directory of its
+    own: ``python -c`` puts the working directory first, where a source checkout
+    without the compiled extension could shadow an installed pynn), plus ``extra``."""
+    import pynn
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pynn.__file__)))
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=root + os.pathsep + path if path else root, **extra)
+
+
 @contextlib.contextmanager
 def single_threaded():
     """One thread in every BLAS/OpenMP pool and in Numba while the block runs."""

@@ -2,11 +2,9 @@
 table, return the rows."""
 from __future__ import annotations
 
-import gc
 import math
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -17,7 +15,7 @@ from .data import training_data
 from .dense import dense_gemm_floor, dense_step, mlp_gemm_floor
 from .op_cases import op_cases
 from .tables import fmt_ratio, fmt_secs, fmt_us, md_table, status_cell, step_table, train_ratios
-from .timing import blocked, interleaved
+from .timing import blocked, epoch_rounds, interleaved
 
 
 def run_ops(backends, batches, n_params, repeats, target_s, pause=0.0, out=print):
@@ -115,31 +113,10 @@ def run_train(backends, peers, batches, predict_batches, optimizers, n_samples, 
     warm_n = {b: min(len(x), 4 * b) for b in batches}
     for opt in optimizers:
         for batch in batches:
-            errors = {}
             print(f"training: {opt}, batch {batch} ...", file=sys.stderr, flush=True)
-            for c in cs + [floor]:
-                if c.status != "ok":
-                    continue
-                try:
-                    c.build(opt, batch, seed=0)
-                    c.epoch(x[:warm_n[batch]], y[:warm_n[batch]])  # warm-up (JIT, buffers)
-                except Exception as exc:
-                    errors[c.name] = f"error: {type(exc).__name__}: {exc}"
-            samples = {c.name: [] for c in cs + [floor]}
-            for _ in range(max(1, repeats)):
-                for c in cs + [floor]:
-                    if c.status != "ok" or c.name in errors:
-                        continue
-                    if pause:
-                        time.sleep(pause)
-                        gc.collect()
-                    t0 = time.perf_counter()
-                    try:
-                        c.epoch(x, y)
-                    except Exception as exc:
-                        errors[c.name] = f"error: {type(exc).__name__}: {exc}"
-                        continue
-                    samples[c.name].append(time.perf_counter() - t0)
+            samples, errors = epoch_rounds(
+                cs + [floor], lambda c: c.build(opt, batch, seed=0), x, y, warm_n[batch],
+                repeats, pause)
             step_rows += time_steps(cs, floor, errors, opt, batch, x, y, repeats, target_s,
                                     pause)
             for c in cs + [floor]:

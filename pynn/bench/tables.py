@@ -27,6 +27,11 @@ def fmt_secs(s):
     return "-" if s is None else f"{s:.3f}"
 
 
+def ratio(a, b):
+    """``a / b``, or ``None`` when either is missing or ``b`` is not positive."""
+    return None if a is None or b is None or b <= 0 else a / b
+
+
 def status_cell(row, fmt):
     status = row.get("status", "ok")
     if status == "ok":
@@ -43,9 +48,6 @@ def train_ratios(rows, optimizers, batches, pynn_cs, floor_name):
     names = [c.name for c in pynn_cs]
     if not names:
         return ""
-
-    def ratio(a, b):
-        return None if a is None or b is None or b <= 0 else a / b
 
     table = []
     for opt in optimizers:
@@ -83,3 +85,34 @@ def step_table(step_rows, optimizers, batches, pynn_cs, floor_name):
     headers = (["optimizer", "batch"] + names + [floor_name]
                + [f"{n} / floor" for n in names])
     return md_table(headers, table, n_left=2)
+
+
+def cnn_epoch_table(rows, batches, names, pynn_names, torch_name, floor_name):
+    """Markdown table of the ``--cnn`` epochs: per contestant (``names``, in order) the
+    median seconds at each batch, then the rows' ``vs_torch_nchw`` (``torch_name``'s
+    median over this one) and, for ``pynn_names``, ``vs_floor`` (this median over
+    ``floor_name``'s)."""
+    by = {(r["contestant"], r["batch"]): r for r in rows}
+    table = []
+    for name in names:
+        cells = [name]
+        cells += [status_cell(by[(name, b)], fmt_secs) if (name, b) in by else "-"
+                  for b in batches]
+        cells += [fmt_ratio(by[(name, b)]["vs_torch_nchw"]) if (name, b) in by else "-"
+                  for b in batches]
+        cells += [fmt_ratio(by[(name, b)]["vs_floor"])
+                  if name in pynn_names and (name, b) in by else "-" for b in batches]
+        table.append(cells)
+    headers = (["contestant"] + [f"batch {b} (s)" for b in batches]
+               + [f"{torch_name} / X, batch {b}" for b in batches]
+               + [f"X / {floor_name}, batch {b}" for b in batches])
+    return md_table(headers, table)
+
+
+def cnn_predict_table(pred_rows, torch_name):
+    """Markdown table of the ``--cnn`` predict rows: images per second and the
+    throughput over ``torch_name``'s."""
+    table = [[r["contestant"],
+              status_cell(r, lambda s: f"{r['images_per_s']:,.0f}"),
+              fmt_ratio(r["vs_torch_nchw"])] for r in pred_rows]
+    return md_table(["contestant", "images/s", f"X / {torch_name}"], table)

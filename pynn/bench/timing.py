@@ -1,5 +1,6 @@
 """Timing: calls per sample, one sample, and medians of samples taken round-robin
-(:func:`interleaved`) or one contestant after another (:func:`blocked`)."""
+(:func:`interleaved`) or one contestant after another (:func:`blocked`); training
+epochs of contestants taken round-robin (:func:`epoch_rounds`)."""
 from __future__ import annotations
 
 import gc
@@ -87,3 +88,40 @@ def blocked(fns, repeats, target_s, pause=0.0):
             time.sleep(pause)
         result.update(interleaved({name: fn}, repeats, target_s))
     return result
+
+
+def epoch_rounds(contestants, build, x, y, warm_n, repeats, pause=0.0):
+    """Seconds of whole training epochs of each contestant, taken round-robin.
+
+    Each contestant whose ``status`` is ``"ok"`` is built (``build(c)``) and warmed up
+    on one epoch over the first ``warm_n`` rows (JIT compilation, workspaces); then
+    ``repeats`` rounds each run one epoch over ``(x, y)`` of every contestant in turn,
+    ``pause`` seconds (and a garbage collection) before each. Returns ``(samples,
+    errors)``: ``{name: [seconds]}`` and ``{name: "error: ..."}`` of the contestants
+    that raised (a broken one must not hide the others).
+    """
+    errors = {}
+    for c in contestants:
+        if c.status != "ok":
+            continue
+        try:
+            build(c)
+            c.epoch(x[:warm_n], y[:warm_n])
+        except Exception as exc:
+            errors[c.name] = f"error: {type(exc).__name__}: {exc}"
+    samples = {c.name: [] for c in contestants}
+    for _ in range(max(1, repeats)):
+        for c in contestants:
+            if c.status != "ok" or c.name in errors:
+                continue
+            if pause:
+                time.sleep(pause)
+                gc.collect()
+            t0 = time.perf_counter()
+            try:
+                c.epoch(x, y)
+            except Exception as exc:
+                errors[c.name] = f"error: {type(exc).__name__}: {exc}"
+                continue
+            samples[c.name].append(time.perf_counter() - t0)
+    return samples, errors
