@@ -638,10 +638,10 @@ class CudaBackend(Backend):
                        out=None, index=None):
         x0 = self._foreign(x)
         strides = pool_size if strides is None else strides
-        dt = work_dtype(x0, "x") if mode in POOL_MODES else None
-        xc, pool, strides, padding, (oh, ow) = prep_pool(
-            "pool2d_forward", self._geometry_arg(x0, dt, "x") if dt else x0, pool_size,
-            strides, padding, mode)
+        # prep_pool checks the mode before the dtype of x: so does this
+        probe = self._geometry_arg(x0, work_dtype(x0, "x"), "x") if mode in POOL_MODES else x0
+        xc, pool, strides, padding, (oh, ow) = prep_pool("pool2d_forward", probe, pool_size,
+                                                         strides, padding, mode)
         n, h, w, c = xc.shape
         dt = xc.dtype
         out = self._out(out, (n, oh, ow, c), dt)
