@@ -25,7 +25,8 @@ bottom and right ones only shrink the output, which the output's shape says).
   checks that every index lies in its own window, which the gather relies on.
 
 Every kernel walks its index space with a grid-stride loop. Nothing compiles on
-import: a kernel compiles on its first launch, once per argument types.
+import: a kernel compiles on its first launch, once per argument types, and is
+cached in pynn's checked directory (:mod:`._numba_cache`).
 """
 from __future__ import annotations
 
@@ -34,10 +35,19 @@ import math
 from numba import cuda
 from numba.cuda import float64, int64
 
+from . import _cuda_kernels
 from ._cuda_kernels import act_value
+from ._numba_cache import cached
 
 
-@cuda.jit(cache=True)
+def _kernel(fn):
+    """A kernel, compiled on its first launch and cached in pynn's checked directory;
+    its entries are also keyed on ``_cuda_kernels.py``, whose ``act_value`` is
+    compiled into it."""
+    return cached(cuda.jit(fn), depends=(_cuda_kernels.__file__,))
+
+
+@_kernel
 def conv_forward(x, kernel, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups, code,
                  alpha, zero):
     """``out = act(conv(x, kernel) + bias)``; ``zero`` is 0 in the working dtype."""
@@ -75,7 +85,7 @@ def conv_forward(x, kernel, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups,
         out[n, oy, ox, o] = act_value(v, code, alpha)
 
 
-@cuda.jit(cache=True)
+@_kernel
 def conv_backward_input(dy, kernel, out, sh, sw, pt, pl, dh, dw, groups, zero):
     """``out`` (the input's shape) = the gradient of the convolution w.r.t. its input."""
     h = out.shape[1]
@@ -121,7 +131,7 @@ def conv_backward_input(dy, kernel, out, sh, sw, pt, pl, dh, dw, groups, zero):
         out[n, iy, ix, c] = acc
 
 
-@cuda.jit(cache=True)
+@_kernel
 def conv_backward_kernel(x, dy, out, sh, sw, pt, pl, dh, dw, groups):
     """``out`` (the kernel's shape) = the gradient of the convolution w.r.t. its kernel.
 
@@ -171,7 +181,7 @@ def conv_backward_kernel(x, dy, out, sh, sw, pt, pl, dh, dw, groups):
         cuda.syncthreads()  # part[0] is read before the next element overwrites it
 
 
-@cuda.jit(cache=True)
+@_kernel
 def pool_forward(x, out, index, is_max, ph, pw, sh, sw, pt, pl):
     """Max (``index`` written) or average (``index`` unused) pooling into ``out``."""
     h = x.shape[1]
@@ -217,7 +227,7 @@ def pool_forward(x, out, index, is_max, ph, pw, sh, sw, pt, pl):
             out[n, oy, ox, c] = math.nan
 
 
-@cuda.jit(cache=True)
+@_kernel
 def pool_index_check(index, ph, pw, sh, sw, pt, pl, h, w, bad):
     """``bad[0] = 1`` if an index lies outside the input, ``bad[1] = 1`` if one lies
     outside its own window (another image, channel or window)."""
@@ -248,7 +258,7 @@ def pool_index_check(index, ph, pw, sh, sw, pt, pl, h, w, bad):
             bad[1] = 1
 
 
-@cuda.jit(cache=True)
+@_kernel
 def pool_backward(dy, index, out, is_max, ph, pw, sh, sw, pt, pl):
     """``out`` (the input's shape) = the gradient of the pooling w.r.t. its input."""
     h = out.shape[1]

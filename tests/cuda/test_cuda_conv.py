@@ -8,11 +8,15 @@ axes; float32 and float64; host and device inputs, contiguous or not; every
 activation of the epilogue; max-pooling ties (the first maximum, with the same
 int64 index). With 4-thread blocks and at most 2 blocks, every grid-stride loop
 wraps and the kernel gradient's shared-memory tree has two levels.
+
+Also: device arrays may not overlap either, the kernels load on first use, and every
+CUDA kernel (these and ``_cuda_kernels``) caches only in pynn's checked directory.
 """
 import inspect
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -344,3 +348,54 @@ def test_conv_kernels_load_on_first_use():
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "True"]
+
+
+def test_kernels_are_cached_only_in_pynns_checked_directory(tmp_path):
+    """With a real ``numba.cuda`` (no simulator; no GPU needed to build dispatchers),
+    every kernel of both CUDA modules caches in pynn's directory (never Numba's
+    default ``__pycache__``), with pynn's checked, framed files: a damaged index is
+    discarded, not unpickled. The conv kernels' entries are also keyed on
+    ``_cuda_kernels.py``, whose device functions are compiled into them."""
+    code = textwrap.dedent("""
+        import os, warnings
+        warnings.simplefilter("always")
+        from numba.cuda.dispatcher import CUDADispatcher
+        from pynn.backends import _cuda_conv as C, _cuda_kernels as K, _numba_cache as NC
+        root = NC.cache_dir()
+        for mod in (K, C):
+            for name, d in sorted(vars(mod).items()):
+                if not isinstance(d, CUDADispatcher) or d.py_func.__module__ != mod.__name__:
+                    continue
+                device = d.targetoptions.get("device", False)
+                where = getattr(d._cache, "cache_path", None)
+                print(mod.__name__.rsplit(".", 1)[1], name, device,
+                      type(d._cache).__module__ == NC.__name__,
+                      where is not None and where.startswith(root))
+        cache = C.conv_forward._cache
+        print("stamps", len(cache._cache_file._source_stamp))
+        cache._impl.locator.ensure_cache_path()
+        files = cache._cache_file
+        files._save_index({"sig": "entry"})
+        print("index", files._load_index())
+        with open(files._index_path, "wb") as f:
+            f.write(b"not a pynn cache file")
+        print("damaged", files._load_index(), os.path.exists(files._index_path))
+    """)
+    path = os.path.dirname(os.path.dirname(os.path.abspath(pynn.__file__)))
+    env = dict(os.environ, PYTHONPATH=path, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    kernels = [line.split() for line in lines[:-3]]
+    assert {k[0] for k in kernels} == {"_cuda_kernels", "_cuda_conv"}
+    assert sum(k[0] == "_cuda_conv" for k in kernels) == 6
+    for mod, name, device, ours, inside in kernels:
+        if device == "True":  # compiled into the kernels that call it, not on its own
+            assert ours == "False", name
+        else:
+            assert (ours, inside) == ("True", "True"), f"{mod}.{name}"
+    assert lines[-3:] == ["stamps 2", "index {'sig': 'entry'}", "damaged {} False"]
+    assert "discarded the damaged Numba cache file" in r.stderr
+    assert not list(tmp_path.rglob("__pycache__"))
