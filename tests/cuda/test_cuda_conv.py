@@ -55,6 +55,22 @@ def _is_device(a):
     return bool(getattr(a, "__cuda_ndarray__", False))
 
 
+@pytest.fixture(autouse=True)
+def _device_arrays_never_reach_host_conversion(monkeypatch):
+    """The simulator's device arrays convert to numpy silently, a GPU's do not: fail
+    any conversion of a device array by the checks (``as_float``) these ops share."""
+    import pynn.backends.conv as conv_module
+    import pynn.backends.cuda_backend as cuda_module
+    original = conv_module.as_float
+
+    def as_float(x, *args, **kwargs):
+        assert not _is_device(x), "a device array was converted on the host"
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(conv_module, "as_float", as_float)
+    monkeypatch.setattr(cuda_module, "as_float", as_float)
+
+
 # ----------------------------------------------------------------------
 # convolution
 # ----------------------------------------------------------------------
