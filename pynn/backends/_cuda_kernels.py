@@ -2,8 +2,9 @@
 
 Imported only by :mod:`pynn.backends.cuda_backend`, which is itself loaded
 lazily, so ``import pynn`` never imports ``numba.cuda``. Kernels compile on
-first launch (``cache=True`` keeps them on disk) and run unchanged under the
-CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
+first launch (kept on disk in pynn's checked cache directory, see
+:mod:`._numba_cache`) and run unchanged under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``).
 
 Conventions
 -----------
@@ -27,6 +28,8 @@ import math
 from numba import cuda
 from numba.cuda import float32, float64, int64, uint64
 
+from ._numba_cache import cached
+
 #: Default GEMM tile edge (threads per block = GEMM_TILE ** 2).
 GEMM_TILE = 16
 #: Default threads per block of 1-D kernels (a power of two: tree reductions).
@@ -39,10 +42,17 @@ _INV_SQRT_2PI = 0.3989422804014327
 _U24 = 1.0 / 16777216.0
 
 
+def _kernel(fn):
+    """A kernel, compiled on its first launch, cached in pynn's checked directory
+    (:mod:`._numba_cache`: never Numba's default locations). Device functions are
+    not cached on their own: their code is compiled into each kernel that calls them."""
+    return cached(cuda.jit(fn))
+
+
 # --------------------------------------------------------------------------
 # activations (device functions, float64 in, float64 out)
 # --------------------------------------------------------------------------
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def act_value(v, code, a):
     """activation ``code`` of float64 ``v`` (``a``: leaky slope / ELU alpha)."""
     if code == 1:
@@ -63,7 +73,7 @@ def act_value(v, code, a):
     return v
 
 
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def act_grad(d, y, x, code, a):
     """``d * activation'`` written from the output ``y`` (``x`` only for gelu)."""
     if code == 1:
@@ -85,14 +95,14 @@ def act_grad(d, y, x, code, a):
     return d
 
 
-@cuda.jit(cache=True)
+@_kernel
 def act_forward(x, out, code, a):
     """``out = act(x)`` over flat arrays (``out`` may be ``x``)."""
     for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         out[i] = act_value(float64(x[i]), code, a)
 
 
-@cuda.jit(cache=True)
+@_kernel
 def act_backward(dy, y, x, out, code, a):
     """``out = dy * act'`` over flat arrays (``x`` read only for gelu)."""
     for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
@@ -103,7 +113,7 @@ def act_backward(dy, y, x, out, code, a):
 # --------------------------------------------------------------------------
 # GEMM: tiled in shared memory, all transpose variants, fused epilogue
 # --------------------------------------------------------------------------
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def _gemm_body(a, b, out, ta, tb, alpha, beta, bias, has_bias, code, act_a, acc0, sh):
     T = cuda.blockDim.x
     tx = cuda.threadIdx.x
@@ -164,7 +174,7 @@ def _gemm_body(a, b, out, ta, tb, alpha, beta, bias, has_bias, code, act_a, acc0
                 out[row, col] = act_value(v, code, act_a)
 
 
-@cuda.jit(cache=True)
+@_kernel
 def gemm_f32(a, b, out, ta, tb, alpha, beta, bias, has_bias, code, act_a):
     """float32 GEMM; dynamic shared memory of ``2 * T * T`` float32."""
     sh = cuda.shared.array(0, dtype=float32)
@@ -172,7 +182,7 @@ def gemm_f32(a, b, out, ta, tb, alpha, beta, bias, has_bias, code, act_a):
                float32(0.0), sh)
 
 
-@cuda.jit(cache=True)
+@_kernel
 def gemm_f64(a, b, out, ta, tb, alpha, beta, bias, has_bias, code, act_a):
     """float64 GEMM; dynamic shared memory of ``2 * T * T`` float64."""
     sh = cuda.shared.array(0, dtype=float64)
@@ -183,7 +193,7 @@ def gemm_f64(a, b, out, ta, tb, alpha, beta, bias, has_bias, code, act_a):
 # --------------------------------------------------------------------------
 # row kernels: softmax family and losses (one thread per row)
 # --------------------------------------------------------------------------
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def _row_max(x, i, k):
     mx = -math.inf
     for j in range(k):
@@ -193,7 +203,7 @@ def _row_max(x, i, k):
     return mx
 
 
-@cuda.jit(cache=True)
+@_kernel
 def softmax_rows(x, out, log):
     """Row-wise softmax (``log``: log-softmax) of 2-D ``x`` into ``out``."""
     n = x.shape[0]
@@ -212,7 +222,7 @@ def softmax_rows(x, out, log):
                 out[i, j] = math.exp(float64(x[i, j]) - mx) / s
 
 
-@cuda.jit(cache=True)
+@_kernel
 def softmax_backward_rows(dy, y, out):
     """``out = y * (dy - sum(dy * y))`` along each row."""
     n = dy.shape[0]
@@ -225,7 +235,7 @@ def softmax_backward_rows(dy, y, out):
             out[i, j] = float64(y[i, j]) * (float64(dy[i, j]) - s)
 
 
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def _target(t, dense, c, i, j, ls, k):
     if dense:
         tj = float64(t[i, j])
@@ -236,7 +246,7 @@ def _target(t, dense, c, i, j, ls, k):
     return tj
 
 
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def _label(lab, i, k, bad):
     """Class index of row ``i`` (-1 and ``bad[0] = 1`` when invalid)."""
     lv = lab[i]
@@ -247,7 +257,7 @@ def _label(lab, i, k, bad):
     return c
 
 
-@cuda.jit(cache=True)
+@_kernel
 def xent_rows(z, lab, t, dense, w, has_w, ls, grad, per, bad):
     """Fused softmax + cross-entropy from logits, per row.
 
@@ -286,7 +296,7 @@ def xent_rows(z, lab, t, dense, w, has_w, ls, grad, per, bad):
         per[i] = loss * wi
 
 
-@cuda.jit(cache=True)
+@_kernel
 def cce_rows(p, lab, t, dense, w, has_w, eps, grad, per, bad):
     """Categorical cross-entropy from probabilities (Keras: renormalise, clip)."""
     n = p.shape[0]
@@ -327,7 +337,7 @@ def cce_rows(p, lab, t, dense, w, has_w, eps, grad, per, bad):
 SIGMOID_BCE, BCE, MSE, MAE = 0, 1, 2, 3
 
 
-@cuda.jit(cache=True)
+@_kernel
 def elementwise_loss_rows(p, t, w, has_w, kind, eps, grad, per):
     """Losses that are a mean over the last axis of an elementwise term.
 
@@ -374,7 +384,7 @@ def elementwise_loss_rows(p, t, w, has_w, kind, eps, grad, per):
 RED_SUM, RED_SUMSQ, RED_SUMABS, RED_NONFINITE = 0, 1, 2, 3
 
 
-@cuda.jit(cache=True)
+@_kernel
 def reduce_partial(x, mode, partial):
     """Per-block float64 sums of a flat array into ``partial[blockIdx.x]``.
 
@@ -407,7 +417,7 @@ def reduce_partial(x, mode, partial):
         partial[cuda.blockIdx.x] = sh[0]
 
 
-@cuda.jit(cache=True)
+@_kernel
 def col_sum(dy, out):
     """Column sums of 2-D ``dy`` (float64 accumulation) into ``out`` (k,)."""
     n = dy.shape[0]
@@ -422,7 +432,7 @@ def col_sum(dy, out):
 # --------------------------------------------------------------------------
 # batch normalisation
 # --------------------------------------------------------------------------
-@cuda.jit(cache=True)
+@_kernel
 def bn_stats(x, training, momentum, eps, mm, mv, mean, inv_std):
     """Per-column mean / inverse std; updates the moving statistics when training."""
     n = x.shape[0]
@@ -447,7 +457,7 @@ def bn_stats(x, training, momentum, eps, mm, mv, mean, inv_std):
         inv_std[j] = 1.0 / math.sqrt(var + eps)
 
 
-@cuda.jit(cache=True)
+@_kernel
 def bn_apply(x, mean, inv_std, gamma, beta, out):
     """``out = (x - mean) * (inv_std * gamma) + beta`` over 2-D ``x``."""
     k = x.shape[1]
@@ -458,7 +468,7 @@ def bn_apply(x, mean, inv_std, gamma, beta, out):
                      + float64(beta[j]))
 
 
-@cuda.jit(cache=True)
+@_kernel
 def bn_backward_cols(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
     """Training-mode batch-norm gradients, one thread per column."""
     n = x.shape[0]
@@ -483,7 +493,7 @@ def bn_backward_cols(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
 # --------------------------------------------------------------------------
 # dropout: counter-based SplitMix64, one hash per element index
 # --------------------------------------------------------------------------
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def splitmix_u(seed, i):
     """Uniform in [0, 1) of element ``i`` (same as ``base.splitmix_uniform``)."""
     z = seed + uint64(i + 1) * uint64(0x9E3779B97F4A7C15)
@@ -493,7 +503,7 @@ def splitmix_u(seed, i):
     return float64(z >> uint64(40)) * _U24
 
 
-@cuda.jit(cache=True)
+@_kernel
 def dropout_fwd(x, seed, rate, scale, out, mask):
     """``mask = scale * (u >= rate)``; ``out = x * mask`` (flat arrays)."""
     for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
@@ -501,14 +511,14 @@ def dropout_fwd(x, seed, rate, scale, out, mask):
         out[i] = x[i] * mask[i]
 
 
-@cuda.jit(cache=True)
+@_kernel
 def copy_ew(x, y):
     """``y = x`` elementwise, converting to ``y``'s dtype (flat arrays)."""
     for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         y[i] = x[i]
 
 
-@cuda.jit(cache=True)
+@_kernel
 def mul_ew(a, b, out):
     """``out = a * b`` elementwise (flat arrays)."""
     for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
@@ -518,13 +528,13 @@ def mul_ew(a, b, out):
 # --------------------------------------------------------------------------
 # optimizers: fused in-place updates; ``tiny`` > 0 flushes float32 subnormals
 # --------------------------------------------------------------------------
-@cuda.jit(device=True, cache=True)
+@cuda.jit(device=True)
 def _flush(arr, i, tiny):
     if abs(arr[i]) < tiny:
         arr[i] = 0.0
 
 
-@cuda.jit(cache=True)
+@_kernel
 def sgd_kernel(p, g, vel, lr, momentum, nesterov, wd, tiny):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0.0:
@@ -541,7 +551,7 @@ def sgd_kernel(p, g, vel, lr, momentum, nesterov, wd, tiny):
             p[i] = p[i] - lr * gi
 
 
-@cuda.jit(cache=True)
+@_kernel
 def adam_kernel(p, g, m, v, alpha, beta_1, beta_2, eps, lr, wd, tiny):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0.0:
@@ -554,7 +564,7 @@ def adam_kernel(p, g, m, v, alpha, beta_1, beta_2, eps, lr, wd, tiny):
         p[i] = p[i] - alpha * float64(m[i]) / (math.sqrt(float64(v[i])) + eps)
 
 
-@cuda.jit(cache=True)
+@_kernel
 def rmsprop_kernel(p, g, ms, lr, rho, eps, wd, tiny):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0.0:
@@ -565,7 +575,7 @@ def rmsprop_kernel(p, g, ms, lr, rho, eps, wd, tiny):
         p[i] = p[i] - lr * gi / (math.sqrt(float64(ms[i])) + eps)
 
 
-@cuda.jit(cache=True)
+@_kernel
 def adagrad_kernel(p, g, acc, lr, eps, wd, tiny):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0.0:
@@ -583,7 +593,7 @@ def adagrad_kernel(p, g, acc, lr, eps, wd, tiny):
 OP_SCALE, OP_CLIP, OP_AXPY, OP_REG_GRAD = 0, 1, 2, 3
 
 
-@cuda.jit(cache=True)
+@_kernel
 def misc_ew(x, y, op, a, b):
     """0: ``x *= a``; 1: clip ``x`` to [a, b]; 2: ``y += a * x``;
     3: ``y += a * sign(x) + 2 * b * x`` (the L1/L2 gradient)."""

@@ -236,14 +236,12 @@ def _unframe(blob):
     return version.decode("ascii", "replace"), payload
 
 
-def _make_classes():
-    """Subclasses of Numba's cache machinery (imported only with the backend)."""
-    from numba.core.caching import (
-        CompileResultCacheImpl,
-        FunctionCache,
-        IndexDataCacheFile,
-        _CacheLocator,
-    )
+def _make_classes(caching, cache_base):
+    """Subclasses of Numba's cache machinery: ``caching`` is the module that holds
+    it (``numba.core.caching``, or numba-cuda's copy ``numba.cuda.core.caching``),
+    ``cache_base`` the cache class a dispatcher of that target uses (``FunctionCache``,
+    ``CUDACache``). Imported only with a backend that compiles."""
+    IndexDataCacheFile, _CacheLocator = caching.IndexDataCacheFile, caching._CacheLocator
 
     class Locator(_CacheLocator):
         """Numba's cache for functions of ``py_file``: a subdirectory of
@@ -268,7 +266,7 @@ def _make_classes():
         def get_disambiguator(self):
             return str(self._lineno)
 
-    class Impl(CompileResultCacheImpl):
+    class Impl(cache_base._impl_class):
         def __init__(self, py_func):  # noqa: super() would consult Numba's locator list
             source = inspect.getfile(py_func)
             self._lineno = py_func.__code__.co_firstlineno
@@ -329,7 +327,7 @@ def _make_classes():
             with self._open_for_write(self._data_path(name)) as f:
                 f.write(blob)
 
-    class Cache(FunctionCache):
+    class Cache(cache_base):
         _impl_class = Impl
 
         def __init__(self, py_func, depends=()):
@@ -370,12 +368,27 @@ def _discard(path, exc):
                                   f"({type(exc).__name__}: {exc}); the kernel is recompiled")
 
 
-_cache_class = None
+_cache_classes = {}
+
+
+def _cache_class(dispatcher):
+    """pynn's cache class for ``dispatcher``'s target (CPU or CUDA), made once."""
+    cuda = type(dispatcher).__module__.startswith("numba.cuda")
+    with _lock:
+        if cuda not in _cache_classes:
+            if cuda:
+                from numba.cuda.core import caching
+                from numba.cuda.dispatcher import CUDACache as base
+            else:
+                from numba.core import caching
+                from numba.core.caching import FunctionCache as base
+            _cache_classes[cuda] = _make_classes(caching, base)
+        return _cache_classes[cuda]
 
 
 def cached(dispatcher, depends=()):
-    """Give a Numba dispatcher (compiled without ``cache=True``) pynn's checked
-    on-disk cache, and return it.
+    """Give a Numba dispatcher (``njit`` or ``cuda.jit``, compiled without
+    ``cache=True``) pynn's checked on-disk cache, and return it.
 
     An entry is used only while the function's source file is unchanged (Numba
     compares that file alone), and while each file of ``depends`` is unchanged:
@@ -383,17 +396,15 @@ def cached(dispatcher, depends=()):
     since their code is compiled into the cached machine code.
 
     Without a usable directory, for a function whose source is not a regular file,
-    or under ``NUMBA_DISABLE_JIT`` (``dispatcher`` is then a plain function) it is
-    returned unchanged and compiles in each process.
+    under ``NUMBA_DISABLE_JIT`` (``dispatcher`` is then a plain function) or under
+    the CUDA simulator (whose kernels are Python) it is returned unchanged and
+    compiles in each process.
     """
-    global _cache_class
     if not hasattr(dispatcher, "enable_caching") or cache_dir() is None:
         return dispatcher
-    with _lock:
-        if _cache_class is None:
-            _cache_class = _make_classes()
+    cls = _cache_class(dispatcher)
     try:
-        dispatcher._cache = _cache_class(dispatcher.py_func, depends)
+        dispatcher._cache = cls(dispatcher.py_func, depends)
     except (OSError, ValueError, TypeError):  # no source file (e.g. exec'd text)
         pass
     return dispatcher

@@ -324,30 +324,44 @@ def _root(name):
     return name.split("[", 1)[0].split(".", 1)[0]
 
 
-def check_aliasing(op, written, read):
+class HostMemory:
+    """How :func:`check_aliasing` tells numpy arrays apart: the arrays it considers,
+    whether two may overlap (by memory bounds, as the compiled kernels judge it), and
+    whether two are the same memory read the same way. A backend whose arrays live
+    elsewhere (the cuda backend's device arrays) passes its own."""
+
+    @staticmethod
+    def holds(a):
+        return isinstance(a, np.ndarray) and a.size > 0
+
+    overlap = staticmethod(np.may_share_memory)
+    same = staticmethod(_same_array)
+
+
+def check_aliasing(op, written, read, memory=HostMemory):
     """Refuse ``op``'s arguments when an array it writes overlaps another argument.
 
     ``written`` and ``read`` are ``(name, array)`` pairs: what ``op`` writes, and
-    its inputs as the caller passed them (entries that are not numpy arrays, or are
-    empty, are skipped; an input that conversion would copy counts with the memory
-    it was passed in). A written array may be exactly an input that
+    its inputs as the caller passed them (entries that are not arrays of ``memory``,
+    or are empty, are skipped; an input that conversion would copy counts with the
+    memory it was passed in). A written array may be exactly an input that
     :data:`ALIASING` lists for it; any other overlap, with an input or with another
     written array, raises ``ValueError`` naming both. Overlap is judged by memory
     bounds, as the compiled kernels judge it.
     """
     allowed = ALIASING[op]
-    outs = [(n, a) for n, a in written if isinstance(a, np.ndarray) and a.size]
-    ins = [(n, a) for n, a in read if isinstance(a, np.ndarray) and a.size]
+    outs = [(n, a) for n, a in written if memory.holds(a)]
+    ins = [(n, a) for n, a in read if memory.holds(a)]
     for i, (wname, w) in enumerate(outs):
         for oname, other in outs[i + 1:]:
-            if np.may_share_memory(w, other):
+            if memory.overlap(w, other):
                 raise ValueError(f"{op}: {wname} and {oname} overlap in memory; the arrays "
                                  f"{op} writes must not share memory with each other")
         may_be = allowed.get(_root(wname), ())
         for iname, inp in ins:
-            if not np.may_share_memory(w, inp):
+            if not memory.overlap(w, inp):
                 continue
-            exact = _same_array(w, inp)
+            exact = memory.same(w, inp)
             if exact and iname in may_be:
                 continue
             if iname in may_be:
