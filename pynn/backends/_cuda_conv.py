@@ -47,6 +47,17 @@ def _kernel(fn):
     return cached(cuda.jit(fn), depends=(_cuda_kernels.__file__,))
 
 
+@cuda.jit(device=True)
+def unravel(i, d1, d2, d3):
+    """The index ``(a, b, c, d)`` of flat position ``i`` in a C-ordered 4-D array whose
+    last three axes have sizes ``d1, d2, d3``."""
+    d = i % d3
+    i //= d3
+    c = i % d2
+    i //= d2
+    return i // d1, i % d1, c, d
+
+
 @_kernel
 def conv_forward(x, kernel, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups, code,
                  alpha, zero):
@@ -61,12 +72,7 @@ def conv_forward(x, kernel, bias, has_bias, out, sh, sw, pt, pl, dh, dw, groups,
     ow = out.shape[2]
     cog = co // groups
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        o = idx % co
-        r = idx // co
-        ox = r % ow
-        r //= ow
-        oy = r % oh
-        n = r // oh
+        n, oy, ox, o = unravel(idx, oh, ow, co)
         c0 = (o // cog) * cig
         acc = zero
         for a in range(kh):
@@ -99,12 +105,7 @@ def conv_backward_input(dy, kernel, out, sh, sw, pt, pl, dh, dw, groups, zero):
     ow = dy.shape[2]
     cog = co // groups
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        c = idx % ci
-        r = idx // ci
-        ix = r % w
-        r //= w
-        iy = r % h
-        n = r // h
+        n, iy, ix, c = unravel(idx, h, w, ci)
         g = c // cig
         cl = c - g * cig
         acc = zero
@@ -151,12 +152,7 @@ def conv_backward_kernel(x, dy, out, sh, sw, pt, pl, dh, dw, groups):
     m = dy.shape[0] * oh * ow
     # the loop bounds are uniform over the block, so syncthreads is safe
     for e in range(cuda.blockIdx.x, out.size, cuda.gridDim.x):
-        o = e % co
-        r = e // co
-        c = r % cig
-        r //= cig
-        b = r % kw
-        a = r // kw
+        a, b, c, o = unravel(e, kw, cig, co)
         cin = (o // cog) * cig + c
         acc = 0.0
         for j in range(tid, m, cuda.blockDim.x):
@@ -190,12 +186,7 @@ def pool_forward(x, out, index, is_max, ph, pw, sh, sw, pt, pl):
     oh = out.shape[1]
     ow = out.shape[2]
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        c = idx % ch
-        r = idx // ch
-        ox = r % ow
-        r //= ow
-        oy = r % oh
-        n = r // oh
+        n, oy, ox, c = unravel(idx, oh, ow, ch)
         y0 = oy * sh - pt
         x0 = ox * sw - pl
         best = -math.inf
@@ -236,22 +227,12 @@ def pool_index_check(index, ph, pw, sh, sw, pt, pl, h, w, bad):
     ow = index.shape[2]
     size = index.shape[0] * h * w * ch
     for idx in range(cuda.grid(1), index.size, cuda.gridsize(1)):
-        c = idx % ch
-        r = idx // ch
-        ox = r % ow
-        r //= ow
-        oy = r % oh
-        n = r // oh
+        n, oy, ox, c = unravel(idx, oh, ow, ch)
         p = int64(index[n, oy, ox, c])
         if p < 0 or p >= size:
             bad[0] = 1
             continue
-        pc = p % ch
-        q = p // ch
-        px = q % w
-        q //= w
-        py = q % h
-        pn = q // h
+        pn, py, px, pc = unravel(p, h, w, ch)
         y0 = oy * sh - pt
         x0 = ox * sw - pl
         if pn != n or pc != c or py < y0 or py >= y0 + ph or px < x0 or px >= x0 + pw:
@@ -267,12 +248,7 @@ def pool_backward(dy, index, out, is_max, ph, pw, sh, sw, pt, pl):
     oh = dy.shape[1]
     ow = dy.shape[2]
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        c = idx % ch
-        r = idx // ch
-        ix = r % w
-        r //= w
-        iy = r % h
-        n = r // h
+        n, iy, ix, c = unravel(idx, h, w, ch)
         acc = 0.0
         for a in range(ph - 1, -1, -1):  # the windows in the order of the outputs
             t = iy + pt - a
