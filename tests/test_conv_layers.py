@@ -5,7 +5,8 @@ Forward passes are compared with independent computations: a direct NumPy convol
 (PyTorch comparisons of the forward passes and gradients: test_conv_torch.py). Output
 shapes follow Keras's own formulas (``compute_conv_output_shape``,
 ``compute_pooling_output_shape``, ``compute_conv_transpose_output_shape``), written here
-from Keras's source. Gradients are checked against float64 central differences.
+from Keras's source. Gradients are checked against float64 central differences. Bad
+input and its errors: test_conv_errors.py.
 """
 import json
 import math
@@ -16,7 +17,7 @@ import pytest
 from pynn.layers import (AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D,
                          Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, DepthwiseConv2D,
                          GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-                         GlobalMaxPooling2D, Input, MaxPooling1D, MaxPooling2D, Reshape,
+                         GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D, Reshape,
                          SeparableConv2D, SpatialDropout1D, SpatialDropout2D, UpSampling1D,
                          UpSampling2D, ZeroPadding1D, ZeroPadding2D, deserialize, serialize)
 from test_layers import build, bwd, check_layer_gradients, fwd
@@ -547,66 +548,3 @@ def test_keras_config_keys_and_defaults():
     assert "noise_shape" not in SpatialDropout2D(0.1).get_config()
     assert ZeroPadding2D(2).padding == ((2, 2), (2, 2))
     assert Cropping2D((1, 2)).cropping == ((1, 1), (2, 2))
-
-
-# -------------------------------------------------------------------------------------------
-# bad input: clear errors naming the layer and the shapes
-# -------------------------------------------------------------------------------------------
-def test_argument_errors_name_the_layer():
-    with pytest.raises(ValueError, match=r"Conv2D 'c'.*strides > 1.*dilation_rate > 1"):
-        Conv2D(2, 3, strides=2, dilation_rate=2, name="c")
-    with pytest.raises(ValueError, match="Conv2DTranspose.*strides > 1"):
-        Conv2DTranspose(2, 3, strides=2, dilation_rate=2)
-    with pytest.raises(ValueError, match="filters"):
-        Conv2D(0, 3)
-    with pytest.raises(ValueError, match="kernel_size"):
-        Conv2D(2, (3, 0))
-    with pytest.raises(ValueError, match="strides"):
-        Conv1D(2, 3, strides=-1)
-    with pytest.raises(ValueError, match="divisible.*groups=3, filters=4"):
-        Conv2D(4, 3, groups=3)
-    with pytest.raises(ValueError, match="padding"):
-        Conv2D(2, 3, padding="causal")
-    with pytest.raises(ValueError, match="data_format"):
-        Conv2D(2, 3, data_format="NHWC")
-    with pytest.raises(ValueError, match="output_padding.*less than.*strides"):
-        Conv2DTranspose(2, 3, strides=2, output_padding=2)
-    with pytest.raises(ValueError, match="pool_size"):
-        MaxPooling2D(0)
-    with pytest.raises(ValueError, match="depth_multiplier"):
-        DepthwiseConv2D(3, depth_multiplier=0)
-    with pytest.raises(ValueError, match="target_shape"):
-        Reshape((-1, -1))
-    with pytest.raises(ValueError, match="size"):
-        UpSampling1D(0)
-    with pytest.raises(ValueError, match="interpolation"):
-        UpSampling2D(interpolation="bilinear")
-    with pytest.raises(ValueError, match="cropping"):
-        Cropping2D(-1)
-
-
-def test_shape_errors_name_the_layer_and_shapes():
-    with pytest.raises(ValueError, match=r"'k'.*kernel \(5, 5\).*\(None, 3, 3, 2\)"):
-        Conv2D(2, 5, name="k")(Input((3, 3, 2)))
-    with pytest.raises(ValueError, match=r"expects 4-D inputs.*\(None, 8, 2\)"):
-        Conv2D(2, 3)(Input((8, 2)))
-    with pytest.raises(ValueError, match=r"expects 3-D inputs.*\(None, 8, 8, 2\)"):
-        MaxPooling1D()(Input((8, 8, 2)))
-    with pytest.raises(ValueError, match="input channels.*groups=2.*3 channels"):
-        Conv2D(4, 1, groups=2)(Input((4, 4, 3)))
-    with pytest.raises(ValueError, match=r"pool \(3, 3\).*\(None, 2, 5, 1\)"):
-        MaxPooling2D(3)(Input((2, 5, 1)))
-    with pytest.raises(ValueError, match="cropping"):
-        Cropping1D((2, 2))(Input((4, 1)))
-    with pytest.raises(ValueError, match=r"cannot be reshaped.*\(5, -1\)"):
-        Reshape((5, -1))(Input((3, 4)))
-    for layer in [Conv2D(2, 1), MaxPooling2D(1), GlobalAveragePooling2D(), UpSampling2D()]:
-        with pytest.raises(ValueError, match=r"must be positive.*\(None, 0, 3, 1\)"):
-            layer(Input((0, 3, 1)))
-
-
-def test_channels_first_data_given_to_a_channels_last_layer_is_named():
-    with pytest.raises(ValueError, match="looks like channels_first data"):
-        Conv2D(8, 3)(Input((1, 28, 28)))
-    with pytest.raises(ValueError, match="looks like channels_first data"):
-        MaxPooling2D(2)(Input((1, 8, 8)))
