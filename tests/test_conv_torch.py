@@ -168,11 +168,11 @@ def test_conv1d_matches_torch(backend, padding, strides, dil, groups, data_forma
 def torch_conv_transpose2d(ks, st, padding, op, dil, act, data_format="channels_last"):
     """PyTorch's full transposed convolution (no padding), then cut to Keras's output.
 
-    Keras's torch backend maps its padding to torch's ``(padding, output_padding)``,
-    which cannot express the common ``kernel 3, strides 2, 'same'`` as TensorFlow and JAX
-    compute it (Keras warns that backends differ there). Keras's JAX rule is general: the
-    full transposed convolution pads the stride-dilated input with ``k - 1`` zeros on
-    each side, Keras with ``(left, right)``, so Keras's output is the full one with
+    torch's ``(padding, output_padding)`` (symmetric, plus extra at the end) cannot
+    express Keras's asymmetric padding for, e.g., ``kernel 3, strides 2, 'same'``; Keras
+    3.15's own torch backend does as here. Keras's JAX rule is general: the full
+    transposed convolution pads the stride-dilated input with ``k - 1`` zeros on each
+    side, Keras with ``(left, right)``, so Keras's output is the full one with
     ``left - (k - 1)`` and ``right - (k - 1)`` added at the ends (negative: cut off)."""
     def run(x, kernel, bias=None):
         pads = keras_jax_transpose_pads(ks, st, padding, op, dil)
