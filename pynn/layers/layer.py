@@ -255,7 +255,18 @@ def check_input(layer, shape, want=None, index=0):
         if w is not None and w != g:
             raise ValueError(f"Input {index} of layer {layer.name!r} is incompatible with the "
                              f"layer: expected axis {axis - len(want)} of input shape to have "
-                             f"value {w}, but received input with shape {got}")
+                             f"value {w}, but received input with shape {got} (the layer "
+                             f"expects shape {want}){_channels_first_hint(want, got)}")
+
+
+def _channels_first_hint(want, got):
+    """A hint when ``got`` is images or sequences of the expected ``want`` (channels last)
+    with the channel axis moved to axis 1: channels_first data."""
+    if (not isinstance(want, tuple) or not isinstance(got, tuple) or len(want) not in (3, 4)
+            or tuple(got[1:]) != (want[-1],) + tuple(want[1:-1])):
+        return ""
+    return (". The input looks like channels_first data (channels on axis 1); the layer "
+            "expects channels_last data: transpose it to (batch, *spatial, channels)")
 
 
 def rows(x, k):
@@ -431,7 +442,8 @@ class Layer(WeightViews):
             if self.input_shape is not None and self.input_shape != input_shape:
                 raise ValueError(
                     f"Layer {self.name!r} was built for inputs of shape {self.input_shape}, "
-                    f"but now receives inputs of shape {input_shape}")
+                    f"but now receives inputs of shape {input_shape}"
+                    f"{_channels_first_hint(self.input_shape, input_shape)}")
         else:
             if self._dtype is None:
                 self._dtype = self.dtype

@@ -37,10 +37,8 @@ def _is_int(v):
 def standardize_tuple(value, n, name, where, allow_zero=False):
     """``value`` (an int or ``n`` ints) as a tuple of ``n`` ints, each >= 1 (>= 0 with
     ``allow_zero``); ``where`` names the layer in the error."""
-    if _is_int(value):
-        value = (value,) * n
     try:
-        out = tuple(value)
+        out = (value,) * n if _is_int(value) else tuple(value)
     except TypeError:
         out = None
     if out is None or len(out) != n or not all(_is_int(v) for v in out):

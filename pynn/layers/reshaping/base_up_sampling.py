@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..convolutional.conv_utils import check_rank, require_host, spatial_axes
+from ..convolutional.conv_utils import (check_rank, require_host, spatial_axes,
+                                        standardize_data_format, standardize_tuple)
 from ..layer import Layer
 
 __all__ = ["BaseUpSampling"]
@@ -16,10 +17,11 @@ class BaseUpSampling(Layer):
 
     rank = None
 
-    def __init__(self, size, data_format="channels_last", **kwargs):
+    def __init__(self, size, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self._size = tuple(size)
-        self.data_format = data_format
+        #: one positive int per spatial axis (errors name the layer)
+        self._size = standardize_tuple(size, self.rank, "size", self._where)
+        self.data_format = standardize_data_format(data_format, self._where)
 
     @property
     def _where(self):

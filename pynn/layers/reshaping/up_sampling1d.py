@@ -13,11 +13,8 @@ class UpSampling1D(BaseUpSampling):
     rank = 1
 
     def __init__(self, size=2, **kwargs):
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"UpSampling1D: argument `size` should be a positive integer. "
-                             f"Received: size={size!r}")
-        super().__init__((size,), **kwargs)
-        self.size = size
+        super().__init__(size, **kwargs)
+        self.size = self._size[0]
 
     def get_config(self):
         cfg = super().get_config()

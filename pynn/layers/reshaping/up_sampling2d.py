@@ -1,7 +1,6 @@
 """``UpSampling2D``."""
 from __future__ import annotations
 
-from ..convolutional.conv_utils import standardize_data_format, standardize_tuple
 from .base_up_sampling import BaseUpSampling
 
 __all__ = ["UpSampling2D"]
@@ -14,15 +13,12 @@ class UpSampling2D(BaseUpSampling):
     rank = 2
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
-        where = f"UpSampling2D {kwargs.get('name')!r}" if kwargs.get("name") else "UpSampling2D"
-        size = standardize_tuple(size, 2, "size", where)
-        fmt = standardize_data_format(data_format, where)
+        super().__init__(size, data_format=data_format, **kwargs)
         interp = interpolation.lower() if isinstance(interpolation, str) else interpolation
         if interp != "nearest":
-            raise ValueError(f"{where}: only interpolation='nearest' is supported, got "
+            raise ValueError(f"{self._where}: only interpolation='nearest' is supported, got "
                              f"{interpolation!r}")
-        super().__init__(size, data_format=fmt, **kwargs)
-        self.size = size
+        self.size = self._size
         self.interpolation = interp
 
     def get_config(self):
