@@ -818,8 +818,10 @@ def conv2d_pool_backward(const floating[:, :, :, ::1] dy not None,
             for i in range(cnt * per_out):
                 j = idx[i] - base
                 if j < 0 or j >= tsize:
-                    if bad < 0:
-                        bad = i
+                    if idx[i] < 0 or idx[i] >= G.n * G.oh * G.ow * G.co:
+                        bad = 1
+                    elif bad < 0:
+                        bad = 0
                     continue
                 tile[j] += act_grad_scalar(d[i], o[i], <floating>0, code, <floating>act_alpha)
             conv_backward_fused(&tile[0], NULL, &x[img0, 0, 0, 0] if per_in else NULL,
@@ -830,7 +832,10 @@ def conv2d_pool_backward(const floating[:, :, :, ::1] dy not None,
                                 dx_p + img0 * per_in if dx_p != NULL else NULL, dk_p, db_p,
                                 img0 == 0, img0 + cnt >= G.n)
             img0 += cnt
-    if bad >= 0:
+    if bad == 1:  # the reference's error
+        raise ValueError(f"conv2d_pool_backward: index holds positions outside the "
+                         f"convolution's output {(G.n, G.oh, G.ow, G.co)}")
+    if bad == 0:
         raise ValueError("conv2d_pool_backward: index holds a position in another tile of "
                          "images than its own; pass the index conv2d_pool_forward returned")
 

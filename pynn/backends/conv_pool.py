@@ -72,10 +72,12 @@ def prep_conv_pool(x, kernel, bias, strides, padding, dilation, groups, activati
 
 
 def prep_conv_pool_backward(dy, x, kernel, out, index, activation, strides, padding,
-                            dilation, groups, pool_size, wanted, grads):
+                            dilation, groups, pool_size, wanted, grads, index_range=True):
     """Checked arguments of ``conv2d_pool_backward``: ``(dy, x, kernel, out, index,
     strides, padding, dilation, groups, pool, conv_shape, (dx, dkernel, dbias))``; each
-    gradient ``None`` unless its flag in ``wanted`` (input, kernel, bias) is set."""
+    gradient ``None`` unless its flag in ``wanted`` (input, kernel, bias) is set. With
+    ``index_range`` every index is checked to lie in the convolution's output (a kernel
+    that checks while it scatters passes False)."""
     op = "conv2d_pool_backward"
     x0, dy0, out0 = x, dy, out
     x, kernel, strides, padding, dilation, groups, pool, conv_shape, pooled = _geometry(
@@ -91,7 +93,7 @@ def prep_conv_pool_backward(dy, x, kernel, out, index, activation, strides, padd
         raise ValueError(f"{op}: index must be the int64 array of shape {pooled} that "
                          f"conv2d_pool_forward returned")
     size = int(np.prod(conv_shape))
-    if index.size and (index.min() < 0 or index.max() >= size):
+    if index_range and index.size and (index.min() < 0 or index.max() >= size):
         raise ValueError(f"{op}: index holds positions outside the convolution's output "
                          f"{conv_shape}")
     index = np.ascontiguousarray(index)

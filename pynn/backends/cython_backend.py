@@ -435,7 +435,8 @@ class CythonBackend(Backend):
         (dy, x, kernel, out, index, strides, padding, dilation, groups, pool, conv_shape,
          (dx, dkernel, dbias)) = prep_conv_pool_backward(
             dy, x, kernel, out, index, activation, strides, padding, dilation, groups,
-            pool_size, (input_grad, kernel_grad, bias_grad), (dx, dkernel, dbias))
+            pool_size, (input_grad, kernel_grad, bias_grad), (dx, dkernel, dbias),
+            index_range=False)  # the kernel refuses an index outside its tile
         dt = x.dtype
         tile, tile_images, scratch, rows = _pool_tiles(self, conv_shape, kernel.shape, strides,
                                                       padding, dt, 1)
