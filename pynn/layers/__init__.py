@@ -8,7 +8,7 @@ gives it. Calling a layer on :func:`Input` tensors records a graph node.
 from .activations import Activation, LeakyReLU, Softmax
 from .context import CallContext
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-from .core import Dense
+from .core import Dense, Masking
 from .input_layer import Input, InputLayer
 from .layer import Layer, Weight, clear_session
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,
@@ -29,9 +29,10 @@ register(Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxP
          MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalMaxPooling1D,
          GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape,
          ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D,
-         SpatialDropout1D, SpatialDropout2D)
+         SpatialDropout1D, SpatialDropout2D, Masking)
 
 __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input", "Dense",
+           "Masking",
            "Activation", "Dropout", "BatchNormalization", "Flatten", "LeakyReLU", "Softmax",
            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
            "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",

@@ -34,11 +34,15 @@ _MAX_BUFFERS = 64
 class CallContext:
     """The state of one call site of ``layer`` (see the module docstring)."""
 
-    __slots__ = ("layer", "saved", "pass_id", "_buffers", "_pending", "_children")
+    __slots__ = ("layer", "saved", "pass_id", "output_mask", "_buffers", "_pending",
+                 "_children")
 
     def __init__(self, layer):
         self.layer = layer
         self.saved = None
+        #: the mask of the call's output(s), when ``forward`` sets one (see
+        #: :mod:`pynn.layers.masking_rules`)
+        self.output_mask = None
         #: the backward pass being run (set by the engine); ``None``: gradients overwrite
         self.pass_id = None
         self._buffers = {}

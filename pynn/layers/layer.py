@@ -299,6 +299,9 @@ class Layer(WeightViews):
 
     #: Activation the layer ends in (for the fused softmax/sigmoid + loss path).
     output_activation = None
+    #: Whether the layer passes masks on (see :mod:`pynn.layers.masking_rules`); as in
+    #: Keras, True by default for layers that override :meth:`compute_mask`.
+    _supports_masking = None
 
     def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
         input_dim = kwargs.pop("input_dim", None)
@@ -465,6 +468,23 @@ class Layer(WeightViews):
     def backward(self, ctx, dy, input_grad=True):
         """Write weight gradients (``ctx.grad_out``); return d loss / d input."""
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+
+    @property
+    def supports_masking(self):
+        """Whether the output gets a mask from :meth:`compute_mask` (else masks stop
+        here); settable."""
+        if self._supports_masking is None:
+            return type(self).compute_mask is not Layer.compute_mask
+        return self._supports_masking
+
+    @supports_masking.setter
+    def supports_masking(self, value):
+        self._supports_masking = bool(value)
+
+    def compute_mask(self, inputs, previous_mask):
+        """The output's mask (a boolean array, or None) given the input(s) and their
+        mask: by default the previous mask passes through (Keras's rule)."""
+        return previous_mask
 
     def context(self):
         """A fresh :class:`~pynn.layers.context.CallContext` for running this layer alone."""

@@ -16,6 +16,7 @@ import numpy as np
 from ..layers import serialization
 from ..layers.input_layer import InputLayer
 from ..layers.layer import Layer, weights_generation
+from ..layers.masking_rules import UNSET, makes_masks, output_masks, previous_mask, takes_mask
 from ..layers.node import KerasTensor, flatten_structure, pack_structure
 from .model import Model
 
@@ -296,10 +297,17 @@ class Functional(Model):
                        else None)
         return out
 
-    def forward(self, ctx, inputs, training=False, logits=False):
+    def forward(self, ctx, inputs, training=False, logits=False, mask=None):
         flat, _ = flatten_structure(inputs)
-        outs = self._run_forward(ctx, flat, training, (bool(logits),) if logits else None)
-        return outs[0] if self._out_structure is None else outs
+        in_masks = None
+        if mask is not None:
+            in_masks = [mask] if self._in_structure is None else list(mask)
+        outs = self._run_forward(ctx, flat, training, (bool(logits),) if logits else None,
+                                 in_masks)
+        if self._out_structure is None:
+            ctx.output_mask = ctx.output_mask[0]
+            return outs[0]
+        return outs
 
     def backward(self, ctx, dy, input_grad=True):
         dys = [dy] if self._out_structure is None else list(dy)
@@ -308,11 +316,16 @@ class Functional(Model):
             return None
         return grads[0] if self._in_structure is None else grads
 
-    def _run_forward(self, ctx, xs, training, logits):
-        """The outputs (a list) for the input arrays ``xs`` (a list in input order).
+    def _run_forward(self, ctx, xs, training, logits, in_masks=None):
+        """The outputs (a list) for the input arrays ``xs`` (a list in input order);
+        their masks go to ``ctx.output_mask`` (a list).
 
-        ``logits``: per output, whether its node returns pre-activation logits."""
+        ``logits``: per output, whether its node returns pre-activation logits.
+        ``in_masks``: per input, its mask or None (masks: :mod:`~pynn.layers.masking_rules`)."""
         vals = {id(t): a for t, a in zip(self._inputs, xs)}
+        masks = {}
+        if in_masks is not None:
+            masks = {id(t): m for t, m in zip(self._inputs, in_masks) if m is not None}
         want = None
         if logits:
             want = {self._logits_node(i) for i, f in enumerate(logits) if f}
@@ -329,15 +342,24 @@ class Functional(Model):
                 vals[id(self._nodes[pair[0]].outputs[0])] = pair[1].forward(
                     nctx, arg, training=training)
                 continue
+            layer = node.layer
+            kwargs = {"training": training}
             if want is not None and j in want:
-                out = node.layer.forward(nctx, arg, training=training, logits=True)
-            else:
-                out = node.layer.forward(nctx, arg, training=training)
-            if node.multi_output:
-                for t, o in zip(node.outputs, out):
-                    vals[id(t)] = o
-            else:
-                vals[id(node.outputs[0])] = out
+                kwargs["logits"] = True
+            prev = previous_mask(masks, node.inputs, node.structure)
+            if prev is not None and takes_mask(layer):
+                kwargs["mask"] = prev
+            nctx.output_mask = UNSET
+            out = layer.forward(nctx, arg, **kwargs)
+            outs = out if node.multi_output else [out]
+            for t, o in zip(node.outputs, outs):
+                vals[id(t)] = o
+            if prev is not None or nctx.output_mask is not UNSET or makes_masks(layer):
+                for t, m in zip(node.outputs,
+                                output_masks(layer, nctx, arg, prev, len(node.outputs))):
+                    if m is not None:
+                        masks[id(t)] = m
+        ctx.output_mask = [masks.get(id(t)) for t in self._outputs]
         return [vals[id(t)] for t in self._outputs]
 
     def _needs(self, input_grad):

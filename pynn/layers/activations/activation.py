@@ -10,6 +10,8 @@ __all__ = ["Activation"]
 class Activation(Layer):
     """Applies an activation function (any name :func:`pynn.activations.get` accepts)."""
 
+    _supports_masking = True  # masks pass through (Keras)
+
     #: ``forward(..., logits=True)`` returns the input (for a fused loss)
     supports_logits = True
 

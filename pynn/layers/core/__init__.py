@@ -1,4 +1,5 @@
 """Core layers."""
 from .dense import Dense
+from .masking import Masking
 
-__all__ = ["Dense"]
+__all__ = ["Dense", "Masking"]

@@ -21,6 +21,8 @@ class Dense(Layer):
     ``gemm``'s transpose flags, ``db = column sums of dz`` via ``bias_grad``.
     """
 
+    _supports_masking = True  # masks pass through (Keras)
+
     #: ``forward(..., logits=True)`` returns the pre-activation (for a fused loss)
     supports_logits = True
 

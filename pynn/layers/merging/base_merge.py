@@ -91,6 +91,18 @@ class Merge(Layer):
     _min_inputs = 1
     _max_inputs = None
 
+    def compute_mask(self, inputs, previous_mask):
+        """Keras's rule for the elementwise merges: the OR of the inputs' masks, or no
+        mask unless every input has one."""
+        if previous_mask is None:
+            return None
+        if any(m is None for m in previous_mask):
+            return None
+        out = np.asarray(previous_mask[0], dtype=bool)
+        for m in previous_mask[1:]:
+            out = np.logical_or(out, m)
+        return out
+
     # -- input checks ------------------------------------------------------------------
     def _fail(self, problem, shapes):
         """A ValueError naming the layer and the input shapes."""

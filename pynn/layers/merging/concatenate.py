@@ -46,6 +46,22 @@ class Concatenate(Merge):
                              f"concatenated", input_shape)
         return axis
 
+    def compute_mask(self, inputs, previous_mask):
+        """Keras's rule: each input's mask widened to its full shape (all True for an
+        unmasked input), joined along ``axis``, then any() over the last axis."""
+        if previous_mask is None or all(m is None for m in previous_mask):
+            return None
+        full = []
+        for x, m in zip(inputs, previous_mask):
+            if m is None:
+                full.append(np.ones(x.shape, dtype=bool))
+            else:
+                m = np.asarray(m, dtype=bool)
+                if m.ndim < x.ndim:
+                    m = np.broadcast_to(m[..., None], x.shape)
+                full.append(m)
+        return np.concatenate(full, axis=self.axis).any(axis=-1)
+
     def compute_output_shape(self, input_shape):
         input_shape = self._check_shapes(input_shape)
         axis = self._axis_for(input_shape)

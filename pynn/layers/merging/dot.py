@@ -85,6 +85,10 @@ class Dot(Merge):
                              f"(axis {axes[1]} of input 1) for axes={self.axes}", input_shape)
         return axes
 
+    def compute_mask(self, inputs, previous_mask):
+        """No output mask (Keras's rule for ``Dot``)."""
+        return None
+
     def compute_output_shape(self, input_shape):
         input_shape = self._check_shapes(input_shape)
         a0, a1 = self._axes_for(input_shape)

@@ -23,6 +23,8 @@ class BatchNormalization(Layer):
     ``trainable = False`` runs in inference mode even while the model trains (Keras 3).
     """
 
+    _supports_masking = True  # masks pass through (Keras)
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",

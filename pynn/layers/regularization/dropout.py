@@ -19,6 +19,8 @@ class Dropout(Layer):
     bit-identical on every backend.
     """
 
+    _supports_masking = True  # masks pass through (Keras)
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         try:
