@@ -605,6 +605,41 @@ class CudaBackend(Backend):
                      dilation[1], groups, dt.type(0))
         return out
 
+    def conv2d_backward(self, dy, x, kernel, y=None, activation="linear", strides=1,
+                        padding=((0, 0), (0, 0)), dilation=1, groups=1, input_grad=True,
+                        kernel_grad=True, bias_grad=True, dx=None, dkernel=None, dbias=None):
+        """This backend's activation-gradient, kernel-, bias- and input-gradient ops one
+        after another on the device (each checks its arguments; ``dz`` is a new device
+        array when there is an activation)."""
+        op = "conv2d_backward"
+        if activation in NEEDS_INPUT_FOR_BACKWARD:
+            raise ValueError(f"{op}: activation {activation!r} needs its input for backward; "
+                             f"run 'linear' and activation_backward")
+        activation_code(activation)  # an unknown name raises here
+        for name, want, out in (("dx", input_grad, dx), ("dkernel", kernel_grad, dkernel),
+                                ("dbias", bias_grad, dbias)):
+            if not want and out is not None:
+                raise ValueError(f"{op}: {name} was given but its gradient was not asked for")
+        geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
+        dz = dy
+        if activation not in (None, "linear"):
+            if y is None:
+                raise ValueError(f"{op}: activation {activation!r} needs y, the forward output")
+            n, oh, ow, co = dy.shape
+            flat = (n * oh * ow, co)
+            dz = self.empty(dy.shape, work_dtype(self._foreign(dy), "dy"))
+            self.activation_backward(dy.reshape(flat), y.reshape(flat), activation,
+                                     out=dz.reshape(flat))
+        if kernel_grad:
+            dkernel = self.conv2d_backward_kernel(x, dz, kernel.shape, out=dkernel, **geometry)
+        if bias_grad:
+            n, oh, ow, co = dz.shape
+            dbias = self.bias_grad(dz.reshape((n * oh * ow, co)), out=dbias)
+        if input_grad:
+            dx = self.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
+        return (dx if input_grad else None, dkernel if kernel_grad else None,
+                dbias if bias_grad else None)
+
     def conv2d_backward_kernel(self, x, dy, kernel_shape, strides=1,
                                padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
         x0, dy0 = self._foreign(x), self._foreign(dy)

@@ -88,6 +88,48 @@ def test_conv_ops_match_reference(cuda_be, case, dt):
 
 
 @pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CONV_CASES[:8], ids=[c[0] for c in CONV_CASES[:8]])
+def test_fused_conv_backward_matches_reference(cuda_be, case, dt):
+    """``conv2d_backward`` (the conv layers' backward op) on device arrays: the
+    activation gradient, kernel, bias and input gradients, and subsets of them."""
+    rng = np.random.default_rng(2)
+    x, kernel, geo = _conv_case(case, dt, rng)
+    bias = rng.standard_normal(kernel.shape[3]).astype(dt)
+    for act, flags in (("linear", (True, True, True)), ("tanh", (True, True, True)),
+                       ("relu", (False, True, False))):
+        y = REFERENCE.conv2d_forward(x, kernel, bias, activation=act, **geo)
+        dy = rng.standard_normal(y.shape).astype(dt)
+        check(cuda_be, "conv2d_backward", [dy, x, kernel],
+              dict(geo, y=y, activation=act, input_grad=flags[0], kernel_grad=flags[1],
+                   bias_grad=flags[2]), dt)
+
+
+def test_conv_model_trains_on_the_device_as_on_the_reference(cuda_be):
+    """A Conv2D -> MaxPooling2D -> Dense model: two Adam steps on the cuda backend give
+    the reference's weights (float64)."""
+    from pynn import layers
+    x = np.random.default_rng(3).random((4, 6, 6, 2))
+    y = np.eye(3)[[0, 1, 2, 0]]
+    results = []
+    pynn.set_floatx("float64")
+    try:
+        for be in ("numpy", cuda_be):
+            with pynn.backends.use_backend(be):
+                pynn.set_seed(0)
+                m = pynn.Sequential([pynn.Input((6, 6, 2)),
+                                     layers.Conv2D(3, 3, activation="relu"),
+                                     layers.MaxPooling2D(2), layers.Flatten(),
+                                     layers.Dense(3, activation="softmax")])
+                m.compile(optimizer="adam", loss="categorical_crossentropy")
+                m.fit(x, y, epochs=2, batch_size=4, verbose=0, shuffle=False)
+                results.append(m.get_weights())
+    finally:
+        pynn.set_floatx("float32")
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
 def test_conv_forward_every_activation(cuda_be, dt):
     rng = np.random.default_rng(1)
     x, kernel, geo = _conv_case(("", 2, 5, 4, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
