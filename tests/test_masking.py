@@ -36,7 +36,9 @@ def masked_mean(y, keep):
 
 
 class Probe(Layer):
-    """Identity that records the mask it is given."""
+    """Identity that records the mask it is given (and passes it on)."""
+
+    _supports_masking = True
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -144,7 +146,7 @@ class StepMask(Layer):
 
 def test_custom_compute_mask_and_nested_models_pass_masks():
     x = seqs(3)
-    assert StepMask().supports_masking and not Probe().supports_masking
+    assert StepMask().supports_masking and not L.Flatten().supports_masking
     inner_in = pynn.Input((6, 3))
     inner = Model(inner_in, L.Dense(3)(inner_in))  # masks pass through Dense
     probe = Probe()
@@ -152,7 +154,7 @@ def test_custom_compute_mask_and_nested_models_pass_masks():
     m = Model(i, probe(inner(StepMask()(i))))
     m.predict(x, verbose=0)
     np.testing.assert_array_equal(probe.seen, x[..., 0] > 0)
-    layer = Probe()
+    layer = L.Flatten()
     layer.supports_masking = True  # settable, as in Keras
     assert layer.supports_masking
 
@@ -224,3 +226,52 @@ def test_against_keras():
     d.set_weights([np.asarray(w) for w in kd.get_weights()])
     np.testing.assert_allclose(m.predict(x, verbose=0), np.asarray(kmodel.predict(x, verbose=0)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_masked_steps_count_in_no_loss_or_metric():
+    """A per-step output with a mask: the loss (sum_over_batch_size) is the mean over
+    the unmasked steps only, as Keras's apply_mask gives, and so are the metrics."""
+    pynn.set_floatx("float64")
+    try:
+        x = seqs(8)
+        x[2, 0] = 1.0
+        keep = np.abs(x).sum(-1) != 0
+        y = np.random.default_rng(9).standard_normal((4, 6, 2))
+        i = pynn.Input((6, 3))
+        m = Model(i, L.Dense(2)(L.Masking()(i)))
+        m.compile(loss="mse", optimizer=pynn.optimizers.SGD(0.0), metrics=["mae"])
+        pred = m.predict(x, verbose=0)
+        per_step = ((pred - y) ** 2).mean(-1)
+        loss, mae = m.evaluate(x, y, verbose=0)
+        np.testing.assert_allclose(loss, per_step[keep].mean(), rtol=1e-12)
+        np.testing.assert_allclose(mae, np.abs(pred - y).mean(-1)[keep].mean(), rtol=1e-12)
+        # the gradient too: changing a masked step's target changes nothing
+        y2 = y.copy()
+        y2[~keep] += 100.0
+        assert m.evaluate(x, y2, verbose=0)[0] == pytest.approx(loss, rel=1e-12)
+        hist = m.fit(x, y2, batch_size=4, epochs=1, verbose=0)
+        assert hist.history["loss"][0] == pytest.approx(loss, rel=1e-12)
+        # a sample weight multiplies in
+        sw = np.array([1.0, 2.0, 0.5, 1.0])
+        w = keep * sw[:, None]
+        got = m.evaluate(x, y, sample_weight=sw, verbose=0)[0]
+        np.testing.assert_allclose(got, (per_step * w).sum() / keep.sum(), rtol=1e-12)
+    finally:
+        pynn.set_floatx("float32")
+
+
+def test_masked_loss_against_keras():
+    keras = pytest.importorskip("keras")
+    x = seqs(10).astype("float32")
+    y = np.random.default_rng(11).standard_normal((4, 6, 2)).astype("float32")
+    ki = keras.Input((6, 3))
+    kd = keras.layers.Dense(2)
+    kmodel = keras.Model(ki, kd(keras.layers.Masking()(ki)))
+    kmodel.compile(loss="mse", metrics=["mae"])
+    i = pynn.Input((6, 3))
+    d = L.Dense(2)
+    m = Model(i, d(L.Masking()(i)))
+    d.set_weights([np.asarray(w) for w in kd.get_weights()])
+    m.compile(loss="mse", metrics=["mae"])
+    np.testing.assert_allclose(m.evaluate(x, y, verbose=0),
+                               kmodel.evaluate(x, y, verbose=0), rtol=1e-5)

@@ -190,16 +190,38 @@ def _targets_for(loss, ya, shape, name):
     return yp.reshape((n,) + mid + yp.shape[1:])
 
 
-def as_rows(out, y, sample_weight):
+def as_rows(out, y, sample_weight, mask=None, reduction="sum"):
     """An output of rank > 2 and its targets as rows of the last axis (sample weights
-    repeated per row), for losses and metrics; rank-2 outputs unchanged."""
+    repeated per row), for losses and metrics; rank-2 outputs unchanged.
+
+    ``mask`` (the output's mask, shape ``out.shape[:-1]``, or None) weights the rows as
+    Keras's ``apply_mask`` does: masked rows get weight 0; for a loss reduced by
+    ``'sum_over_batch_size'``/``'mean'`` the others get ``total / valid``, so the mean
+    runs over the unmasked rows only; for sums (and metrics: ``'sum'``) they get 1."""
+    rows = int(np.prod(out.shape[:-1])) if out.ndim > 1 else out.shape[0]
+    sw = sample_weight
+    if out.ndim > 2 and sw is not None:
+        sw = np.repeat(sw, rows // out.shape[0] if out.shape[0] else 0)
+    if mask is not None:
+        sw = _mask_weights(mask, out.shape[:-1], sw, reduction)
     if out.ndim <= 2:
-        return out, y, sample_weight
-    k = out.shape[-1]
-    rows = int(np.prod(out.shape[:-1]))
-    per = rows // out.shape[0] if out.shape[0] else 0
-    sw = None if sample_weight is None else np.repeat(sample_weight, per)
-    return out.reshape(rows, k), y.reshape((rows,) + y.shape[out.ndim - 1:]), sw
+        return out, y, sw
+    return out.reshape(rows, out.shape[-1]), y.reshape((rows,) + y.shape[out.ndim - 1:]), sw
+
+
+def _mask_weights(mask, shape, sample_weight, reduction):
+    """Per-row weights of a masked output (see :func:`as_rows`), times the sample
+    weights when there are some."""
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != tuple(shape):
+        raise ValueError(f"the mask of a model output has shape {m.shape}, but the output "
+                         f"needs one of shape {tuple(shape)} (all but its last axis)")
+    m = m.reshape(-1)
+    w = m.astype(np.float64)
+    if reduction in ("sum_over_batch_size", "mean"):
+        valid = int(m.sum())
+        w *= m.size / valid if valid else 0.0
+    return w if sample_weight is None else w * sample_weight
 
 
 def prepare_sample_weight(sample_weight, class_weight, targets, n, what=""):

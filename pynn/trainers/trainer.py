@@ -248,6 +248,12 @@ class Trainer:
                 w.regularizer.add_grad_(be, w.value, w.grad)
         return total
 
+    def _output_masks(self, n):
+        """The masks of the last forward pass's ``n`` outputs (None where unmasked; see
+        :mod:`pynn.layers.masking_rules`)."""
+        masks = self._root_ctx.output_mask
+        return masks if isinstance(masks, list) and len(masks) == n else [None] * n
+
     def _losses(self, outs, ys, swb, fused):
         """The weighted total loss and each output's loss gradient (None: no loss)."""
         be = self._backend
@@ -255,12 +261,13 @@ class Trainer:
         total = 0.0
         grads = []
         per = []
+        masks = self._output_masks(len(outs))
         for i, (loss, out, y) in enumerate(zip(cl.losses, outs, ys)):
             if loss is None:
                 grads.append(None)
                 per.append(0.0)
                 continue
-            rows, y, sw = data_mod.as_rows(out, y, swb)
+            rows, y, sw = data_mod.as_rows(out, y, swb, masks[i], loss.reduction)
             grad = self._buffer(("loss_grad", i), rows.shape)
             value, grad = loss.loss_and_grad(be, be.asarray(y) if not be.host_memory else y,
                                              rows, sample_weight=sw, grad=grad, logits=fused[i])
@@ -284,6 +291,7 @@ class Trainer:
         ``(loss, outputs, per-output losses)``. A chain of Dense layers with a fusable
         loss runs as ONE backend call (see :mod:`pynn.trainers.planner`)."""
         spec = self._fast_path.train_spec(xs[0].ndim) if len(xs) == 1 else None
+        self._root_ctx.output_mask = None
         if spec is not None:
             loss, out = self._fast_path.train_step(spec, xs[0], ys[0], swb)
             outs, per = [out], [loss]
@@ -305,6 +313,7 @@ class Trainer:
     def _train_step(self, xs, ys, swb, fused):
         spec = self._fast_path.train_spec(xs[0].ndim) if len(xs) == 1 else None
         update = self._fast_path.stack_update(spec) if spec is not None else None
+        self._root_ctx.output_mask = None  # the fused step has no masks
         if update is not None:
             # the optimizer step runs inside the backend's fused step, layer by layer
             # while each gradient is in cache; it is skipped there on a non-finite loss
@@ -344,16 +353,23 @@ class Trainer:
             return
         be = self._backend
         acts = self._output_activations() if any(fused) else None
+        masks = self._output_masks(len(outs))
         for i, (ms, wms) in enumerate(cm.per_output()):
             if not (ms or wms):
                 continue
-            out, y_true, sw = data_mod.as_rows(outs[i], ys[i], swb)
+            out, y_true, sw = data_mod.as_rows(outs[i], ys[i], swb, masks[i])
             if fused[i]:
                 out = be.activation_forward(out, acts[i], out=self._buffer(("probs", i),
                                                                            out.shape))
             y_pred = be.to_numpy(out)
+            mask_w = None
+            if masks[i] is not None:  # masked rows count in no metric (Keras)
+                mask_w = data_mod.as_rows(outs[i], ys[i], None, masks[i])[2]
             for m in ms:
-                m.update_state(y_true, y_pred)
+                if mask_w is None:
+                    m.update_state(y_true, y_pred)
+                else:
+                    m.update_state(y_true, y_pred, sample_weight=mask_w)
             for m in wms:
                 m.update_state(y_true, y_pred, sample_weight=sw)
 
@@ -689,6 +705,7 @@ class Trainer:
         """The outputs of one batch at inference (an output's logits where ``fused``):
         one fused call for a chain of Dense layers, else node by node."""
         plan = self._fast_path.inference_plan() if len(xs) == 1 else None
+        self._root_ctx.output_mask = None
         if plan is None or xs[0].ndim != 2:
             return self._run_forward(self._root_ctx, xs, False, fused)
         dst = self._buffer("inference", (xs[0].shape[0], plan[0][-1].shape[1]))
