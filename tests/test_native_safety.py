@@ -164,6 +164,35 @@ EXT_CASES = {
                                          _arr("out", (3, 3, 2, K), "F"),
                                          _arr("out", (7 * 18,), "F"), 7],
     ("conv", "plan"): [40, (3, 3, 2, K), (1, 1), ((1, 1), (1, 1)), 8],
+    # the fused backward of the convolution above (relu), dz after the column block
+    ("conv", "conv2d_backward"): [_arr("in", (2, N, K, K), "F"), _arr("in", (2, N, K, K), "F"),
+                                  _arr("in", (2, N, K, K), "F"), _arr("in", (3, 3, 2, K), "F"),
+                                  (1, 1), ((1, 1), (1, 1)), (1, 1), 2, 1, 0.0,
+                                  _arr("out", (2, N, K, K), "F"),
+                                  _arr("out", (3, 3, 2, K), "F"), _arr("out", (K,), "F"),
+                                  _arr("out", (7 * 18 + 7 * K,), "F"), _arr("out", (K,), "d"),
+                                  7],
+    ("conv", "backward_plan"): [40, (3, 3, 2, K), (1, 1), ((1, 1), (1, 1)), 8, False],
+    ("conv", "pool_tile_images"): [N, K, K, 8],
+    # that convolution then 2x2 max pooling: pooled (2, 2, 2, K); tiles of one image
+    ("conv", "conv2d_pool_forward"): [_arr("in", (2, N, K, K), "F"),
+                                      _arr("in", (3, 3, 2, K), "F"), _arr("in", (K,), "F"),
+                                      True, (1, 1), ((1, 1), (1, 1)), (1, 1), 2, 1, 0.0, (2, 2),
+                                      _arr("out", (2, 2, 2, K), "F"),
+                                      _arr("out", (2, 2, 2, K), "p"),
+                                      _arr("out", (7 * 18,), "F"), 7,
+                                      _arr("out", (N * K * K,), "F"), 1],
+    # its backward with both images in one tile (any index inside the tile is valid)
+    ("conv", "conv2d_pool_backward"): [_arr("in", (2, 2, 2, K), "F"),
+                                       _arr("in", (2, N, K, K), "F"),
+                                       _arr("in", (3, 3, 2, K), "F"),
+                                       _arr("in", (2, 2, 2, K), "F"),
+                                       _arr("in", (2, 2, 2, K), "p", "labels"), (1, 1),
+                                       ((1, 1), (1, 1)), (1, 1), 2, 1, 0.0, (2, 2),
+                                       _arr("out", (2, N, K, K), "F"),
+                                       _arr("out", (3, 3, 2, K), "F"), _arr("out", (K,), "F"),
+                                       _arr("out", (7 * 18,), "F"), _arr("out", (K,), "d"), 7,
+                                       _arr("out", (2 * N * K * K,), "F"), 2],
     # 2x2 pooling, stride 1, padding ((1, 0), (0, 1)): out has the shape of x
     ("conv", "pool2d_forward"): [_arr("in", (2, N, K, M), "F"), (2, 2), (1, 1),
                                  ((1, 0), (0, 1)), True, _arr("out", (2, N, K, M), "F"),
@@ -602,7 +631,21 @@ FREE_AXES = {("layers.bias_grad", "arg0:axis0-1"), ("layers.bias_grad", "arg0:ax
              # a convolution's scratch buffer may be larger than one block needs
              ("conv.conv2d_forward", "arg11:axis0+1"),
              ("conv.conv2d_backward_input", "arg7:axis0+1"),
-             ("conv.conv2d_backward_kernel", "arg7:axis0+1")}
+             ("conv.conv2d_backward_kernel", "arg7:axis0+1"),
+             # ... and so may the fused ops' scratch, tile and float64 accumulator
+             ("conv.conv2d_backward", "arg13:axis0+1"), ("conv.conv2d_backward", "arg14:axis0+1"),
+             ("conv.conv2d_pool_forward", "arg13:axis0+1"),
+             ("conv.conv2d_pool_forward", "arg15:axis0+1"),
+             ("conv.conv2d_pool_backward", "arg15:axis0+1"),
+             ("conv.conv2d_pool_backward", "arg16:axis0+1"),
+             ("conv.conv2d_pool_backward", "arg18:axis0+1"),
+             # one input row fewer: a 4-row output pools 2x2 to the same 2 rows (floor)
+             ("conv.conv2d_pool_forward", "arg0:axis1-1")}
+
+
+#: array arguments whose None is documented ("this gradient is not wanted"), not a mistake
+OPTIONAL = {(f"conv.{fn}", f"arg{i}:none") for fn, first in
+            (("conv2d_backward", 10), ("conv2d_pool_backward", 12)) for i in range(first, first + 3)}
 
 
 #: StepArgumentError subclasses ValueError (the backend catches it to re-check in Python)
@@ -617,7 +660,7 @@ def test_compiled_entry_points_reject_bad_arrays_with_python_exceptions(child_re
         if not r["intact"]:
             bad.append(f"{where} (wrote outside its buffers)")
             continue
-        if case == "valid" or (r["fn"], case) in FREE_AXES:
+        if case == "valid" or (r["fn"], case) in FREE_AXES or (r["fn"], case) in OPTIONAL:
             ok = out == "ok"
         elif case.endswith(":readonly"):
             # const inputs must accept read-only memory; outputs must refuse it
