@@ -24,7 +24,8 @@ import numpy as np
 
 __all__ = [
     "Metric", "MeanMetricWrapper", "Mean", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy",
-    "SparseCategoricalAccuracy", "Precision", "Recall", "F1Score", "MeanSquaredError",
+    "SparseCategoricalAccuracy", "Precision", "Recall", "F1Score", "FBetaScore", "TruePositives",
+    "FalsePositives", "TrueNegatives", "FalseNegatives", "confusion_counts", "MeanSquaredError",
     "MeanAbsoluteError", "accuracy", "binary_accuracy", "categorical_accuracy",
     "sparse_categorical_accuracy", "get", "serialize", "deserialize", "confusion_matrix",
     "precision_recall_fscore", "classification_report",
@@ -291,161 +292,356 @@ class _AutoAccuracy(MeanMetricWrapper):
         return {"name": self.name, "dtype": self.dtype}
 
 
-class _ConfusionMetric(Metric):
-    """Shared state of Precision / Recall / F1Score: per-class tp, fp, fn counts.
+# ---------------------------------------------------------------------------------------------
+# Confusion-matrix counts (Keras's metrics_utils.update_confusion_matrix_variables)
+# ---------------------------------------------------------------------------------------------
+#: Keras's ``NEG_INF``: the value ``top_k`` gives to the predictions it filters out.
+NEG_INF = -1e10
+_KERAS_EPSILON = 1e-7
 
-    Output width 1 (or a 1-D output): binary; a prediction is positive when
-    ``y_pred > thresholds`` (default 0.5) and a target when ``y_true >= 0.5``.
-    Output width k > 1: the predicted class is ``argmax(y_pred)``, the true class is the
-    integer label (or ``argmax`` of a one-hot row); the result is the metric of class
-    ``class_id`` when given, else averaged over the classes seen so far in ``y_true`` or the
-    predictions: ``average='macro'`` (unweighted mean, the default, same as scikit-learn's
-    ``average='macro'``), ``'weighted'`` (by support) or ``'micro'`` (from the summed counts).
+
+def _parse_thresholds(thresholds, default, owner):
+    """``thresholds`` (a float or a list of floats in [0, 1]) as a list; ``default`` for None."""
+    if thresholds is None:
+        return [float(default)]
+    ts = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    if ts.ndim != 1 or ts.size == 0:
+        raise ValueError(f"{owner}: thresholds must be a float or a non-empty list of floats, "
+                         f"got {thresholds!r}")
+    if not np.all((ts >= 0.0) & (ts <= 1.0)):
+        raise ValueError(f"{owner}: thresholds must be in [0, 1], got {thresholds!r}")
+    return ts.tolist()
+
+
+def _evenly_distributed(thresholds):
+    """Keras's ``is_evenly_distributed_thresholds``: ``i / (T - 1)`` for ``T >= 3``."""
+    t = len(thresholds)
+    if t < 3:
+        return False
+    return bool(np.allclose(thresholds, np.arange(t, dtype=np.float32) / (t - 1),
+                            atol=_KERAS_EPSILON))
+
+
+def _with_labels_one_hot(y_true, y_pred, owner):
+    """Integer labels ``(n,)``/``(n, 1)`` against a ``(n, k > 1)`` output become one-hot rows.
+
+    pynn passes sparse-loss targets this way during ``fit``; Keras would need one-hot targets.
+    Anything else is returned unchanged.
     """
+    if y_pred.ndim == 2 and y_pred.shape[1] > 1 and y_true.shape[:1] == y_pred.shape[:1] \
+            and (y_true.ndim == 1 or (y_true.ndim == 2 and y_true.shape[1] == 1)):
+        k = y_pred.shape[1]
+        lab = y_true.reshape(-1)
+        if lab.size and (np.any(lab != np.floor(lab)) or lab.min() < 0 or lab.max() >= k):
+            raise ValueError(f"{owner}: y_true of shape {y_true.shape} against y_pred of shape "
+                             f"{y_pred.shape} must hold integer labels in [0, {k})")
+        return np.eye(k)[lab.astype(np.intp)]
+    return y_true
 
-    _AVERAGES = ("macro", "micro", "weighted")
 
-    def __init__(self, thresholds=None, class_id=None, average="macro", name=None, dtype=None):
+def confusion_counts(y_true, y_pred, thresholds, sample_weight=None, top_k=None, class_id=None,
+                     multi_label=False, label_weights=None, evenly=None, owner="metric"):
+    """Weighted ``(tp, fp, tn, fn)`` counts, one per threshold, as Keras counts them.
+
+    A value is a predicted positive when ``y_pred > threshold`` and a true positive label when
+    ``y_true != 0``. ``top_k`` keeps only the k largest predictions of each row (the others
+    become :data:`NEG_INF`), then ``class_id`` keeps one column. Without ``multi_label`` every
+    value of the batch counts once (the arrays have shape ``(T,)``); with it the counts are
+    per label, ``(T, k)``. When the thresholds are ``i / (T - 1)`` (``evenly``), predictions
+    are clipped to [0, 1] first, as Keras's bucketed path does.
+    """
+    yp = np.asarray(y_pred, dtype=np.float64)
+    yt = np.asarray(y_true, dtype=np.float64)
+    yt = _with_labels_one_hot(yt, yp, owner)
+    yp, yt = _same_rank(yp, yt)
+    if yp.shape != yt.shape:
+        raise ValueError(f"{owner}: y_true shape {np.shape(y_true)} does not match y_pred shape "
+                         f"{np.shape(y_pred)}")
+    if yp.ndim == 0:
+        yp, yt = yp.reshape(1), yt.reshape(1)
+    w = None
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.ndim == yp.ndim - 1 or (w.ndim == 1 and yp.ndim == 2):
+            w = w.reshape(w.shape + (1,) * (yp.ndim - w.ndim))
+        try:
+            w = np.broadcast_to(w, yp.shape)
+        except ValueError:
+            raise ValueError(f"{owner}: sample_weight of shape {np.shape(sample_weight)} does "
+                             f"not broadcast to y_pred of shape {yp.shape}") from None
+    if top_k is not None:
+        if yp.ndim < 1 or not 1 <= top_k <= yp.shape[-1]:
+            raise ValueError(f"{owner}: top_k={top_k} must be in [1, {yp.shape[-1]}] for "
+                             f"y_pred of shape {yp.shape}")
+        order = np.argsort(-yp, axis=-1, kind="stable")[..., :top_k]
+        mask = np.zeros(yp.shape, dtype=bool)
+        np.put_along_axis(mask, order, True, axis=-1)
+        yp = np.where(mask, yp, NEG_INF)
+    if class_id is not None:
+        if yp.ndim < 2:
+            raise ValueError(f"{owner}: class_id needs y_pred of shape (n, num_classes), got "
+                             f"{yp.shape}")
+        if not 0 <= class_id < yp.shape[-1]:
+            raise ValueError(f"{owner}: class_id={class_id} is out of range for y_pred of shape "
+                             f"{yp.shape}")
+        yp, yt = yp[..., class_id:class_id + 1], yt[..., class_id:class_id + 1]
+        if w is not None:
+            w = w[..., class_id:class_id + 1]
+    if label_weights is not None and not multi_label:
+        lw = np.broadcast_to(np.asarray(label_weights, dtype=np.float64), yp.shape)
+        w = lw if w is None else w * lw
+    if multi_label:
+        if yp.ndim != 2:
+            raise ValueError(f"{owner}: multi_label needs y_pred of shape (n, num_labels), got "
+                             f"{yp.shape}")
+    else:
+        yp, yt = yp.reshape(-1, 1), yt.reshape(-1, 1)
+        w = None if w is None else w.reshape(-1, 1)
+    pos = yt != 0
+    ones = np.ones(yp.shape) if w is None else w
+    t_w, f_w = np.where(pos, ones, 0.0), np.where(pos, 0.0, ones)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    if evenly is None:
+        evenly = _evenly_distributed(thr)
+    if evenly:
+        # one bucket per threshold interval: bucket b holds (t_b, t_{b+1}]; O(n) memory
+        T = thr.size
+        b = np.ceil(np.clip(yp, 0.0, 1.0) * (T - 1)) - 1
+        if thr[0] < 0.0 or thr[-1] > 1.0:
+            b = np.maximum(b, 0)
+        b = b.astype(np.intp)
+        keep = b >= 0
+        cols = np.broadcast_to(np.arange(yp.shape[1]), yp.shape)
+        tp_b, fp_b = np.zeros((T, yp.shape[1])), np.zeros((T, yp.shape[1]))
+        np.add.at(tp_b, (b[keep], cols[keep]), t_w[keep])
+        np.add.at(fp_b, (b[keep], cols[keep]), f_w[keep])
+        tp = np.cumsum(tp_b[::-1], axis=0)[::-1]
+        fp = np.cumsum(fp_b[::-1], axis=0)[::-1]
+    else:
+        above = yp[None] > thr[:, None, None]
+        tp = np.where(above, t_w[None], 0.0).sum(axis=1)
+        fp = np.where(above, f_w[None], 0.0).sum(axis=1)
+    tn = f_w.sum(axis=0)[None] - fp
+    fn = t_w.sum(axis=0)[None] - tp
+    if not multi_label:
+        tp, fp, tn, fn = tp[:, 0], fp[:, 0], tn[:, 0], fn[:, 0]
+    return tp, fp, tn, fn
+
+
+def _divide_no_nan(num, den):
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def _scalar_or_array(values):
+    """One threshold/class: a Python float; several: a float64 array (Keras returns a tensor)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.reshape(-1)[0]) if values.size == 1 and values.ndim <= 1 else values
+
+
+class _ThresholdCounts(Metric):
+    """Counts per threshold for :class:`Precision`, :class:`Recall` and the
+    ``TruePositives`` family. ``thresholds`` default 0.5 (``NEG_INF`` with ``top_k``)."""
+
+    _counts = ()  # which of 'tp', 'fp', 'tn', 'fn' the metric keeps
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
-        if thresholds is None:
-            thresholds = 0.5
-        if np.ndim(thresholds) != 0:
-            raise ValueError(f"{type(self).__name__}: thresholds must be one float, got "
-                             f"{thresholds!r}")
-        self.thresholds = float(thresholds)
+        owner = type(self).__name__
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                                  or top_k < 1):
+            raise ValueError(f"{owner}: top_k must be a positive integer, got {top_k!r}")
+        if class_id is not None and (isinstance(class_id, bool)
+                                     or not isinstance(class_id, (int, np.integer))
+                                     or class_id < 0):
+            raise ValueError(f"{owner}: class_id must be a non-negative integer, got "
+                             f"{class_id!r}")
+        self.init_thresholds = thresholds
+        self.top_k = top_k
         self.class_id = None if class_id is None else int(class_id)
-        if average not in self._AVERAGES:
-            raise ValueError(f"{type(self).__name__}: average must be one of {self._AVERAGES}, "
-                             f"got {average!r}")
-        self.average = average
+        self.thresholds = _parse_thresholds(thresholds, 0.5 if top_k is None else NEG_INF,
+                                            owner)
+        self._evenly = _evenly_distributed(self.thresholds)
         self.reset_state()
 
     def reset_state(self):
-        self.tp = self.fp = self.fn = None
-        self._binary = None
+        for key in ("tp", "fp", "tn", "fn"):
+            setattr(self, key, np.zeros(len(self.thresholds)))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-        n = y_pred.shape[0] if y_pred.ndim else 1
-        w = _sample_weights(sample_weight, n, self.name)
-        if w is None:
-            w = np.ones(n)
-        binary = y_pred.ndim <= 1 or y_pred.shape[-1] == 1
-        if self._binary is not None and binary != self._binary:
-            raise ValueError(f"{self.name}: output width changed between batches")
-        self._binary = binary
-        if binary:
-            if y_true.size != n:
-                raise ValueError(f"{self.name}: binary y_true must have {n} values for y_pred "
-                                 f"{y_pred.shape}, got {y_true.shape}")
-            pred = y_pred.reshape(n) > self.thresholds
-            true = y_true.reshape(n) >= 0.5
-            k, tp = 1, np.array([w[pred & true].sum()])
-            fp, fn = np.array([w[pred & ~true].sum()]), np.array([w[~pred & true].sum()])
-        else:
-            k = y_pred.shape[-1]
-            pred = np.argmax(y_pred.reshape(n, k), axis=1)
-            if y_true.shape == y_pred.shape:
-                true = np.argmax(y_true.reshape(n, k), axis=1)
-            elif y_true.size == n:
-                true = y_true.reshape(n).astype(np.int64)
-                if true.size and (true.min() < 0 or true.max() >= k):
-                    raise ValueError(f"{self.name}: labels must be in [0, {k}) for {k} output "
-                                     f"classes, got range [{true.min()}, {true.max()}]")
-            else:
-                raise ValueError(f"{self.name}: y_true {y_true.shape} matches neither labels "
-                                 f"({n},) nor one-hot {y_pred.shape}")
-            hit = pred == true
-            tp = np.bincount(true[hit], w[hit], minlength=k)
-            fp = np.bincount(pred[~hit], w[~hit], minlength=k)
-            fn = np.bincount(true[~hit], w[~hit], minlength=k)
-        if self.tp is None:
-            self.tp, self.fp, self.fn = np.zeros(k), np.zeros(k), np.zeros(k)
-        elif self.tp.shape[0] != k:
-            raise ValueError(f"{self.name}: number of classes changed from {self.tp.shape[0]} "
-                             f"to {k}")
+        tp, fp, tn, fn = confusion_counts(
+            y_true, y_pred, self.thresholds, sample_weight=sample_weight, top_k=self.top_k,
+            class_id=self.class_id, evenly=self._evenly, owner=self.name)
         self.tp += tp
         self.fp += fp
+        self.tn += tn
         self.fn += fn
 
-    @staticmethod
-    def _score(num, den):
-        num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
-        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "thresholds": self.init_thresholds,
+                "top_k": self.top_k, "class_id": self.class_id}
 
-    def _per_class(self, tp, fp, fn):
-        raise NotImplementedError
+
+class Precision(_ThresholdCounts):
+    """``tp / (tp + fp)`` with every output value thresholded (Keras ``Precision``).
+
+    Each value of ``y_pred`` is a positive prediction when ``> threshold`` (default 0.5),
+    each value of ``y_true`` a positive label when non-zero; all values of the batch count
+    (for a softmax output that is every class column). ``top_k`` keeps only each row's k
+    largest predictions as candidates (default threshold then ``-1e10``), ``class_id`` only
+    one column. A list of ``thresholds`` gives one precision per threshold (an array).
+    0 where nothing was predicted positive. Integer labels ``(n,)`` against a ``(n, k)``
+    output are one-hot encoded (pynn passes sparse-loss targets this way).
+    """
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision",
+                 dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
+
+    def result(self):
+        return _scalar_or_array(_divide_no_nan(self.tp, self.tp + self.fp))
+
+
+class Recall(_ThresholdCounts):
+    """``tp / (tp + fn)`` with every output value thresholded (Keras ``Recall``); the
+    arguments are :class:`Precision`'s. 0 where there was no positive label."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
+
+    def result(self):
+        return _scalar_or_array(_divide_no_nan(self.tp, self.tp + self.fn))
+
+
+class _ConditionCount(_ThresholdCounts):
+    _key = None
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(thresholds, None, None, name, dtype)
+
+    def result(self):
+        return _scalar_or_array(getattr(self, self._key))
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "thresholds": self.init_thresholds}
+
+
+class TruePositives(_ConditionCount):
+    """Weighted count of values with ``y_pred > threshold`` and ``y_true != 0``."""
+    _key = "tp"
+
+
+class FalsePositives(_ConditionCount):
+    """Weighted count of values with ``y_pred > threshold`` and ``y_true == 0``."""
+    _key = "fp"
+
+
+class TrueNegatives(_ConditionCount):
+    """Weighted count of values with ``y_pred <= threshold`` and ``y_true == 0``."""
+    _key = "tn"
+
+
+class FalseNegatives(_ConditionCount):
+    """Weighted count of values with ``y_pred <= threshold`` and ``y_true != 0``."""
+    _key = "fn"
+
+
+class FBetaScore(Metric):
+    """F-beta score per class, or averaged (Keras ``FBetaScore``).
+
+    ``y_true`` and ``y_pred`` are ``(n, num_classes)`` (integer labels ``(n,)`` are one-hot
+    encoded). A prediction is positive when ``y_pred > threshold``; with ``threshold=None``
+    (default) the row's maximum is (ties all count, values within 1e-9 of 0 never do).
+    ``average=None`` (default) returns one score per class (an array); ``'micro'`` scores the
+    summed counts, ``'macro'`` is the mean over classes, ``'weighted'`` weights classes by
+    their (weighted) support. As Keras, precision, recall and F are each divided with
+    ``1e-7`` added to the denominator.
+    """
+
+    _AVERAGES = (None, "micro", "macro", "weighted")
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        owner = type(self).__name__
+        if average not in self._AVERAGES:
+            raise ValueError(f"{owner}: average must be one of {self._AVERAGES}, got "
+                             f"{average!r}")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
+            raise ValueError(f"{owner}: beta must be a number > 0, got {beta!r}")
+        if threshold is not None and (isinstance(threshold, bool)
+                                      or not isinstance(threshold, (int, float))
+                                      or not 0.0 < threshold <= 1.0):
+            raise ValueError(f"{owner}: threshold must be None or a float with "
+                             f"0 < threshold <= 1, got {threshold!r}")
+        self.average = average
+        self.beta = float(beta)
+        self.threshold = None if threshold is None else float(threshold)
+        self.reset_state()
+
+    def reset_state(self):
+        self.tp = self.fp = self.fn = self.support = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yp = np.asarray(y_pred, dtype=np.float64)
+        yt = _with_labels_one_hot(np.asarray(y_true, dtype=np.float64), yp, self.name)
+        if yp.ndim != 2 or yt.shape != yp.shape:
+            raise ValueError(f"{self.name}: expects y_true and y_pred of shape (n, "
+                             f"num_classes), got y_true {np.shape(y_true)} and y_pred "
+                             f"{np.shape(y_pred)}")
+        k = yp.shape[1]
+        if self.tp is not None and self.tp.shape[-1] != k:
+            raise ValueError(f"{self.name}: number of classes changed from {self.tp.shape[-1]} "
+                             f"to {k}")
+        if self.threshold is None:
+            pred = (yp >= yp.max(axis=-1, keepdims=True)) & (np.abs(yp) > 1e-9)
+        else:
+            pred = yp > self.threshold
+        pred = pred.astype(np.float64)
+        w = _sample_weights(sample_weight, yp.shape[0], self.name)
+        w = np.ones(yp.shape[0]) if w is None else w
+        axis = None if self.average == "micro" else 0
+
+        def wsum(v):
+            return (v * w[:, None]).sum(axis=axis)
+
+        counts = (wsum(pred * yt), wsum(pred * (1 - yt)), wsum((1 - pred) * yt), wsum(yt))
+        if self.tp is None:
+            self.tp, self.fp, self.fn, self.support = (np.zeros_like(c) for c in counts)
+        self.tp = self.tp + counts[0]
+        self.fp = self.fp + counts[1]
+        self.fn = self.fn + counts[2]
+        self.support = self.support + counts[3]
 
     def result(self):
         if self.tp is None:
             return 0.0
-        tp, fp, fn = self.tp, self.fp, self.fn
-        if self._binary:
-            return float(self._per_class(tp, fp, fn)[0])
-        if self.class_id is not None:
-            if not 0 <= self.class_id < tp.shape[0]:
-                raise ValueError(f"{self.name}: class_id {self.class_id} out of range for "
-                                 f"{tp.shape[0]} classes")
-            c = self.class_id
-            return float(self._per_class(tp[c:c + 1], fp[c:c + 1], fn[c:c + 1])[0])
-        if self.average == "micro":
-            return float(self._per_class(tp.sum(keepdims=True), fp.sum(keepdims=True),
-                                         fn.sum(keepdims=True))[0])
-        seen = (tp + fp + fn) > 0
-        if not seen.any():
-            return 0.0
-        scores = self._per_class(tp, fp, fn)[seen]
+        eps = _KERAS_EPSILON
+        precision = self.tp / (self.tp + self.fp + eps)
+        recall = self.tp / (self.tp + self.fn + eps)
+        b2 = self.beta ** 2
+        f = precision * recall / (b2 * precision + recall + eps) * (1 + b2)
         if self.average == "weighted":
-            support = (tp + fn)[seen]
-            if support.sum() > 0:
-                return float(scores @ support / support.sum())
-        return float(scores.mean())
+            return float(np.sum(f * self.support / (np.sum(self.support) + eps)))
+        if self.average is not None:
+            return float(np.mean(f))
+        return np.asarray(f, dtype=np.float64)
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "thresholds": self.thresholds,
-                "class_id": self.class_id, "average": self.average}
+        return {"name": self.name, "dtype": self.dtype, "average": self.average,
+                "beta": self.beta, "threshold": self.threshold}
 
 
-class Precision(_ConfusionMetric):
-    """tp / (tp + fp); 0 when nothing was predicted positive. See ``_ConfusionMetric``."""
+class F1Score(FBetaScore):
+    """:class:`FBetaScore` with ``beta=1`` (Keras ``F1Score``): one score per class by
+    default (``average=None``)."""
 
-    def __init__(self, thresholds=None, class_id=None, average="macro", name="precision",
-                 dtype=None):
-        super().__init__(thresholds, class_id, average, name, dtype)
-
-    def _per_class(self, tp, fp, fn):
-        return self._score(tp, tp + fp)
-
-
-class Recall(_ConfusionMetric):
-    """tp / (tp + fn); 0 when there was no positive target. See ``_ConfusionMetric``."""
-
-    def __init__(self, thresholds=None, class_id=None, average="macro", name="recall",
-                 dtype=None):
-        super().__init__(thresholds, class_id, average, name, dtype)
-
-    def _per_class(self, tp, fp, fn):
-        return self._score(tp, tp + fn)
-
-
-class F1Score(_ConfusionMetric):
-    """Harmonic mean of precision and recall, 2 tp / (2 tp + fp + fn).
-
-    Binary for a width-1 output (``threshold`` default 0.5); for multi-class outputs the
-    macro average over classes by default (``average='micro'`` / ``'weighted'`` also accepted).
-    Keras's ``average=None`` (a per-class array) is not offered: ``result()`` is one float.
-    """
-
-    def __init__(self, average="macro", threshold=None, class_id=None, name="f1_score",
-                 dtype=None):
-        super().__init__(threshold, class_id, average, name, dtype)
-
-    def _per_class(self, tp, fp, fn):
-        return self._score(2 * tp, 2 * tp + fp + fn)
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name, dtype=dtype)
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "threshold": self.thresholds,
-                "class_id": self.class_id, "average": self.average}
+        cfg = super().get_config()
+        del cfg["beta"]
+        return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,21 +649,12 @@ class F1Score(_ConfusionMetric):
 # ---------------------------------------------------------------------------------------------
 _CLASSES = {c.__name__: c for c in (
     Mean, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, Precision,
-    Recall, F1Score, MeanSquaredError, MeanAbsoluteError)}
+    Recall, F1Score, FBetaScore, TruePositives, FalsePositives, TrueNegatives, FalseNegatives,
+    MeanSquaredError, MeanAbsoluteError)}
 
-_NAMES = {
-    "binary_accuracy": BinaryAccuracy,
-    "categorical_accuracy": CategoricalAccuracy,
-    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
-    "precision": Precision,
-    "recall": Recall,
-    "f1_score": F1Score,
-    "f1": F1Score,
-    "mse": MeanSquaredError,
-    "mean_squared_error": MeanSquaredError,
-    "mae": MeanAbsoluteError,
-    "mean_absolute_error": MeanAbsoluteError,
-}
+#: Names as Keras resolves them: each class's snake_case name plus Keras's aliases (and 'f1').
+_NAMES = {**{_snake(name): cls for name, cls in _CLASSES.items()},
+          "mse": MeanSquaredError, "mae": MeanAbsoluteError, "f1": F1Score}
 
 
 def _loss_kind(loss):
