@@ -1,0 +1,128 @@
+"""Losses and metrics against Keras 3 itself on the same inputs (skipped without keras).
+
+Keras runs on the torch backend (``KERAS_BACKEND=torch`` is set here unless already set)
+in float32, so values agree to float32 precision. The inputs keep away from Keras's
+clips and thresholds, where float32 and float64 can round to different sides.
+"""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+
+import pynn.losses as L  # noqa: E402
+import pynn.metrics as M  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not keras.__version__.startswith("3."),
+                                reason="compares with Keras 3")
+
+RTOL, ATOL = 2e-5, 1e-6
+
+
+def _f32(*arrays):
+    return [None if a is None else np.asarray(a, dtype=np.float32) for a in arrays]
+
+
+def _inputs(kind, rng, n, k):
+    if kind == "regression":
+        return rng.normal(size=(n, k)), rng.normal(size=(n, k)) * 2.0
+    if kind == "positive":
+        return rng.random((n, k)) * 3.0, rng.random((n, k)) * 3.0 + 0.2
+    if kind == "binary":
+        return (rng.random((n, k)) > 0.5) * 1.0, rng.uniform(0.02, 0.98, (n, k))
+    if kind == "binary_logits":
+        return (rng.random((n, k)) > 0.5) * 1.0, rng.normal(size=(n, k)) * 3.0
+    if kind == "signs":
+        return np.where(rng.random((n, k)) > 0.5, 1.0, -1.0), rng.normal(size=(n, k))
+    if kind == "onehot":
+        return np.eye(k)[rng.integers(0, k, n)], rng.dirichlet(np.ones(k) * 2.0, n)
+    if kind == "onehot_logits":
+        return np.eye(k)[rng.integers(0, k, n)], rng.normal(size=(n, k)) * 2.0
+    if kind == "distributions":
+        return rng.dirichlet(np.ones(k) * 2.0, n), rng.dirichlet(np.ones(k) * 2.0, n)
+    raise AssertionError(kind)
+
+
+LOSS_CASES = [
+    ("Huber", {}, "regression"),
+    ("Huber", {"delta": 0.4}, "regression"),
+    ("LogCosh", {}, "regression"),
+    ("KLDivergence", {}, "distributions"),
+    ("Hinge", {}, "binary_logits"),
+    ("Hinge", {}, "signs"),
+    ("SquaredHinge", {}, "binary_logits"),
+    ("SquaredHinge", {}, "signs"),
+    ("CategoricalHinge", {}, "onehot_logits"),
+    ("Poisson", {}, "positive"),
+    ("MeanAbsolutePercentageError", {}, "regression"),
+    ("MeanSquaredLogarithmicError", {}, "positive"),
+    ("CosineSimilarity", {}, "regression"),
+    ("BinaryFocalCrossentropy", {}, "binary"),
+    ("BinaryFocalCrossentropy", {"apply_class_balancing": True, "alpha": 0.4, "gamma": 1.5,
+                                 "label_smoothing": 0.1}, "binary"),
+    ("BinaryFocalCrossentropy", {"from_logits": True, "gamma": 3.0}, "binary_logits"),
+    ("CategoricalFocalCrossentropy", {}, "onehot"),
+    ("CategoricalFocalCrossentropy", {"alpha": 0.6, "gamma": 0.5, "label_smoothing": 0.2},
+     "onehot"),
+    ("CategoricalFocalCrossentropy", {"from_logits": True}, "onehot_logits"),
+    ("MeanSquaredError", {}, "regression"),
+    ("MeanAbsoluteError", {}, "regression"),
+    ("BinaryCrossentropy", {"label_smoothing": 0.1}, "binary"),
+    ("CategoricalCrossentropy", {"label_smoothing": 0.1}, "onehot"),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::SyntaxWarning")
+@pytest.mark.parametrize("name,kwargs,kind", LOSS_CASES)
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight",
+                                       "none"])
+@pytest.mark.parametrize("shape", [(7, 3), (1, 5), (4, 1)])
+def test_loss_equals_keras(name, kwargs, kind, reduction, shape):
+    rng = np.random.default_rng(hash((name, kind, shape)) % 2**32)
+    y, p = _f32(*_inputs(kind, rng, *shape))
+    w = _f32(rng.random(shape[0]) + 0.1)[0]
+    ours = getattr(L, name)(reduction=reduction, **kwargs)
+    theirs = getattr(keras.losses, name)(reduction=reduction, **kwargs)
+    for sw in (None, w):
+        np.testing.assert_allclose(ours(y, p, sample_weight=sw),
+                                   np.asarray(theirs(y, p, sample_weight=sw)),
+                                   rtol=RTOL, atol=ATOL, err_msg=f"{name} {kwargs} {sw}")
+    assert ours.name == theirs.name
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name,kwargs,kind", LOSS_CASES)
+def test_loss_gradient_equals_torch_autograd(name, kwargs, kind):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    y, p = _inputs(kind, rng, 6, 4)
+    w = rng.random(6) + 0.1
+    from pynn.backends import Backend
+    loss = getattr(L, name)(**kwargs)
+    value, grad = loss.loss_and_grad(Backend(), loss.prepare_targets(y, p.shape),
+                                     np.ascontiguousarray(p), sample_weight=w)
+    tp = torch.tensor(p, dtype=torch.float64, requires_grad=True)
+    with torch.autograd.set_grad_enabled(True):
+        out = getattr(keras.losses, name)(dtype="float64", **kwargs)(
+            torch.tensor(y, dtype=torch.float64), tp,
+            sample_weight=torch.tensor(w, dtype=torch.float64))
+        out.backward()
+    # Keras reduces in float32 here; the float64 finite-difference checks are in test_losses
+    assert value == pytest.approx(float(out.detach()), rel=1e-6)
+    np.testing.assert_allclose(grad, tp.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("huber", "regression"), ("log_cosh", "regression"), ("kl_divergence", "distributions"),
+    ("kld", "distributions"), ("hinge", "signs"), ("squared_hinge", "signs"),
+    ("categorical_hinge", "onehot"), ("poisson", "positive"), ("mape", "regression"),
+    ("msle", "positive"), ("cosine_similarity", "regression"),
+    ("binary_focal_crossentropy", "binary"), ("categorical_focal_crossentropy", "onehot"),
+    ("mean_absolute_percentage_error", "regression"),
+    ("mean_squared_logarithmic_error", "positive")])
+def test_loss_string_names_resolve_as_keras(name, kind):
+    y, p = _f32(*_inputs(kind, np.random.default_rng(0), 5, 3))
+    np.testing.assert_allclose(L.get(name)(y, p), np.mean(np.asarray(keras.losses.get(name)(y, p))),
+                               rtol=RTOL, atol=ATOL)
