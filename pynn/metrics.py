@@ -19,13 +19,20 @@ which are arg-maxed) and give the same numbers and layout as scikit-learn's.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
+
+from . import losses as _losses
 
 __all__ = [
     "Metric", "MeanMetricWrapper", "Mean", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy",
     "SparseCategoricalAccuracy", "Precision", "Recall", "F1Score", "FBetaScore", "TruePositives",
-    "FalsePositives", "TrueNegatives", "FalseNegatives", "confusion_counts", "MeanSquaredError",
+    "FalsePositives", "TrueNegatives", "FalseNegatives", "confusion_counts", "AUC",
+    "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "RootMeanSquaredError",
+    "MeanAbsolutePercentageError", "R2Score", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy", "top_k_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy", "mean_absolute_percentage_error", "MeanSquaredError",
     "MeanAbsoluteError", "accuracy", "binary_accuracy", "categorical_accuracy",
     "sparse_categorical_accuracy", "get", "serialize", "deserialize", "confusion_matrix",
     "precision_recall_fscore", "classification_report",
@@ -580,6 +587,7 @@ class FBetaScore(Metric):
 
     def reset_state(self):
         self.tp = self.fp = self.fn = self.support = None
+        self._k = None
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         yp = np.asarray(y_pred, dtype=np.float64)
@@ -589,9 +597,9 @@ class FBetaScore(Metric):
                              f"num_classes), got y_true {np.shape(y_true)} and y_pred "
                              f"{np.shape(y_pred)}")
         k = yp.shape[1]
-        if self.tp is not None and self.tp.shape[-1] != k:
-            raise ValueError(f"{self.name}: number of classes changed from {self.tp.shape[-1]} "
-                             f"to {k}")
+        if self._k is not None and self._k != k:
+            raise ValueError(f"{self.name}: number of classes changed from {self._k} to {k}")
+        self._k = k
         if self.threshold is None:
             pred = (yp >= yp.max(axis=-1, keepdims=True)) & (np.abs(yp) > 1e-9)
         else:
@@ -645,16 +653,429 @@ class F1Score(FBetaScore):
 
 
 # ---------------------------------------------------------------------------------------------
+# AUC (Keras's confusion_metrics.AUC)
+# ---------------------------------------------------------------------------------------------
+class AUC(Metric):
+    """Area under the ROC or precision-recall curve, from counts at fixed thresholds.
+
+    Parameters (Keras's)
+    --------------------
+    num_thresholds : int > 1
+        ``i / (num_thresholds - 1)`` thresholds, the ends moved out by 1e-7.
+    curve : 'ROC', 'PR' or 'PRGAIN'
+    summation_method : 'interpolation' (trapezoids; Davis & Goadrich interpolation for PR),
+        'minoring' or 'majoring' (left/right Riemann sums).
+    thresholds : list of floats in [0, 1], optional
+        Used instead of ``num_thresholds`` (0 - 1e-7 and 1 + 1e-7 are added).
+    multi_label : bool
+        One curve per column of a ``(n, num_labels)`` output, averaged (by ``label_weights``
+        when given); otherwise every value of the batch counts in one curve.
+    num_labels : int, optional
+        With ``multi_label``, fixes the number of labels (otherwise the first batch's).
+    label_weights : list of floats, optional
+        Per-label weights: of the counts without ``multi_label``, of the average with it.
+    from_logits : bool
+        Apply the sigmoid to ``y_pred`` first.
+    """
+
+    _CURVES = {"pr": "PR", "roc": "ROC", "prgain": "PRGAIN"}
+    _SUMMATIONS = ("interpolation", "minoring", "majoring")
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        super().__init__(name=name, dtype=dtype)
+        if str(curve).lower() not in self._CURVES or str(curve) not in (
+                str(curve).lower(), str(curve).upper()):
+            raise ValueError(f"AUC: curve must be 'ROC', 'PR' or 'PRGAIN', got {curve!r}")
+        if str(summation_method).lower() not in self._SUMMATIONS or \
+                str(summation_method) not in (str(summation_method).lower(),
+                                              str(summation_method).capitalize()):
+            raise ValueError(f"AUC: summation_method must be one of {self._SUMMATIONS}, got "
+                             f"{summation_method!r}")
+        self._init_from_thresholds = thresholds is not None
+        if thresholds is not None:
+            inner = sorted(_parse_thresholds(thresholds, 0.5, "AUC"))
+            self.num_thresholds = len(inner) + 2
+            self._evenly = _evenly_distributed([0.0] + inner + [1.0])
+        else:
+            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) \
+                    or num_thresholds <= 1:
+                raise ValueError(f"AUC: num_thresholds must be an integer > 1, got "
+                                 f"{num_thresholds!r}")
+            self.num_thresholds = num_thresholds
+            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            self._evenly = True
+        self._thresholds = np.array([0.0 - _KERAS_EPSILON] + inner + [1.0 + _KERAS_EPSILON])
+        self.curve = self._CURVES[str(curve).lower()]
+        self.summation_method = str(summation_method).lower()
+        self.multi_label = bool(multi_label)
+        if num_labels is not None and not self.multi_label:
+            raise ValueError("AUC: num_labels is needed only when multi_label is True")
+        if num_labels is not None and (isinstance(num_labels, bool)
+                                       or not isinstance(num_labels, int) or num_labels < 1):
+            raise ValueError(f"AUC: num_labels must be a positive integer, got {num_labels!r}")
+        self.num_labels = num_labels
+        if label_weights is not None:
+            label_weights = np.asarray(label_weights, dtype=np.float64)
+            if label_weights.ndim != 1 or np.any(label_weights < 0):
+                raise ValueError(f"AUC: label_weights must be a list of non-negative floats, "
+                                 f"got {label_weights!r}")
+        self.label_weights = label_weights
+        self.from_logits = bool(from_logits)
+        self.reset_state()
+
+    @property
+    def thresholds(self):
+        return self._thresholds.tolist()
+
+    def reset_state(self):
+        if self.multi_label and self.num_labels is None:
+            self.tp = self.fp = self.tn = self.fn = None
+            return
+        shape = (self.num_thresholds,) + ((self.num_labels,) if self.multi_label else ())
+        self.tp, self.fp, self.tn, self.fn = (np.zeros(shape) for _ in range(4))
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yp = np.asarray(y_pred, dtype=np.float64)
+        if self.from_logits:
+            yp = 1.0 / (1.0 + np.exp(-yp))
+        if self.multi_label:
+            yt = _with_labels_one_hot(np.asarray(y_true, dtype=np.float64), yp, self.name)
+            if yp.ndim != 2:
+                raise ValueError(f"{self.name}: y_pred must have rank 2 when multi_label=True, "
+                                 f"got shape {yp.shape}")
+            if self.tp is None:
+                self.tp, self.fp, self.tn, self.fn = (
+                    np.zeros((self.num_thresholds, yp.shape[1])) for _ in range(4))
+            if self.tp.shape[1] != yp.shape[1]:
+                raise ValueError(f"{self.name}: {yp.shape[1]} labels in y_pred, expected "
+                                 f"{self.tp.shape[1]}")
+        else:
+            yt = y_true
+        counts = confusion_counts(
+            yt, yp, self._thresholds, sample_weight=sample_weight,
+            multi_label=self.multi_label,
+            label_weights=None if self.multi_label else self.label_weights,
+            evenly=self._evenly, owner=self.name)
+        self.tp = self.tp + counts[0]
+        self.fp = self.fp + counts[1]
+        self.tn = self.tn + counts[2]
+        self.fn = self.fn + counts[3]
+
+    def _average(self, by_label):
+        if self.label_weights is None:
+            return float(np.mean(by_label))
+        return float(_divide_no_nan(np.sum(by_label * self.label_weights),
+                                    np.sum(self.label_weights)))
+
+    def _total(self, terms):
+        if self.multi_label:
+            return self._average(terms.sum(axis=0))
+        return float(terms.sum())
+
+    def _interpolate_pr_auc(self):
+        """Davis & Goadrich (2006) interpolation of the PR curve, as Keras computes it."""
+        tp, fp, fn = self.tp, self.fp, self.fn
+        dtp = tp[:-1] - tp[1:]
+        p = tp + fp
+        dp = p[:-1] - p[1:]
+        prec_slope = _divide_no_nan(dtp, np.maximum(dp, 0))
+        intercept = tp[1:] - prec_slope * p[1:]
+        safe_p_ratio = np.where((p[:-1] > 0) & (p[1:] > 0),
+                                _divide_no_nan(p[:-1], np.maximum(p[1:], 0)), 1.0)
+        with np.errstate(divide="ignore"):
+            log_ratio = np.log(safe_p_ratio)
+        terms = _divide_no_nan(prec_slope * (dtp + intercept * log_ratio),
+                               np.maximum(tp[1:] + fn[1:], 0))
+        return self._total(terms)
+
+    def result(self):
+        if self.tp is None:
+            return 0.0
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolate_pr_auc()
+        tp, fp, tn, fn = self.tp, self.fp, self.tn, self.fn
+        recall = _divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(fp, fp + tn), recall
+        elif self.curve == "PR":
+            x, y = recall, _divide_no_nan(tp, tp + fp)
+        else:  # PRGAIN
+            scale = _divide_no_nan(tp + fn, tn + fp)
+            recall_gain = np.where(tp == 0, 0.0, 1.0 - scale * _divide_no_nan(fn, tp))
+            precision_gain = np.where(tp == 0, 1.0, 1.0 - scale * _divide_no_nan(fp, tp))
+            x, y = np.maximum(recall_gain, 0.0), precision_gain
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = np.minimum(y[:-1], y[1:])
+        else:
+            heights = np.maximum(y[:-1], y[1:])
+        return self._total((x[:-1] - x[1:]) * heights)
+
+    def get_config(self):
+        cfg = {"name": self.name, "dtype": self.dtype, "num_thresholds": self.num_thresholds,
+               "curve": self.curve, "summation_method": self.summation_method,
+               "multi_label": self.multi_label, "num_labels": self.num_labels,
+               "label_weights": (None if self.label_weights is None
+                                 else self.label_weights.tolist()),
+               "from_logits": self.from_logits}
+        if self._init_from_thresholds:
+            cfg["thresholds"] = self.thresholds[1:-1]
+        return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Top-k accuracy, regression and probabilistic metrics
+# ---------------------------------------------------------------------------------------------
+def _in_top_k(labels, y_pred, k):
+    """Keras's ``in_top_k``: the label's score is at least the k-th largest (ties count);
+    ``k`` at or beyond the number of classes makes every label a match."""
+    yp = np.asarray(y_pred, dtype=np.float64)
+    classes = yp.shape[-1]
+    yp = yp.reshape(-1, classes)
+    labels = np.asarray(labels).reshape(-1)
+    if labels.shape[0] != yp.shape[0]:
+        raise ValueError(f"top-k accuracy: {labels.shape[0]} labels for {yp.shape[0]} rows of "
+                         f"predictions")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"top-k accuracy: labels must be in [0, {classes}), got "
+                         f"[{labels.min()}, {labels.max()}]")
+    kk = min(int(k), classes)
+    kth = -np.partition(-yp, kk - 1, axis=-1)[:, kk - 1]
+    return (yp[np.arange(yp.shape[0]), labels.astype(np.intp)] >= kth).astype(np.float64)
+
+
+def _check_k(k, owner):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{owner}: k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """Per sample: is ``argmax(y_true)`` among the ``k`` largest predictions (one-hot)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError("top_k_categorical_accuracy: y_true must be one-hot with the shape of "
+                         f"y_pred, got y_true {y_true.shape} and y_pred {y_pred.shape}")
+    matches = _in_top_k(np.argmax(y_true, axis=-1), y_pred, k)
+    return matches.reshape(y_true.shape[:-1])
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """Per sample: is the integer label among the ``k`` largest predictions. With
+    ``from_sorted_ids``, ``y_pred`` holds class ids sorted by score (best first)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]
+    if y_true.shape != y_pred.shape[:-1]:
+        raise ValueError("sparse_top_k_categorical_accuracy: y_true must hold integer labels "
+                         f"of shape {y_pred.shape[:-1]} for y_pred {y_pred.shape}, got "
+                         f"{y_true.shape}")
+    if from_sorted_ids:
+        return np.any(y_true[..., None] == y_pred[..., :k], axis=-1).astype(np.float64)
+    return _in_top_k(y_true, y_pred, k).reshape(y_true.shape)
+
+
+class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the one-hot target is among the ``k`` largest predictions (Keras)."""
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
+        k = _check_k(k, "TopKCategoricalAccuracy")
+        super().__init__(top_k_categorical_accuracy, name=name, dtype=dtype, k=k)
+        self.k = k
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the integer label is among the ``k`` largest predictions (Keras)."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
+                 from_sorted_ids=False):
+        k = _check_k(k, "SparseTopKCategoricalAccuracy")
+        super().__init__(sparse_top_k_categorical_accuracy, name=name, dtype=dtype, k=k,
+                         from_sorted_ids=bool(from_sorted_ids))
+        self.k = k
+        self.from_sorted_ids = bool(from_sorted_ids)
+
+    def get_config(self):
+        cfg = {"name": self.name, "dtype": self.dtype, "k": self.k}
+        if self.from_sorted_ids:
+            cfg["from_sorted_ids"] = True
+        return cfg
+
+
+class RootMeanSquaredError(MeanMetricWrapper):
+    """``sqrt`` of the (weighted) mean of ``(y_true - y_pred) ** 2`` over all batches."""
+
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(mean_squared_error, name=name, dtype=dtype)
+
+    def result(self):
+        return float(np.sqrt(super().result()))
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """Per-sample ``100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7))`` (the loss's)."""
+    return _losses.mean_absolute_percentage_error(y_true, y_pred)
+
+
+class MeanAbsolutePercentageError(MeanMetricWrapper):
+    """Mean of ``100 * |y_true - y_pred| / max(|y_true|, 1e-7)``."""
+
+    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
+        super().__init__(mean_absolute_percentage_error, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+class BinaryCrossentropy(MeanMetricWrapper):
+    """Mean binary cross-entropy (the loss's per-sample values) as a metric."""
+
+    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0):
+        _losses.BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing)
+        super().__init__(_losses.binary_crossentropy, name=name, dtype=dtype,
+                         from_logits=bool(from_logits), label_smoothing=label_smoothing)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = label_smoothing
+
+
+class CategoricalCrossentropy(MeanMetricWrapper):
+    """Mean categorical cross-entropy (one-hot targets) as a metric. Integer labels
+    ``(n,)`` against a ``(n, k)`` output are one-hot encoded."""
+
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0, axis=-1):
+        _losses.CategoricalCrossentropy(from_logits=from_logits,
+                                        label_smoothing=label_smoothing, axis=axis)
+        super().__init__(self._cce, name=name, dtype=dtype, from_logits=bool(from_logits),
+                         label_smoothing=label_smoothing, axis=axis)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = label_smoothing
+        self.axis = axis
+
+    def _cce(self, y_true, y_pred, **kwargs):
+        yp = np.asarray(y_pred, dtype=np.float64)
+        yt = _with_labels_one_hot(np.asarray(y_true, dtype=np.float64), yp, self.name)
+        return _losses.categorical_crossentropy(yt, yp, **kwargs)
+
+
+class SparseCategoricalCrossentropy(MeanMetricWrapper):
+    """Mean sparse categorical cross-entropy (integer labels) as a metric."""
+
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False,
+                 ignore_class=None, axis=-1):
+        _losses.SparseCategoricalCrossentropy(from_logits=from_logits,
+                                              ignore_class=ignore_class)
+        super().__init__(_losses.sparse_categorical_crossentropy, name=name, dtype=dtype,
+                         from_logits=bool(from_logits), axis=axis)
+        self.from_logits = bool(from_logits)
+        self.ignore_class = ignore_class
+        self.axis = axis
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "from_logits": self.from_logits,
+                "ignore_class": self.ignore_class, "axis": self.axis}
+
+
+class R2Score(Metric):
+    """Coefficient of determination per output column, streamed (Keras ``R2Score``).
+
+    ``1 - SS_res / SS_tot`` per column (0 where ``SS_tot`` is 0 and the ratio infinite);
+    ``class_aggregation``: ``'uniform_average'`` (default, the mean over columns),
+    ``'variance_weighted_average'`` (weighted by ``SS_tot``) or ``None`` (an array).
+    ``num_regressors > 0`` gives the adjusted R2 with ``n`` the number of target values
+    seen (falling back to plain R2, with a warning, when ``num_regressors >= n - 1``).
+    """
+
+    _AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score",
+                 dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if class_aggregation not in self._AGGREGATIONS:
+            raise ValueError(f"R2Score: class_aggregation must be one of {self._AGGREGATIONS}, "
+                             f"got {class_aggregation!r}")
+        if isinstance(num_regressors, bool) or not isinstance(num_regressors, int) \
+                or num_regressors < 0:
+            raise ValueError(f"R2Score: num_regressors must be an integer >= 0, got "
+                             f"{num_regressors!r}")
+        self.class_aggregation = class_aggregation
+        self.num_regressors = num_regressors
+        self.reset_state()
+
+    def reset_state(self):
+        self.sum = self.squared_sum = self.total_mse = self.count = None
+        self.num_samples = 0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp = _same_rank(np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))
+        if yp.ndim != 2 or yt.shape != yp.shape:
+            raise ValueError(f"{self.name}: expects y_true and y_pred of shape (n, output_dim), "
+                             f"got y_true {np.shape(y_true)} and y_pred {np.shape(y_pred)}")
+        if self.sum is not None and self.sum.shape[0] != yp.shape[1]:
+            raise ValueError(f"{self.name}: output_dim changed from {self.sum.shape[0]} to "
+                             f"{yp.shape[1]}")
+        w = _sample_weights(sample_weight, yp.shape[0], self.name)
+        w = np.ones(yp.shape) if w is None else np.broadcast_to(w[:, None], yp.shape)
+        if self.sum is None:
+            self.sum, self.squared_sum, self.total_mse, self.count = (
+                np.zeros(yp.shape[1]) for _ in range(4))
+        self.sum = self.sum + (yt * w).sum(axis=0)
+        self.squared_sum = self.squared_sum + (yt * yt * w).sum(axis=0)
+        self.total_mse = self.total_mse + ((yt - yp) ** 2 * w).sum(axis=0)
+        self.count = self.count + w.sum(axis=0)
+        self.num_samples += yt.size
+
+    def result(self):
+        if self.sum is None:
+            return 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = self.sum / self.count
+            total = self.squared_sum - self.sum * mean
+            raw = 1.0 - self.total_mse / total
+        raw = np.where(np.isinf(raw), 0.0, raw)
+        if self.class_aggregation == "uniform_average":
+            score = float(np.mean(raw))
+        elif self.class_aggregation == "variance_weighted_average":
+            score = float(np.sum(total * raw) / np.sum(total))
+        else:
+            score = raw
+        if self.num_regressors:
+            n, p = self.num_samples, self.num_regressors
+            if p >= n - 1:
+                warnings.warn(f"{self.name}: adjusted R2 needs num_regressors < n - 1 "
+                              f"(num_regressors={p}, n={n}); giving the standard R2",
+                              stacklevel=2)
+            else:
+                score = 1.0 - (1.0 - score) * (n - 1.0) / (n - p - 1.0)
+        return score
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype,
+                "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
+
+
+# ---------------------------------------------------------------------------------------------
 # Identifier resolution
 # ---------------------------------------------------------------------------------------------
 _CLASSES = {c.__name__: c for c in (
     Mean, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, Precision,
     Recall, F1Score, FBetaScore, TruePositives, FalsePositives, TrueNegatives, FalseNegatives,
-    MeanSquaredError, MeanAbsoluteError)}
+    AUC, TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError,
+    RootMeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, R2Score,
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy)}
 
 #: Names as Keras resolves them: each class's snake_case name plus Keras's aliases (and 'f1').
 _NAMES = {**{_snake(name): cls for name, cls in _CLASSES.items()},
-          "mse": MeanSquaredError, "mae": MeanAbsoluteError, "f1": F1Score}
+          "mse": MeanSquaredError, "mae": MeanAbsoluteError, "f1": F1Score,
+          "mape": MeanAbsolutePercentageError, "bce": BinaryCrossentropy}
 
 
 def _loss_kind(loss):

@@ -5,6 +5,7 @@ in float32, so values agree to float32 precision. The inputs keep away from Kera
 clips and thresholds, where float32 and float64 can round to different sides.
 """
 import os
+import re
 
 import numpy as np
 import pytest
@@ -126,3 +127,102 @@ def test_loss_string_names_resolve_as_keras(name, kind):
     y, p = _f32(*_inputs(kind, np.random.default_rng(0), 5, 3))
     np.testing.assert_allclose(L.get(name)(y, p), np.mean(np.asarray(keras.losses.get(name)(y, p))),
                                rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------------------------- metrics
+def _metric_inputs(kind, rng, n, k):
+    if kind == "binary":
+        # scores on a 1/1000 grid offset by 1/2000: never on one of Keras's thresholds
+        return ((rng.random((n, k)) > 0.5) * 1.0,
+                (rng.integers(0, 1000, (n, k)) + 0.5) / 1000.0)
+    if kind == "binary_logits":
+        return (rng.random((n, k)) > 0.5) * 1.0, rng.normal(size=(n, k)) * 2.0
+    if kind == "onehot":
+        return np.eye(k)[rng.integers(0, k, n)], rng.dirichlet(np.ones(k), n)
+    if kind == "sparse":
+        return rng.integers(0, k, n), rng.dirichlet(np.ones(k), n)
+    if kind == "regression":
+        y = rng.normal(size=(n, k))
+        return y, y + rng.normal(size=(n, k)) * 0.7
+    raise AssertionError(kind)
+
+
+METRIC_CASES = [
+    ("Precision", {}, "binary"),
+    ("Precision", {"thresholds": [0.1, 0.45, 0.8]}, "binary"),
+    ("Precision", {"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, "binary"),
+    ("Precision", {"top_k": 2}, "binary"),
+    ("Precision", {"class_id": 1}, "binary"),
+    ("Precision", {"top_k": 2, "class_id": 2, "thresholds": 0.3}, "binary"),
+    ("Recall", {}, "binary"),
+    ("Recall", {"thresholds": [0.3, 0.6]}, "binary"),
+    ("Recall", {"top_k": 1}, "binary"),
+    ("Recall", {"class_id": 0}, "binary"),
+    ("TruePositives", {}, "binary"),
+    ("FalsePositives", {"thresholds": [0.2, 0.7]}, "binary"),
+    ("TrueNegatives", {}, "binary"),
+    ("FalseNegatives", {"thresholds": 0.3}, "binary"),
+    ("F1Score", {}, "onehot"),
+    ("F1Score", {"average": "micro"}, "binary"),
+    ("F1Score", {"average": "macro", "threshold": 0.4}, "binary"),
+    ("F1Score", {"average": "weighted"}, "onehot"),
+    ("FBetaScore", {"beta": 2.0}, "onehot"),
+    ("FBetaScore", {"beta": 0.5, "threshold": 0.5, "average": "weighted"}, "binary"),
+    ("AUC", {}, "binary"),
+    ("AUC", {"curve": "PR"}, "binary"),
+    ("AUC", {"curve": "PR", "summation_method": "majoring"}, "binary"),
+    ("AUC", {"summation_method": "minoring", "num_thresholds": 11}, "binary"),
+    ("AUC", {"curve": "PRGAIN"}, "binary"),
+    ("AUC", {"thresholds": [0.15, 0.55, 0.9]}, "binary"),
+    ("AUC", {"multi_label": True}, "binary"),
+    ("AUC", {"multi_label": True, "curve": "PR", "label_weights": [0.5, 2.0, 1.0]}, "binary"),
+    ("AUC", {"label_weights": [0.5, 2.0, 1.0]}, "binary"),
+    ("AUC", {"from_logits": True}, "binary_logits"),
+    ("TopKCategoricalAccuracy", {"k": 2}, "onehot"),
+    ("SparseTopKCategoricalAccuracy", {"k": 2}, "sparse"),
+    ("SparseTopKCategoricalAccuracy", {"k": 1}, "sparse"),
+    ("RootMeanSquaredError", {}, "regression"),
+    ("MeanAbsolutePercentageError", {}, "regression"),
+    ("R2Score", {}, "regression"),
+    ("R2Score", {"class_aggregation": None}, "regression"),
+    ("R2Score", {"class_aggregation": "variance_weighted_average", "num_regressors": 2},
+     "regression"),
+    ("BinaryCrossentropy", {}, "binary"),
+    ("BinaryCrossentropy", {"from_logits": True, "label_smoothing": 0.1}, "binary_logits"),
+    ("CategoricalCrossentropy", {"label_smoothing": 0.2}, "onehot"),
+    ("SparseCategoricalCrossentropy", {}, "sparse"),
+    ("SparseCategoricalCrossentropy", {"from_logits": True}, "sparse"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,kind", METRIC_CASES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_metric_equals_keras_over_batches(name, kwargs, kind, weighted):
+    rng = np.random.default_rng(hash((name, kind, weighted)) % 2**32)
+    n, k = 23, 3
+    y, p = _metric_inputs(kind, rng, n, k)
+    y = y.astype(np.int32) if kind == "sparse" else y.astype(np.float32)
+    p = p.astype(np.float32)
+    w = (rng.random(n) + 0.1).astype(np.float32) if weighted else None
+    ours, theirs = getattr(M, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
+    for lo, hi in ((0, 10), (10, 23)):  # two batches: the state accumulates
+        sw = None if w is None else w[lo:hi]
+        ours.update_state(y[lo:hi], p[lo:hi], sample_weight=sw)
+        theirs.update_state(y[lo:hi], p[lo:hi], sample_weight=sw)
+    np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=1e-5,
+                               atol=1e-6, err_msg=f"{name} {kwargs}")
+    assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers repeated names
+    ours.reset_state()
+    theirs.reset_state()
+    ours.update_state(y[:5], p[:5])
+    theirs.update_state(y[:5], p[:5])
+    np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["auc", "true_positives", "false_negatives", "precision",
+                                  "recall", "f1_score", "r2_score", "root_mean_squared_error",
+                                  "mape", "bce", "binary_crossentropy",
+                                  "top_k_categorical_accuracy"])
+def test_metric_string_names_resolve_as_keras(name):
+    assert type(M.get(name)).__name__ == type(keras.metrics.get(name)).__name__

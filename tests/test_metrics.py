@@ -151,6 +151,109 @@ def test_f1_averages_hand_computed():
         m.update_state(np.eye(4), np.eye(4))
 
 
+def test_auc_hand_computed():
+    # 4 samples, scores 0.1 0.4 0.35 0.8, labels 0 0 1 1: 3 of the 4 (pos, neg) pairs are
+    # ordered right -> exact ROC AUC 0.75; with 200 thresholds the trapezoid sum gives it
+    # too (no two scores share a threshold interval)
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
+    assert M.AUC()(y, p) == pytest.approx(0.75, abs=1e-9)
+    # 3 thresholds (-eps, 0.5, 1+eps): points (fpr, tpr) = (1, 1), (0, 0.5), (0, 0)
+    # -> trapezoids 1 * (1 + 0.5) / 2 = 0.75; minoring 0.5, majoring 1.0
+    assert M.AUC(num_thresholds=3)(y, p) == pytest.approx(0.75)
+    assert M.AUC(num_thresholds=3, summation_method="minoring")(y, p) == pytest.approx(0.5)
+    assert M.AUC(num_thresholds=3, summation_method="majoring")(y, p) == pytest.approx(1.0)
+    # PR, minoring, 3 thresholds: (recall, precision) = (1, 0.5), (0.5, 1), (0, 0)
+    # -> 0.5 * min(0.5, 1) + 0.5 * min(1, 0) = 0.25
+    assert M.AUC(num_thresholds=3, curve="PR", summation_method="minoring")(y, p) == \
+        pytest.approx(0.25)
+    # perfect ranking; weights do not change it; streaming over two batches
+    m = M.AUC()
+    m.update_state([0, 1], [0.2, 0.9], sample_weight=[1.0, 2.0])
+    m.update_state([0, 1], [0.3, 0.7])
+    assert m.result() == pytest.approx(1.0)
+    m.reset_state()
+    assert m.result() == 0.0
+    # multi_label: one curve per column, averaged (column 1 reversed -> 0)
+    yy = np.array([[0, 1], [1, 0]])
+    pp = np.array([[0.2, 0.3], [0.8, 0.6]])
+    assert M.AUC(multi_label=True)(yy, pp) == pytest.approx(0.5)
+    assert M.AUC(multi_label=True, label_weights=[3.0, 1.0])(yy, pp) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="curve"):
+        M.AUC(curve="roc_auc")
+    with pytest.raises(ValueError, match="summation_method"):
+        M.AUC(summation_method="trapezoid")
+    with pytest.raises(ValueError, match="num_thresholds"):
+        M.AUC(num_thresholds=1)
+    with pytest.raises(ValueError, match="num_labels"):
+        M.AUC(num_labels=3)
+    with pytest.raises(ValueError, match="rank 2"):
+        M.AUC(multi_label=True)(np.array([0, 1]), np.array([0.1, 0.2]))
+
+
+def test_top_k_and_regression_metrics_hand_computed():
+    p = np.array([[0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.6, 0.1, 0.3]])
+    labels = np.array([2, 0, 1])
+    # ranks of the labels: 2nd, tied 2nd (ties count), 3rd
+    assert M.SparseTopKCategoricalAccuracy(k=1)(labels, p) == 0.0
+    assert M.SparseTopKCategoricalAccuracy(k=2)(labels, p) == pytest.approx(2 / 3)
+    assert M.TopKCategoricalAccuracy(k=2)(np.eye(3)[labels], p) == pytest.approx(2 / 3)
+    assert M.TopKCategoricalAccuracy()(np.eye(3)[labels], p) == 1.0  # k=5 >= 3 classes
+    sorted_ids = np.argsort(-p, axis=1, kind="stable")
+    assert M.SparseTopKCategoricalAccuracy(k=1, from_sorted_ids=True)(
+        labels, sorted_ids) == 0.0
+    with pytest.raises(ValueError, match="k must be"):
+        M.TopKCategoricalAccuracy(k=0)
+    with pytest.raises(ValueError, match="labels must be in"):
+        M.SparseTopKCategoricalAccuracy(k=1)(np.array([0, 3, 1]), p)
+    y = np.array([[1.0], [2.0], [4.0]])
+    q = np.array([[2.0], [2.0], [2.0]])
+    assert M.RootMeanSquaredError()(y, q) == pytest.approx(np.sqrt(5 / 3))
+    assert M.MeanAbsolutePercentageError()(y, q) == pytest.approx(100 * (1 + 0 + 0.5) / 3)
+    # R2: mean 7/3, SS_tot = 16/9 + 1/9 + 25/9 = 42/9, SS_res = 5 -> 1 - 45/42
+    assert M.R2Score()(y, q) == pytest.approx(1 - 45 / 42)
+    r2 = M.R2Score(class_aggregation=None)
+    r2.update_state(np.c_[y, 2 * y], np.c_[y, 2 * y + 1.0])
+    np.testing.assert_allclose(r2.result(), [1.0, 1 - 3 / (4 * 42 / 9)])
+    # adjusted: n = 3 values, p = 1 -> 1 - (1 - r2) * 2 / 1
+    assert M.R2Score(num_regressors=1)(y, q) == pytest.approx(1 - (45 / 42) * 2)
+    with pytest.warns(UserWarning, match="adjusted R2"):
+        assert M.R2Score(num_regressors=2)(y, q) == pytest.approx(1 - 45 / 42)
+    with pytest.raises(ValueError, match="class_aggregation"):
+        M.R2Score(class_aggregation="mean")
+
+
+def test_crossentropy_metrics_hand_computed():
+    import math
+    assert M.BinaryCrossentropy()([[1.0], [0.0]], [[0.8], [0.4]]) == pytest.approx(
+        (-math.log(0.8) - math.log(0.6)) / 2)
+    assert M.CategoricalCrossentropy()([[0, 1, 0]], [[0.2, 0.7, 0.1]]) == pytest.approx(
+        -math.log(0.7))
+    # integer labels against a (n, k) output are one-hot encoded
+    assert M.CategoricalCrossentropy()([1], [[0.2, 0.7, 0.1]]) == pytest.approx(-math.log(0.7))
+    m = M.SparseCategoricalCrossentropy()
+    m.update_state([1, 0], [[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]], sample_weight=[1.0, 3.0])
+    assert m.result() == pytest.approx((-math.log(0.7) - 3 * math.log(0.5)) / 4)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        M.BinaryCrossentropy(label_smoothing=2.0)
+    with pytest.raises(NotImplementedError, match="ignore_class"):
+        M.SparseCategoricalCrossentropy(ignore_class=0)
+
+
+@pytest.mark.parametrize("name,cls", [
+    ("auc", M.AUC), ("AUC", M.AUC), ("top_k_categorical_accuracy", M.TopKCategoricalAccuracy),
+    ("sparse_top_k_categorical_accuracy", M.SparseTopKCategoricalAccuracy),
+    ("root_mean_squared_error", M.RootMeanSquaredError), ("r2_score", M.R2Score),
+    ("mape", M.MeanAbsolutePercentageError), ("bce", M.BinaryCrossentropy),
+    ("binary_crossentropy", M.BinaryCrossentropy),
+    ("categorical_crossentropy", M.CategoricalCrossentropy),
+    ("sparse_categorical_crossentropy", M.SparseCategoricalCrossentropy),
+    ("true_negatives", M.TrueNegatives), ("false_positives", M.FalsePositives),
+    ("TruePositives", M.TruePositives), ("f_beta_score", M.FBetaScore)])
+def test_get_new_metric_names(name, cls):
+    m = M.get(name)
+    assert type(m) is cls
+
+
 @needs_sklearn
 @pytest.mark.parametrize("average", ["macro", "micro", "weighted"])
 def test_streaming_f1_matches_sklearn_over_batches(average):
@@ -229,7 +332,14 @@ def test_get_names_instances_classes_and_errors():
 def test_serialize_roundtrip():
     for m in (M.BinaryAccuracy(threshold=0.3), M.F1Score(average="weighted"),
               M.Precision(class_id=2), M.Recall(thresholds=[0.2, 0.7], top_k=2),
-              M.FBetaScore(beta=0.5, threshold=0.4), M.FalseNegatives(0.3), M.get("accuracy"), M.MeanSquaredError(name="mse")):
+              M.FBetaScore(beta=0.5, threshold=0.4), M.FalseNegatives(0.3), M.get("accuracy"),
+              M.MeanSquaredError(name="mse"), M.AUC(curve="PR", thresholds=[0.2, 0.6]),
+              M.AUC(multi_label=True, num_labels=3, label_weights=[1.0, 2.0, 0.5]),
+              M.TopKCategoricalAccuracy(k=2), M.SparseTopKCategoricalAccuracy(k=3),
+              M.R2Score(class_aggregation=None, num_regressors=2), M.RootMeanSquaredError(),
+              M.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
+              M.CategoricalCrossentropy(label_smoothing=0.2), M.MeanAbsolutePercentageError(),
+              M.SparseCategoricalCrossentropy(from_logits=True)):
         back = M.deserialize(M.serialize(m))
         assert type(back) is type(m) and back.get_config() == m.get_config()
 
@@ -360,3 +470,19 @@ def test_fit_logs_per_class_f1_as_array():
     ref = M.F1Score()
     ref.update_state(y, model.predict(x, verbose=0))
     np.testing.assert_allclose(logs["f1_score"], ref.result(), rtol=1e-5)
+
+
+def test_evaluate_binary_metrics_equal_standalone():
+    pynn = pytest.importorskip("pynn")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=40) > 0).astype("float32")
+    model = pynn.Sequential([pynn.layers.Dense(1, activation="sigmoid")], seed=0)
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics=["auc", "true_positives", "binary_crossentropy", "r2_score"])
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    p = model.predict(x, verbose=0)
+    for name in ("auc", "true_positives", "binary_crossentropy", "r2_score"):
+        m = M.get(name)
+        m.update_state(y, p)
+        assert logs[name] == pytest.approx(m.result(), rel=1e-5), name
