@@ -799,13 +799,11 @@ class _HostLoss(Loss):
             w = np.asarray(backend.to_numpy(sample_weight), dtype=np.float64).reshape(n)
             values, g = values * w, g * w[:, None]
         loss = float(values.sum() / n) if n else 0.0
-        g = g / n if n else g
+        g = backend.asarray(g / n if n else g, dtype=output.dtype)
         if grad is None:
-            grad = backend.asarray(g, dtype=output.dtype)
-        elif backend.host_memory:
-            grad[...] = g
+            grad = g
         else:
-            grad[...] = backend.asarray(g, dtype=grad.dtype)
+            backend.copy_(g, grad)
         return self._reduce(backend, loss, grad, sample_weight, n)
 
     def get_config(self):

@@ -226,3 +226,47 @@ def test_metric_equals_keras_over_batches(name, kwargs, kind, weighted):
                                   "top_k_categorical_accuracy"])
 def test_metric_string_names_resolve_as_keras(name):
     assert type(M.get(name)).__name__ == type(keras.metrics.get(name)).__name__
+
+
+EDGE_CASES = [
+    # (loss, kwargs, y_true, y_pred): clips, zeros and exact boundaries
+    ("Huber", {"delta": 1.0}, [[0.0, 0.0, 1.0]], [[1.0, -1.0, 1.0]]),  # |e| == delta
+    ("MeanAbsolutePercentageError", {}, [[0.0, 1.0]], [[0.5, 1.0]]),  # y_true 0 -> / 1e-7
+    ("MeanSquaredLogarithmicError", {}, [[-2.0, 0.0]], [[-5.0, 3.0]]),  # clipped below 1e-7
+    ("CosineSimilarity", {}, [[0.0, 0.0], [1.0, 0.0]], [[1.0, 2.0], [0.0, 0.0]]),  # zeros
+    ("KLDivergence", {}, [[0.0, 1.0]], [[0.0, 1.0]]),  # both clipped to 1e-7
+    ("KLDivergence", {}, [[0.5, 0.5]], [[1.5, -0.5]]),  # predictions outside [0, 1]
+    ("Poisson", {}, [[0.0, 2.0]], [[0.0, 1.0]]),  # log(0 + 1e-7)
+    ("Hinge", {}, [[0.0, 1.0]], [[-1.0, 1.0]]),  # margin exactly 0
+    ("Hinge", {}, [[0.5, 1.0]], [[-1.0, 1.0]]),  # not all 0/1: used as given
+    ("CategoricalHinge", {}, [[0.0, 1.0, 0.0]], [[0.5, 0.5, 0.5]]),  # ties
+    ("BinaryFocalCrossentropy", {}, [[1.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]]),  # p at 0 and 1
+    ("BinaryFocalCrossentropy", {"from_logits": True}, [[1.0, 0.0]], [[40.0, -40.0]]),
+    ("CategoricalFocalCrossentropy", {}, [[0.0, 1.0, 0.0]], [[0.0, 1.0, 0.0]]),
+    ("CategoricalFocalCrossentropy", {"gamma": 0.0}, [[0.0, 1.0]], [[3.0, 1.0]]),  # rescaled
+]
+
+
+@pytest.mark.parametrize("name,kwargs,y,p", EDGE_CASES)
+def test_loss_edge_values_equal_keras(name, kwargs, y, p):
+    y, p = _f32(y, p)
+    ours = getattr(L, name)(reduction="none", **kwargs)(y, p)
+    theirs = np.asarray(getattr(keras.losses, name)(reduction="none", **kwargs)(y, p))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("Precision", {}), ("Recall", {"thresholds": [0.0, 0.5, 1.0]}), ("AUC", {}),
+    ("AUC", {"curve": "PR", "num_thresholds": 5}), ("AUC", {"thresholds": [0.0, 0.5, 1.0]}),
+    ("TruePositives", {"thresholds": [0.0, 0.5, 1.0]}), ("F1Score", {"threshold": 0.5}),
+    ("FalsePositives", {})])
+def test_metric_edge_values_equal_keras(name, kwargs):
+    # predictions on the thresholds, at 0 and 1 and outside [0, 1]; labels other than 0/1
+    y = np.array([[1, 0, 1], [0, 1, 2], [1, 1, 0], [0, 0, 0]], dtype=np.float32)
+    p = np.array([[0.5, 0.0, 1.0], [1.2, -0.1, 0.5], [0.25, 0.75, 0.5], [1.0, 0.0, 0.5]],
+                 dtype=np.float32)
+    ours, theirs = getattr(M, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
+    ours.update_state(y, p)
+    theirs.update_state(y, p)
+    np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=1e-5,
+                               atol=1e-6)
