@@ -32,7 +32,9 @@ __all__ = [
     "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "RootMeanSquaredError",
     "MeanAbsolutePercentageError", "R2Score", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "top_k_categorical_accuracy",
-    "sparse_top_k_categorical_accuracy", "mean_absolute_percentage_error", "MeanSquaredError",
+    "sparse_top_k_categorical_accuracy", "mean_absolute_percentage_error", "cosine_similarity",
+    "MeanSquaredLogarithmicError", "CosineSimilarity", "LogCoshError", "Hinge", "SquaredHinge",
+    "CategoricalHinge", "KLDivergence", "Poisson", "MeanSquaredError",
     "MeanAbsoluteError", "accuracy", "binary_accuracy", "categorical_accuracy",
     "sparse_categorical_accuracy", "get", "serialize", "deserialize", "confusion_matrix",
     "precision_recall_fscore", "classification_report",
@@ -923,14 +925,83 @@ def mean_absolute_percentage_error(y_true, y_pred):
     return _losses.mean_absolute_percentage_error(y_true, y_pred)
 
 
-class MeanAbsolutePercentageError(MeanMetricWrapper):
-    """Mean of ``100 * |y_true - y_pred| / max(|y_true|, 1e-7)``."""
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """Per-sample cosine of the angle between ``y_true`` and ``y_pred`` (1 when parallel;
+    the loss of the same name is its negative)."""
+    return -_losses.cosine_similarity(y_true, y_pred, axis=axis)
 
-    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
-        super().__init__(mean_absolute_percentage_error, name=name, dtype=dtype)
+
+class _LossMeanMetric(MeanMetricWrapper):
+    """The weighted mean of a loss module's per-sample function (Keras's regression,
+    hinge and probabilistic metrics); the config is ``name`` and ``dtype``, as Keras's."""
+
+    _fn = None
+    _default_name = None
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(type(self)._fn, name=name or self._default_name, dtype=dtype)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
+
+
+class MeanAbsolutePercentageError(_LossMeanMetric):
+    """Mean of ``100 * |y_true - y_pred| / max(|y_true|, 1e-7)``."""
+    _fn = staticmethod(mean_absolute_percentage_error)
+    _default_name = "mean_absolute_percentage_error"
+
+
+class MeanSquaredLogarithmicError(_LossMeanMetric):
+    """Mean of ``(log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))**2``."""
+    _fn = staticmethod(_losses.mean_squared_logarithmic_error)
+    _default_name = "mean_squared_logarithmic_error"
+
+
+class CosineSimilarity(_LossMeanMetric):
+    """Mean cosine similarity of ``y_true`` and ``y_pred`` rows (1 is best)."""
+    _fn = staticmethod(cosine_similarity)
+    _default_name = "cosine_similarity"
+
+    def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
+        _losses._check_axis(axis)
+        super().__init__(name=name, dtype=dtype)
+        self.axis = axis
+
+
+class LogCoshError(_LossMeanMetric):
+    """Mean of ``log(cosh(y_pred - y_true))`` (Keras's default name ``'logcosh'``)."""
+    _fn = staticmethod(_losses.log_cosh)
+    _default_name = "logcosh"
+
+
+class Hinge(_LossMeanMetric):
+    """Mean hinge loss (0/1 labels become -1/1)."""
+    _fn = staticmethod(_losses.hinge)
+    _default_name = "hinge"
+
+
+class SquaredHinge(_LossMeanMetric):
+    """Mean squared hinge loss (0/1 labels become -1/1)."""
+    _fn = staticmethod(_losses.squared_hinge)
+    _default_name = "squared_hinge"
+
+
+class CategoricalHinge(_LossMeanMetric):
+    """Mean categorical hinge loss (one-hot targets)."""
+    _fn = staticmethod(_losses.categorical_hinge)
+    _default_name = "categorical_hinge"
+
+
+class KLDivergence(_LossMeanMetric):
+    """Mean Kullback-Leibler divergence ``sum(t * log(t / p))`` (both clipped to [1e-7, 1])."""
+    _fn = staticmethod(_losses.kl_divergence)
+    _default_name = "kl_divergence"
+
+
+class Poisson(_LossMeanMetric):
+    """Mean Poisson loss ``y_pred - y_true * log(y_pred + 1e-7)``."""
+    _fn = staticmethod(_losses.poisson)
+    _default_name = "poisson"
 
 
 class BinaryCrossentropy(MeanMetricWrapper):
@@ -1070,12 +1141,15 @@ _CLASSES = {c.__name__: c for c in (
     Recall, F1Score, FBetaScore, TruePositives, FalsePositives, TrueNegatives, FalseNegatives,
     AUC, TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError,
     RootMeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, R2Score,
-    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy)}
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
+    MeanSquaredLogarithmicError, CosineSimilarity, LogCoshError, Hinge, SquaredHinge,
+    CategoricalHinge, KLDivergence, Poisson)}
 
 #: Names as Keras resolves them: each class's snake_case name plus Keras's aliases (and 'f1').
 _NAMES = {**{_snake(name): cls for name, cls in _CLASSES.items()},
           "mse": MeanSquaredError, "mae": MeanAbsoluteError, "f1": F1Score,
-          "mape": MeanAbsolutePercentageError, "bce": BinaryCrossentropy}
+          "mape": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
+          "bce": BinaryCrossentropy}
 
 
 def _loss_kind(loss):

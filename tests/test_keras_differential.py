@@ -192,6 +192,14 @@ METRIC_CASES = [
     ("CategoricalCrossentropy", {"label_smoothing": 0.2}, "onehot"),
     ("SparseCategoricalCrossentropy", {}, "sparse"),
     ("SparseCategoricalCrossentropy", {"from_logits": True}, "sparse"),
+    ("MeanSquaredLogarithmicError", {}, "regression"),
+    ("CosineSimilarity", {}, "regression"),
+    ("LogCoshError", {}, "regression"),
+    ("Hinge", {}, "binary_logits"),
+    ("SquaredHinge", {}, "binary_logits"),
+    ("CategoricalHinge", {}, "onehot"),
+    ("KLDivergence", {}, "onehot"),
+    ("Poisson", {}, "binary"),
 ]
 
 
@@ -222,7 +230,8 @@ def test_metric_equals_keras_over_batches(name, kwargs, kind, weighted):
 
 @pytest.mark.parametrize("name", ["auc", "true_positives", "false_negatives", "precision",
                                   "recall", "f1_score", "r2_score", "root_mean_squared_error",
-                                  "mape", "bce", "binary_crossentropy",
+                                  "mape", "bce", "binary_crossentropy", "msle",
+                                  "log_cosh_error", "cosine_similarity", "kl_divergence",
                                   "top_k_categorical_accuracy"])
 def test_metric_string_names_resolve_as_keras(name):
     assert type(M.get(name)).__name__ == type(keras.metrics.get(name)).__name__

@@ -222,6 +222,21 @@ def test_top_k_and_regression_metrics_hand_computed():
         M.R2Score(class_aggregation="mean")
 
 
+def test_loss_based_metrics_hand_computed():
+    import math
+    # the metric is the cosine itself: parallel rows give +1 (the loss gives -1)
+    assert M.CosineSimilarity()([[1.0, 1.0], [1.0, 0.0]], [[2.0, 2.0], [0.0, 1.0]]) == \
+        pytest.approx(0.5)
+    assert M.LogCoshError()([[0.0]], [[1.0]]) == pytest.approx(math.log(math.cosh(1.0)))
+    assert M.LogCoshError().name == "logcosh"
+    assert M.Hinge()([[1.0, 0.0]], [[0.3, -2.0]]) == pytest.approx(0.35)
+    assert M.Poisson()([[2.0]], [[1.0]]) == pytest.approx(1.0 - 2.0 * math.log(1 + 1e-7))
+    m = M.MeanSquaredLogarithmicError()
+    m.update_state([[math.e - 1]], [[0.0]], sample_weight=[3.0])
+    m.update_state([[1.0]], [[1.0]])
+    assert m.result() == pytest.approx(3 / 4, rel=1e-6)
+
+
 def test_crossentropy_metrics_hand_computed():
     import math
     assert M.BinaryCrossentropy()([[1.0], [0.0]], [[0.8], [0.4]]) == pytest.approx(
@@ -339,7 +354,8 @@ def test_serialize_roundtrip():
               M.R2Score(class_aggregation=None, num_regressors=2), M.RootMeanSquaredError(),
               M.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
               M.CategoricalCrossentropy(label_smoothing=0.2), M.MeanAbsolutePercentageError(),
-              M.SparseCategoricalCrossentropy(from_logits=True)):
+              M.SparseCategoricalCrossentropy(from_logits=True), M.CosineSimilarity(),
+              M.LogCoshError(), M.KLDivergence(name="kl")):
         back = M.deserialize(M.serialize(m))
         assert type(back) is type(m) and back.get_config() == m.get_config()
 
