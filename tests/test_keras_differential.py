@@ -16,8 +16,10 @@ keras = pytest.importorskip("keras")
 import pynn.losses as L  # noqa: E402
 import pynn.metrics as M  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not keras.__version__.startswith("3."),
-                                reason="compares with Keras 3")
+pytestmark = [pytest.mark.skipif(not keras.__version__.startswith("3."),
+                                 reason="compares with Keras 3"),
+              # Keras's torch backend and NumPy 2 (__array__ without copy=): not ours
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 RTOL, ATOL = 2e-5, 1e-6
 
@@ -279,3 +281,52 @@ def test_metric_edge_values_equal_keras(name, kwargs):
     theirs.update_state(y, p)
     np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=1e-5,
                                atol=1e-6)
+
+
+# ------------------------------------------------------------------------- whole models
+_REGRESSION_METRICS = ["mape", "root_mean_squared_error", "r2_score", "log_cosh_error"]
+_CLASS_METRICS = ["auc", "precision", "recall", "f1_score", "true_positives"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("loss,activation,kind,metrics", [
+    ("huber", "linear", "regression", _REGRESSION_METRICS),
+    ("log_cosh", "linear", "regression", _REGRESSION_METRICS),
+    ("mape", "linear", "regression", _REGRESSION_METRICS),
+    ("msle", "linear", "positive", _REGRESSION_METRICS),
+    ("cosine_similarity", "linear", "regression", _REGRESSION_METRICS),
+    ("poisson", "sigmoid", "positive", _REGRESSION_METRICS),
+    ("hinge", "tanh", "signs", _REGRESSION_METRICS),
+    ("squared_hinge", "linear", "binary", _CLASS_METRICS),
+    ("categorical_hinge", "linear", "onehot", _CLASS_METRICS),
+    ("kl_divergence", "softmax", "distributions", _CLASS_METRICS),
+    ("binary_focal_crossentropy", "sigmoid", "binary", _CLASS_METRICS + ["bce"]),
+    ("categorical_focal_crossentropy", "softmax", "onehot",
+     _CLASS_METRICS + ["categorical_crossentropy"]),
+])
+def test_fit_equals_keras(loss, activation, kind, metrics):
+    """The same Dense model, weights, data order and sample weights trained by Keras and by
+    pynn: the per-epoch losses and metrics and the final weights agree (float32)."""
+    rng = np.random.default_rng(0)
+    n, d, k = 48, 4, 3
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = _f32(_inputs(kind, rng, n, k)[0])[0]
+    w = (rng.random(n) + 0.5).astype(np.float32)
+    weights = [(rng.normal(size=(d, k)) * 0.5).astype(np.float32), np.zeros(k, np.float32)]
+    import pynn
+    histories, finals = [], []
+    for lib, opt in ((keras, keras.optimizers.SGD(0.1)), (pynn, pynn.optimizers.SGD(0.1))):
+        model = lib.Sequential([lib.layers.Input((d,)),
+                                lib.layers.Dense(k, activation=activation)])
+        model.compile(optimizer=opt, loss=loss, metrics=metrics)
+        model.set_weights(weights)
+        hist = model.fit(x, y, sample_weight=w, batch_size=16, epochs=2, shuffle=False,
+                         verbose=0).history
+        histories.append(hist)
+        finals.append(model.get_weights())
+    for key, values in histories[0].items():
+        np.testing.assert_allclose(np.asarray(histories[1][key], dtype=np.float64),
+                                   np.asarray(values, dtype=np.float64), rtol=2e-5,
+                                   atol=1e-5, err_msg=key)
+    for ours, theirs in zip(finals[1], finals[0]):  # MAPE's steps are large: 2e-5 absolute
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=2e-5)
