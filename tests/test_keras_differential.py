@@ -330,3 +330,33 @@ def test_fit_equals_keras(loss, activation, kind, metrics):
                                    atol=1e-5, err_msg=key)
     for ours, theirs in zip(finals[1], finals[0]):  # MAPE's steps are large: 2e-5 absolute
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["Huber", "LogCosh", "Poisson", "MeanAbsolutePercentageError",
+                                  "MeanSquaredLogarithmicError", "Hinge", "SquaredHinge",
+                                  "BinaryFocalCrossentropy"])
+def test_loss_rank_mismatch_and_column_weights_equal_keras(name):
+    # targets (n,) against predictions (n, 1), weights (n, 1): Keras squeezes/expands
+    rng = np.random.default_rng(3)
+    y = (rng.random(6) > 0.5).astype(np.float32)
+    p = rng.uniform(0.05, 0.95, (6, 1)).astype(np.float32)
+    w = (rng.random((6, 1)) + 0.1).astype(np.float32)
+    for reduction in ("sum_over_batch_size", "none"):
+        ours = getattr(L, name)(reduction=reduction)(y, p, sample_weight=w)
+        theirs = getattr(keras.losses, name)(reduction=reduction)(y, p, sample_weight=w)
+        np.testing.assert_allclose(np.reshape(ours, -1), np.reshape(np.asarray(theirs), -1),
+                                   rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["Precision", "Recall", "AUC", "TruePositives",
+                                  "RootMeanSquaredError", "R2Score"])
+def test_metric_rank_mismatch_equals_keras(name):
+    rng = np.random.default_rng(4)
+    y = (rng.random(9) > 0.5).astype(np.float32)
+    p = ((rng.integers(0, 1000, (9, 1)) + 0.5) / 1000).astype(np.float32)
+    w = (rng.random(9) + 0.1).astype(np.float32)
+    ours, theirs = getattr(M, name)(), getattr(keras.metrics, name)()
+    ours.update_state(y, p, sample_weight=w)
+    theirs.update_state(y, p, sample_weight=w)
+    np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=1e-5,
+                               atol=1e-6)
