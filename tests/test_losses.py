@@ -50,7 +50,8 @@ def data(rng):
     bin_y = (rng.random((n, k)) > 0.5).astype(np.float64)
     return dict(n=n, k=k, logits=logits, probs=softmax(logits), labels=labels, onehot=onehot,
                 bin_y=bin_y, bin_p=sigmoid(logits), target=rng.normal(size=(n, k)),
-                w=rng.random(n) + 0.5)
+                w=rng.random(n) + 0.5, sign_y=2.0 * bin_y - 1.0,
+                pos_t=rng.random((n, k)) * 3.0, pos_p=rng.random((n, k)) * 3.0 + 0.2)
 
 
 # --------------------------------------------------------------------------
@@ -74,6 +75,63 @@ def test_hand_computed_values():
     # categorical label smoothing 0.3 over 3 classes: [0.1, 0.8, 0.1]
     assert L.CategoricalCrossentropy(label_smoothing=0.3)([[0, 1, 0]], [[0.2, 0.7, 0.1]]) == \
         pytest.approx(-(0.1 * math.log(0.2) + 0.8 * math.log(0.7) + 0.1 * math.log(0.1)))
+
+
+def test_new_losses_hand_computed_values():
+    # Huber, delta 1: errors 0.5 (quadratic: 0.125) and 3 (linear: 3 - 0.5 = 2.5)
+    assert L.Huber()([[0.0, 0.0]], [[0.5, -3.0]]) == pytest.approx((0.125 + 2.5) / 2)
+    assert L.Huber(delta=2.0)([[0.0]], [[3.0]]) == pytest.approx(2 * 3 - 0.5 * 4)
+    assert L.LogCosh()([[0.0, 1.0]], [[1.0, 1.0]]) == pytest.approx(math.log(math.cosh(1)) / 2)
+    # large errors stay finite: log(cosh(1000)) = 1000 - log 2
+    assert L.LogCosh()([[0.0]], [[1000.0]]) == pytest.approx(1000 - math.log(2))
+    # MAPE: |2 - 1| / 2 = 50 %, and y_true 0 divides by 1e-7
+    assert L.MeanAbsolutePercentageError()([[2.0]], [[1.0]]) == pytest.approx(50.0)
+    assert L.mape([[0.0]], [[1e-7]]) == pytest.approx([100.0])
+    assert L.MeanSquaredLogarithmicError()([[math.e - 1]], [[0.0]]) == pytest.approx(1.0, 1e-6)
+    # cosine: parallel -> -1, orthogonal -> 0, a zero vector -> 0
+    assert L.CosineSimilarity()([[1.0, 1.0]], [[2.0, 2.0]]) == pytest.approx(-1.0)
+    assert L.CosineSimilarity()([[1.0, 0.0]], [[0.0, 3.0]]) == pytest.approx(0.0)
+    assert L.cosine_similarity([[0.0, 0.0]], [[1.0, 2.0]]) == pytest.approx([0.0])
+    # hinge: 0/1 labels become -1/1: 1 - 1 * 0.3 = 0.7 and 1 - (-1)(-2) -> 0
+    assert L.Hinge()([[1.0, 0.0]], [[0.3, -2.0]]) == pytest.approx(0.7 / 2)
+    assert L.SquaredHinge()([[1.0, 0.0]], [[0.3, 0.5]]) == pytest.approx((0.49 + 2.25) / 2)
+    # labels not all 0/1 are used as given: 1 - 2 * 0.25 = 0.5
+    assert L.Hinge()([[2.0, -1.0]], [[0.25, -1.0]]) == pytest.approx(0.5 / 2)
+    # categorical hinge: neg = max of the wrong classes 0.6, pos 0.3 -> 1.3
+    assert L.CategoricalHinge()([[0, 1, 0]], [[0.6, 0.3, 0.1]]) == pytest.approx(1.3)
+    assert L.KLDivergence()([[0.5, 0.5]], [[0.25, 0.75]]) == pytest.approx(
+        0.5 * math.log(2) + 0.5 * math.log(2 / 3))
+    assert L.kld([[0.0, 1.0]], [[0.5, 0.5]]) == pytest.approx([1e-7 * math.log(2e-7)
+                                                             + math.log(2)])
+    assert L.Poisson()([[2.0]], [[1.0]]) == pytest.approx(1.0 - 2.0 * math.log(1 + 1e-7))
+    # binary focal: p = 0.8 for target 1 -> (0.2)**2 * -log 0.8; balancing * alpha 0.25
+    f = 0.04 * -math.log(0.8)
+    assert L.BinaryFocalCrossentropy()([[1.0]], [[0.8]]) == pytest.approx(f)
+    assert L.BinaryFocalCrossentropy(apply_class_balancing=True)([[1.0]], [[0.8]]) == \
+        pytest.approx(0.25 * f)
+    assert L.BinaryFocalCrossentropy(gamma=0.0)([[0.0]], [[0.8]]) == pytest.approx(
+        -math.log(0.2))
+    # categorical focal: alpha 0.25 * (1 - 0.7)**2 * -log 0.7
+    assert L.CategoricalFocalCrossentropy()([[0, 1, 0]], [[0.2, 0.7, 0.1]]) == pytest.approx(
+        0.25 * 0.09 * -math.log(0.7))
+
+
+def test_new_losses_train_a_model():
+    import pynn
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0], [0.5]], dtype="float32")
+    for loss in ("huber", "log_cosh", L.Huber(delta=0.5)):
+        model = pynn.Sequential([pynn.layers.Dense(1)], seed=0)
+        model.compile(optimizer=pynn.optimizers.SGD(0.1), loss=loss)
+        hist = model.fit(x, y, epochs=20, batch_size=16, verbose=0).history["loss"]
+        assert hist[-1] < 0.1 * hist[0], (loss, hist)
+    labels = (x[:, :1] > 0).astype("float32")
+    model = pynn.Sequential([pynn.layers.Dense(1, activation="sigmoid")], seed=0)
+    model.compile(optimizer=pynn.optimizers.SGD(0.5), loss="binary_focal_crossentropy",
+                  metrics=["accuracy"])
+    logs = model.fit(x, labels, epochs=30, batch_size=16, verbose=0).history
+    assert logs["accuracy"][-1] > 0.9
 
 
 def test_probabilities_are_clipped_like_keras():
@@ -127,6 +185,28 @@ CASES = [
     (lambda: L.SparseCategoricalCrossentropy(), "labels", "probs", False),
     (lambda: L.SparseCategoricalCrossentropy(), "labels", "logits", True),
     (lambda: L.SparseCategoricalCrossentropy(from_logits=True), "labels", "logits", False),
+    (lambda: L.Huber(), "target", "logits", False),
+    (lambda: L.Huber(delta=0.3), "target", "logits", False),
+    (lambda: L.LogCosh(), "target", "logits", False),
+    (lambda: L.MeanAbsolutePercentageError(), "target", "logits", False),
+    (lambda: L.MeanSquaredLogarithmicError(), "pos_t", "pos_p", False),
+    (lambda: L.CosineSimilarity(), "target", "logits", False),
+    (lambda: L.Hinge(), "bin_y", "logits", False),
+    (lambda: L.Hinge(), "sign_y", "logits", False),
+    (lambda: L.SquaredHinge(), "bin_y", "logits", False),
+    (lambda: L.CategoricalHinge(), "onehot", "logits", False),
+    (lambda: L.KLDivergence(), "probs", "bin_p", False),
+    (lambda: L.Poisson(), "pos_t", "pos_p", False),
+    (lambda: L.BinaryFocalCrossentropy(), "bin_y", "bin_p", False),
+    (lambda: L.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.4, gamma=1.5,
+                                       label_smoothing=0.1), "bin_y", "bin_p", False),
+    (lambda: L.BinaryFocalCrossentropy(from_logits=True, gamma=0.0), "bin_y", "logits", False),
+    (lambda: L.CategoricalFocalCrossentropy(), "onehot", "probs", False),
+    (lambda: L.CategoricalFocalCrossentropy(alpha=0.5, gamma=1.0, label_smoothing=0.2),
+     "onehot", "probs", False),
+    (lambda: L.CategoricalFocalCrossentropy(from_logits=True), "onehot", "logits", False),
+    (lambda: L.MeanSquaredError(reduction="sum"), "target", "logits", False),
+    (lambda: L.Huber(reduction="mean_with_sample_weight"), "target", "logits", False),
 ]
 
 
@@ -255,7 +335,17 @@ def test_prepare_targets_dense():
     ("categorical_crossentropy", L.CategoricalCrossentropy),
     ("sparse_categorical_crossentropy", L.SparseCategoricalCrossentropy),
     ("SparseCategoricalCrossentropy", L.SparseCategoricalCrossentropy),
-    ("MSE", L.MeanSquaredError)])
+    ("MSE", L.MeanSquaredError), ("huber", L.Huber), ("Huber", L.Huber),
+    ("log_cosh", L.LogCosh), ("kl_divergence", L.KLDivergence), ("kld", L.KLDivergence),
+    ("KLD", L.KLDivergence), ("hinge", L.Hinge), ("squared_hinge", L.SquaredHinge),
+    ("categorical_hinge", L.CategoricalHinge), ("poisson", L.Poisson),
+    ("mape", L.MeanAbsolutePercentageError), ("MAPE", L.MeanAbsolutePercentageError),
+    ("mean_absolute_percentage_error", L.MeanAbsolutePercentageError),
+    ("msle", L.MeanSquaredLogarithmicError),
+    ("mean_squared_logarithmic_error", L.MeanSquaredLogarithmicError),
+    ("cosine_similarity", L.CosineSimilarity),
+    ("binary_focal_crossentropy", L.BinaryFocalCrossentropy),
+    ("categorical_focal_crossentropy", L.CategoricalFocalCrossentropy)])
 def test_get_by_name(name, cls):
     assert type(L.get(name)) is cls
 
@@ -276,8 +366,7 @@ def test_get_other_identifiers():
 
 
 def test_config_round_trip_all():
-    for cls in (L.MeanSquaredError, L.MeanAbsoluteError, L.BinaryCrossentropy,
-                L.CategoricalCrossentropy, L.SparseCategoricalCrossentropy):
+    for cls in L._CLASSES.values():
         loss = cls()
         again = cls.from_config(loss.get_config())
         assert again.get_config() == loss.get_config()
@@ -291,3 +380,17 @@ def test_argument_errors():
         L.MeanSquaredError(reduction="median")
     with pytest.raises(ValueError, match="axis"):
         L.CategoricalCrossentropy(axis=0)
+    with pytest.raises(ValueError, match="delta"):
+        L.Huber(delta=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        L.BinaryFocalCrossentropy(gamma=-2.0)
+    with pytest.raises(ValueError, match="alpha"):
+        L.BinaryFocalCrossentropy(alpha=1.5)
+    with pytest.raises(TypeError, match="alpha"):
+        L.CategoricalFocalCrossentropy(alpha="high")
+    with pytest.raises(ValueError, match="axis"):
+        L.CosineSimilarity(axis=0)
+    with pytest.raises(ValueError, match="targets of shape"):
+        L.Huber().loss_and_grad(REF, np.zeros((3, 2)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="does not match"):
+        L.Huber()(np.zeros((3, 2)), np.zeros((3, 4)))

@@ -382,7 +382,8 @@ class Trainer:
                 if loss is not None:
                     logs[f"{name}_loss"] = s / count if count else 0.0
         for m in self.metrics:
-            logs[m.name] = float(m.result())
+            r = m.result()  # an array for per-class / per-threshold metrics (F1Score, ...)
+            logs[m.name] = float(r) if np.ndim(r) == 0 else np.asarray(r, dtype=np.float64)
         return logs
 
     def train_step(self, data):

@@ -187,3 +187,26 @@ def test_mnist_tutorial_network_end_to_end(cuda_be, hidden, tmp_path):
         ref.set_weights(w0)
         h_ref = ref.fit(x, y, batch_size=bs, epochs=1, verbose=0, shuffle=False)
     np.testing.assert_allclose(hist.history["loss"][0], h_ref.history["loss"][0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["huber", "categorical_focal_crossentropy"])
+def test_host_computed_loss_trains_like_numpy(cuda_be, loss):
+    """A loss without a backend op (computed on the host, pynn.losses._HostLoss) takes the
+    device output to the host and copies its gradient back into the device buffer."""
+    x, labels = _data(n=32)
+    y = np.eye(3, dtype=np.float32)[labels]
+    results = []
+    for be in ("numpy", cuda_be):
+        pynn.set_seed(3)
+        with pynn.use_backend(be):
+            m = pynn.Sequential([L.Input((2,)), L.Dense(3, activation="softmax")])
+            m.compile(optimizer=optimizers.SGD(0.1), loss=loss)
+            m.build((None, 2))
+            if results:
+                m.set_weights(results[0][0])
+            w0 = m.get_weights()
+            hist = m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+            results.append((w0, m.get_weights(), hist["loss"]))
+    np.testing.assert_allclose(results[1][2], results[0][2], rtol=RTOL, atol=ATOL)
+    for a, b in zip(results[1][1], results[0][1]):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
