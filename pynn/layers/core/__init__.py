@@ -1,4 +1,5 @@
 """Core layers."""
 from .dense import Dense
+from .embedding import Embedding
 
-__all__ = ["Dense"]
+__all__ = ["Dense", "Embedding"]
