@@ -28,6 +28,7 @@ from pynn._ext import step as _step
 from . import _blas
 from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .base import Backend
+from .cython_sequence import SEQUENCE_MODULE as _seq, CythonSequenceOps
 from .conv import prep_conv, prep_conv_backward, prep_pool
 from .conv_pool import prep_conv_pool, prep_conv_pool_backward
 from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
@@ -71,10 +72,10 @@ def _weights(w):
 
 
 #: The BLAS the kernels call (chosen once, at import).
-BLAS = _blas.select([_dense, _step, _conv])
+BLAS = _blas.select([_dense, _step, _conv, _seq])
 
 
-class CythonBackend(Backend):
+class CythonBackend(CythonSequenceOps, Backend):
     """Compiled CPU backend (Cython + BLAS); float32 and float64 kernels from one source."""
 
     name = "cython"
