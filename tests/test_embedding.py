@@ -75,3 +75,21 @@ def test_ops_bad_input(name):
         be.embedding_backward(np.array([[1, 2]]), np.zeros((1, 2, 2), np.float32), 0)
     with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
         be.embedding_backward(np.array([[1, 4]]), np.zeros((1, 2, 2), np.float32), 3)
+
+
+@pytest.mark.parametrize("name", [n for n in CPU_BACKENDS if getattr(
+    type(B.get(n)), "embedding_forward") is not getattr(B.Backend, "embedding_forward")])
+def test_compiled_ops_allocate_nothing_when_warm(name):
+    from test_recurrent_ops import WARM_LIMIT, transient_bytes
+    be = B.get(name)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, (16, 20)).astype(np.intp)
+    table = rng.standard_normal((50, 32)).astype(np.float32)
+    out = np.empty((16, 20, 32), np.float32)
+    grad = np.empty((50, 32), np.float32)
+
+    def run():
+        be.embedding_forward(ids, table, out=out)
+        be.embedding_backward(ids, out, 50, out=grad)
+
+    assert transient_bytes(run) < WARM_LIMIT

@@ -342,3 +342,62 @@ def test_bad_input(name):
                          bias_grad=False, dbias=np.zeros(8))
     with pytest.raises(ValueError, match=r"gates must have shape \(3, 4, 8\)"):
         be.lstm_backward(None, x, k, rk, fw["hprev"], fw["cprev"], fw["gates"][:, :, :4])
+
+
+# --------------------------------------------------------------------------------------
+# compiled ops allocate nothing when warm
+# --------------------------------------------------------------------------------------
+COMPILED = [n for n in CPU_BACKENDS
+            if getattr(type(B.get(n)), "lstm_forward") is not getattr(B.Backend, "lstm_forward")]
+#: transient bytes a warm call may use: Python objects of the argument checks (a few KB),
+#: below the smallest array the ops could allocate in the test (a (64, 64) float32 state)
+WARM_LIMIT = 12 * 1024
+
+
+def transient_bytes(call):
+    import tracemalloc
+    call()  # warm: scratch buffers grow here
+    tracemalloc.start()
+    try:
+        call()
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(3):
+            call()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return max(0, peak - max(base, current))
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
+def test_compiled_ops_allocate_nothing_when_warm(name, cell, reset_after, dt):
+    be = B.get(name)
+    p = problem(cell, reset_after, n=64, t=4, d=8, u=64, dt=dt, mask="random")
+    kw = dict(mask=p["mask"], reset_after=reset_after)
+    fw = forward(be, cell, p["x"], p["kernel"], p["rk"], p["bias"], p["h0"], p["c0"], **kw)
+    grads = backward(be, cell, fw, p["wy"], p["wh"], p["wc"], p["x"], p["kernel"], p["rk"],
+                     **kw)
+    extra = dict(reset_after=reset_after) if cell == "gru" else {}
+    states = (p["h0"],) + ((p["c0"],) if cell == "lstm" else ())
+    fwd = getattr(be, f"{cell}_forward")
+    bwd = getattr(be, f"{cell}_backward")
+    dgates = np.empty(fw["gates"].shape, dt)
+    work = (fw["hprev"],) + ((fw["cprev"],) if cell == "lstm" else ()) + (fw["gates"],)
+    dstate = dict(dh_out=p["wh"]) | (dict(dc_out=p["wc"]) if cell == "lstm" else {})
+
+    def run():
+        fwd(p["x"], p["kernel"], p["rk"], p["bias"], *states, mask=p["mask"], **fw, **extra)
+        bwd(p["wy"], p["x"], p["kernel"], p["rk"], *work, mask=p["mask"], dgates=dgates,
+            **dstate, **grads, **extra)
+
+    assert transient_bytes(run) < WARM_LIMIT
+
+
+def test_allocation_check_sees_the_reference_allocate():
+    p = problem("lstm", True, n=64, t=4, d=8, u=64, dt=np.float32)
+    fw = forward(REFERENCE, "lstm", p["x"], p["kernel"], p["rk"], p["bias"])
+    assert transient_bytes(lambda: REFERENCE.lstm_forward(
+        p["x"], p["kernel"], p["rk"], p["bias"], **fw)) > WARM_LIMIT
