@@ -12,10 +12,8 @@ import numpy as np
 
 from pynn._ext import sequence as _seq
 
-from .activation_codes import activation_code
 from .embedding import prep_embedding_backward, prep_embedding_forward
-from .recurrent import prep_rnn_backward, prep_rnn_forward
-from .validation import activation_alpha
+from .recurrent import CompiledRecurrentOps, kernel_activations
 
 __all__ = ["CythonSequenceOps", "SEQUENCE_MODULE"]
 
@@ -40,17 +38,12 @@ def _or_empty(a, dt, ndim):
     return (_empty(dt, ndim), False) if a is None else (a, True)
 
 
-def _acts(a):
-    return (activation_code(a.activation), activation_code(a.recurrent_activation),
-            activation_alpha(a.activation, None), activation_alpha(a.recurrent_activation, None))
-
-
 def _scratch(backend, size, dt):
     from .cython_backend import _thread_scratch
     return _thread_scratch(backend, "rnn", size, dt)
 
 
-class CythonSequenceOps:
+class CythonSequenceOps(CompiledRecurrentOps):
     """Compiled embedding and recurrent ops (see the module docstring)."""
 
     def embedding_forward(self, ids, table, out=None):
@@ -75,7 +68,7 @@ class CythonSequenceOps:
             ib, rb = _or_empty(bias, dt, 1), (_empty(dt, 1), False)
         h0, c0 = _or_empty(a.h0, dt, 2), _or_empty(a.c0, dt, 2)
         mask = (_NO_MASK, False) if a.mask is None else (a.mask.view(np.uint8), True)
-        act, ract, a_act, a_ract = _acts(a)
+        act, ract, a_act, a_ract = kernel_activations(a)
         scratch = _scratch(self, a.n * a.recurrent_kernel.shape[1], dt)
         _seq.rnn_forward(_CELL_CODE[a.cell], a.reset_after, a.x, a.kernel, a.recurrent_kernel,
                          ib[0], rb[0], ib[1], rb[1], h0[0], c0[0], h0[1], c0[1], mask[0],
@@ -108,7 +101,7 @@ class CythonSequenceOps:
         dx, has_dx = _or_empty(o.get("dx"), dt, 3)
         dh0, has_dstate = _or_empty(o.get("dh0"), dt, 2)
         dc0 = o.get("dc0") if lstm and o.get("dc0") is not None else _empty(dt, 2)
-        act, ract, a_act, a_ract = _acts(a)
+        act, ract, a_act, a_ract = kernel_activations(a)
         scratch = _scratch(self, 5 * a.n * a.units, dt)
         _seq.rnn_backward(_CELL_CODE[a.cell], a.reset_after, dy, has_dy, a.x, a.kernel,
                           a.recurrent_kernel, hprev, cprev if lstm else _empty(dt, 3), gates,
@@ -116,74 +109,3 @@ class CythonSequenceOps:
                           o["dkernel"], o["drecurrent_kernel"], dbi, dbr, dbias is not None,
                           dh0, dc0, has_dstate, o["dgates"], scratch, act, ract, a_act, a_ract,
                           a.go_backwards)
-
-    def simple_rnn_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
-                           out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                           go_backwards=False):
-        a = prep_rnn_forward("simple_rnn", x, kernel, recurrent_kernel, bias, h0, None, mask,
-                             activation, "sigmoid", go_backwards, False,
-                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
-        self._rnn_forward_kernel(a)
-        return tuple(a.outs[k] for k in ("out", "h_out", "hprev", "gates"))
-
-    def simple_rnn_backward(self, dy, x, kernel, recurrent_kernel, hprev, gates, mask=None,
-                            dh_out=None, input_grad=True, bias_grad=True, state_grad=True,
-                            dx=None, dkernel=None, drecurrent_kernel=None, dbias=None,
-                            dh0=None, dgates=None, activation="tanh", go_backwards=False):
-        a, dy, dh_out, _, hprev, _, gates = prep_rnn_backward(
-            "simple_rnn", dy, dh_out, None, x, kernel, recurrent_kernel, hprev, None, gates,
-            mask, activation, "sigmoid", go_backwards, False, bias_grad,
-            dict(dx=input_grad, dh0=state_grad),
-            dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dgates=dgates))
-        self._rnn_backward_kernel(a, dy, dh_out, None, hprev, None, gates)
-        return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0"))
-
-    def lstm_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, c0=None,
-                     mask=None, out=None, h_out=None, c_out=None, hprev=None, cprev=None,
-                     gates=None, activation="tanh", recurrent_activation="sigmoid",
-                     go_backwards=False):
-        a = prep_rnn_forward("lstm", x, kernel, recurrent_kernel, bias, h0, c0, mask,
-                             activation, recurrent_activation, go_backwards, False,
-                             dict(out=out, h_out=h_out, c_out=c_out, hprev=hprev,
-                                  cprev=cprev, gates=gates))
-        self._rnn_forward_kernel(a)
-        return tuple(a.outs[k] for k in ("out", "h_out", "c_out", "hprev", "cprev", "gates"))
-
-    def lstm_backward(self, dy, x, kernel, recurrent_kernel, hprev, cprev, gates, mask=None,
-                      dh_out=None, dc_out=None, input_grad=True, bias_grad=True,
-                      state_grad=True, dx=None, dkernel=None, drecurrent_kernel=None,
-                      dbias=None, dh0=None, dc0=None, dgates=None, activation="tanh",
-                      recurrent_activation="sigmoid", go_backwards=False):
-        a, dy, dh_out, dc_out, hprev, cprev, gates = prep_rnn_backward(
-            "lstm", dy, dh_out, dc_out, x, kernel, recurrent_kernel, hprev, cprev, gates,
-            mask, activation, recurrent_activation, go_backwards, False, bias_grad,
-            dict(dx=input_grad, dh0=state_grad, dc0=state_grad),
-            dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dc0=dc0, dgates=dgates))
-        self._rnn_backward_kernel(a, dy, dh_out, dc_out, hprev, cprev, gates)
-        return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0",
-                                         "dc0"))
-
-    def gru_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
-                    out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True):
-        a = prep_rnn_forward("gru", x, kernel, recurrent_kernel, bias, h0, None, mask,
-                             activation, recurrent_activation, go_backwards, reset_after,
-                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
-        self._rnn_forward_kernel(a)
-        return tuple(a.outs[k] for k in ("out", "h_out", "hprev", "gates"))
-
-    def gru_backward(self, dy, x, kernel, recurrent_kernel, hprev, gates, mask=None,
-                     dh_out=None, input_grad=True, bias_grad=True, state_grad=True, dx=None,
-                     dkernel=None, drecurrent_kernel=None, dbias=None, dh0=None, dgates=None,
-                     activation="tanh", recurrent_activation="sigmoid", go_backwards=False,
-                     reset_after=True):
-        a, dy, dh_out, _, hprev, _, gates = prep_rnn_backward(
-            "gru", dy, dh_out, None, x, kernel, recurrent_kernel, hprev, None, gates, mask,
-            activation, recurrent_activation, go_backwards, reset_after, bias_grad,
-            dict(dx=input_grad, dh0=state_grad),
-            dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dgates=dgates))
-        self._rnn_backward_kernel(a, dy, dh_out, None, hprev, None, gates)
-        return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0"))

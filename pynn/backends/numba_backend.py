@@ -30,6 +30,7 @@ from . import _numba_kernels as K  # noqa: E402
 from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD,  # noqa: E402
                                activation_code)
 from .base import Backend  # noqa: E402
+from .numba_sequence import NumbaSequenceOps  # noqa: E402
 from .conv import prep_conv, prep_conv_backward, prep_pool  # noqa: E402
 from .conv_pool import prep_conv_pool, prep_conv_pool_backward  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
@@ -70,7 +71,7 @@ def _tiny(dt):
     return dt.type(_FLT_MIN) if dt == np.float32 else dt.type(0.0)
 
 
-class NumbaBackend(Backend):
+class NumbaBackend(NumbaSequenceOps, Backend):
     """Numba JIT kernels for every hot op; the NumPy reference for the rest."""
 
     name = "numba"

@@ -42,10 +42,11 @@ from __future__ import annotations
 import numpy as np
 
 from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
-from .validation import ALIASING, _aligned, as_float, check_aliasing, check_out, work_dtype
+from .validation import (ALIASING, _aligned, activation_alpha, as_float, check_aliasing,
+                         check_out, work_dtype)
 
-__all__ = ["RecurrentOps", "RNN_CELLS", "prep_rnn_forward", "prep_rnn_backward",
-           "gate_widths"]
+__all__ = ["RecurrentOps", "CompiledRecurrentOps", "RNN_CELLS", "prep_rnn_forward", "prep_rnn_backward",
+           "gate_widths", "kernel_activations"]
 
 #: cell -> (kernel columns per unit, workspace gate columns per unit)
 RNN_CELLS = {"simple_rnn": (1, 1), "lstm": (4, 4), "gru": (3, 4)}
@@ -225,6 +226,13 @@ def prep_rnn_backward(cell, dy, dh_out, dc_out, x, kernel, recurrent_kernel, hpr
     check_aliasing(op, list(checked.items()),
                    [(k, v) for k, v in raw.items() if v is not None])
     return a, dy, dh_out, dc_out, hprev, cprev, gates
+
+
+def kernel_activations(a):
+    """``(activation code, recurrent activation code, alpha, recurrent alpha)`` of checked
+    :class:`RNNArgs`, as the compiled kernels take them."""
+    return (activation_code(a.activation), activation_code(a.recurrent_activation),
+            activation_alpha(a.activation, None), activation_alpha(a.recurrent_activation, None))
 
 
 def _steps(a):
@@ -530,3 +538,82 @@ class RecurrentOps:
         self._rnn_weight_grads(a, hprev, rec_cols, in_cols,
                                None if a.reset_after else gates[:, :, 3 * u:])
         return self._rnn_result(a, ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0"))
+
+
+class CompiledRecurrentOps:
+    """The public recurrent ops of a compiled backend: each checks its arguments with
+    :func:`prep_rnn_forward` / :func:`prep_rnn_backward` (so every backend raises the
+    reference's errors) and hands them to the backend's two kernels,
+    ``_rnn_forward_kernel(args)`` and ``_rnn_backward_kernel(args, dy, dh_out, dc_out,
+    hprev, cprev, gates)``, which fill ``args.outs``."""
+
+    def simple_rnn_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
+                           out=None, h_out=None, hprev=None, gates=None, activation="tanh",
+                           go_backwards=False):
+        a = prep_rnn_forward("simple_rnn", x, kernel, recurrent_kernel, bias, h0, None, mask,
+                             activation, "sigmoid", go_backwards, False,
+                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
+        self._rnn_forward_kernel(a)
+        return tuple(a.outs[k] for k in ("out", "h_out", "hprev", "gates"))
+
+    def simple_rnn_backward(self, dy, x, kernel, recurrent_kernel, hprev, gates, mask=None,
+                            dh_out=None, input_grad=True, bias_grad=True, state_grad=True,
+                            dx=None, dkernel=None, drecurrent_kernel=None, dbias=None,
+                            dh0=None, dgates=None, activation="tanh", go_backwards=False):
+        a, dy, dh_out, _, hprev, _, gates = prep_rnn_backward(
+            "simple_rnn", dy, dh_out, None, x, kernel, recurrent_kernel, hprev, None, gates,
+            mask, activation, "sigmoid", go_backwards, False, bias_grad,
+            dict(dx=input_grad, dh0=state_grad),
+            dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
+                 dh0=dh0, dgates=dgates))
+        self._rnn_backward_kernel(a, dy, dh_out, None, hprev, None, gates)
+        return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0"))
+
+    def lstm_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, c0=None,
+                     mask=None, out=None, h_out=None, c_out=None, hprev=None, cprev=None,
+                     gates=None, activation="tanh", recurrent_activation="sigmoid",
+                     go_backwards=False):
+        a = prep_rnn_forward("lstm", x, kernel, recurrent_kernel, bias, h0, c0, mask,
+                             activation, recurrent_activation, go_backwards, False,
+                             dict(out=out, h_out=h_out, c_out=c_out, hprev=hprev,
+                                  cprev=cprev, gates=gates))
+        self._rnn_forward_kernel(a)
+        return tuple(a.outs[k] for k in ("out", "h_out", "c_out", "hprev", "cprev", "gates"))
+
+    def lstm_backward(self, dy, x, kernel, recurrent_kernel, hprev, cprev, gates, mask=None,
+                      dh_out=None, dc_out=None, input_grad=True, bias_grad=True,
+                      state_grad=True, dx=None, dkernel=None, drecurrent_kernel=None,
+                      dbias=None, dh0=None, dc0=None, dgates=None, activation="tanh",
+                      recurrent_activation="sigmoid", go_backwards=False):
+        a, dy, dh_out, dc_out, hprev, cprev, gates = prep_rnn_backward(
+            "lstm", dy, dh_out, dc_out, x, kernel, recurrent_kernel, hprev, cprev, gates,
+            mask, activation, recurrent_activation, go_backwards, False, bias_grad,
+            dict(dx=input_grad, dh0=state_grad, dc0=state_grad),
+            dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
+                 dh0=dh0, dc0=dc0, dgates=dgates))
+        self._rnn_backward_kernel(a, dy, dh_out, dc_out, hprev, cprev, gates)
+        return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0",
+                                         "dc0"))
+
+    def gru_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
+                    out=None, h_out=None, hprev=None, gates=None, activation="tanh",
+                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True):
+        a = prep_rnn_forward("gru", x, kernel, recurrent_kernel, bias, h0, None, mask,
+                             activation, recurrent_activation, go_backwards, reset_after,
+                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
+        self._rnn_forward_kernel(a)
+        return tuple(a.outs[k] for k in ("out", "h_out", "hprev", "gates"))
+
+    def gru_backward(self, dy, x, kernel, recurrent_kernel, hprev, gates, mask=None,
+                     dh_out=None, input_grad=True, bias_grad=True, state_grad=True, dx=None,
+                     dkernel=None, drecurrent_kernel=None, dbias=None, dh0=None, dgates=None,
+                     activation="tanh", recurrent_activation="sigmoid", go_backwards=False,
+                     reset_after=True):
+        a, dy, dh_out, _, hprev, _, gates = prep_rnn_backward(
+            "gru", dy, dh_out, None, x, kernel, recurrent_kernel, hprev, None, gates, mask,
+            activation, recurrent_activation, go_backwards, reset_after, bias_grad,
+            dict(dx=input_grad, dh0=state_grad),
+            dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
+                 dh0=dh0, dgates=dgates))
+        self._rnn_backward_kernel(a, dy, dh_out, None, hprev, None, gates)
+        return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0"))
