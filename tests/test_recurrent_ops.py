@@ -7,7 +7,7 @@ import pytest
 
 import pynn.backends as B
 
-from helpers import CPU_BACKENDS, REFERENCE, assert_close
+from helpers import CPU_BACKENDS, REFERENCE, assert_close, import_keras
 
 CELLS = [("simple_rnn", True), ("lstm", True), ("gru", True), ("gru", False)]
 CELL_IDS = ["simple_rnn", "lstm", "gru", "gru_reset_before"]
@@ -286,9 +286,7 @@ def test_equals_torch(cell):
 @pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_equals_keras_masked(cell, reset_after, go_backwards):
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("compared on Keras's torch backend (KERAS_BACKEND=torch)")
+    keras = import_keras()
     p = problem(cell, reset_after, n=4, t=6, d=3, u=2, seed=11, mask="fully_masked_row",
                 dt=np.float32)
     cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,

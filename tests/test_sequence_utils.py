@@ -6,6 +6,8 @@ import pynn
 from pynn.preprocessing.sequence import pad_sequences as legacy_pad_sequences
 from pynn.utils import pad_sequences
 
+from helpers import import_keras
+
 SEQS = [[1], [2, 3], [4, 5, 6], [], [7, 8, 9, 10]]
 
 
@@ -75,7 +77,8 @@ def test_bad_sequences():
 @pytest.mark.parametrize("truncating", ["pre", "post"])
 @pytest.mark.parametrize("dtype, value", [("int32", 0), ("int64", -3), ("float32", 0.5)])
 def test_equals_keras(maxlen, padding, truncating, dtype, value):
-    sequence_utils = pytest.importorskip("keras.src.utils.sequence_utils")
+    import_keras()
+    from keras.src.utils import sequence_utils
     kw = dict(maxlen=maxlen, padding=padding, truncating=truncating, dtype=dtype, value=value)
     want = sequence_utils.pad_sequences(SEQS, **kw)
     got = pad_sequences(SEQS, **kw)
