@@ -51,12 +51,53 @@ cdef inline void gemm_rm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
 
 
 # ---------------------------------------------------------------------------
+# argument checks: the backend wrappers validate everything first (the reference's
+# prep_* functions); these only keep a direct caller from reading or writing outside
+# the arrays. An argument whose flag is off must be empty.
+# ---------------------------------------------------------------------------
+cdef _want(str fn, str name, tuple got, tuple want):
+    if got != want:
+        raise ValueError(f"{fn}: {name} must have shape {want}, got {got}")
+
+
+cdef _unused(str fn, str name, Py_ssize_t size):
+    if size != 0:
+        raise ValueError(f"{fn}: {name} is not used here and must be empty, got {size} "
+                         f"elements")
+
+
+cdef _check_ids(str fn, const Py_ssize_t[::1] ids, Py_ssize_t rows):
+    cdef Py_ssize_t k, bad = -1
+    with nogil:
+        for k in range(ids.shape[0]):
+            if ids[k] < 0 or ids[k] >= rows:
+                bad = k
+                break
+    if bad >= 0:
+        raise ValueError(f"{fn}: ids[{bad}] = {ids[bad]} is outside [0, {rows})")
+
+
+cdef tuple _s1(Py_ssize_t* shape):
+    return (shape[0],)
+
+
+cdef tuple _s2(Py_ssize_t* shape):
+    return (shape[0], shape[1])
+
+
+cdef tuple _s3(Py_ssize_t* shape):
+    return (shape[0], shape[1], shape[2])
+
+
+# ---------------------------------------------------------------------------
 # embedding
 # ---------------------------------------------------------------------------
 def embedding_forward(const Py_ssize_t[::1] ids not None, const floating[:, ::1] table not None,
                       floating[:, ::1] out not None):
-    """``out[k] = table[ids[k]]`` (ids checked by the caller)."""
+    """``out[k] = table[ids[k]]``."""
     cdef Py_ssize_t k, m = ids.shape[0], d = table.shape[1]
+    _want("embedding_forward", "out", _s2(out.shape), (m, d))
+    _check_ids("embedding_forward", ids, table.shape[0])
     if d == 0:
         return
     with nogil:
@@ -69,6 +110,8 @@ def embedding_backward(const Py_ssize_t[::1] ids not None, const floating[:, ::1
     """``out = 0; out[ids[k]] += dy[k]`` (repeated ids accumulate)."""
     cdef Py_ssize_t k, j, m = ids.shape[0], d = out.shape[1]
     cdef floating* row
+    _want("embedding_backward", "dy", _s2(dy.shape), (m, d))
+    _check_ids("embedding_backward", ids, out.shape[0])
     if d == 0:
         return
     with nogil:
@@ -107,6 +150,44 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
     cdef const floating *rec
     cdef floating zi, zf, zg, zo, cn, hn, z, r, hh, rh, b
     cdef bint m
+    _check_rnn("rnn_forward", cell, reset_after, n, T, d, u, G, W)
+    fn = "rnn_forward"
+    _want(fn, "kernel", _s2(kernel.shape), (d, G))
+    _want(fn, "out", _s3(out.shape), (n, T, u))
+    _want(fn, "h_out", _s2(h_out.shape), (n, u))
+    _want(fn, "hprev", _s3(hprev.shape), (n, T, u))
+    _want(fn, "gates", _s3(gates.shape), (n, T, W))
+    if has_ibias:
+        _want(fn, "ibias", _s1(ibias.shape), (G,))
+    else:
+        _unused(fn, "ibias", ibias.shape[0])
+    if has_rbias and cell == CELL_GRU and reset_after:
+        _want(fn, "rbias", _s1(rbias.shape), (G,))
+    else:
+        has_rbias = False
+        _unused(fn, "rbias", rbias.shape[0])
+    if has_h0:
+        _want(fn, "h0", _s2(h0.shape), (n, u))
+    else:
+        _unused(fn, "h0", h0.shape[0] * h0.shape[1])
+    if has_c0 and cell == CELL_LSTM:
+        _want(fn, "c0", _s2(c0.shape), (n, u))
+    else:
+        has_c0 = False
+        _unused(fn, "c0", c0.shape[0] * c0.shape[1])
+    if cell == CELL_LSTM:
+        _want(fn, "c_out", _s2(c_out.shape), (n, u))
+        _want(fn, "cprev", _s3(cprev.shape), (n, T, u))
+    else:
+        _unused(fn, "c_out", c_out.shape[0] * c_out.shape[1])
+        _unused(fn, "cprev", cprev.shape[0] * cprev.shape[1] * cprev.shape[2])
+    if has_mask:
+        _want(fn, "mask", _s2(mask.shape), (n, T))
+    else:
+        _unused(fn, "mask", mask.shape[0] * mask.shape[1])
+    if scratch.shape[0] < n * G:
+        raise ValueError(f"{fn}: scratch needs at least {n * G} elements, got "
+                         f"{scratch.shape[0]}")
     if n == 0 or T == 0:
         if n:
             for i in range(n):
@@ -212,6 +293,20 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
                     memcpy(o, &out[i, s - 1, 0], u * sizeof(floating))
 
 
+cdef _check_rnn(str fn, int cell, bint reset_after, Py_ssize_t n, Py_ssize_t T,
+                Py_ssize_t d, Py_ssize_t u, Py_ssize_t G, Py_ssize_t W):
+    """The cell code and the widths of the kernels and the gates workspace."""
+    if cell not in (CELL_SIMPLE, CELL_LSTM, CELL_GRU):
+        raise ValueError(f"{fn}: unknown cell code {cell}")
+    cdef Py_ssize_t k = 1 if cell == CELL_SIMPLE else (4 if cell == CELL_LSTM else 3)
+    cdef Py_ssize_t w = 1 if cell == CELL_SIMPLE else 4
+    if G != k * u:
+        raise ValueError(f"{fn}: the recurrent kernel must be (units, {k} * units), got "
+                         f"{(u, G)}")
+    if W != w * u:
+        raise ValueError(f"{fn}: gates must have {w} * units = {w * u} columns, got {W}")
+
+
 cdef void column_sums64(const floating* a, Py_ssize_t rows, Py_ssize_t lda, Py_ssize_t cols,
                         floating* out) noexcept nogil:
     """``out[j] = sum_r a[r * lda + j]`` accumulated in float64."""
@@ -258,6 +353,37 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
     cdef floating *dg
     cdef floating zi, zf, zg, zo, cp, cv, tc, dcv, z, r, hh, rec, dhh, hv
     cdef bint m
+    _check_rnn("rnn_backward", cell, reset_after, n, T, d, u, G, W)
+    fn = "rnn_backward"
+    _want(fn, "kernel", _s2(kernel.shape), (d, G))
+    _want(fn, "hprev", _s3(hprev.shape), (n, T, u))
+    _want(fn, "dkernel", _s2(dkernel.shape), (d, G))
+    _want(fn, "drk", _s2(drk.shape), (u, G))
+    _want(fn, "gates", _s3(gates.shape), (n, T, W))
+    _want(fn, "dgates", _s3(dgates.shape), (n, T, W))
+    for name, flag, shape, want in (
+            ("dy", has_dy, _s3(dy.shape), (n, T, u)),
+            ("mask", has_mask, _s2(mask.shape), (n, T)),
+            ("dh_out", has_dh, _s2(dh_out.shape), (n, u)),
+            ("dc_out", has_dc and cell == CELL_LSTM, _s2(dc_out.shape), (n, u)),
+            ("dx", has_dx, _s3(dx.shape), (n, T, d)),
+            ("dbias_in", has_dbias, _s1(dbias_in.shape), (G,)),
+            ("dbias_rec", has_dbias and cell == CELL_GRU and reset_after,
+             _s1(dbias_rec.shape), (G,)),
+            ("dh0", has_dstate, _s2(dh0.shape), (n, u)),
+            ("dc0", has_dstate and cell == CELL_LSTM, _s2(dc0.shape), (n, u)),
+            ("cprev", cell == CELL_LSTM, _s3(cprev.shape), (n, T, u))):
+        if flag:
+            _want(fn, name, shape, want)
+        else:
+            size = 1
+            for v in shape:
+                size *= v
+            _unused(fn, name, size)
+    has_dc = has_dc and cell == CELL_LSTM
+    if scratch.shape[0] < 5 * n * u:
+        raise ValueError(f"{fn}: scratch needs at least {5 * n * u} elements, got "
+                         f"{scratch.shape[0]}")
     with nogil:
         for j in range(nu):
             dh[j] = dh_out[j // u, j % u] if has_dh else 0
