@@ -301,3 +301,17 @@ def test_synthetic_sentiment_task_learns(cls):
     _, acc = model.evaluate(xv, yv, verbose=0)
     print(f"{cls} synthetic sentiment: held-out accuracy {acc:.4f}")
     assert acc > 0.95
+
+
+def test_recurrent_layer_without_weight_gradients_still_passes_input_gradients():
+    """Weights with no gradient buffer (created frozen): backward still returns dx."""
+    x = np.random.default_rng(4).standard_normal((2, 3, 2))
+    layer = GRU(3, dtype="float64")
+    layer(x)
+    ctx = layer.context()
+    layer.forward(ctx, x)
+    want = layer.backward(ctx, np.ones((2, 3))).copy()
+    for w in layer.weights:
+        w.grad = None
+    layer.forward(ctx, x)
+    np.testing.assert_array_equal(layer.backward(ctx, np.ones((2, 3))), want)

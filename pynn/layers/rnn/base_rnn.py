@@ -174,15 +174,13 @@ class BaseRNN(Layer):
             dseq.fill(0)
             dseq[:, -1] = dy
         g = gate_widths(self.cell, u)[1]
-        grads = dict(dkernel=ctx.grad_out(self.kernel),
-                     drecurrent_kernel=ctx.grad_out(self.recurrent_kernel),
+        # a frozen kernel's gradient still comes out of the op: into a workspace
+        dk = ctx.grad_out(self.kernel)
+        drk = ctx.grad_out(self.recurrent_kernel)
+        grads = dict(dkernel=dk if dk is not None else ctx.buffer("dk_frozen", self.kernel.shape),
+                     drecurrent_kernel=drk if drk is not None else
+                     ctx.buffer("drk_frozen", self.recurrent_kernel.shape),
                      dgates=ctx.buffer("dgates", (n, t, g)))
-        if grads["dkernel"] is None or grads["drecurrent_kernel"] is None:
-            grads["dkernel"] = grads["dkernel"] if grads["dkernel"] is not None else \
-                ctx.buffer("dkernel_unused", self.kernel.shape)
-            grads["drecurrent_kernel"] = grads["drecurrent_kernel"] \
-                if grads["drecurrent_kernel"] is not None else \
-                ctx.buffer("drk_unused", self.recurrent_kernel.shape)
         dbias = None if self.bias is None else ctx.grad_out(self.bias)
         if input_grad:
             grads["dx"] = ctx.buffer("dx", (n, t, d))
