@@ -45,8 +45,8 @@ from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .validation import (ALIASING, _aligned, activation_alpha, as_float, check_aliasing,
                          check_out, work_dtype)
 
-__all__ = ["RecurrentOps", "CompiledRecurrentOps", "RNN_CELLS", "prep_rnn_forward", "prep_rnn_backward",
-           "gate_widths", "kernel_activations"]
+__all__ = ["RecurrentOps", "CompiledRecurrentOps", "RNN_CELLS", "prep_rnn_forward",
+           "prep_rnn_backward", "gate_widths", "kernel_activations"]
 
 #: cell -> (kernel columns per unit, workspace gate columns per unit)
 RNN_CELLS = {"simple_rnn": (1, 1), "lstm": (4, 4), "gru": (3, 4)}
