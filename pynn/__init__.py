@@ -14,7 +14,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import (activations, backends, callbacks, datasets, initializers, layers, losses,
-               metrics, models, ops, optimizers, regularizers, saving, trainers)
+               metrics, models, ops, optimizers, preprocessing, regularizers, saving,
+               trainers, utils)
 from ._config import floatx, set_floatx, set_seed
 from .backends import get_backend, set_backend, use_backend
 from .layers import Input, clear_session
@@ -24,7 +25,8 @@ __all__ = [
     "__version__", "activations", "backends", "callbacks", "datasets", "initializers",
     "layers", "losses", "metrics", "models", "ops", "optimizers", "regularizers", "saving",
     "plot", "floatx", "set_floatx", "set_seed", "get_backend", "set_backend", "use_backend",
-    "clear_session", "Input", "Model", "Sequential", "load_model", "trainers",
+    "clear_session", "Input", "Model", "Sequential", "load_model", "trainers", "utils",
+    "preprocessing",
 ]
 
 

@@ -325,3 +325,18 @@ for _item in filter(None, _os.environ.get("PYNN_TEST_EXTRA_BACKENDS", "").split(
 CPU_BACKENDS = [n for n in ("numpy", "cython", "numba", *EXTRA_BACKENDS)
                 if B.why_unavailable(n) is None]
 FAST_BACKENDS = [n for n in CPU_BACKENDS if n != "numpy"]
+
+
+def import_keras():
+    """Keras 3 on its torch backend (the backend this project compares against), or skip.
+
+    Sets ``KERAS_BACKEND=torch`` unless already chosen; skips when Keras is missing or
+    runs on another backend."""
+    import os
+
+    import pytest
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("compared on Keras's torch backend (KERAS_BACKEND=torch)")
+    return keras

@@ -172,10 +172,43 @@ def _cases(dt):
         Case("pool2d_backward", dict(dy=r(2, 3, 3, 3), input_shape=(2, 5, 4, 3),
                                      pool_size=(2, 2), strides=(2, 1), padding=((0, 1), (0, 0)),
                                      mode="avg", out=e(2, 5, 4, 3))),
+        Case("embedding_forward", dict(ids=np.array([[0, 3], [3, 1]], np.int64),
+                                       table=r(4, 3), out=e(2, 2, 3))),
+        Case("embedding_backward", dict(ids=np.array([[0, 3], [3, 1]], np.int64),
+                                        dy=r(2, 2, 3), num_embeddings=4, out=e(4, 3))),
+        *_recurrent_cases(r, e),
         Case("dense_stack_forward_backward", stack(update=True)),
         Case("dense_stack_forward_backward", stack(update=False),
              reads=("kernels", "biases")),
     ]
+
+
+def _recurrent_cases(r, e):
+    """One forward and one backward call of each recurrent op (masked, with states)."""
+    n, t, d, u = 2, 3, 3, 3  # every written array > 8 bytes (the partial-overlap offset)
+    mask = np.array([[True, False, True], [False, False, True]])
+    cases = []
+    for cell, k, g, bias in (("simple_rnn", 1, 1, (u,)), ("lstm", 4, 4, (4 * u,)),
+                             ("gru", 3, 4, (2, 3 * u))):
+        x, kernel, rk = r(n, t, d), r(d, k * u), r(u, k * u)
+        fw = dict(x=x, kernel=kernel, recurrent_kernel=rk, bias=r(*bias), h0=r(n, u),
+                  mask=mask.copy(), out=e(n, t, u), h_out=e(n, u), hprev=e(n, t, u),
+                  gates=e(n, t, g * u))
+        if cell == "lstm":
+            fw.update(c0=r(n, u), c_out=e(n, u), cprev=e(n, t, u))
+        res = getattr(REFERENCE, f"{cell}_forward")(**_copy_tree(fw))
+        names = ("out", "h_out", "c_out", "hprev", "cprev", "gates") if cell == "lstm" \
+            else ("out", "h_out", "hprev", "gates")
+        saved = dict(zip(names, res))
+        bw = dict(dy=r(n, t, u), x=x.copy(), kernel=kernel.copy(), recurrent_kernel=rk.copy(),
+                  hprev=saved["hprev"].copy(), gates=saved["gates"].copy(), mask=mask.copy(),
+                  dh_out=r(n, u), dx=e(n, t, d), dkernel=e(d, k * u),
+                  drecurrent_kernel=e(u, k * u), dbias=e(*bias), dh0=e(n, u),
+                  dgates=e(n, t, g * u))
+        if cell == "lstm":
+            bw.update(cprev=saved["cprev"].copy(), dc_out=r(n, u), dc0=e(n, u))
+        cases += [Case(f"{cell}_forward", fw), Case(f"{cell}_backward", bw)]
+    return cases
 
 
 # --------------------------------------------------------------------------

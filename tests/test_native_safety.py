@@ -58,6 +58,8 @@ class Guarded:
     def _canary(dtype, n):
         if dtype.kind == "f":
             return np.full(n, -12345.5, dtype)
+        if dtype.kind == "u":
+            return np.full(n, 0xAB, dtype)
         return np.full(n, -777, dtype)
 
     def intact(self):
@@ -201,6 +203,33 @@ EXT_CASES = {
                                   ((1, 0), (0, 1)), True,
                                   _arr("in", (2, N, K, M), "p", "labels"),
                                   _arr("out", (2, N, K, M), "F")],
+    # ids (3,) below 4 into a (9, 5) table; its row count is free (any above the ids)
+    ("sequence", "embedding_forward"): [_arr("in", (M,), "p", "labels"),
+                                        _arr("in", (K + N, N), "F"), _arr("out", (M, N), "F")],
+    ("sequence", "embedding_backward"): [_arr("in", (M,), "p", "labels"),
+                                         _arr("in", (M, N), "F"), _arr("out", (K + N, N), "F")],
+    # an LSTM (cell 1): x (5, 3, 4), units 2, gates 8; every flag on except the GRU's
+    # recurrent bias (an empty array: unused)
+    ("sequence", "rnn_forward"): [1, False, _arr("in", (N, M, K), "F"), _arr("in", (K, 8), "F"),
+                                  _arr("in", (2, 8), "F"), _arr("in", (8,), "F"),
+                                  _arr("in", (0,), "F"), True, False, _arr("in", (N, 2), "F"),
+                                  _arr("in", (N, 2), "F"), True, True,
+                                  _arr("in", (N, M), "b", "ones"), True,
+                                  _arr("out", (N, M, 2), "F"), _arr("out", (N, 2), "F"),
+                                  _arr("out", (N, 2), "F"), _arr("out", (N, M, 2), "F"),
+                                  _arr("out", (N, M, 2), "F"), _arr("out", (N, M, 8), "F"),
+                                  _arr("out", (N * 8,), "F"), 5, 4, 0.0, 0.0, False],
+    ("sequence", "rnn_backward"): [1, False, _arr("in", (N, M, 2), "F"), True,
+                                   _arr("in", (N, M, K), "F"), _arr("in", (K, 8), "F"),
+                                   _arr("in", (2, 8), "F"), _arr("in", (N, M, 2), "F"),
+                                   _arr("in", (N, M, 2), "F"), _arr("in", (N, M, 8), "F", "probs"),
+                                   _arr("in", (N, M), "b", "ones"), True,
+                                   _arr("in", (N, 2), "F"), True, _arr("in", (N, 2), "F"), True,
+                                   _arr("out", (N, M, K), "F"), True, _arr("out", (K, 8), "F"),
+                                   _arr("out", (2, 8), "F"), _arr("out", (8,), "F"),
+                                   _arr("out", (0,), "F"), True, _arr("out", (N, 2), "F"),
+                                   _arr("out", (N, 2), "F"), True, _arr("out", (N, M, 8), "F"),
+                                   _arr("out", (5 * N * 2,), "F"), 5, 4, 0.0, 0.0, False],
 }
 
 
@@ -216,7 +245,7 @@ def _fill(kind, shape, rng):
 
 
 def _dtype_of(kind, work):
-    return {"F": work, "d": F64, "p": INTP}[kind]
+    return {"F": work, "d": F64, "p": INTP, "b": np.dtype(np.uint8)}[kind]
 
 
 def _other_dtypes(kind, work):
@@ -224,6 +253,8 @@ def _other_dtypes(kind, work):
         return [F32 if work == F64 else F64, np.dtype(np.int32)]
     if kind == "d":
         return [F32, np.dtype(np.int64)]
+    if kind == "b":
+        return [np.dtype(np.int32), F64]
     return [np.dtype(np.int32), F64]
 
 
@@ -640,7 +671,19 @@ FREE_AXES = {("layers.bias_grad", "arg0:axis0-1"), ("layers.bias_grad", "arg0:ax
              ("conv.conv2d_pool_backward", "arg16:axis0+1"),
              ("conv.conv2d_pool_backward", "arg18:axis0+1"),
              # one input row fewer: a 4-row output pools 2x2 to the same 2 rows (floor)
-             ("conv.conv2d_pool_forward", "arg0:axis1-1")}
+             ("conv.conv2d_pool_forward", "arg0:axis1-1"),
+             # an embedding table may have any number of rows above the ids
+             ("sequence.embedding_forward", "arg1:axis0-1"),
+             ("sequence.embedding_forward", "arg1:axis0+1"),
+             ("sequence.embedding_backward", "arg2:axis0-1"),
+             ("sequence.embedding_backward", "arg2:axis0+1"),
+             # unused arguments must be empty (an empty array is contiguous whatever its
+             # strides); scratch may be larger than needed
+             ("sequence.rnn_forward", "arg6:axis0-1"), ("sequence.rnn_forward", "arg6:strided"),
+             ("sequence.rnn_forward", "arg21:axis0+1"),
+             ("sequence.rnn_backward", "arg21:axis0-1"),
+             ("sequence.rnn_backward", "arg21:strided"),
+             ("sequence.rnn_backward", "arg27:axis0+1")}
 
 
 #: array arguments whose None is documented ("this gradient is not wanted"), not a mistake

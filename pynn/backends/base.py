@@ -42,6 +42,8 @@ import numpy as np
 
 from .conv import ConvOps
 from .conv_pool import ConvPoolOps
+from .embedding import EmbeddingOps
+from .recurrent import RecurrentOps
 from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS,
                                NEEDS_INPUT_FOR_BACKWARD, activation_code)
 from .fused_stack import (STACK_LOSSES, StackUpdate, _dense_forward_reference,
@@ -89,7 +91,7 @@ _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-class Backend(ConvOps, ConvPoolOps):
+class Backend(ConvOps, ConvPoolOps, EmbeddingOps, RecurrentOps):
     """Reference implementation of every op, in plain NumPy.
 
     Subclasses override hot ops and must keep each method's signature.

@@ -31,6 +31,7 @@ from .base import Backend
 from .conv import (prep_conv_backward, prep_conv_backward_input,
                    prep_conv_backward_kernel, prep_conv_forward, prep_pool_backward,
                    prep_pool_forward)
+from .cython_sequence import SEQUENCE_MODULE as _seq, CythonSequenceOps
 from .conv_pool import prep_conv_pool, prep_conv_pool_backward
 from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
                           check_dense_stack, stack_update_hyper)
@@ -73,10 +74,10 @@ def _weights(w):
 
 
 #: The BLAS the kernels call (chosen once, at import).
-BLAS = _blas.select([_dense, _step, _conv])
+BLAS = _blas.select([_dense, _step, _conv, _seq])
 
 
-class CythonBackend(Backend):
+class CythonBackend(CythonSequenceOps, Backend):
     """Compiled CPU backend (Cython + BLAS); float32 and float64 kernels from one source."""
 
     name = "cython"

@@ -8,7 +8,7 @@ gives it. Calling a layer on :func:`Input` tensors records a graph node.
 from .activations import Activation, LeakyReLU, Softmax
 from .context import CallContext
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-from .core import Dense, Masking
+from .core import Dense, Embedding, Masking
 from .input_layer import Input, InputLayer
 from .layer import Layer, Weight, clear_session
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,
@@ -19,6 +19,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                       MaxPooling1D, MaxPooling2D)
 from .regularization import Dropout, SpatialDropout1D, SpatialDropout2D
+from .rnn import GRU, LSTM, SimpleRNN
 from .reshaping import (Cropping1D, Cropping2D, Flatten, Reshape, UpSampling1D, UpSampling2D,
                         ZeroPadding1D, ZeroPadding2D)
 from .serialization import deserialize, get, register, serialize
@@ -30,6 +31,7 @@ register(Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxP
          GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape,
          ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D,
          SpatialDropout1D, SpatialDropout2D, Masking)
+register(Embedding, SimpleRNN, LSTM, GRU)
 
 __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input", "Dense",
            "Masking",
@@ -41,4 +43,5 @@ __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input
            "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
-           "Cropping2D", "UpSampling1D", "UpSampling2D", "SpatialDropout1D", "SpatialDropout2D"]
+           "Cropping2D", "UpSampling1D", "UpSampling2D", "SpatialDropout1D", "SpatialDropout2D",
+           "Embedding", "SimpleRNN", "LSTM", "GRU"]

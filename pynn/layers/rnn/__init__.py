@@ -1,0 +1,7 @@
+"""Recurrent layers (Keras 3's ``layers/rnn``)."""
+from .base_rnn import BaseRNN
+from .gru import GRU
+from .lstm import LSTM
+from .simple_rnn import SimpleRNN
+
+__all__ = ["BaseRNN", "SimpleRNN", "LSTM", "GRU"]

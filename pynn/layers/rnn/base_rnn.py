@@ -1,0 +1,228 @@
+"""The shared part of ``SimpleRNN``, ``LSTM`` and ``GRU``: one recurrent layer over a
+whole sequence, run by the backend's ``<cell>_forward`` / ``<cell>_backward`` ops."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import activations, initializers, regularizers
+from ...backends.recurrent import gate_widths
+from ..layer import Layer
+
+__all__ = ["BaseRNN"]
+
+
+def _units(layer, units):
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        raise ValueError(f"Received an invalid value for argument `units`, expected a "
+                         f"positive integer, got {units!r} (layer {layer.name!r})")
+    return int(units)
+
+
+class BaseRNN(Layer):
+    """A recurrent layer over inputs ``(batch, timesteps, features)``.
+
+    Subclasses set :attr:`cell` (the backend op family) and the gate widths; this class
+    owns the weights ``kernel (d, k*u)``, ``recurrent_kernel (u, k*u)`` and ``bias``, the
+    output rules (``return_sequences``, ``return_state``, ``go_backwards``) and the
+    workspaces, kept per batch shape in the call's context so a warm step allocates
+    nothing. ``forward`` also takes ``mask (batch, timesteps)`` and ``initial_state``
+    (a list of ``(batch, units)`` arrays); called on arrays, the layer takes them as
+    keywords, as Keras's does.
+
+    Not implemented yet: ``dropout``, ``recurrent_dropout`` and ``stateful`` (a non-default
+    value is refused); ``initial_state`` and ``mask`` on symbolic tensors (so no gradient
+    flows into initial states).
+    """
+
+    cell = None
+    #: names of the state tensors (``['h']``, LSTM ``['h', 'c']``)
+    state_names = ("h",)
+
+    def __init__(self, units, activation="tanh", recurrent_activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _units(self, units)
+        self._act = activations.canonical_name(activation)
+        self._ract = (None if recurrent_activation is None
+                      else activations.canonical_name(recurrent_activation))
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        for what, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if value != 0:
+                raise ValueError(f"{type(self).__name__} layer {self.name!r}: {what}={value!r}"
+                                 f" is not supported yet (only 0.0)")
+        if stateful:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: stateful=True is not "
+                             f"supported yet")
+        self.dropout = 0.0
+        self.recurrent_dropout = 0.0
+        self.stateful = False
+        self.unroll = bool(unroll)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.kernel = self.recurrent_kernel = self.bias = None
+
+    # -- weights -------------------------------------------------------------------------
+    def _bias_shape(self):
+        return (gate_widths(self.cell, self.units)[0],)
+
+    def _bias_initializer(self):
+        return self.bias_initializer
+
+    def build(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} needs inputs of shape "
+                             f"(batch, timesteps, features) with known features, got "
+                             f"{input_shape}")
+        cols = gate_widths(self.cell, self.units)[0]
+        self.kernel = self.add_weight("kernel", (input_shape[-1], cols),
+                                      self.kernel_initializer, self.kernel_regularizer)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, cols),
+                                                self.recurrent_initializer,
+                                                self.recurrent_regularizer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
+                                        self.bias_regularizer)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        n, t = input_shape[0], input_shape[1]
+        out = (n, t, self.units) if self.return_sequences else (n, self.units)
+        if self.return_state:
+            return [out] + [(n, self.units) for _ in self.state_names]
+        return out
+
+    # -- computation ---------------------------------------------------------------------
+    def _op_kwargs(self):
+        """Keyword arguments the cell's ops take besides the arrays."""
+        return dict(activation=self._act, go_backwards=self.go_backwards)
+
+    def _check_call(self, x, mask, initial_state):
+        shape = tuple(x.shape)
+        name = f"{type(self).__name__} layer {self.name!r}"
+        if len(shape) != 3:
+            raise ValueError(f"{name} expects inputs of shape (batch, timesteps, features), "
+                             f"got shape {shape}")
+        n, t = shape[0], shape[1]
+        if mask is not None and tuple(np.shape(mask)) != (n, t):
+            raise ValueError(f"{name}: the mask must have shape (batch, timesteps) = "
+                             f"{(n, t)} for inputs of shape {shape}, got {np.shape(mask)}")
+        if initial_state is None:
+            return None
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else \
+            [initial_state]
+        if len(states) != len(self.state_names):
+            raise ValueError(f"{name} takes {len(self.state_names)} initial state(s) "
+                             f"({', '.join(self.state_names)}), got {len(states)}")
+        be = self.backend
+        out = []
+        for k, s in zip(self.state_names, states):
+            if tuple(np.shape(s)) != (n, self.units):
+                raise ValueError(f"{name}: initial state {k!r} must have shape (batch, units) "
+                                 f"= {(n, self.units)}, got {tuple(np.shape(s))}")
+            out.append(be.asarray(np.asarray(s), dtype=np.dtype(self.dtype)))
+        return out
+
+    def forward(self, ctx, x, training=False, mask=None, initial_state=None):
+        states = self._check_call(x, mask, initial_state)
+        n, t, _ = x.shape
+        u = self.units
+        g = gate_widths(self.cell, u)[1]
+        lstm = self.cell == "lstm"
+        bufs = dict(out=ctx.buffer("out", (n, t, u)), h_out=ctx.buffer("h_out", (n, u)),
+                    hprev=ctx.buffer("hprev", (n, t, u)), gates=ctx.buffer("gates", (n, t, g)))
+        if lstm:
+            bufs.update(c_out=ctx.buffer("c_out", (n, u)), cprev=ctx.buffer("cprev", (n, t, u)))
+        init = states or [None] * len(self.state_names)
+        op = getattr(self.backend, f"{self.cell}_forward")
+        bias = self.bias.value if self.bias is not None else None
+        op(x, self.kernel.value, self.recurrent_kernel.value, bias, *init, mask=mask,
+           **bufs, **self._op_kwargs())
+        ctx.saved = (x, mask, bufs)
+        if self.return_sequences:
+            y = bufs["out"]
+        else:
+            y = ctx.buffer("last", (n, u))
+            self.backend.copy_(bufs["out"][:, -1], y)
+        if not self.return_state:
+            return y
+        return [y, bufs["h_out"]] + ([bufs["c_out"]] if lstm else [])
+
+    def backward(self, ctx, dy, input_grad=True):
+        x, mask, bufs = ctx.saved
+        n, t, d = x.shape
+        u = self.units
+        lstm = self.cell == "lstm"
+        dh_out = dc_out = None
+        if self.return_state:
+            dy, dh_out, dc_out = dy[0], dy[1], (dy[2] if lstm else None)
+        if self.return_sequences:
+            dseq = dy
+        else:
+            dseq = ctx.buffer("dseq", (n, t, u))
+            dseq.fill(0)
+            dseq[:, -1] = dy
+        g = gate_widths(self.cell, u)[1]
+        # a frozen kernel's gradient still comes out of the op: into a workspace
+        dk = ctx.grad_out(self.kernel)
+        drk = ctx.grad_out(self.recurrent_kernel)
+        grads = dict(dkernel=dk if dk is not None else ctx.buffer("dk_frozen", self.kernel.shape),
+                     drecurrent_kernel=drk if drk is not None else
+                     ctx.buffer("drk_frozen", self.recurrent_kernel.shape),
+                     dgates=ctx.buffer("dgates", (n, t, g)))
+        dbias = None if self.bias is None else ctx.grad_out(self.bias)
+        if input_grad:
+            grads["dx"] = ctx.buffer("dx", (n, t, d))
+        op = getattr(self.backend, f"{self.cell}_backward")
+        work = [bufs["hprev"]] + ([bufs["cprev"]] if lstm else []) + [bufs["gates"]]
+        extra = dict(dc_out=dc_out) if lstm else {}
+        op(dseq, x, self.kernel.value, self.recurrent_kernel.value, *work, mask=mask,
+           dh_out=dh_out, input_grad=bool(input_grad), bias_grad=dbias is not None,
+           state_grad=False, dbias=dbias, **grads, **extra, **self._op_kwargs())
+        return grads.get("dx") if input_grad else None
+
+    def __call__(self, inputs, training=False, mask=None, initial_state=None):
+        """As :meth:`Layer.__call__`; on arrays, also ``mask`` and ``initial_state``."""
+        if mask is None and initial_state is None:
+            return super().__call__(inputs, training=training)
+        from ..node import KerasTensor
+        if isinstance(inputs, KerasTensor):
+            raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: mask and "
+                                      f"initial_state on symbolic tensors are not supported yet")
+        be = self.backend
+        x = be.asarray(np.asarray(inputs), dtype=np.dtype(self.dtype))
+        self._build_for(tuple(x.shape))
+        m = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+        out = self.forward(self.context(), x, training=training, mask=m,
+                           initial_state=initial_state)
+        if isinstance(out, list):
+            return [np.array(be.to_numpy(o), copy=True) for o in out]
+        return np.array(be.to_numpy(out), copy=True)
+
+    # -- config --------------------------------------------------------------------------
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(units=self.units, activation=self._act, use_bias=self.use_bias,
+                   kernel_initializer=initializers.serialize(self.kernel_initializer),
+                   recurrent_initializer=initializers.serialize(self.recurrent_initializer),
+                   bias_initializer=initializers.serialize(self.bias_initializer),
+                   kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                   recurrent_regularizer=regularizers.serialize(self.recurrent_regularizer),
+                   bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                   dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
+                   return_sequences=self.return_sequences, return_state=self.return_state,
+                   go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll)
+        if self._ract is not None:
+            cfg["recurrent_activation"] = self._ract
+        return cfg

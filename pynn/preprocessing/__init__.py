@@ -1,0 +1,4 @@
+"""The legacy ``keras.preprocessing`` paths older tutorials import."""
+from . import sequence
+
+__all__ = ["sequence"]
