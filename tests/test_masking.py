@@ -275,3 +275,51 @@ def test_masked_loss_against_keras():
     m.compile(loss="mse", metrics=["mae"])
     np.testing.assert_allclose(m.evaluate(x, y, verbose=0),
                                kmodel.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+def _stacked(rs, i=None):
+    i = pynn.Input((5,), dtype="int32") if i is None else i
+    e = L.Embedding(7, 4, mask_zero=True)
+    lstm = L.LSTM(3, return_sequences=True)
+    gru = L.GRU(2, return_sequences=rs)
+    o = gru(lstm(e(i)))
+    return Model(i, L.GlobalAveragePooling1D()(o) if rs else o), (e, lstm, gru)
+
+
+def test_mask_zero_reaches_stacked_recurrent_layers():
+    """A right-padded batch through Embedding(mask_zero) -> LSTM(seq) -> GRU gives each
+    sequence what it gives alone, unpadded (the mask reaches both recurrent layers and the
+    pooling)."""
+    pynn.set_floatx("float64")
+    try:
+        ids = np.array([[3, 5, 2, 0, 0], [1, 0, 0, 0, 0], [4, 4, 4, 4, 4]], dtype="int32")
+        for rs in (True, False):
+            pynn.set_seed(1)
+            m, _ = _stacked(rs)
+            batch = m.predict(ids, verbose=0)
+            for row, length in zip(range(3), (3, 1, 5)):
+                i = pynn.Input((length,), dtype="int32")
+                alone, _ = _stacked(rs, i)
+                alone.set_weights(m.get_weights())
+                np.testing.assert_allclose(alone.predict(ids[row:row + 1, :length], verbose=0)[0],
+                                           batch[row], rtol=1e-12, atol=1e-12)
+    finally:
+        pynn.set_floatx("float32")
+
+
+def test_masked_recurrent_stack_against_keras():
+    keras = pytest.importorskip("keras")
+    ids = np.array([[3, 5, 2, 0, 0], [1, 0, 0, 0, 0], [4, 4, 4, 4, 4]], dtype="int32")
+    for rs in (True, False):
+        ki = keras.Input((5,), dtype="int32")
+        ke = keras.layers.Embedding(7, 4, mask_zero=True)
+        kl = keras.layers.LSTM(3, return_sequences=True)
+        kg = keras.layers.GRU(2, return_sequences=rs)
+        ko = kg(kl(ke(ki)))
+        km = keras.Model(ki, keras.layers.GlobalAveragePooling1D()(ko) if rs else ko)
+        m, layers = _stacked(rs)
+        for ours, theirs in zip(layers, (ke, kl, kg)):
+            ours.set_weights([np.asarray(w) for w in theirs.get_weights()])
+        np.testing.assert_allclose(m.predict(ids, verbose=0),
+                                   np.asarray(km.predict(ids, verbose=0)), rtol=1e-5,
+                                   atol=1e-6)

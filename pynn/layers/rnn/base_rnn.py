@@ -29,14 +29,26 @@ class BaseRNN(Layer):
     (a list of ``(batch, units)`` arrays); called on arrays, the layer takes them as
     keywords, as Keras's does.
 
+    In a model, a mask from ``Embedding(mask_zero=True)`` or ``Masking`` reaches
+    ``forward`` (see :mod:`pynn.layers.masking_rules`); a sequence output keeps it.
+
     Not implemented yet: ``dropout``, ``recurrent_dropout`` and ``stateful`` (a non-default
-    value is refused); ``initial_state`` and ``mask`` on symbolic tensors (so no gradient
-    flows into initial states).
+    value is refused); ``initial_state`` on symbolic tensors (so no gradient flows into
+    initial states).
     """
 
     cell = None
     #: names of the state tensors (``['h']``, LSTM ``['h', 'c']``)
     state_names = ("h",)
+
+    def compute_mask(self, inputs, previous_mask):
+        """Keras's rule: the sequence output keeps the input's time mask, a last output
+        and the states have none."""
+        mask = previous_mask[0] if isinstance(previous_mask, list) else previous_mask
+        out = mask if self.return_sequences else None
+        if self.return_state:
+            return [out] + [None] * len(self.state_names)
+        return out
 
     def __init__(self, units, activation="tanh", recurrent_activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
