@@ -33,7 +33,8 @@ from libc.stdint cimport int64_t
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memset
 
-from pynn_math cimport ACT_GELU, ACT_LINEAR, ACT_SOFTMAX, act_grad_scalar, bias_act_row
+from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_SOFTMAX, act_backward_flat, act_grad_scalar,
+                       bias_act_row)
 
 cdef extern from "limits.h":
     const int INT_MAX
@@ -271,11 +272,8 @@ cdef void conv_backward_fused(const floating* dy, const floating* y, const float
         if code == ACT_LINEAR:
             dz = dy + m0 * co
         else:
-            src = dy + m0 * co
-            yrow = y + m0 * co
-            dst = dzbuf
-            for i in range(rows * co):
-                dst[i] = act_grad_scalar(src[i], yrow[i], <floating>0, code, act_alpha)
+            act_backward_flat(dy + m0 * co, y + m0 * co, y + m0 * co, dzbuf, rows * co, code,
+                              act_alpha)  # x unread: GELU is refused
             dz = dzbuf
         if dbias != NULL:
             for i in range(rows):

@@ -10,7 +10,7 @@ shape checks repeated here only keep a direct caller from crashing the process.
 cimport cython
 from cython cimport floating
 
-from pynn_math cimport (ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_forward_flat,
+from pynn_math cimport (ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_backward_flat, act_forward_flat,
                         act_grad_scalar, bias_act_row, log_softmax_row, softmax_row)
 
 cdef extern from "limits.h":
@@ -93,21 +93,6 @@ def activation_forward(const floating[::1] x not None, floating[::1] out not Non
         act_forward_flat(&x[0], &out[0], x.shape[0], code, <floating>alpha)
 
 
-cdef void _act_backward(const floating* dy, const floating* y, const floating* x,
-                        floating* out, Py_ssize_t size, int code, floating a) noexcept nogil:
-    cdef Py_ssize_t i
-    if code == ACT_LINEAR:
-        if out != dy:
-            for i in range(size):
-                out[i] = dy[i]
-    elif code == ACT_RELU:
-        for i in range(size):
-            out[i] = dy[i] if y[i] > 0 else 0
-    else:
-        for i in range(size):
-            out[i] = act_grad_scalar(dy[i], y[i], x[i], code, a)
-
-
 def activation_backward(const floating[::1] dy not None, const floating[::1] y not None,
                         const floating[::1] x not None, floating[::1] out not None, int code,
                         double alpha):
@@ -121,7 +106,7 @@ def activation_backward(const floating[::1] dy not None, const floating[::1] y n
     if size == 0:
         return
     with nogil:
-        _act_backward(&dy[0], &y[0], &x[0], &out[0], size, code, <floating>alpha)
+        act_backward_flat(&dy[0], &y[0], &x[0], &out[0], size, code, <floating>alpha)
 
 
 cdef inline bint _same_2d(Py_ssize_t* s1, Py_ssize_t* s2) noexcept:

@@ -186,6 +186,24 @@ cdef inline void log_softmax_row(const floating* x, floating* out,
         out[j] = <floating>((<double>x[j] - mx) - lse)
 
 
+cdef inline void act_backward_flat(const floating* dy, const floating* y, const floating* x,
+                                   floating* out, Py_ssize_t size, int code,
+                                   floating a) noexcept nogil:
+    """``out = dy * act'(.)`` over ``size`` elements (``x`` read only for GELU; ``out``
+    may be ``dy``); ReLU and linear get loops of their own, which vectorise."""
+    cdef Py_ssize_t i
+    if code == ACT_LINEAR:
+        if out != dy:
+            for i in range(size):
+                out[i] = dy[i]
+    elif code == ACT_RELU:
+        for i in range(size):
+            out[i] = dy[i] if y[i] > 0 else 0
+    else:
+        for i in range(size):
+            out[i] = act_grad_scalar(dy[i], y[i], x[i], code, a)
+
+
 cdef inline void act_forward_flat(const floating* x, floating* out, Py_ssize_t n, int code,
                                   floating a) noexcept nogil:
     """Elementwise activation over ``n`` contiguous values (``code`` != softmax).
