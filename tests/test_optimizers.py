@@ -62,17 +62,65 @@ def test_adam_hand_step():
 
 
 def test_rmsprop_hand_step():
-    g, lr = 0.5, 0.01
-    ms = 0.1 * g * g
-    want = 1.0 - lr * g / (math.sqrt(ms) + 1e-7)
+    # Keras divides by sqrt(v + eps), not sqrt(v) + eps
+    g, lr, eps = 1e-3, 0.01, 1e-7
+    ms = 0.1 * g * g                                  # 1e-7
+    want = 1.0 - lr * g / math.sqrt(2e-7)             # sqrt(ms + eps)
     np.testing.assert_allclose(one_step(O.RMSprop(lr), [1.0], [g]), [want], rtol=1e-14)
+    assert ms == pytest.approx(eps)
+    # momentum 0.5, two steps of g: increments i1 = lr*g/sqrt(ms1+eps), i2 likewise
+    ms1, ms2 = 0.1 * g * g, 0.9 * 0.1 * g * g + 0.1 * g * g
+    i1, i2 = lr * g / math.sqrt(ms1 + eps), lr * g / math.sqrt(ms2 + eps)
+    np.testing.assert_allclose(one_step(O.RMSprop(lr, momentum=0.5), [1.0], [g], steps=2),
+                               [1.0 - i1 - (0.5 * i1 + i2)], rtol=1e-14)
+    # centered: a = 0.1 g, denominator sqrt(ms - a^2 + eps) = sqrt(0.09 g^2 + eps)
+    np.testing.assert_allclose(one_step(O.RMSprop(lr, centered=True), [1.0], [g]),
+                               [1.0 - lr * g / math.sqrt(0.09 * g * g + eps)], rtol=1e-14)
 
 
 def test_adagrad_hand_step():
     g, lr = 0.5, 0.1
     acc = 0.1 + g * g
-    want = 1.0 - lr * g / (math.sqrt(acc) + 1e-7)
+    want = 1.0 - lr * g / math.sqrt(acc + 1e-7)
     np.testing.assert_allclose(one_step(O.Adagrad(lr), [1.0], [g]), [want], rtol=1e-14)
+
+
+def test_nadam_hand_step():
+    # t = 1: u1 = 0.9 (1 - 0.48) = 0.468, u2 = 0.9 (1 - 0.5 * 0.9216) = 0.48528
+    g, lr = 0.5, 0.01
+    u1, u2 = 0.468, 0.48528
+    m, v = 0.1 * g, 0.001 * g * g
+    m_hat = u2 * m / (1 - u1 * u2) + (1 - u1) * g / (1 - u1)
+    want = 1.0 - lr * m_hat / (math.sqrt(v / 0.001) + 1e-7)
+    np.testing.assert_allclose(one_step(O.Nadam(lr), [1.0], [g]), [want], rtol=1e-14)
+
+
+def test_adamax_hand_step():
+    # t = 1: m = 0.1 g, u = |g|, p -= lr * m / ((1 - 0.9) (u + eps))  ~ lr * sign(g)
+    g, lr = -0.5, 0.01
+    want = 1.0 - lr * (0.1 * g) / (0.1 * (0.5 + 1e-7))
+    np.testing.assert_allclose(one_step(O.Adamax(lr), [1.0], [g]), [want], rtol=1e-14)
+
+
+def test_adadelta_hand_step():
+    # t = 1: ag = 0.05 g^2, delta = -sqrt(eps) g / sqrt(ag + eps), ad = 0.05 delta^2
+    g, lr, eps = 0.5, 1.0, 1e-7
+    delta1 = -math.sqrt(eps) * g / math.sqrt(0.05 * g * g + eps)
+    ag2 = 0.95 * 0.05 * g * g + 0.05 * g * g
+    delta2 = -math.sqrt(0.05 * delta1 ** 2 + eps) * g / math.sqrt(ag2 + eps)
+    np.testing.assert_allclose(one_step(O.Adadelta(lr), [1.0], [g], steps=2),
+                               [1.0 + delta1 + delta2], rtol=1e-14)
+
+
+def test_lion_hand_step():
+    # step 1: sign(0.1 g) = sign(g); m = 0.01 g. step 2 with -g: sign(0.9*0.01g - 0.1g) = -sign(g)
+    w = np.array([1.0, 1.0])
+    opt = O.Lion(0.1, weight_decay=0.5)
+    opt.build([w], REF)
+    opt.apply([np.array([0.5, -2.0])])
+    np.testing.assert_allclose(w, [1.0 - 0.05 - 0.1, 1.0 - 0.05 + 0.1])
+    opt.apply([np.array([-0.5, 2.0])])
+    np.testing.assert_allclose(w, np.array([0.85, 1.05]) * 0.95 + [0.1, -0.1])
 
 
 # --------------------------------------------------------------------------
@@ -81,10 +129,14 @@ def test_adagrad_hand_step():
 def reference_run(kind, params, grads_seq, lr_fn, wd=0.0, **kw):
     """Keras's update formulas written out in NumPy (float64)."""
     ps = [p.astype(np.float64).copy() for p in params]
-    st = [dict(m=np.zeros_like(p), v=np.zeros_like(p), vh=np.zeros_like(p),
+    st = [dict(m=np.zeros_like(p), v=np.zeros_like(p), vh=np.zeros_like(p), mg=np.zeros_like(p),
                a=np.full_like(p, kw.get("initial_accumulator_value", 0.1))) for p in ps]
+    u_product = 1.0
     for t, grads in enumerate(grads_seq):
         lr = lr_fn(t)
+        b1 = kw.get("beta_1", 0.9)
+        u_t, u_next = b1 * (1 - 0.5 * 0.96 ** (t + 1)), b1 * (1 - 0.5 * 0.96 ** (t + 2))
+        u_product *= u_t
         for p, g, s in zip(ps, grads, st):
             p -= p * wd * lr
             if kind == "sgd":
@@ -107,10 +159,38 @@ def reference_run(kind, params, grads_seq, lr_fn, wd=0.0, **kw):
             elif kind == "rmsprop":
                 rho, eps = kw.get("rho", 0.9), kw.get("epsilon", 1e-7)
                 s["v"] = rho * s["v"] + (1 - rho) * g * g
-                p -= lr * g / (np.sqrt(s["v"]) + eps)
+                s["mg"] = rho * s["mg"] + (1 - rho) * g
+                mean_sq = s["mg"] ** 2 if kw.get("centered") else 0.0
+                inc = lr * g / np.sqrt(s["v"] - mean_sq + eps)
+                if kw.get("momentum"):
+                    s["m"] = kw["momentum"] * s["m"] + inc
+                    inc = s["m"]
+                p -= inc
             elif kind == "adagrad":
                 s["a"] = s["a"] + g * g
-                p -= lr * g / (np.sqrt(s["a"]) + kw.get("epsilon", 1e-7))
+                p -= lr * g / np.sqrt(s["a"] + kw.get("epsilon", 1e-7))
+            elif kind == "nadam":
+                b2, eps = kw.get("beta_2", 0.999), kw.get("epsilon", 1e-7)
+                s["m"] = b1 * s["m"] + (1 - b1) * g
+                s["v"] = b2 * s["v"] + (1 - b2) * g * g
+                m_hat = (u_next * s["m"] / (1 - u_product * u_next)
+                         + (1 - u_t) * g / (1 - u_product))
+                p -= lr * m_hat / (np.sqrt(s["v"] / (1 - b2 ** (t + 1))) + eps)
+            elif kind == "adamax":
+                b2, eps = kw.get("beta_2", 0.999), kw.get("epsilon", 1e-7)
+                s["m"] = b1 * s["m"] + (1 - b1) * g
+                s["v"] = np.maximum(b2 * s["v"], np.abs(g))
+                p -= lr * s["m"] / ((1 - b1 ** (t + 1)) * (s["v"] + eps))
+            elif kind == "adadelta":
+                rho, eps = kw.get("rho", 0.95), kw.get("epsilon", 1e-7)
+                s["v"] = rho * s["v"] + (1 - rho) * g * g
+                delta = -np.sqrt(s["vh"] + eps) * g / np.sqrt(s["v"] + eps)
+                s["vh"] = rho * s["vh"] + (1 - rho) * delta * delta
+                p += lr * delta
+            elif kind == "lion":
+                b2 = kw.get("beta_2", 0.99)
+                p -= lr * np.sign(b1 * s["m"] + (1 - b1) * g)
+                s["m"] = b2 * s["m"] + (1 - b2) * g
     return ps
 
 
@@ -124,13 +204,28 @@ OPT_CASES = [
     ("adam", lambda lr, wd: O.Adam(lr, amsgrad=True, weight_decay=wd), {"amsgrad": True}),
     ("adam", lambda lr, wd: O.AdamW(lr, weight_decay=wd), {}),
     ("rmsprop", lambda lr, wd: O.RMSprop(lr, rho=0.8, weight_decay=wd), {"rho": 0.8}),
+    ("rmsprop", lambda lr, wd: O.RMSprop(lr, momentum=0.7, centered=True, weight_decay=wd),
+     {"momentum": 0.7, "centered": True}),
+    ("rmsprop", lambda lr, wd: O.RMSprop(lr, momentum=0.7, epsilon=1e-3, weight_decay=wd),
+     {"momentum": 0.7, "epsilon": 1e-3}),
     ("adagrad", lambda lr, wd: O.Adagrad(lr, initial_accumulator_value=0.2, weight_decay=wd),
      {"initial_accumulator_value": 0.2}),
+    ("nadam", lambda lr, wd: O.Nadam(lr, beta_1=0.8, beta_2=0.95, weight_decay=wd),
+     {"beta_1": 0.8, "beta_2": 0.95}),
+    ("adamax", lambda lr, wd: O.Adamax(lr, beta_1=0.8, beta_2=0.95, weight_decay=wd),
+     {"beta_1": 0.8, "beta_2": 0.95}),
+    # a large epsilon: Adadelta's first steps are ~lr * sqrt(eps)
+    ("adadelta", lambda lr, wd: O.Adadelta(lr, rho=0.9, epsilon=0.1, weight_decay=wd),
+     {"rho": 0.9, "epsilon": 0.1}),
+    ("lion", lambda lr, wd: O.Lion(lr, beta_1=0.8, beta_2=0.95, weight_decay=wd),
+     {"beta_1": 0.8, "beta_2": 0.95}),
 ]
 
 
 @pytest.mark.parametrize("case", range(len(OPT_CASES)), ids=[
-    "sgd", "momentum", "nesterov", "adam", "amsgrad", "adamw", "rmsprop", "adagrad"])
+    "sgd", "momentum", "nesterov", "adam", "amsgrad", "adamw", "rmsprop",
+    "rmsprop_centered_momentum", "rmsprop_momentum", "adagrad", "nadam", "adamax", "adadelta",
+    "lion"])
 @pytest.mark.parametrize("flat_path", [False, True], ids=["per_param", "flat"])
 @pytest.mark.parametrize("schedule", [False, True], ids=["const", "sched"])
 def test_several_steps_match_reference(backend, dtype, rng, case, flat_path, schedule):
@@ -302,11 +397,15 @@ def test_adagrad_state_starts_at_initial_value():
     np.testing.assert_array_equal(opt.variables[0], np.full((2, 2), 0.3, np.float32))
 
 
-def test_unsupported_arguments_are_rejected():
-    with pytest.raises(NotImplementedError, match="momentum"):
-        O.RMSprop(momentum=0.9)
-    with pytest.raises(NotImplementedError, match="centered"):
-        O.RMSprop(centered=True)
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="RMSprop.momentum"):
+        O.RMSprop(momentum=-0.1)
+    with pytest.raises(ValueError, match="Lion.beta_1"):
+        O.Lion(beta_1=0.0)
+    with pytest.raises(ValueError, match="Adadelta.rho"):
+        O.Adadelta(rho=1.5)
+    with pytest.raises(ValueError, match="Nadam.epsilon"):
+        O.Nadam(epsilon=0.0)
     with pytest.raises(ValueError, match="weight_decay"):
         O.AdamW(weight_decay=None)
     with pytest.raises(ValueError, match="momentum"):
@@ -318,9 +417,21 @@ def test_unsupported_arguments_are_rejected():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("name,cls", [("sgd", O.SGD), ("SGD", O.SGD), ("adam", O.Adam),
                                       ("Adam", O.Adam), ("adamw", O.AdamW),
-                                      ("rmsprop", O.RMSprop), ("adagrad", O.Adagrad)])
+                                      ("rmsprop", O.RMSprop), ("adagrad", O.Adagrad),
+                                      ("nadam", O.Nadam), ("Adamax", O.Adamax),
+                                      ("adadelta", O.Adadelta), ("lion", O.Lion)])
 def test_get_by_name(name, cls):
     assert type(O.get(name)) is cls
+
+
+def test_default_names_are_keras():
+    # Keras 3.15: the class name in snake case (keras.src.utils.naming.to_snake_case)
+    want = {O.SGD: "sgd", O.Adam: "adam", O.AdamW: "adam_w", O.RMSprop: "rm_sprop",
+            O.Adagrad: "adagrad", O.Nadam: "nadam", O.Adamax: "adamax",
+            O.Adadelta: "adadelta", O.Lion: "lion"}
+    for cls, name in want.items():
+        assert cls().name == name and cls().get_config()["name"] == name
+    assert O.Adam(name="mine").get_config()["name"] == "mine"
 
 
 def test_defaults_are_keras():
@@ -332,6 +443,15 @@ def test_defaults_are_keras():
     assert O.AdamW().weight_decay == 0.004
     assert (O.RMSprop().rho, O.RMSprop().epsilon) == (0.9, 1e-7)
     assert O.Adagrad().initial_accumulator_value == 0.1
+    r = O.RMSprop()
+    assert (r.momentum, r.centered) == (0.0, False)
+    for cls in (O.Nadam, O.Adamax):
+        o = cls()
+        assert (o.learning_rate, o.beta_1, o.beta_2, o.epsilon) == (0.001, 0.9, 0.999, 1e-7)
+    d = O.Adadelta()
+    assert (d.learning_rate, d.rho, d.epsilon) == (0.001, 0.95, 1e-7)
+    lion = O.Lion()
+    assert (lion.learning_rate, lion.beta_1, lion.beta_2) == (0.001, 0.9, 0.99)
 
 
 def test_get_errors_and_config_round_trip():
@@ -409,7 +529,10 @@ TORCH_CASES = [
     ("Adam", lambda: O.Adam(0.01, epsilon=1e-8), dict(lr=0.01, eps=1e-8)),
     ("AdamW", lambda: O.AdamW(0.01, weight_decay=0.1, epsilon=1e-8),
      dict(lr=0.01, weight_decay=0.1, eps=1e-8)),
-    ("RMSprop", lambda: O.RMSprop(0.01, rho=0.9, epsilon=1e-7), dict(lr=0.01, alpha=0.9, eps=1e-7)),
+    # torch divides by sqrt(v) + eps, Keras (and pynn) by sqrt(v + eps): a tiny eps
+    # makes the two agree and leaves the rest of the rule to compare
+    ("RMSprop", lambda: O.RMSprop(0.01, rho=0.9, epsilon=1e-14),
+     dict(lr=0.01, alpha=0.9, eps=1e-14)),
     ("Adagrad", lambda: O.Adagrad(0.1, initial_accumulator_value=0.1, epsilon=1e-10),
      dict(lr=0.1, initial_accumulator_value=0.1, eps=1e-10)),
 ]
