@@ -506,7 +506,47 @@ def test_other_schedules():
     assert c(15) == pytest.approx(0.25)  # decay_steps stretched to 20
 
 
+def test_cosine_decay_restarts():
+    # periods of 10, 20, 40 steps; each restart at m_mul times the previous peak
+    s = S.CosineDecayRestarts(1.0, first_decay_steps=10, t_mul=2.0, m_mul=0.5)
+    assert [s(t) for t in (0, 5, 10, 20, 30, 50)] == pytest.approx(
+        [1.0, 0.5, 0.5, 0.25, 0.25, 0.125 * (1 + math.cos(math.pi * 20 / 40))])
+    assert s(9.999) == pytest.approx(0.0, abs=1e-6)
+    c = S.CosineDecayRestarts(1.0, first_decay_steps=4, t_mul=1.0, alpha=0.5)
+    assert [c(t) for t in (0, 2, 4, 6)] == pytest.approx([1.0, 0.75, 1.0, 0.75])
+    assert c.name == "SGDRDecay"
+    with pytest.raises(ValueError, match="first_decay_steps"):
+        S.CosineDecayRestarts(1.0, first_decay_steps=0)
+    with pytest.raises(ValueError, match="alpha"):
+        S.CosineDecayRestarts(1.0, 10, alpha=1.5)
+
+
+ALL_SCHEDULES = [
+    S.ExponentialDecay(0.1, 10, 0.9, staircase=True), S.ExponentialDecay(0.1, 3, 0.5),
+    S.CosineDecay(0.1, 100, alpha=0.2, warmup_target=0.3, warmup_steps=5),
+    S.CosineDecay(0.1, 30), S.PiecewiseConstantDecay([3, 7], [0.3, 0.2, 0.1]),
+    S.InverseTimeDecay(0.1, 5, 0.3), S.PolynomialDecay(0.1, 50, power=0.5),
+    S.PolynomialDecay(0.1, 7, cycle=True, power=2.0),
+    S.CosineDecayRestarts(0.1, 3, t_mul=1.5, m_mul=0.9, alpha=0.1)]
+
+
+@pytest.mark.parametrize("sched", ALL_SCHEDULES, ids=lambda s: type(s).__name__)
+def test_schedule_takes_arrays_of_steps(sched):
+    steps = np.arange(0, 130)
+    rates = sched(steps)
+    assert isinstance(rates, np.ndarray) and rates.dtype == np.float64
+    # (NumPy's vectorised power may round the last bit differently from a scalar's)
+    np.testing.assert_allclose(rates, [sched(int(t)) for t in steps], rtol=1e-15, atol=0)
+    assert isinstance(sched(3), float) and isinstance(sched(np.int64(3)), float)
+    grid = sched(steps[:12].reshape(3, 4).astype(np.float32))
+    assert grid.shape == (3, 4)
+    np.testing.assert_allclose(grid.ravel(), rates[:12], rtol=1e-15, atol=0)
+    with pytest.raises(TypeError, match="step"):
+        sched("3")
+
+
 @pytest.mark.parametrize("sched", [
+    S.CosineDecayRestarts(0.1, 4, t_mul=3.0, m_mul=0.5, alpha=0.05),
     S.ExponentialDecay(0.1, 10, 0.9, staircase=True),
     S.CosineDecay(0.1, 100, alpha=0.2, warmup_target=0.3, warmup_steps=5),
     S.PiecewiseConstantDecay([3, 7], [0.3, 0.2, 0.1]),
