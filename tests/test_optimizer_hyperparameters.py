@@ -60,6 +60,8 @@ OPT_BAD = [
     (O.Lion, "beta_1", [0.0, 1.5, math.nan]),
     (O.Lion, "beta_2", [-0.1, 1.5]),
     (O.Lion, "clipvalue", [-1.0]),
+    (O.SGD, "ema_momentum", [math.nan, -0.1, 1.5]),
+    (O.Nadam, "ema_overwrite_frequency", [0, 2.5, -1]),
 ]
 OPT_CASES = [(cls, name, v) for cls, name, values in OPT_BAD for v in values]
 OPT_IDS = [f"{c.__name__}-{n}-{v}" for c, n, v in OPT_CASES]
@@ -188,10 +190,11 @@ def _built(cls, **kw):
     (O.Nadam, "u_product", math.nan), (O.Nadam, "u_product", 1.5),
     (O.Adamax, "norm_1", -1.0), (O.Adamax, "momentum_0", math.inf),
     (O.Adadelta, "accumulated_grad_0", -1.0), (O.Adadelta, "accumulated_delta_var_1", -1.0),
-    (O.Lion, "momentum_0", math.nan),
+    (O.Lion, "momentum_0", math.nan), (O.Lion, "average_1", math.inf),
 ], ids=lambda v: str(v))
 def test_set_state_refuses_bad_state_naming_the_entry(cls, entry, value):
-    kw = {O.SGD: {"momentum": 0.9}, O.RMSprop: {"momentum": 0.9, "centered": True}}
+    kw = {O.SGD: {"momentum": 0.9}, O.RMSprop: {"momentum": 0.9, "centered": True},
+          O.Lion: {"use_ema": True}}
     opt, _ = _built(cls, **kw.get(cls, {}))
     state = opt.get_state()
     state[entry] = state[entry].copy()

@@ -672,3 +672,75 @@ def test_model_trains_saves_and_resumes(tmp_path, backend_name, make):
         loaded.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------
+# use_ema: Keras's moving average of the parameters
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("flat_path", [False, True], ids=["per_param", "flat"])
+def test_ema_hand_steps(flat_path):
+    # SGD(lr=1) with g = -1: p = 1, 2, 3; average (m = 0 at the first step, then 0.5):
+    # 1, 0.5*1 + 0.5*2 = 1.5, 0.5*1.5 + 0.5*3 = 2.25
+    flat = np.zeros(2)
+    params = [flat[:1], flat[1:]]
+    opt = O.SGD(1.0, use_ema=True, ema_momentum=0.5)
+    opt.build(params, REF, flat_param=flat if flat_path else None)
+    grads = [np.full(1, -1.0), np.full(1, -1.0)]
+    for _ in range(3):
+        opt.apply([g.copy() for g in grads], flat_grad=-np.ones(2) if flat_path else None)
+    np.testing.assert_array_equal(flat, [3.0, 3.0])
+    assert opt.get_state()["average_0"].tolist() == [2.25]
+    opt.finalize_variable_values()
+    np.testing.assert_array_equal(flat, [2.25, 2.25])
+    # every 2nd step the averages replace the parameters: p2 = 1.5, then p3 = 2.5,
+    # average 0.5 * 1.5 + 0.5 * 2.5 = 2.0
+    flat[...] = 0.0
+    opt = O.SGD(1.0, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2)
+    opt.build(params, REF, flat_param=flat if flat_path else None)
+    for _ in range(3):
+        opt.apply([g.copy() for g in grads], flat_grad=-np.ones(2) if flat_path else None)
+    np.testing.assert_array_equal(flat, [2.5, 2.5])
+    assert opt.get_state()["average_1"].tolist() == [2.0]
+
+
+@pytest.mark.parametrize("backend_name", CPU_BACKENDS)
+def test_fit_with_ema_ends_on_the_averages(backend_name):
+    """fit() ends by copying the averages into the weights (Keras's
+    finalize_variable_values), on the fused Dense-stack step as on the separate one."""
+    import pynn
+    import pynn.backends as B
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+
+    def run(**kw):
+        with B.use_backend(backend_name):
+            model = pynn.Sequential([pynn.layers.Input((4,)), pynn.layers.Dense(3),
+                                     pynn.layers.Dense(2, activation="softmax")], seed=4)
+            model.compile(optimizer=O.Adam(0.05, **kw), loss="sparse_categorical_crossentropy")
+            model.fit(x, y, epochs=2, batch_size=10, verbose=0, shuffle=False)
+        return model
+
+    plain = run()
+    ema = run(use_ema=True, ema_momentum=0.5)
+    state = ema.optimizer.get_state()
+    averages = [state[f"average_{i}"] for i in range(4)]
+    for w, a in zip(ema.get_weights(), averages):
+        np.testing.assert_array_equal(w, a)
+    # the averages trail the last weights: they differ from the plain run's
+    assert any(np.abs(w - p).max() > 1e-4 for w, p in zip(ema.get_weights(),
+                                                          plain.get_weights()))
+    # ema_momentum=0: the average is the last step's weights, so the run is the plain one
+    same = run(use_ema=True, ema_momentum=0.0)
+    for w, p in zip(same.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(w, p)
+
+
+def test_keras_config_keys():
+    cfg = dict(O.Adam().get_config(), loss_scale_factor=None, gradient_accumulation_steps=None)
+    assert type(O.get({"class_name": "Adam", "config": cfg})) is O.Adam
+    with pytest.raises(NotImplementedError, match="gradient_accumulation_steps=4"):
+        O.deserialize({"class_name": "Adam", "config": dict(cfg, gradient_accumulation_steps=4)})
+    with pytest.raises(NotImplementedError, match="loss_scale_factor"):
+        O.Lion.from_config(dict(O.Lion().get_config(), loss_scale_factor=128.0))

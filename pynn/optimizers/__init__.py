@@ -61,6 +61,11 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "
 _OPTIONAL_NONNEGATIVE = Range(0.0, optional=True)
 #: (0, 1]: Lion's beta_1 (0 would make it SignSGD).
 _UNIT_LOW_OPEN = Range(0.0, 1.0, low_open=True)
+#: ``None`` or an integer >= 1 (``ema_overwrite_frequency``).
+_OPTIONAL_PERIOD = Range(1, integer=True, optional=True)
+#: Keras optimizer arguments pynn does not implement: accepted (from a Keras config)
+#: only at their default ``None``.
+_UNSUPPORTED_KERAS_ARGS = ("loss_scale_factor", "gradient_accumulation_steps")
 
 
 def default_name(cls_name):
@@ -100,6 +105,15 @@ class Optimizer:
     global_clipnorm : float, optional
         All gradients are rescaled together so their joint L2 norm is at most
         ``global_clipnorm``. Only one of the three clipping options may be set.
+    use_ema : bool
+        Keep Keras's exponential moving average of the parameters: after each step
+        ``average = m * average + (1 - m) * p`` (``m = ema_momentum``, 0 at the first
+        step). :meth:`finalize_variable_values` (called at the end of ``fit``) copies
+        the averages into the parameters.
+    ema_momentum : float
+        In [0, 1] (default 0.99).
+    ema_overwrite_frequency : int, optional
+        With ``use_ema``: copy the averages into the parameters every this many steps.
     name : str, optional
         Defaults to Keras's: the class name in snake case (:func:`default_name`).
     """
@@ -110,10 +124,12 @@ class Optimizer:
     _nonnegative_slots = ()
     #: Hyper-parameter attribute -> where it may lie, checked whenever it is set.
     _HYPER = {"weight_decay": _OPTIONAL_NONNEGATIVE, "clipnorm": _OPTIONAL_NONNEGATIVE,
-              "clipvalue": _OPTIONAL_NONNEGATIVE, "global_clipnorm": _OPTIONAL_NONNEGATIVE}
+              "clipvalue": _OPTIONAL_NONNEGATIVE, "global_clipnorm": _OPTIONAL_NONNEGATIVE,
+              "ema_momentum": UNIT, "ema_overwrite_frequency": _OPTIONAL_PERIOD}
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         given = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         if sum(v is not None for v in given.values()) > 1:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
@@ -124,6 +140,9 @@ class Optimizer:
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
         self._learning_rate = None
         self.learning_rate = learning_rate
         self._iterations = 0
@@ -266,27 +285,27 @@ class Optimizer:
         self._names = names
         self._flat_param = None
         self._flat_state = {}
-        self._state = {slot: [] for slot in self._slots}
+        self._state = {slot: [] for slot in self._state_slots}
         offsets = None
         if flat_param is not None:
             offsets = self._check_flat(params, flat_param)
             self._flat_param = flat_param
-            for slot in self._slots:
-                self._flat_state[slot] = self._new_state(backend, flat_param.shape,
-                                                         flat_param.dtype)
+            for slot in self._state_slots:
+                self._flat_state[slot] = self._slot_state(backend, slot, flat_param.shape,
+                                                          flat_param.dtype)
         for i, p in enumerate(params):
-            for slot in self._slots:
+            for slot in self._state_slots:
                 if offsets is not None:
                     o = offsets[i]
                     arr = self._flat_state[slot][o:o + p.size].reshape(p.shape)
                 else:
-                    arr = self._new_state(backend, p.shape, p.dtype)
+                    arr = self._slot_state(backend, slot, p.shape, p.dtype)
                 self._state[slot].append(arr)
         self._decay_mask = [self._use_weight_decay(i, p) for i, p in enumerate(params)]
         self.built = True
         if same_shapes:  # continue: the same state values, the same step count
             for slot, arrays in self._state.items():
-                for arr, old in zip(arrays, previous[slot]):
+                for arr, old in zip(arrays, previous.get(slot, ())):
                     backend.copy_(backend.asarray(old, dtype=arr.dtype), arr)
         elif previous is not None:
             self._iterations = 0
@@ -297,11 +316,24 @@ class Optimizer:
         needs a host-memory backend."""
         return False
 
+    @property
+    def _state_slots(self):
+        """Every state slot: the update rule's (:attr:`_slots`), then the moving
+        average of the parameters with ``use_ema``."""
+        return self._slots + (("average",) if self.use_ema else ())
+
     def _host_state(self):
         """Host copies of the state arrays, slot by slot."""
         be = self._backend
         return {s: [np.array(be.to_numpy(a)) for a in self._state.get(s, [])]
-                for s in self._slots}
+                for s in self._state_slots}
+
+    def _slot_state(self, backend, slot, shape, dtype):
+        """A new state array of ``slot``: the moving average starts at zero (the
+        first step sets it), the rule's slots where :meth:`_new_state` says."""
+        if slot == "average":
+            return backend.zeros(shape, dtype=dtype)
+        return self._new_state(backend, shape, dtype)
 
     def _new_state(self, backend, shape, dtype):
         """A zero-filled state array (subclasses may start elsewhere)."""
@@ -375,7 +407,7 @@ class Optimizer:
             for i, (p, g) in enumerate(zip(self._params, grads)):
                 state = self._param_state(i)
                 self._update(be, p, g, state, lr, wd if self._decay_mask[i] else 0.0)
-        self._iterations += 1
+        self._end_step()
 
     def _clip(self, be, grads, flat_grad):
         if self.clipnorm:
@@ -430,8 +462,40 @@ class Optimizer:
         return tuple(self._state[s][i] for s in self._slots)
 
     def _finish_step(self):
-        """Count a step whose update ran inside the backend's fused step."""
+        """End a step whose update ran inside the backend's fused step."""
+        self._end_step()
+
+    def _end_step(self):
+        """After the update: Keras's moving average of the parameters (``use_ema``;
+        copied into them every ``ema_overwrite_frequency`` steps), then count the step."""
+        if self.use_ema:
+            be = self._backend
+            m = float(self.ema_momentum) if self._iterations else 0.0
+            if self._flat_param is not None:
+                pairs = [(self._flat_param, self._flat_state["average"])]
+            else:
+                pairs = zip(self._params, self._state["average"])
+            for p, average in pairs:
+                be.scale_(average, m)
+                be.axpy_(1.0 - m, p, average)
+            period = self.ema_overwrite_frequency
+            if period and (self._iterations + 1) % period == 0:
+                self.finalize_variable_values()
         self._iterations += 1
+
+    def finalize_variable_values(self, var_list=None):
+        """With ``use_ema``, copy the moving averages into the parameters
+        (``var_list``: the parameters, in build order; default those built on).
+        ``fit`` calls this when it ends, as Keras's does; without ``use_ema`` it does
+        nothing."""
+        if not (self.use_ema and self.built):
+            return
+        targets = self._params if var_list is None else list(var_list)
+        if len(targets) != len(self._params):
+            raise ValueError(f"finalize_variable_values: got {len(targets)} variables, the "
+                             f"optimizer was built on {len(self._params)}")
+        for p, average in zip(targets, self._state["average"]):
+            self._backend.copy_(average, p)
 
     # ------------------------------------------------------------------
     # state and config
@@ -439,13 +503,13 @@ class Optimizer:
     @property
     def variables(self):
         """The state arrays, slot by slot, parameter by parameter."""
-        return [a for s in self._slots for a in self._state.get(s, [])]
+        return [a for s in self._state_slots for a in self._state.get(s, [])]
 
     def get_state(self):
         """Host copies of the step count and every state array (for saving)."""
         be = self._backend
         out = {"iterations": np.asarray(self._iterations, dtype=np.int64)}
-        for s in self._slots:
+        for s in self._state_slots:
             for i, a in enumerate(self._state.get(s, [])):
                 out[f"{s}_{i}"] = np.array(be.to_numpy(a))
         return out
@@ -464,7 +528,7 @@ class Optimizer:
             raise ValueError("set_state: missing 'iterations'")
         iterations = check_hyper("set_state: iterations", state["iterations"], COUNT)
         values = []
-        for s in self._slots:
+        for s in self._state_slots:
             for i, a in enumerate(self._state[s]):
                 key = f"{s}_{i}"
                 if key not in state:
@@ -491,11 +555,21 @@ class Optimizer:
             lr = schedules.serialize(lr)
         return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
-                "clipvalue": self.clipvalue}
+                "clipvalue": self.clipvalue, "use_ema": self.use_ema,
+                "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency}
 
     @classmethod
     def from_config(cls, config):
+        """The optimizer ``config`` describes (:meth:`get_config`'s, or Keras's: its
+        ``loss_scale_factor`` and ``gradient_accumulation_steps`` only when ``None``,
+        as pynn implements neither)."""
         config = dict(config)
+        for key in _UNSUPPORTED_KERAS_ARGS:
+            value = config.pop(key, None)
+            if value is not None:
+                raise NotImplementedError(f"{cls.__name__}.from_config: {key} is not "
+                                          f"supported (got {key}={value!r}); use None")
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
@@ -515,9 +589,13 @@ class SGD(Optimizer):
     _HYPER = {**Optimizer._HYPER, "momentum": UNIT}
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.momentum = momentum
         self.nesterov = bool(nesterov)
         self._slots = ("momentum",) if self.momentum else ()
@@ -553,9 +631,12 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -602,14 +683,17 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         if weight_decay is None:
             raise ValueError("Argument `weight_decay` must be a float. Received: "
                              "weight_decay=None")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, amsgrad=amsgrad, weight_decay=weight_decay,
                          clipnorm=clipnorm, clipvalue=clipvalue,
-                         global_clipnorm=global_clipnorm, name=name)
+                         global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
 
 
 class RMSprop(Optimizer):
@@ -627,9 +711,12 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.rho = rho
         self.momentum = momentum
         self.epsilon = epsilon
@@ -684,9 +771,12 @@ class Adagrad(Optimizer):
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name=None):
+                 use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.initial_accumulator_value = initial_accumulator_value
         self.epsilon = epsilon
         self._slots = ("accumulator",)
@@ -722,9 +812,12 @@ class Nadam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name=None):
+                 use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -788,9 +881,12 @@ class Adamax(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name=None):
+                 use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -825,9 +921,13 @@ class Adadelta(Optimizer):
     _nonnegative_slots = ("accumulated_grad", "accumulated_delta_var")
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.rho = rho
         self.epsilon = epsilon
 
@@ -862,9 +962,13 @@ class Lion(Optimizer):
     _slots = ("momentum",)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
 
