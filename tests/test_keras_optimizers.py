@@ -196,6 +196,11 @@ def test_schedule_matches_keras(sched):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)  # Keras computes in float32
     np.testing.assert_allclose([ours(int(t)) for t in steps], got, rtol=0, atol=0)
     assert ours.get_config() == theirs.get_config()
+    # a schedule Keras serialised loads, also inside an optimizer's config
+    back = S.deserialize(keras.optimizers.schedules.serialize(theirs))
+    assert type(back) is type(ours) and back.get_config() == ours.get_config()
+    opt = O.get(keras.optimizers.serialize(keras.optimizers.SGD(learning_rate=theirs)))
+    assert opt._learning_rate.get_config() == ours.get_config()
 
 
 @pytest.mark.parametrize("cls_name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam",
