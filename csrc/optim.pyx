@@ -54,7 +54,7 @@ def adam_update(floating[::1] param not None, const floating[::1] grad not None,
 def rmsprop_update(floating[::1] param not None, const floating[::1] grad not None,
                    floating[::1] ms not None,
                    double learning_rate, double rho, double epsilon, double weight_decay):
-    """RMSprop: ``ms = rho ms + (1 - rho) g^2``; ``p -= lr g / (sqrt(ms) + eps)``."""
+    """RMSprop: ``ms = rho ms + (1 - rho) g^2``; ``p -= lr g / sqrt(ms + eps)`` (Keras)."""
     cdef Py_ssize_t size = param.shape[0], i
     cdef floating lr = <floating>learning_rate, r = <floating>rho
     cdef floating c = <floating>(1.0 - rho), eps = <floating>epsilon
@@ -71,13 +71,13 @@ def rmsprop_update(floating[::1] param not None, const floating[::1] grad not No
             g = grad[i]
             s = flush_denormal(r * ms[i] + c * g * g)
             ms[i] = s
-            param[i] = p - lr * g / (f_sqrt(s) + eps)
+            param[i] = p - lr * g / f_sqrt(s + eps)
 
 
 def adagrad_update(floating[::1] param not None, const floating[::1] grad not None,
                    floating[::1] acc not None,
                    double learning_rate, double epsilon, double weight_decay):
-    """Adagrad: ``acc += g^2``; ``p -= lr g / (sqrt(acc) + eps)``."""
+    """Adagrad: ``acc += g^2``; ``p -= lr g / sqrt(acc + eps)`` (Keras)."""
     cdef Py_ssize_t size = param.shape[0], i
     cdef floating lr = <floating>learning_rate, eps = <floating>epsilon
     cdef floating decay = <floating>(learning_rate * weight_decay)
@@ -93,4 +93,4 @@ def adagrad_update(floating[::1] param not None, const floating[::1] grad not No
             g = grad[i]
             s = flush_denormal(acc[i] + g * g)
             acc[i] = s
-            param[i] = p - lr * g / (f_sqrt(s) + eps)
+            param[i] = p - lr * g / f_sqrt(s + eps)

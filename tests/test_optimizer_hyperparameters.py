@@ -46,6 +46,22 @@ OPT_BAD = [
     (O.RMSprop, "epsilon", [math.nan, 0.0]),
     (O.Adagrad, "initial_accumulator_value", [math.nan, math.inf, -1.0]),
     (O.Adagrad, "epsilon", [math.inf]),
+    (O.RMSprop, "momentum", [math.nan, -0.1, 1.5]),
+    (O.Nadam, "beta_1", [math.nan, 1.0, -0.1]),
+    (O.Nadam, "beta_2", [math.inf, 1.0]),
+    (O.Nadam, "epsilon", [0.0, -1e-7]),
+    (O.Nadam, "weight_decay", [-1.0]),
+    (O.Adamax, "beta_1", [1.0, math.nan]),
+    (O.Adamax, "beta_2", [1.5]),
+    (O.Adamax, "epsilon", [0.0]),
+    (O.Adadelta, "rho", [math.nan, -0.1, 1.5]),
+    (O.Adadelta, "epsilon", [0.0, math.inf]),
+    (O.Adadelta, "learning_rate", [-1.0]),
+    (O.Lion, "beta_1", [0.0, 1.5, math.nan]),
+    (O.Lion, "beta_2", [-0.1, 1.5]),
+    (O.Lion, "clipvalue", [-1.0]),
+    (O.SGD, "ema_momentum", [math.nan, -0.1, 1.5]),
+    (O.Nadam, "ema_overwrite_frequency", [0, 2.5, -1]),
 ]
 OPT_CASES = [(cls, name, v) for cls, name, values in OPT_BAD for v in values]
 OPT_IDS = [f"{c.__name__}-{n}-{v}" for c, n, v in OPT_CASES]
@@ -169,9 +185,17 @@ def _built(cls, **kw):
     (O.Adam, "momentum_0", math.nan), (O.Adam, "velocity_0", math.inf),
     (O.RMSprop, "velocity_1", -2.0), (O.Adagrad, "accumulator_0", -0.1),
     (O.SGD, "momentum_1", math.inf),
+    (O.RMSprop, "momentum_0", math.nan), (O.RMSprop, "average_gradient_1", math.inf),
+    (O.Nadam, "velocity_0", -1.0), (O.Nadam, "u_product", 0.0),
+    (O.Nadam, "u_product", math.nan), (O.Nadam, "u_product", 1.5),
+    (O.Adamax, "norm_1", -1.0), (O.Adamax, "momentum_0", math.inf),
+    (O.Adadelta, "accumulated_grad_0", -1.0), (O.Adadelta, "accumulated_delta_var_1", -1.0),
+    (O.Lion, "momentum_0", math.nan), (O.Lion, "average_1", math.inf),
 ], ids=lambda v: str(v))
 def test_set_state_refuses_bad_state_naming_the_entry(cls, entry, value):
-    opt, _ = _built(cls, **({"momentum": 0.9} if cls is O.SGD else {}))
+    kw = {O.SGD: {"momentum": 0.9}, O.RMSprop: {"momentum": 0.9, "centered": True},
+          O.Lion: {"use_ema": True}}
+    opt, _ = _built(cls, **kw.get(cls, {}))
     state = opt.get_state()
     state[entry] = state[entry].copy()
     state[entry].reshape(-1)[0] = value
@@ -207,7 +231,8 @@ def test_set_state_still_restores_a_good_state():
 # --------------------------------------------------------------------------
 # rule 8: building again
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("cls", [O.SGD, O.Adam, O.RMSprop, O.Adagrad])
+@pytest.mark.parametrize("cls", [O.SGD, O.Adam, O.RMSprop, O.Adagrad, O.Nadam, O.Adamax,
+                                 O.Adadelta, O.Lion])
 @pytest.mark.parametrize("flat", [False, True], ids=["views", "flat"])
 def test_rebuild_over_the_same_shapes_continues(cls, flat):
     """State values and the step count survive a rebuild; training then goes on
@@ -243,7 +268,7 @@ def test_rebuild_over_the_same_shapes_continues(cls, flat):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("cls", [O.Adam, O.Adagrad])
+@pytest.mark.parametrize("cls", [O.Adam, O.Adagrad, O.Nadam])
 def test_rebuild_over_other_shapes_starts_afresh(cls):
     opt, _ = _built(cls)
     assert opt.iterations == 1

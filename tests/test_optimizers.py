@@ -10,6 +10,8 @@ import pynn.optimizers as O
 from pynn.backends import Backend
 from pynn.optimizers import schedules as S
 
+from helpers import CPU_BACKENDS
+
 REF = Backend()
 
 
@@ -62,17 +64,65 @@ def test_adam_hand_step():
 
 
 def test_rmsprop_hand_step():
-    g, lr = 0.5, 0.01
-    ms = 0.1 * g * g
-    want = 1.0 - lr * g / (math.sqrt(ms) + 1e-7)
+    # Keras divides by sqrt(v + eps), not sqrt(v) + eps
+    g, lr, eps = 1e-3, 0.01, 1e-7
+    ms = 0.1 * g * g                                  # 1e-7
+    want = 1.0 - lr * g / math.sqrt(2e-7)             # sqrt(ms + eps)
     np.testing.assert_allclose(one_step(O.RMSprop(lr), [1.0], [g]), [want], rtol=1e-14)
+    assert ms == pytest.approx(eps)
+    # momentum 0.5, two steps of g: increments i1 = lr*g/sqrt(ms1+eps), i2 likewise
+    ms1, ms2 = 0.1 * g * g, 0.9 * 0.1 * g * g + 0.1 * g * g
+    i1, i2 = lr * g / math.sqrt(ms1 + eps), lr * g / math.sqrt(ms2 + eps)
+    np.testing.assert_allclose(one_step(O.RMSprop(lr, momentum=0.5), [1.0], [g], steps=2),
+                               [1.0 - i1 - (0.5 * i1 + i2)], rtol=1e-14)
+    # centered: a = 0.1 g, denominator sqrt(ms - a^2 + eps) = sqrt(0.09 g^2 + eps)
+    np.testing.assert_allclose(one_step(O.RMSprop(lr, centered=True), [1.0], [g]),
+                               [1.0 - lr * g / math.sqrt(0.09 * g * g + eps)], rtol=1e-14)
 
 
 def test_adagrad_hand_step():
     g, lr = 0.5, 0.1
     acc = 0.1 + g * g
-    want = 1.0 - lr * g / (math.sqrt(acc) + 1e-7)
+    want = 1.0 - lr * g / math.sqrt(acc + 1e-7)
     np.testing.assert_allclose(one_step(O.Adagrad(lr), [1.0], [g]), [want], rtol=1e-14)
+
+
+def test_nadam_hand_step():
+    # t = 1: u1 = 0.9 (1 - 0.48) = 0.468, u2 = 0.9 (1 - 0.5 * 0.9216) = 0.48528
+    g, lr = 0.5, 0.01
+    u1, u2 = 0.468, 0.48528
+    m, v = 0.1 * g, 0.001 * g * g
+    m_hat = u2 * m / (1 - u1 * u2) + (1 - u1) * g / (1 - u1)
+    want = 1.0 - lr * m_hat / (math.sqrt(v / 0.001) + 1e-7)
+    np.testing.assert_allclose(one_step(O.Nadam(lr), [1.0], [g]), [want], rtol=1e-14)
+
+
+def test_adamax_hand_step():
+    # t = 1: m = 0.1 g, u = |g|, p -= lr * m / ((1 - 0.9) (u + eps))  ~ lr * sign(g)
+    g, lr = -0.5, 0.01
+    want = 1.0 - lr * (0.1 * g) / (0.1 * (0.5 + 1e-7))
+    np.testing.assert_allclose(one_step(O.Adamax(lr), [1.0], [g]), [want], rtol=1e-14)
+
+
+def test_adadelta_hand_step():
+    # t = 1: ag = 0.05 g^2, delta = -sqrt(eps) g / sqrt(ag + eps), ad = 0.05 delta^2
+    g, lr, eps = 0.5, 1.0, 1e-7
+    delta1 = -math.sqrt(eps) * g / math.sqrt(0.05 * g * g + eps)
+    ag2 = 0.95 * 0.05 * g * g + 0.05 * g * g
+    delta2 = -math.sqrt(0.05 * delta1 ** 2 + eps) * g / math.sqrt(ag2 + eps)
+    np.testing.assert_allclose(one_step(O.Adadelta(lr), [1.0], [g], steps=2),
+                               [1.0 + delta1 + delta2], rtol=1e-14)
+
+
+def test_lion_hand_step():
+    # step 1: sign(0.1 g) = sign(g); m = 0.01 g. step 2 with -g: sign(0.9*0.01g - 0.1g) = -sign(g)
+    w = np.array([1.0, 1.0])
+    opt = O.Lion(0.1, weight_decay=0.5)
+    opt.build([w], REF)
+    opt.apply([np.array([0.5, -2.0])])
+    np.testing.assert_allclose(w, [1.0 - 0.05 - 0.1, 1.0 - 0.05 + 0.1])
+    opt.apply([np.array([-0.5, 2.0])])
+    np.testing.assert_allclose(w, np.array([0.85, 1.05]) * 0.95 + [0.1, -0.1])
 
 
 # --------------------------------------------------------------------------
@@ -81,10 +131,14 @@ def test_adagrad_hand_step():
 def reference_run(kind, params, grads_seq, lr_fn, wd=0.0, **kw):
     """Keras's update formulas written out in NumPy (float64)."""
     ps = [p.astype(np.float64).copy() for p in params]
-    st = [dict(m=np.zeros_like(p), v=np.zeros_like(p), vh=np.zeros_like(p),
+    st = [dict(m=np.zeros_like(p), v=np.zeros_like(p), vh=np.zeros_like(p), mg=np.zeros_like(p),
                a=np.full_like(p, kw.get("initial_accumulator_value", 0.1))) for p in ps]
+    u_product = 1.0
     for t, grads in enumerate(grads_seq):
         lr = lr_fn(t)
+        b1 = kw.get("beta_1", 0.9)
+        u_t, u_next = b1 * (1 - 0.5 * 0.96 ** (t + 1)), b1 * (1 - 0.5 * 0.96 ** (t + 2))
+        u_product *= u_t
         for p, g, s in zip(ps, grads, st):
             p -= p * wd * lr
             if kind == "sgd":
@@ -107,10 +161,38 @@ def reference_run(kind, params, grads_seq, lr_fn, wd=0.0, **kw):
             elif kind == "rmsprop":
                 rho, eps = kw.get("rho", 0.9), kw.get("epsilon", 1e-7)
                 s["v"] = rho * s["v"] + (1 - rho) * g * g
-                p -= lr * g / (np.sqrt(s["v"]) + eps)
+                s["mg"] = rho * s["mg"] + (1 - rho) * g
+                mean_sq = s["mg"] ** 2 if kw.get("centered") else 0.0
+                inc = lr * g / np.sqrt(s["v"] - mean_sq + eps)
+                if kw.get("momentum"):
+                    s["m"] = kw["momentum"] * s["m"] + inc
+                    inc = s["m"]
+                p -= inc
             elif kind == "adagrad":
                 s["a"] = s["a"] + g * g
-                p -= lr * g / (np.sqrt(s["a"]) + kw.get("epsilon", 1e-7))
+                p -= lr * g / np.sqrt(s["a"] + kw.get("epsilon", 1e-7))
+            elif kind == "nadam":
+                b2, eps = kw.get("beta_2", 0.999), kw.get("epsilon", 1e-7)
+                s["m"] = b1 * s["m"] + (1 - b1) * g
+                s["v"] = b2 * s["v"] + (1 - b2) * g * g
+                m_hat = (u_next * s["m"] / (1 - u_product * u_next)
+                         + (1 - u_t) * g / (1 - u_product))
+                p -= lr * m_hat / (np.sqrt(s["v"] / (1 - b2 ** (t + 1))) + eps)
+            elif kind == "adamax":
+                b2, eps = kw.get("beta_2", 0.999), kw.get("epsilon", 1e-7)
+                s["m"] = b1 * s["m"] + (1 - b1) * g
+                s["v"] = np.maximum(b2 * s["v"], np.abs(g))
+                p -= lr * s["m"] / ((1 - b1 ** (t + 1)) * (s["v"] + eps))
+            elif kind == "adadelta":
+                rho, eps = kw.get("rho", 0.95), kw.get("epsilon", 1e-7)
+                s["v"] = rho * s["v"] + (1 - rho) * g * g
+                delta = -np.sqrt(s["vh"] + eps) * g / np.sqrt(s["v"] + eps)
+                s["vh"] = rho * s["vh"] + (1 - rho) * delta * delta
+                p += lr * delta
+            elif kind == "lion":
+                b2 = kw.get("beta_2", 0.99)
+                p -= lr * np.sign(b1 * s["m"] + (1 - b1) * g)
+                s["m"] = b2 * s["m"] + (1 - b2) * g
     return ps
 
 
@@ -124,13 +206,28 @@ OPT_CASES = [
     ("adam", lambda lr, wd: O.Adam(lr, amsgrad=True, weight_decay=wd), {"amsgrad": True}),
     ("adam", lambda lr, wd: O.AdamW(lr, weight_decay=wd), {}),
     ("rmsprop", lambda lr, wd: O.RMSprop(lr, rho=0.8, weight_decay=wd), {"rho": 0.8}),
+    ("rmsprop", lambda lr, wd: O.RMSprop(lr, momentum=0.7, centered=True, weight_decay=wd),
+     {"momentum": 0.7, "centered": True}),
+    ("rmsprop", lambda lr, wd: O.RMSprop(lr, momentum=0.7, epsilon=1e-3, weight_decay=wd),
+     {"momentum": 0.7, "epsilon": 1e-3}),
     ("adagrad", lambda lr, wd: O.Adagrad(lr, initial_accumulator_value=0.2, weight_decay=wd),
      {"initial_accumulator_value": 0.2}),
+    ("nadam", lambda lr, wd: O.Nadam(lr, beta_1=0.8, beta_2=0.95, weight_decay=wd),
+     {"beta_1": 0.8, "beta_2": 0.95}),
+    ("adamax", lambda lr, wd: O.Adamax(lr, beta_1=0.8, beta_2=0.95, weight_decay=wd),
+     {"beta_1": 0.8, "beta_2": 0.95}),
+    # a large epsilon: Adadelta's first steps are ~lr * sqrt(eps)
+    ("adadelta", lambda lr, wd: O.Adadelta(lr, rho=0.9, epsilon=0.1, weight_decay=wd),
+     {"rho": 0.9, "epsilon": 0.1}),
+    ("lion", lambda lr, wd: O.Lion(lr, beta_1=0.8, beta_2=0.95, weight_decay=wd),
+     {"beta_1": 0.8, "beta_2": 0.95}),
 ]
 
 
 @pytest.mark.parametrize("case", range(len(OPT_CASES)), ids=[
-    "sgd", "momentum", "nesterov", "adam", "amsgrad", "adamw", "rmsprop", "adagrad"])
+    "sgd", "momentum", "nesterov", "adam", "amsgrad", "adamw", "rmsprop",
+    "rmsprop_centered_momentum", "rmsprop_momentum", "adagrad", "nadam", "adamax", "adadelta",
+    "lion"])
 @pytest.mark.parametrize("flat_path", [False, True], ids=["per_param", "flat"])
 @pytest.mark.parametrize("schedule", [False, True], ids=["const", "sched"])
 def test_several_steps_match_reference(backend, dtype, rng, case, flat_path, schedule):
@@ -302,11 +399,15 @@ def test_adagrad_state_starts_at_initial_value():
     np.testing.assert_array_equal(opt.variables[0], np.full((2, 2), 0.3, np.float32))
 
 
-def test_unsupported_arguments_are_rejected():
-    with pytest.raises(NotImplementedError, match="momentum"):
-        O.RMSprop(momentum=0.9)
-    with pytest.raises(NotImplementedError, match="centered"):
-        O.RMSprop(centered=True)
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="RMSprop.momentum"):
+        O.RMSprop(momentum=-0.1)
+    with pytest.raises(ValueError, match="Lion.beta_1"):
+        O.Lion(beta_1=0.0)
+    with pytest.raises(ValueError, match="Adadelta.rho"):
+        O.Adadelta(rho=1.5)
+    with pytest.raises(ValueError, match="Nadam.epsilon"):
+        O.Nadam(epsilon=0.0)
     with pytest.raises(ValueError, match="weight_decay"):
         O.AdamW(weight_decay=None)
     with pytest.raises(ValueError, match="momentum"):
@@ -318,9 +419,21 @@ def test_unsupported_arguments_are_rejected():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("name,cls", [("sgd", O.SGD), ("SGD", O.SGD), ("adam", O.Adam),
                                       ("Adam", O.Adam), ("adamw", O.AdamW),
-                                      ("rmsprop", O.RMSprop), ("adagrad", O.Adagrad)])
+                                      ("rmsprop", O.RMSprop), ("adagrad", O.Adagrad),
+                                      ("nadam", O.Nadam), ("Adamax", O.Adamax),
+                                      ("adadelta", O.Adadelta), ("lion", O.Lion)])
 def test_get_by_name(name, cls):
     assert type(O.get(name)) is cls
+
+
+def test_default_names_are_keras():
+    # Keras 3.15: the class name in snake case (keras.src.utils.naming.to_snake_case)
+    want = {O.SGD: "sgd", O.Adam: "adam", O.AdamW: "adam_w", O.RMSprop: "rm_sprop",
+            O.Adagrad: "adagrad", O.Nadam: "nadam", O.Adamax: "adamax",
+            O.Adadelta: "adadelta", O.Lion: "lion"}
+    for cls, name in want.items():
+        assert cls().name == name and cls().get_config()["name"] == name
+    assert O.Adam(name="mine").get_config()["name"] == "mine"
 
 
 def test_defaults_are_keras():
@@ -332,6 +445,15 @@ def test_defaults_are_keras():
     assert O.AdamW().weight_decay == 0.004
     assert (O.RMSprop().rho, O.RMSprop().epsilon) == (0.9, 1e-7)
     assert O.Adagrad().initial_accumulator_value == 0.1
+    r = O.RMSprop()
+    assert (r.momentum, r.centered) == (0.0, False)
+    for cls in (O.Nadam, O.Adamax):
+        o = cls()
+        assert (o.learning_rate, o.beta_1, o.beta_2, o.epsilon) == (0.001, 0.9, 0.999, 1e-7)
+    d = O.Adadelta()
+    assert (d.learning_rate, d.rho, d.epsilon) == (0.001, 0.95, 1e-7)
+    lion = O.Lion()
+    assert (lion.learning_rate, lion.beta_1, lion.beta_2) == (0.001, 0.9, 0.99)
 
 
 def test_get_errors_and_config_round_trip():
@@ -386,7 +508,47 @@ def test_other_schedules():
     assert c(15) == pytest.approx(0.25)  # decay_steps stretched to 20
 
 
+def test_cosine_decay_restarts():
+    # periods of 10, 20, 40 steps; each restart at m_mul times the previous peak
+    s = S.CosineDecayRestarts(1.0, first_decay_steps=10, t_mul=2.0, m_mul=0.5)
+    assert [s(t) for t in (0, 5, 10, 20, 30, 50)] == pytest.approx(
+        [1.0, 0.5, 0.5, 0.25, 0.25, 0.125 * (1 + math.cos(math.pi * 20 / 40))])
+    assert s(9.999) == pytest.approx(0.0, abs=1e-6)
+    c = S.CosineDecayRestarts(1.0, first_decay_steps=4, t_mul=1.0, alpha=0.5)
+    assert [c(t) for t in (0, 2, 4, 6)] == pytest.approx([1.0, 0.75, 1.0, 0.75])
+    assert c.name == "SGDRDecay"
+    with pytest.raises(ValueError, match="first_decay_steps"):
+        S.CosineDecayRestarts(1.0, first_decay_steps=0)
+    with pytest.raises(ValueError, match="alpha"):
+        S.CosineDecayRestarts(1.0, 10, alpha=1.5)
+
+
+ALL_SCHEDULES = [
+    S.ExponentialDecay(0.1, 10, 0.9, staircase=True), S.ExponentialDecay(0.1, 3, 0.5),
+    S.CosineDecay(0.1, 100, alpha=0.2, warmup_target=0.3, warmup_steps=5),
+    S.CosineDecay(0.1, 30), S.PiecewiseConstantDecay([3, 7], [0.3, 0.2, 0.1]),
+    S.InverseTimeDecay(0.1, 5, 0.3), S.PolynomialDecay(0.1, 50, power=0.5),
+    S.PolynomialDecay(0.1, 7, cycle=True, power=2.0),
+    S.CosineDecayRestarts(0.1, 3, t_mul=1.5, m_mul=0.9, alpha=0.1)]
+
+
+@pytest.mark.parametrize("sched", ALL_SCHEDULES, ids=lambda s: type(s).__name__)
+def test_schedule_takes_arrays_of_steps(sched):
+    steps = np.arange(0, 130)
+    rates = sched(steps)
+    assert isinstance(rates, np.ndarray) and rates.dtype == np.float64
+    # (NumPy's vectorised power may round the last bit differently from a scalar's)
+    np.testing.assert_allclose(rates, [sched(int(t)) for t in steps], rtol=1e-15, atol=0)
+    assert isinstance(sched(3), float) and isinstance(sched(np.int64(3)), float)
+    grid = sched(steps[:12].reshape(3, 4).astype(np.float32))
+    assert grid.shape == (3, 4)
+    np.testing.assert_allclose(grid.ravel(), rates[:12], rtol=1e-15, atol=0)
+    with pytest.raises(TypeError, match="step"):
+        sched("3")
+
+
 @pytest.mark.parametrize("sched", [
+    S.CosineDecayRestarts(0.1, 4, t_mul=3.0, m_mul=0.5, alpha=0.05),
     S.ExponentialDecay(0.1, 10, 0.9, staircase=True),
     S.CosineDecay(0.1, 100, alpha=0.2, warmup_target=0.3, warmup_steps=5),
     S.PiecewiseConstantDecay([3, 7], [0.3, 0.2, 0.1]),
@@ -409,7 +571,10 @@ TORCH_CASES = [
     ("Adam", lambda: O.Adam(0.01, epsilon=1e-8), dict(lr=0.01, eps=1e-8)),
     ("AdamW", lambda: O.AdamW(0.01, weight_decay=0.1, epsilon=1e-8),
      dict(lr=0.01, weight_decay=0.1, eps=1e-8)),
-    ("RMSprop", lambda: O.RMSprop(0.01, rho=0.9, epsilon=1e-7), dict(lr=0.01, alpha=0.9, eps=1e-7)),
+    # torch divides by sqrt(v) + eps, Keras (and pynn) by sqrt(v + eps): a tiny eps
+    # makes the two agree and leaves the rest of the rule to compare
+    ("RMSprop", lambda: O.RMSprop(0.01, rho=0.9, epsilon=1e-14),
+     dict(lr=0.01, alpha=0.9, eps=1e-14)),
     ("Adagrad", lambda: O.Adagrad(0.1, initial_accumulator_value=0.1, epsilon=1e-10),
      dict(lr=0.1, initial_accumulator_value=0.1, eps=1e-10)),
 ]
@@ -436,3 +601,146 @@ def test_trajectory_matches_torch(rng, case):
         loss.backward()
         topt.step()
     np.testing.assert_allclose(w, tw.detach().numpy(), rtol=1e-6, atol=1e-8)
+
+
+# --------------------------------------------------------------------------
+# the rules without a backend op: state, host-only, in a model
+# --------------------------------------------------------------------------
+NUMPY_RULES = [lambda: O.RMSprop(0.01, momentum=0.9, centered=True), lambda: O.Nadam(0.01),
+               lambda: O.Adamax(0.01), lambda: O.Adadelta(1.0), lambda: O.Lion(0.001),
+               lambda: O.Adam(0.01, amsgrad=True)]
+NUMPY_RULE_IDS = ["rmsprop_momentum_centered", "nadam", "adamax", "adadelta", "lion", "amsgrad"]
+
+
+@pytest.mark.parametrize("make", NUMPY_RULES, ids=NUMPY_RULE_IDS)
+def test_numpy_rule_state_round_trip(rng, make):
+    flat, flat_g, params, grads = make_params(rng)
+    opt = make()
+    opt.build(params, REF, flat_param=flat)
+    for _ in range(3):
+        flat_g[...] = rng.normal(size=flat_g.size)
+        opt.apply(grads, params, flat_grad=flat_g)
+    state = opt.get_state()
+    assert len(opt.variables) == len(opt._slots) * len(params)
+    other_params = [p.copy() for p in params]
+    other = make()
+    other.build(other_params, REF)
+    other.set_state(state)
+    assert other.iterations == 3
+    for _ in range(2):
+        g = [rng.normal(size=p.shape) for p in params]
+        opt.apply([x.copy() for x in g])
+        other.apply([x.copy() for x in g])
+    for a, b in zip(params, other_params):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make", NUMPY_RULES, ids=NUMPY_RULE_IDS)
+def test_numpy_rule_refuses_a_device_backend(make):
+    class Device(Backend):
+        name = "device"
+        host_memory = False
+
+    with pytest.raises(NotImplementedError, match="host-memory backends only, not on 'device'"):
+        make().build([np.zeros(3)], Device())
+    O.RMSprop().build([np.zeros(3)], Device())  # the plain rules run through backend ops
+
+
+@pytest.mark.parametrize("backend_name", CPU_BACKENDS)
+@pytest.mark.parametrize("make", NUMPY_RULES[:5], ids=NUMPY_RULE_IDS[:5])
+def test_model_trains_saves_and_resumes(tmp_path, backend_name, make):
+    """compile(optimizer=...) and fit on each CPU backend; after save/load the
+    optimizer (config and state) goes on exactly where it stopped."""
+    import pynn
+    import pynn.backends as B
+    from pynn.models import load_model
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    with B.use_backend(backend_name):
+        model = pynn.Sequential([pynn.layers.Input((5,)), pynn.layers.Dense(6, activation="relu"),
+                                 pynn.layers.Dense(2, activation="softmax")], seed=2)
+        model.compile(optimizer=make(), loss="sparse_categorical_crossentropy")
+        first = model.fit(x, y, epochs=3, batch_size=16, verbose=0).history["loss"]
+        assert np.all(np.isfinite(first)) and first[-1] < first[0]
+        model.save(tmp_path / "m.pynn")
+        loaded = load_model(tmp_path / "m.pynn")
+        assert loaded.optimizer.get_config() == model.optimizer.get_config()
+        assert loaded.optimizer.iterations == model.optimizer.iterations == 9
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+        loaded.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------
+# use_ema: Keras's moving average of the parameters
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("flat_path", [False, True], ids=["per_param", "flat"])
+def test_ema_hand_steps(flat_path):
+    # SGD(lr=1) with g = -1: p = 1, 2, 3; average (m = 0 at the first step, then 0.5):
+    # 1, 0.5*1 + 0.5*2 = 1.5, 0.5*1.5 + 0.5*3 = 2.25
+    flat = np.zeros(2)
+    params = [flat[:1], flat[1:]]
+    opt = O.SGD(1.0, use_ema=True, ema_momentum=0.5)
+    opt.build(params, REF, flat_param=flat if flat_path else None)
+    grads = [np.full(1, -1.0), np.full(1, -1.0)]
+    for _ in range(3):
+        opt.apply([g.copy() for g in grads], flat_grad=-np.ones(2) if flat_path else None)
+    np.testing.assert_array_equal(flat, [3.0, 3.0])
+    assert opt.get_state()["average_0"].tolist() == [2.25]
+    opt.finalize_variable_values()
+    np.testing.assert_array_equal(flat, [2.25, 2.25])
+    # every 2nd step the averages replace the parameters: p2 = 1.5, then p3 = 2.5,
+    # average 0.5 * 1.5 + 0.5 * 2.5 = 2.0
+    flat[...] = 0.0
+    opt = O.SGD(1.0, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2)
+    opt.build(params, REF, flat_param=flat if flat_path else None)
+    for _ in range(3):
+        opt.apply([g.copy() for g in grads], flat_grad=-np.ones(2) if flat_path else None)
+    np.testing.assert_array_equal(flat, [2.5, 2.5])
+    assert opt.get_state()["average_1"].tolist() == [2.0]
+
+
+@pytest.mark.parametrize("backend_name", CPU_BACKENDS)
+def test_fit_with_ema_ends_on_the_averages(backend_name):
+    """fit() ends by copying the averages into the weights (Keras's
+    finalize_variable_values), on the fused Dense-stack step as on the separate one."""
+    import pynn
+    import pynn.backends as B
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+
+    def run(**kw):
+        with B.use_backend(backend_name):
+            model = pynn.Sequential([pynn.layers.Input((4,)), pynn.layers.Dense(3),
+                                     pynn.layers.Dense(2, activation="softmax")], seed=4)
+            model.compile(optimizer=O.Adam(0.05, **kw), loss="sparse_categorical_crossentropy")
+            model.fit(x, y, epochs=2, batch_size=10, verbose=0, shuffle=False)
+        return model
+
+    plain = run()
+    ema = run(use_ema=True, ema_momentum=0.5)
+    state = ema.optimizer.get_state()
+    averages = [state[f"average_{i}"] for i in range(4)]
+    for w, a in zip(ema.get_weights(), averages):
+        np.testing.assert_array_equal(w, a)
+    # the averages trail the last weights: they differ from the plain run's
+    assert any(np.abs(w - p).max() > 1e-4 for w, p in zip(ema.get_weights(),
+                                                          plain.get_weights()))
+    # ema_momentum=0: the average is the last step's weights, so the run is the plain one
+    same = run(use_ema=True, ema_momentum=0.0)
+    for w, p in zip(same.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(w, p)
+
+
+def test_keras_config_keys():
+    cfg = dict(O.Adam().get_config(), loss_scale_factor=None, gradient_accumulation_steps=None)
+    assert type(O.get({"class_name": "Adam", "config": cfg})) is O.Adam
+    with pytest.raises(NotImplementedError, match="gradient_accumulation_steps=4"):
+        O.deserialize({"class_name": "Adam", "config": dict(cfg, gradient_accumulation_steps=4)})
+    with pytest.raises(NotImplementedError, match="loss_scale_factor"):
+        O.Lion.from_config(dict(O.Lion().get_config(), loss_scale_factor=128.0))

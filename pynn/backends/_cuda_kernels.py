@@ -572,7 +572,7 @@ def rmsprop_kernel(p, g, ms, lr, rho, eps, wd, tiny):
         gi = float64(g[i])
         ms[i] = rho * float64(ms[i]) + (1.0 - rho) * gi * gi
         _flush(ms, i, tiny)
-        p[i] = p[i] - lr * gi / (math.sqrt(float64(ms[i])) + eps)
+        p[i] = p[i] - lr * gi / math.sqrt(float64(ms[i]) + eps)
 
 
 @_kernel
@@ -583,7 +583,7 @@ def adagrad_kernel(p, g, acc, lr, eps, wd, tiny):
         gi = float64(g[i])
         acc[i] = acc[i] + gi * gi
         _flush(acc, i, tiny)
-        p[i] = p[i] - lr * gi / (math.sqrt(float64(acc[i])) + eps)
+        p[i] = p[i] - lr * gi / math.sqrt(float64(acc[i]) + eps)
 
 
 # --------------------------------------------------------------------------

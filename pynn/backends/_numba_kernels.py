@@ -861,7 +861,7 @@ def rmsprop_update(param, grad, ms, lr, rho, one_minus_rho, epsilon, decay, tiny
         if abs(s) < tiny:
             s = 0.0
         ms[i] = s
-        param[i] = p - lr * g / (np.sqrt(ms[i]) + epsilon)
+        param[i] = p - lr * g / np.sqrt(ms[i] + epsilon)
 
 
 @_jit
@@ -876,7 +876,7 @@ def adagrad_update(param, grad, acc, lr, epsilon, decay, tiny):
         if abs(s) < tiny:
             s = 0.0
         acc[i] = s
-        param[i] = p - lr * g / (np.sqrt(acc[i]) + epsilon)
+        param[i] = p - lr * g / np.sqrt(acc[i] + epsilon)
 
 
 # --------------------------------------------------------------------------

@@ -531,24 +531,24 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, RecurrentOps):
 
     def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
                        weight_decay=0.0):
-        """RMSprop: ``ms = rho*ms + (1-rho)*g^2``; ``p -= lr * g / (sqrt(ms) + eps)``."""
+        """Keras RMSprop: ``ms = rho*ms + (1-rho)*g^2``; ``p -= lr * g / sqrt(ms + eps)``."""
         grad, lr, rho, epsilon, weight_decay = prep_rmsprop(param, grad, ms, learning_rate, rho,
                                                             epsilon, weight_decay)
         self._decay(param, lr, weight_decay)
         ms[...] = rho * ms + (1.0 - rho) * grad * grad
         _flush_denormals(ms)
-        param -= (lr * grad / (np.sqrt(ms) + epsilon)).astype(param.dtype)
+        param -= (lr * grad / np.sqrt(ms + epsilon)).astype(param.dtype)
         return param
 
     def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
                        weight_decay=0.0):
-        """Adagrad: ``acc += g^2``; ``p -= lr * g / (sqrt(acc) + eps)``."""
+        """Keras Adagrad: ``acc += g^2``; ``p -= lr * g / sqrt(acc + eps)``."""
         grad, lr, epsilon, weight_decay = prep_adagrad(param, grad, acc, learning_rate, epsilon,
                                                        weight_decay)
         self._decay(param, lr, weight_decay)
         acc += grad * grad
         _flush_denormals(acc)
-        param -= (lr * grad / (np.sqrt(acc) + epsilon)).astype(param.dtype)
+        param -= (lr * grad / np.sqrt(acc + epsilon)).astype(param.dtype)
         return param
 
     # ------------------------------------------------------------------

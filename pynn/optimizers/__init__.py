@@ -2,7 +2,11 @@
 
 Every update runs through backend ops (``sgd_update``, ``adam_update``,
 ``rmsprop_update``, ``adagrad_update``; ``sum_squares``/``scale_``/``clip_`` for
-gradient clipping). State arrays are allocated through the backend.
+gradient clipping), except the rules no backend op implements: ``Nadam``, ``Adamax``,
+``Adadelta``, ``Lion``, ``Adam(amsgrad=True)`` and ``RMSprop(momentum > 0 or
+centered=True)`` update in NumPy, in place over the same (flat) buffers, on host-memory
+backends only (:attr:`Optimizer._numpy_rule`). State arrays are allocated through the
+backend.
 
 Usage by a model::
 
@@ -49,12 +53,40 @@ from ..backends.validation import (COUNT, NONNEGATIVE, POSITIVE, UNIT, UNIT_OPEN
 from . import schedules
 from .schedules import LearningRateSchedule
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get", "serialize",
-           "deserialize", "schedules"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax",
+           "Adadelta", "Lion", "get", "serialize", "deserialize", "schedules"]
 
 
 #: A hyper-parameter that may be left unset (``None``), else a finite number >= 0.
 _OPTIONAL_NONNEGATIVE = Range(0.0, optional=True)
+#: (0, 1]: Lion's beta_1 (0 would make it SignSGD).
+_UNIT_LOW_OPEN = Range(0.0, 1.0, low_open=True)
+#: ``None`` or an integer >= 1 (``ema_overwrite_frequency``).
+_OPTIONAL_PERIOD = Range(1, integer=True, optional=True)
+#: Keras optimizer arguments pynn does not implement: accepted (from a Keras config)
+#: only at their default ``None``.
+_UNSUPPORTED_KERAS_ARGS = ("loss_scale_factor", "gradient_accumulation_steps")
+
+
+def default_name(cls_name):
+    """Keras's default optimizer name: the class name in snake case
+    (``SGD`` -> ``sgd``, ``RMSprop`` -> ``rm_sprop``, ``AdamW`` -> ``adam_w``).
+    Keras also appends ``_1``, ``_2``, ... to repeated names within a process;
+    pynn does not."""
+    name = re.sub(r"\W+", "", cls_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _as_host(param, grad):
+    """``grad`` as an array of ``param``'s dtype (the NumPy update rules)."""
+    return np.asarray(grad, dtype=param.dtype)
+
+
+def _decay(param, lr, weight_decay):
+    """Keras's decoupled weight decay ``p -= p * lr * wd`` (the NumPy update rules)."""
+    if weight_decay:
+        param -= param * (lr * weight_decay)
 
 
 class Optimizer:
@@ -73,7 +105,17 @@ class Optimizer:
     global_clipnorm : float, optional
         All gradients are rescaled together so their joint L2 norm is at most
         ``global_clipnorm``. Only one of the three clipping options may be set.
+    use_ema : bool
+        Keep Keras's exponential moving average of the parameters: after each step
+        ``average = m * average + (1 - m) * p`` (``m = ema_momentum``, 0 at the first
+        step). :meth:`finalize_variable_values` (called at the end of ``fit``) copies
+        the averages into the parameters.
+    ema_momentum : float
+        In [0, 1] (default 0.99).
+    ema_overwrite_frequency : int, optional
+        With ``use_ema``: copy the averages into the parameters every this many steps.
     name : str, optional
+        Defaults to Keras's: the class name in snake case (:func:`default_name`).
     """
 
     #: Names of the per-parameter state slots (set by subclasses).
@@ -82,20 +124,25 @@ class Optimizer:
     _nonnegative_slots = ()
     #: Hyper-parameter attribute -> where it may lie, checked whenever it is set.
     _HYPER = {"weight_decay": _OPTIONAL_NONNEGATIVE, "clipnorm": _OPTIONAL_NONNEGATIVE,
-              "clipvalue": _OPTIONAL_NONNEGATIVE, "global_clipnorm": _OPTIONAL_NONNEGATIVE}
+              "clipvalue": _OPTIONAL_NONNEGATIVE, "global_clipnorm": _OPTIONAL_NONNEGATIVE,
+              "ema_momentum": UNIT, "ema_overwrite_frequency": _OPTIONAL_PERIOD}
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         given = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         if sum(v is not None for v in given.values()) > 1:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
                              f"set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
                              f"global_clipnorm={global_clipnorm}")
-        self.name = name if name is not None else type(self).__name__.lower()
+        self.name = name if name is not None else default_name(type(self).__name__)
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
         self._learning_rate = None
         self.learning_rate = learning_rate
         self._iterations = 0
@@ -224,6 +271,9 @@ class Optimizer:
             names = list(names)
             if len(names) != len(params):
                 raise ValueError(f"build: got {len(names)} names for {len(params)} parameters")
+        if self._numpy_rule and not backend.host_memory:
+            raise NotImplementedError(f"{type(self).__name__}: this update rule runs in NumPy, on "
+                                      f"host-memory backends only, not on {backend.name!r}")
         if self._exclude_names and names is None:
             raise ValueError("exclude_from_weight_decay(var_names=...) needs parameter names: "
                              "pass names=... to Optimizer.build")
@@ -235,36 +285,55 @@ class Optimizer:
         self._names = names
         self._flat_param = None
         self._flat_state = {}
-        self._state = {slot: [] for slot in self._slots}
+        self._state = {slot: [] for slot in self._state_slots}
         offsets = None
         if flat_param is not None:
             offsets = self._check_flat(params, flat_param)
             self._flat_param = flat_param
-            for slot in self._slots:
-                self._flat_state[slot] = self._new_state(backend, flat_param.shape,
-                                                         flat_param.dtype)
+            for slot in self._state_slots:
+                self._flat_state[slot] = self._slot_state(backend, slot, flat_param.shape,
+                                                          flat_param.dtype)
         for i, p in enumerate(params):
-            for slot in self._slots:
+            for slot in self._state_slots:
                 if offsets is not None:
                     o = offsets[i]
                     arr = self._flat_state[slot][o:o + p.size].reshape(p.shape)
                 else:
-                    arr = self._new_state(backend, p.shape, p.dtype)
+                    arr = self._slot_state(backend, slot, p.shape, p.dtype)
                 self._state[slot].append(arr)
         self._decay_mask = [self._use_weight_decay(i, p) for i, p in enumerate(params)]
         self.built = True
         if same_shapes:  # continue: the same state values, the same step count
             for slot, arrays in self._state.items():
-                for arr, old in zip(arrays, previous[slot]):
+                for arr, old in zip(arrays, previous.get(slot, ())):
                     backend.copy_(backend.asarray(old, dtype=arr.dtype), arr)
         elif previous is not None:
             self._iterations = 0
+
+    @property
+    def _numpy_rule(self):
+        """Whether the update runs in NumPy (no backend op implements it), which
+        needs a host-memory backend."""
+        return False
+
+    @property
+    def _state_slots(self):
+        """Every state slot: the update rule's (:attr:`_slots`), then the moving
+        average of the parameters with ``use_ema``."""
+        return self._slots + (("average",) if self.use_ema else ())
 
     def _host_state(self):
         """Host copies of the state arrays, slot by slot."""
         be = self._backend
         return {s: [np.array(be.to_numpy(a)) for a in self._state.get(s, [])]
-                for s in self._slots}
+                for s in self._state_slots}
+
+    def _slot_state(self, backend, slot, shape, dtype):
+        """A new state array of ``slot``: the moving average starts at zero (the
+        first step sets it), the rule's slots where :meth:`_new_state` says."""
+        if slot == "average":
+            return backend.zeros(shape, dtype=dtype)
+        return self._new_state(backend, shape, dtype)
 
     def _new_state(self, backend, shape, dtype):
         """A zero-filled state array (subclasses may start elsewhere)."""
@@ -324,6 +393,7 @@ class Optimizer:
             raise ValueError(f"flat_grad: expected shape {self._flat_param.shape}, got "
                              f"{flat_grad.shape}")
         self._clip(be, grads, flat_grad if flat else None)
+        self._begin_step()
         wd = float(self.weight_decay or 0.0)
         if flat:
             if wd and not all(self._decay_mask):
@@ -337,7 +407,7 @@ class Optimizer:
             for i, (p, g) in enumerate(zip(self._params, grads)):
                 state = self._param_state(i)
                 self._update(be, p, g, state, lr, wd if self._decay_mask[i] else 0.0)
-        self._iterations += 1
+        self._end_step()
 
     def _clip(self, be, grads, flat_grad):
         if self.clipnorm:
@@ -362,6 +432,9 @@ class Optimizer:
             v = float(self.clipvalue)
             for g in ([flat_grad] if flat_grad is not None else grads):
                 be.clip_(g, -v, v)
+
+    def _begin_step(self):
+        """Once per step, before the per-parameter updates (Nadam's momentum schedule)."""
 
     def _update(self, backend, param, grad, state, lr, weight_decay):
         raise NotImplementedError(f"{type(self).__name__} must implement _update")
@@ -389,8 +462,40 @@ class Optimizer:
         return tuple(self._state[s][i] for s in self._slots)
 
     def _finish_step(self):
-        """Count a step whose update ran inside the backend's fused step."""
+        """End a step whose update ran inside the backend's fused step."""
+        self._end_step()
+
+    def _end_step(self):
+        """After the update: Keras's moving average of the parameters (``use_ema``;
+        copied into them every ``ema_overwrite_frequency`` steps), then count the step."""
+        if self.use_ema:
+            be = self._backend
+            m = float(self.ema_momentum) if self._iterations else 0.0
+            if self._flat_param is not None:
+                pairs = [(self._flat_param, self._flat_state["average"])]
+            else:
+                pairs = zip(self._params, self._state["average"])
+            for p, average in pairs:
+                be.scale_(average, m)
+                be.axpy_(1.0 - m, p, average)
+            period = self.ema_overwrite_frequency
+            if period and (self._iterations + 1) % period == 0:
+                self.finalize_variable_values()
         self._iterations += 1
+
+    def finalize_variable_values(self, var_list=None):
+        """With ``use_ema``, copy the moving averages into the parameters
+        (``var_list``: the parameters, in build order; default those built on).
+        ``fit`` calls this when it ends, as Keras's does; without ``use_ema`` it does
+        nothing."""
+        if not (self.use_ema and self.built):
+            return
+        targets = self._params if var_list is None else list(var_list)
+        if len(targets) != len(self._params):
+            raise ValueError(f"finalize_variable_values: got {len(targets)} variables, the "
+                             f"optimizer was built on {len(self._params)}")
+        for p, average in zip(targets, self._state["average"]):
+            self._backend.copy_(average, p)
 
     # ------------------------------------------------------------------
     # state and config
@@ -398,13 +503,13 @@ class Optimizer:
     @property
     def variables(self):
         """The state arrays, slot by slot, parameter by parameter."""
-        return [a for s in self._slots for a in self._state.get(s, [])]
+        return [a for s in self._state_slots for a in self._state.get(s, [])]
 
     def get_state(self):
         """Host copies of the step count and every state array (for saving)."""
         be = self._backend
         out = {"iterations": np.asarray(self._iterations, dtype=np.int64)}
-        for s in self._slots:
+        for s in self._state_slots:
             for i, a in enumerate(self._state.get(s, [])):
                 out[f"{s}_{i}"] = np.array(be.to_numpy(a))
         return out
@@ -423,7 +528,7 @@ class Optimizer:
             raise ValueError("set_state: missing 'iterations'")
         iterations = check_hyper("set_state: iterations", state["iterations"], COUNT)
         values = []
-        for s in self._slots:
+        for s in self._state_slots:
             for i, a in enumerate(self._state[s]):
                 key = f"{s}_{i}"
                 if key not in state:
@@ -450,11 +555,21 @@ class Optimizer:
             lr = schedules.serialize(lr)
         return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
-                "clipvalue": self.clipvalue}
+                "clipvalue": self.clipvalue, "use_ema": self.use_ema,
+                "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency}
 
     @classmethod
     def from_config(cls, config):
+        """The optimizer ``config`` describes (:meth:`get_config`'s, or Keras's: its
+        ``loss_scale_factor`` and ``gradient_accumulation_steps`` only when ``None``,
+        as pynn implements neither)."""
         config = dict(config)
+        for key in _UNSUPPORTED_KERAS_ARGS:
+            value = config.pop(key, None)
+            if value is not None:
+                raise NotImplementedError(f"{cls.__name__}.from_config: {key} is not "
+                                          f"supported (got {key}={value!r}); use None")
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
@@ -474,9 +589,13 @@ class SGD(Optimizer):
     _HYPER = {**Optimizer._HYPER, "momentum": UNIT}
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None, name="SGD"):
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.momentum = momentum
         self.nesterov = bool(nesterov)
         self._slots = ("momentum",) if self.momentum else ()
@@ -512,9 +631,12 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name="adam"):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -522,11 +644,9 @@ class Adam(Optimizer):
         self._slots = ("momentum", "velocity", "velocity_hat") if amsgrad else \
             ("momentum", "velocity")
 
-    def build(self, params, backend=None, flat_param=None, names=None):
-        super().build(params, backend, flat_param, names)
-        if self.amsgrad and not self._backend.host_memory:
-            raise NotImplementedError(f"Adam(amsgrad=True) runs only on host-memory backends, "
-                                      f"not on {self._backend.name!r}")
+    @property
+    def _numpy_rule(self):
+        return self.amsgrad
 
     def _update(self, backend, param, grad, state, lr, weight_decay):
         step = self._iterations + 1
@@ -536,9 +656,8 @@ class Adam(Optimizer):
                                 weight_decay=weight_decay)
             return
         m, v, vhat = state
-        g = np.asarray(grad, dtype=param.dtype)
-        if weight_decay:
-            param -= param * (lr * weight_decay)
+        g = _as_host(param, grad)
+        _decay(param, lr, weight_decay)
         alpha = adam_step_size(lr, self.beta_1, self.beta_2, step)
         m += (g - m) * (1.0 - self.beta_1)
         v += (g * g - v) * (1.0 - self.beta_2)
@@ -564,46 +683,77 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name="adamw"):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         if weight_decay is None:
             raise ValueError("Argument `weight_decay` must be a float. Received: "
                              "weight_decay=None")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, amsgrad=amsgrad, weight_decay=weight_decay,
                          clipnorm=clipnorm, clipvalue=clipvalue,
-                         global_clipnorm=global_clipnorm, name=name)
+                         global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
 
 
 class RMSprop(Optimizer):
-    """RMSprop: ``ms = rho * ms + (1 - rho) * g**2``; ``p -= lr * g / (sqrt(ms) + eps)``.
+    """RMSprop, Keras's form: ``v = rho * v + (1 - rho) * g**2``;
+    ``increment = lr * g / sqrt(v + eps)`` (``centered``: ``a = rho * a + (1 - rho) * g``,
+    ``increment = lr * g / sqrt(v - a**2 + eps)``); ``p -= increment``, or with
+    ``momentum > 0``: ``mom = momentum * mom + increment``; ``p -= mom``.
 
-    The update is the backend's ``rmsprop_update``. ``momentum > 0`` and
-    ``centered=True`` are not supported.
+    The plain rule is the backend's ``rmsprop_update``; ``momentum > 0`` and
+    ``centered=True`` update in NumPy (host-memory backends).
     """
 
-    _HYPER = {**Optimizer._HYPER, "rho": UNIT_OPEN, "epsilon": POSITIVE}
+    _HYPER = {**Optimizer._HYPER, "rho": UNIT_OPEN, "momentum": UNIT, "epsilon": POSITIVE}
     _nonnegative_slots = ("velocity",)
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name="rmsprop"):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
-        if momentum:
-            raise NotImplementedError(f"RMSprop: momentum > 0 is not supported (got "
-                                      f"momentum={momentum}); use momentum=0.0")
-        if centered:
-            raise NotImplementedError("RMSprop: centered=True is not supported; use "
-                                      "centered=False")
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.rho = rho
-        self.momentum = 0.0
+        self.momentum = momentum
         self.epsilon = epsilon
-        self.centered = False
-        self._slots = ("velocity",)
+        self.centered = bool(centered)
+        # Keras's variables, in its order: velocities, momentums, average gradients
+        self._slots = ("velocity",) + (("momentum",) if self.momentum > 0 else ()) + \
+            (("average_gradient",) if self.centered else ())
+
+    @property
+    def _numpy_rule(self):
+        return len(self._slots) > 1
 
     def _update(self, backend, param, grad, state, lr, weight_decay):
-        backend.rmsprop_update(param, grad, state[0], learning_rate=lr, rho=self.rho,
-                               epsilon=self.epsilon, weight_decay=weight_decay)
+        if not self._numpy_rule:
+            backend.rmsprop_update(param, grad, state[0], learning_rate=lr, rho=self.rho,
+                                   epsilon=self.epsilon, weight_decay=weight_decay)
+            return
+        slot = dict(zip(self._slots, state))
+        g = _as_host(param, grad)
+        _decay(param, lr, weight_decay)
+        v, rho = slot["velocity"], self.rho
+        v *= rho
+        v += (1.0 - rho) * g * g
+        if self.centered:
+            a = slot["average_gradient"]
+            a *= rho
+            a += (1.0 - rho) * g
+            increment = lr * g / np.sqrt(v - a * a + self.epsilon)
+        else:
+            increment = lr * g / np.sqrt(v + self.epsilon)
+        if "momentum" in slot:
+            mom = slot["momentum"]
+            mom *= self.momentum
+            mom += increment
+            param -= mom
+        else:
+            param -= increment
 
     def get_config(self):
         cfg = super().get_config()
@@ -613,17 +763,20 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad: ``acc += g**2``; ``p -= lr * g / (sqrt(acc) + eps)``, ``acc`` starting at
-    ``initial_accumulator_value``."""
+    """Adagrad, Keras's form: ``acc += g**2``; ``p -= lr * g / sqrt(acc + eps)``, ``acc``
+    starting at ``initial_accumulator_value``."""
 
     _HYPER = {**Optimizer._HYPER, "initial_accumulator_value": NONNEGATIVE, "epsilon": POSITIVE}
     _nonnegative_slots = ("accumulator",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 name="adagrad"):
+                 use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
-                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name)
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
         self.initial_accumulator_value = initial_accumulator_value
         self.epsilon = epsilon
         self._slots = ("accumulator",)
@@ -643,10 +796,205 @@ class Adagrad(Optimizer):
         return cfg
 
 
+class Nadam(Optimizer):
+    """Nadam (Dozat), Keras's form, in NumPy (host-memory backends). With ``t`` the step
+    (from 1), ``u_t = beta_1 * (1 - 0.5 * 0.96**t)`` and ``prod_t = u_1 * ... * u_t``:
+    ``m += (g - m)(1 - beta_1)``; ``v += (g**2 - v)(1 - beta_2)``;
+    ``m_hat = u_{t+1} m / (1 - prod_t u_{t+1}) + (1 - u_t) g / (1 - prod_t)``;
+    ``v_hat = v / (1 - beta_2**t)``; ``p -= lr * m_hat / (sqrt(v_hat) + eps)``.
+
+    ``prod_t`` is state: :meth:`get_state` saves it as ``u_product``.
+    """
+
+    _HYPER = {**Optimizer._HYPER, "beta_1": UNIT_OPEN, "beta_2": UNIT_OPEN, "epsilon": POSITIVE}
+    _slots = ("momentum", "velocity")
+    _nonnegative_slots = ("velocity",)
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self._u_product = 1.0
+        self._step_factors = None
+
+    @property
+    def _numpy_rule(self):
+        return True
+
+    def build(self, params, backend=None, flat_param=None, names=None):
+        super().build(params, backend, flat_param, names)
+        if self._iterations == 0:  # new state (a continued build keeps the product)
+            self._u_product = 1.0
+
+    def _begin_step(self):
+        t = self._iterations + 1
+        u_t = self.beta_1 * (1.0 - 0.5 * 0.96 ** t)
+        u_next = self.beta_1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+        self._u_product *= u_t
+        self._step_factors = (u_t, u_next, self._u_product, 1.0 - self.beta_2 ** t)
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        m, v = state
+        g = _as_host(param, grad)
+        _decay(param, lr, weight_decay)
+        u_t, u_next, prod, v_correction = self._step_factors
+        m += (g - m) * (1.0 - self.beta_1)
+        v += (g * g - v) * (1.0 - self.beta_2)
+        m_hat = u_next * m / (1.0 - prod * u_next) + (1.0 - u_t) * g / (1.0 - prod)
+        param -= m_hat * lr / (np.sqrt(v / v_correction) + self.epsilon)
+
+    def get_state(self):
+        out = super().get_state()
+        out["u_product"] = np.asarray(self._u_product, dtype=np.float64)
+        return out
+
+    def set_state(self, state):
+        """As :meth:`Optimizer.set_state`, with ``u_product`` (the product of the
+        momentum schedule so far, in (0, 1])."""
+        if "u_product" not in state:
+            raise ValueError("set_state: missing 'u_product'")
+        u_product = check_hyper("set_state: u_product", state["u_product"], _UNIT_LOW_OPEN)
+        super().set_state(state)
+        self._u_product = u_product
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        return cfg
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm), Keras's form, in NumPy (host-memory
+    backends): ``m += (g - m)(1 - beta_1)``; ``u = max(beta_2 * u, |g|)``;
+    ``p -= lr * m / ((1 - beta_1**t) * (u + eps))``."""
+
+    _HYPER = {**Optimizer._HYPER, "beta_1": UNIT_OPEN, "beta_2": UNIT_OPEN, "epsilon": POSITIVE}
+    _slots = ("momentum", "norm")
+    _nonnegative_slots = ("norm",)
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+
+    @property
+    def _numpy_rule(self):
+        return True
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        m, u = state
+        g = _as_host(param, grad)
+        _decay(param, lr, weight_decay)
+        m += (g - m) * (1.0 - self.beta_1)
+        np.maximum(u * self.beta_2, np.abs(g), out=u)
+        correction = 1.0 - self.beta_1 ** (self._iterations + 1)
+        param -= lr * m / (correction * (u + self.epsilon))
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        return cfg
+
+
+class Adadelta(Optimizer):
+    """Adadelta, Keras's form, in NumPy (host-memory backends):
+    ``ag = rho * ag + (1 - rho) * g**2``;
+    ``delta = -sqrt(ad + eps) * g / sqrt(ag + eps)``;
+    ``ad = rho * ad + (1 - rho) * delta**2``; ``p += lr * delta``."""
+
+    _HYPER = {**Optimizer._HYPER, "rho": UNIT, "epsilon": POSITIVE}
+    _slots = ("accumulated_grad", "accumulated_delta_var")
+    _nonnegative_slots = ("accumulated_grad", "accumulated_delta_var")
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
+        self.rho = rho
+        self.epsilon = epsilon
+
+    @property
+    def _numpy_rule(self):
+        return True
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        ag, ad = state
+        g = _as_host(param, grad)
+        _decay(param, lr, weight_decay)
+        rho, eps = self.rho, self.epsilon
+        ag *= rho
+        ag += (1.0 - rho) * g * g
+        delta = -np.sqrt(ad + eps) * g / np.sqrt(ag + eps)
+        ad *= rho
+        ad += (1.0 - rho) * delta * delta
+        param += lr * delta
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(rho=self.rho, epsilon=self.epsilon)
+        return cfg
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023), Keras's form, in NumPy (host-memory backends):
+    ``p -= lr * sign(beta_1 * m + (1 - beta_1) * g)``; then
+    ``m = beta_2 * m + (1 - beta_2) * g``. ``beta_1`` lies in (0, 1]."""
+
+    _HYPER = {**Optimizer._HYPER, "beta_1": _UNIT_LOW_OPEN, "beta_2": UNIT}
+    _slots = ("momentum",)
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                 ema_momentum=0.99,
+                 ema_overwrite_frequency=None, name=None):
+        super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency, name=name)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+
+    @property
+    def _numpy_rule(self):
+        return True
+
+    def _update(self, backend, param, grad, state, lr, weight_decay):
+        (m,) = state
+        g = _as_host(param, grad)
+        _decay(param, lr, weight_decay)
+        param -= lr * np.sign(m * self.beta_1 + g * (1.0 - self.beta_1))
+        m *= self.beta_2
+        m += g * (1.0 - self.beta_2)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(beta_1=self.beta_1, beta_2=self.beta_2)
+        return cfg
+
+
 # --------------------------------------------------------------------------
 # lookup
 # --------------------------------------------------------------------------
-_CLASSES = {c.__name__.lower(): c for c in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+_CLASSES = {c.__name__.lower(): c for c in (SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax,
+                                             Adadelta, Lion)}
 
 
 def serialize(optimizer):

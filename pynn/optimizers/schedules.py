@@ -4,15 +4,23 @@ An optimizer given a schedule as ``learning_rate`` calls ``schedule(iterations)`
 before each update, where ``iterations`` is the number of updates already done
 (so the first update uses ``schedule(0)``), and checks the rate it gets. The
 constructors check their hyper-parameters: finite and in range.
+
+Every schedule takes an int (or float) step and returns a float, or a NumPy array of
+steps and returns an array of rates of the same shape (as Keras's ops do: e.g.
+plotting ``schedule(np.arange(1000))``). Subclasses implement :meth:`_rate` on a
+float64 array; :meth:`LearningRateSchedule.__call__` does the conversions.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backends.validation import FINITE, NONNEGATIVE, POSITIVE, UNIT, Range, check_hyper
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "InverseTimeDecay", "PolynomialDecay",
-           "CosineDecay", "PiecewiseConstantDecay", "serialize", "deserialize"]
+           "CosineDecay", "CosineDecayRestarts", "PiecewiseConstantDecay", "serialize",
+           "deserialize"]
 
 
 def _hyper(cls, name, value, where):
@@ -23,9 +31,19 @@ def _hyper(cls, name, value, where):
 
 
 class LearningRateSchedule:
-    """Base class: ``schedule(step) -> float`` learning rate."""
+    """Base class: ``schedule(step) -> float`` learning rate (an array of rates for an
+    array of steps). Subclasses implement :meth:`_rate`, or override ``__call__``."""
 
     def __call__(self, step):
+        steps = np.asarray(step)
+        if steps.dtype == bool or steps.dtype.kind not in "iuf":
+            raise TypeError(f"{type(self).__name__}: step must be a number or an array of "
+                            f"numbers, got {step!r}")
+        rates = self._rate(steps.astype(np.float64))
+        return float(rates) if steps.ndim == 0 else np.asarray(rates, dtype=np.float64)
+
+    def _rate(self, step):
+        """The rate at each of ``step`` (a float64 array)."""
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(step)")
 
     def get_config(self):
@@ -54,8 +72,8 @@ class _StepDecay(LearningRateSchedule):
         self.name = name or type(self).__name__
 
     def _progress(self, step):
-        p = float(step) / self.decay_steps
-        return math.floor(p) if self.staircase else p
+        p = step / float(self.decay_steps)
+        return np.floor(p) if self.staircase else p
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
@@ -73,7 +91,7 @@ class ExponentialDecay(_StepDecay):
                  name="ExponentialDecay"):
         super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
-    def __call__(self, step):
+    def _rate(self, step):
         return float(self.initial_learning_rate) * float(self.decay_rate) ** self._progress(step)
 
 
@@ -84,7 +102,7 @@ class InverseTimeDecay(_StepDecay):
                  name="InverseTimeDecay"):
         super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
-    def __call__(self, step):
+    def _rate(self, step):
         return float(self.initial_learning_rate) / (1.0 + float(self.decay_rate)
                                                     * self._progress(step))
 
@@ -108,13 +126,12 @@ class PolynomialDecay(LearningRateSchedule):
         self.cycle = cycle
         self.name = name
 
-    def __call__(self, step):
-        step = float(step)
+    def _rate(self, step):
         decay_steps = float(self.decay_steps)
         if self.cycle:
-            decay_steps *= 1.0 if step == 0 else math.ceil(step / decay_steps)
+            decay_steps = decay_steps * np.where(step == 0, 1.0, np.ceil(step / decay_steps))
         else:
-            step = min(step, decay_steps)
+            step = np.minimum(step, decay_steps)
         p = step / decay_steps
         init, end = float(self.initial_learning_rate), float(self.end_learning_rate)
         return (init - end) * (1.0 - p) ** float(self.power) + end
@@ -148,20 +165,19 @@ class CosineDecay(LearningRateSchedule):
 
     def _decay(self, step, decay_from):
         fraction = step / float(self.decay_steps)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * fraction))
+        cosine = 0.5 * (1.0 + np.cos(math.pi * fraction))
         return decay_from * ((1.0 - self.alpha) * cosine + self.alpha)
 
-    def __call__(self, step):
-        step = float(step)
+    def _rate(self, step):
         init = float(self.initial_learning_rate)
         if self.warmup_target is None:
-            return self._decay(min(step, float(self.decay_steps)), init)
+            return self._decay(np.minimum(step, float(self.decay_steps)), init)
         target = float(self.warmup_target)
         warm = float(self.warmup_steps)
-        step = min(step, float(self.decay_steps) + warm)
-        if step < warm:
-            return (target - init) * (step / warm) + init
-        return self._decay(step - warm, target)
+        step = np.minimum(step, float(self.decay_steps) + warm)
+        with np.errstate(divide="ignore", invalid="ignore"):  # warm == 0: never selected
+            warming = (target - init) * (step / warm) + init
+        return np.where(step < warm, warming, self._decay(step - warm, target))
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
@@ -189,18 +205,59 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self.values = values
         self.name = name
 
-    def __call__(self, step):
-        for b, v in zip(self.boundaries, self.values):
-            if step <= b:
-                return float(v)
-        return float(self.values[-1])
+    def _rate(self, step):
+        # values[i] where boundaries[i-1] < step <= boundaries[i]
+        index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), step,
+                                side="left")
+        return np.asarray(self.values, dtype=np.float64)[index]
 
     def get_config(self):
         return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
 
 
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts (SGDR, Loshchilov & Hutter), Keras 3's form.
+
+    The first period lasts ``first_decay_steps``; each next one ``t_mul`` times longer,
+    starting from ``m_mul`` times the previous initial rate. Within period ``i`` at
+    fraction ``f`` of it: ``lr = initial * ((1 - alpha) * 0.5 * m_mul**i *
+    (1 + cos(pi * f)) + alpha)``.
+    """
+
+    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0,
+                 alpha=0.0, name="SGDRDecay"):
+        cls = "CosineDecayRestarts"
+        self.initial_learning_rate = _hyper(cls, "initial_learning_rate", initial_learning_rate,
+                                            NONNEGATIVE)
+        self.first_decay_steps = _hyper(cls, "first_decay_steps", first_decay_steps, POSITIVE)
+        self.t_mul = _hyper(cls, "t_mul", t_mul, POSITIVE)
+        self.m_mul = _hyper(cls, "m_mul", m_mul, NONNEGATIVE)
+        self.alpha = _hyper(cls, "alpha", alpha, UNIT)
+        self.name = name
+
+    def _rate(self, step):
+        fraction = step / float(self.first_decay_steps)
+        t_mul = float(self.t_mul)
+        if t_mul == 1.0:
+            restart = np.floor(fraction)
+            fraction = fraction - restart
+        else:  # periods 1, t, t^2, ...: restart i begins at (1 - t^i) / (1 - t)
+            restart = np.floor(np.log(1.0 - fraction * (1.0 - t_mul)) / math.log(t_mul))
+            begun = (1.0 - t_mul ** restart) / (1.0 - t_mul)
+            fraction = (fraction - begun) / t_mul ** restart
+        cosine = 0.5 * float(self.m_mul) ** restart * (1.0 + np.cos(math.pi * fraction))
+        alpha = float(self.alpha)
+        return float(self.initial_learning_rate) * ((1.0 - alpha) * cosine + alpha)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "first_decay_steps": self.first_decay_steps, "t_mul": self.t_mul,
+                "m_mul": self.m_mul, "alpha": self.alpha, "name": self.name}
+
+
 _SCHEDULES = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, PolynomialDecay,
-                                      CosineDecay, PiecewiseConstantDecay)}
+                                      CosineDecay, CosineDecayRestarts,
+                                      PiecewiseConstantDecay)}
 
 
 def serialize(schedule):

@@ -543,6 +543,8 @@ class Trainer:
             if callbacks.history is not None:
                 self.history = callbacks.history
             raise
+        with lock:  # Keras: an optimizer with use_ema leaves its moving averages as weights
+            self.optimizer.finalize_variable_values()
         callbacks.on_train_end(epoch_logs)
         if callbacks.history is not None:
             self.history = callbacks.history
