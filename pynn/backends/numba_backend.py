@@ -38,7 +38,8 @@ from .numba_sequence import NumbaSequenceOps  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
 from .validation import (activation_alpha, adam_step_size, as_float,  # noqa: E402
-                         as_labels, op_hyper, prep_activation_backward, prep_activation_forward, prep_adagrad,
+                         as_labels, op_hyper, prep_activation_backward,
+                         prep_activation_forward, prep_adagrad,
                          prep_adam, prep_batchnorm_backward, prep_batchnorm_forward,
                          prep_bias_grad, prep_class_loss, prep_dropout_backward,
                          prep_dropout_forward, prep_gemm, prep_pair_loss, prep_rmsprop,

@@ -74,7 +74,8 @@ __all__ = [
     "tutorial_model", "training_data", "run_ops", "run_dense", "run_train", "run_startup",
     "step_allocations", "cnn_model", "cnn_data", "cnn_gemm_floor", "cnn_flops_per_sample",
     "run_cnn", "CNN_BATCHES", "CNN_PREDICT_BATCH", "QUICK_CNN_BATCHES",
-    "QUICK_CNN_PREDICT_BATCH", "QUICK_CNN_SAMPLES", "ARCH", "BATCHES", "PREDICT_BATCHES", "QUICK_BATCHES",
+    "QUICK_CNN_PREDICT_BATCH", "QUICK_CNN_SAMPLES", "ARCH", "BATCHES", "PREDICT_BATCHES",
+    "QUICK_BATCHES",
     "QUICK_PREDICT_BATCHES", "QUICK_SAMPLES", "QUICK_TRAIN_BATCHES", "PAUSE_S", "OPS_PAUSE_S",
     "OPENBLAS_OVERRIDES", "NOT_INSTALLED", "LEARNING_RATES", "PEERS",
 ]

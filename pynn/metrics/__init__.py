@@ -55,8 +55,8 @@ __all__ = [
     "MeanSquaredLogarithmicError", "CosineSimilarity", "LogCoshError", "Hinge", "SquaredHinge",
     "CategoricalHinge", "KLDivergence", "Poisson", "MeanSquaredError", "MeanAbsoluteError",
     "mean_squared_error", "mean_absolute_error", "NEG_INF", "accuracy", "binary_accuracy",
-    "categorical_accuracy", "sparse_categorical_accuracy", "get", "serialize", "deserialize", "confusion_matrix",
-    "precision_recall_fscore", "classification_report",
+    "categorical_accuracy", "sparse_categorical_accuracy", "get", "serialize", "deserialize",
+    "confusion_matrix", "precision_recall_fscore", "classification_report",
 ]
 
 

@@ -448,7 +448,8 @@ def test_kernels_are_cached_only_in_pynns_checked_directory(tmp_path):
     lines = r.stdout.strip().splitlines()
     kernels = [line.split() for line in lines[:-3]]
     assert {k[0] for k in kernels} == {"_cuda_kernels", "_cuda_conv"}
-    assert sum(k[0] == "_cuda_conv" for k in kernels) == 7  # six kernels and the unravel device function
+    # six kernels and the unravel device function
+    assert sum(k[0] == "_cuda_conv" for k in kernels) == 7
     for mod, name, device, ours, inside in kernels:
         if device == "True":  # compiled into the kernels that call it, not on its own
             assert ours == "False", name
