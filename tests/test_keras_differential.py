@@ -6,6 +6,7 @@ clips and thresholds, where float32 and float64 can round to different sides.
 """
 import os
 import re
+import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +23,15 @@ pytestmark = [pytest.mark.skipif(not keras.__version__.startswith("3."),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 RTOL, ATOL = 2e-5, 1e-6
+#: Keras computes the focal losses in float32 and raises (1 - p_t) to gamma: its rounding,
+#: amplified, reached 2.1e-5 relative on a loss of 8.2 (gamma 3, from logits)
+FOCAL_RTOL = 1e-4
+
+
+def _seed(*parts):
+    """A seed that is the same in every process (``hash`` of a str is salted per
+    process, which made the inputs, and so the tests, change from run to run)."""
+    return zlib.crc32(repr(parts).encode())
 
 
 def _f32(*arrays):
@@ -83,7 +93,7 @@ LOSS_CASES = [
                                        "none"])
 @pytest.mark.parametrize("shape", [(7, 3), (1, 5), (4, 1)])
 def test_loss_equals_keras(name, kwargs, kind, reduction, shape):
-    rng = np.random.default_rng(hash((name, kind, shape)) % 2**32)
+    rng = np.random.default_rng(_seed(name, kind, shape))
     y, p = _f32(*_inputs(kind, rng, *shape))
     w = _f32(rng.random(shape[0]) + 0.1)[0]
     ours = getattr(L, name)(reduction=reduction, **kwargs)
@@ -91,7 +101,8 @@ def test_loss_equals_keras(name, kwargs, kind, reduction, shape):
     for sw in (None, w):
         np.testing.assert_allclose(ours(y, p, sample_weight=sw),
                                    np.asarray(theirs(y, p, sample_weight=sw)),
-                                   rtol=RTOL, atol=ATOL, err_msg=f"{name} {kwargs} {sw}")
+                                   rtol=FOCAL_RTOL if "Focal" in name else RTOL, atol=ATOL,
+                                   err_msg=f"{name} {kwargs} {sw}")
     assert ours.name == theirs.name
 
 
@@ -208,7 +219,7 @@ METRIC_CASES = [
 @pytest.mark.parametrize("name,kwargs,kind", METRIC_CASES)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_metric_equals_keras_over_batches(name, kwargs, kind, weighted):
-    rng = np.random.default_rng(hash((name, kind, weighted)) % 2**32)
+    rng = np.random.default_rng(_seed(name, kind, weighted))
     n, k = 23, 3
     y, p = _metric_inputs(kind, rng, n, k)
     y = y.astype(np.int32) if kind == "sparse" else y.astype(np.float32)
