@@ -198,6 +198,9 @@ def test_add_pop_and_unique_names():
         model.add(Dense(1, name="a"))
     with pytest.raises(TypeError, match="Only instances"):
         model.add("dense")
+    empty = Sequential(name="e")
+    with pytest.raises(IndexError, match="pop from an empty model.*'e'"):  # Keras 3: IndexError
+        empty.pop()
 
 
 # -------------------------------------------------------------------------------------------
@@ -503,3 +506,18 @@ def test_backend_switch_after_build():
         with B.use_backend(name):
             model.fit(x, y, epochs=1, verbose=0)
             assert model._backend is B.get(name)
+
+
+def test_one_feature_model_takes_a_1d_array_as_keras():
+    """Keras 3 adds the missing last axis of 1 (and drops an extra one)."""
+    model = Sequential([Input(shape=(1,)), Dense(2)])
+    x = np.array([1.0, 2.0, 3.0])
+    want = model.predict(x.reshape(-1, 1), verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), want)
+    np.testing.assert_array_equal(model.predict(x.reshape(-1, 1, 1), verbose=0), want)
+    model.compile(loss="mse", optimizer="sgd")
+    assert np.isfinite(model.evaluate(x, np.zeros((3, 2)), verbose=0))
+    model.fit(x, np.zeros((3, 2)), epochs=1, verbose=0)
+    wide = Sequential([Input(shape=(3,)), Dense(2)])
+    with pytest.raises(ValueError, match=r"expected an array of shape \(samples, features"):
+        wide.predict(x, verbose=0)

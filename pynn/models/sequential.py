@@ -98,9 +98,10 @@ class Sequential(Functional):
             self._maybe_build()
 
     def pop(self, rebuild=True):
-        """Remove and return the last layer."""
+        """Remove and return the last layer (IndexError on an empty model, as Keras 3)."""
         if not self._seq_layers:
-            raise TypeError("There are no layers in the model.")
+            raise IndexError(f"pop from an empty model: Sequential model {self.name!r} has "
+                             f"no layers")
         layer = self._seq_layers.pop()
         if self.built:
             self._clear_graph()

@@ -86,6 +86,17 @@ def by_name(value, names, what, kind=None, require_all=None):
     return [value]
 
 
+def adjust_rank(a, want):
+    """Keras 3's rank adjustment of an input for a model input of shape ``want`` (batch
+    axis included): one axis short and the model wants a last axis of 1 (``(n,)`` for a
+    one-feature model) -> that axis is added; one axis too many, of size 1 -> dropped."""
+    if a.ndim == len(want) - 1 and want[-1] == 1:
+        return a.reshape(a.shape + (1,))
+    if a.ndim == len(want) + 1 and a.shape[-1] == 1:
+        return a.reshape(a.shape[:-1])
+    return a
+
+
 def prepare_inputs(model, x, what="x"):
     """``x`` as a list of checked C-contiguous arrays, one per model input (builds a
     model whose input shape was unknown)."""
@@ -113,6 +124,7 @@ def prepare_inputs(model, x, what="x"):
                             f"ignored); pass x.filled(value) or drop the masked rows")
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name}: expected numeric data, got dtype {a.dtype}")
+        a = adjust_rank(a, spec.shape)
         if a.ndim < 2 and len(spec.shape) >= 2:
             raise ValueError(
                 f"{name}: expected an array of shape (samples, features...), got shape "
