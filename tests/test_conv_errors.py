@@ -254,8 +254,15 @@ def test_channels_first_data_given_to_a_channels_last_model(functional):
         seq.predict(np.zeros((2, 3, 20)), verbose=0)
 
 
-def test_a_missing_channel_axis_names_both_shapes():
+def test_a_missing_channel_axis_of_one_is_added_as_keras_does():
+    """Keras 3 adds a missing last axis of size 1 (``_adjust_input_rank``): (4, 28, 28)
+    images feed a (28, 28, 1) model; a missing axis of another size is an error naming
+    both shapes."""
     model = keras_io_convnet(functional=False)
-    with pytest.raises(ValueError, match=r"layer 'conv'.*expected shape=\(None, 28, 28, 1\)"
+    x = np.random.default_rng(0).random((4, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                  model.predict(x[..., None], verbose=0))
+    rgb = Sequential([Input((28, 28, 3)), Conv2D(8, 3, name="conv")])
+    with pytest.raises(ValueError, match=r"layer 'conv'.*expected shape=\(None, 28, 28, 3\)"
                                          r".*found shape=\(4, 28, 28\)"):
-        model.predict(np.zeros((4, 28, 28), np.float32), verbose=0)
+        rgb.predict(x, verbose=0)
