@@ -331,6 +331,9 @@ class Layer(WeightViews):
         self.input_shape = None
         self.output_shape = None
         self._weights = []
+        #: layers this layer runs inside its own call (a wrapper's wrapped layer): their
+        #: weights are this layer's too, and they follow its backend, dtype and flags
+        self._sublayers = ()
         self._backend = None
         self._rng = None
         self._inbound_nodes = []
@@ -343,6 +346,8 @@ class Layer(WeightViews):
     @trainable.setter
     def trainable(self, value):
         self._trainable = bool(value)
+        for sub in self._sublayers:
+            sub.trainable = value
         weights_changed()
 
     @property
@@ -357,8 +362,12 @@ class Layer(WeightViews):
 
     @property
     def weights(self):
-        """All weights, in creation order (Keras's ``get_weights`` order)."""
-        return list(self._weights)
+        """All weights, in creation order (Keras's ``get_weights`` order), then those of
+        the sublayers in order."""
+        out = list(self._weights)
+        for sub in self._sublayers:
+            out.extend(sub.weights)
+        return out
 
     @property
     def losses(self):
@@ -402,6 +411,8 @@ class Layer(WeightViews):
                 raise ValueError(f"Layer {self.name!r} is built with dtype {self._dtype!r}; "
                                  f"it cannot join a {np.dtype(dtype).name!r} model")
             self._dtype = np.dtype(dtype).name
+        for sub in self._sublayers:
+            sub._attach(backend, rng, dtype)
 
     def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None,
                    trainable=True):

@@ -80,6 +80,8 @@ class Model(Trainer, Layer):
             if isinstance(layer, Model):
                 for sub in layer.layers:
                     walk(sub)
+            for sub in layer._sublayers:
+                walk(sub)
 
         for layer in self.layers:
             walk(layer)

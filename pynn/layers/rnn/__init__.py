@@ -1,7 +1,8 @@
 """Recurrent layers (Keras 3's ``layers/rnn``)."""
 from .base_rnn import BaseRNN
+from .bidirectional import Bidirectional
 from .gru import GRU
 from .lstm import LSTM
 from .simple_rnn import SimpleRNN
 
-__all__ = ["BaseRNN", "SimpleRNN", "LSTM", "GRU"]
+__all__ = ["BaseRNN", "SimpleRNN", "LSTM", "GRU", "Bidirectional"]

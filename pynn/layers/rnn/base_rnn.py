@@ -18,6 +18,26 @@ def _units(layer, units):
     return int(units)
 
 
+def eager_rnn_call(layer, inputs, training, mask, initial_state, plain_call):
+    """``layer(inputs, mask=, initial_state=)`` on arrays: build, run forward once,
+    return NumPy output(s); without ``mask``/``initial_state``, ``plain_call()``."""
+    if mask is None and initial_state is None:
+        return plain_call()
+    from ..node import KerasTensor
+    if isinstance(inputs, KerasTensor):
+        raise NotImplementedError(f"{type(layer).__name__} layer {layer.name!r}: mask and "
+                                  f"initial_state on symbolic tensors are not supported yet")
+    be = layer.backend
+    x = be.asarray(np.asarray(inputs), dtype=np.dtype(layer.dtype))
+    layer._build_for(tuple(x.shape))
+    m = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+    out = layer.forward(layer.context(), x, training=training, mask=m,
+                        initial_state=initial_state)
+    if isinstance(out, list):
+        return [np.array(be.to_numpy(o), copy=True) for o in out]
+    return np.array(be.to_numpy(out), copy=True)
+
+
 class BaseRNN(Layer):
     """A recurrent layer over inputs ``(batch, timesteps, features)``.
 
@@ -55,8 +75,12 @@ class BaseRNN(Layer):
                  bias_initializer="zeros", kernel_regularizer=None,
                  recurrent_regularizer=None, bias_regularizer=None, dropout=0.0,
                  recurrent_dropout=0.0, return_sequences=False, return_state=False,
-                 go_backwards=False, stateful=False, unroll=False, **kwargs):
+                 go_backwards=False, stateful=False, unroll=False, zero_output_for_mask=False,
+                 **kwargs):
         super().__init__(**kwargs)
+        #: Keras's ``zero_output_for_mask``: a sequence output is 0 at masked steps instead
+        #: of repeating the previous output (``Bidirectional`` sets it)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.units = _units(self, units)
         self._act = activations.canonical_name(activation)
         self._ract = (None if recurrent_activation is None
@@ -146,6 +170,11 @@ class BaseRNN(Layer):
             out.append(be.asarray(np.asarray(s), dtype=np.dtype(self.dtype)))
         return out
 
+    def _steps_mask(self, mask):
+        """``mask`` as ``(batch, steps, 1)`` in the order of the sequence output
+        (reversed with ``go_backwards``, as Keras returns it)."""
+        return mask[:, ::-1, None] if self.go_backwards else mask[:, :, None]
+
     def forward(self, ctx, x, training=False, mask=None, initial_state=None):
         states = self._check_call(x, mask, initial_state)
         n, t, _ = x.shape
@@ -164,6 +193,8 @@ class BaseRNN(Layer):
         ctx.saved = (x, mask, bufs)
         if self.return_sequences:
             y = bufs["out"]
+            if mask is not None and self.zero_output_for_mask:
+                y *= self._steps_mask(mask)  # the op does not read its output back
         else:
             y = ctx.buffer("last", (n, u))
             self.backend.copy_(bufs["out"][:, -1], y)
@@ -181,6 +212,9 @@ class BaseRNN(Layer):
             dy, dh_out, dc_out = dy[0], dy[1], (dy[2] if lstm else None)
         if self.return_sequences:
             dseq = dy
+            if mask is not None and self.zero_output_for_mask:
+                dseq = ctx.buffer("dseq", (n, t, u))
+                np.multiply(dy, self._steps_mask(mask), out=dseq)
         else:
             dseq = ctx.buffer("dseq", (n, t, u))
             dseq.fill(0)
@@ -206,21 +240,8 @@ class BaseRNN(Layer):
 
     def __call__(self, inputs, training=False, mask=None, initial_state=None):
         """As :meth:`Layer.__call__`; on arrays, also ``mask`` and ``initial_state``."""
-        if mask is None and initial_state is None:
-            return super().__call__(inputs, training=training)
-        from ..node import KerasTensor
-        if isinstance(inputs, KerasTensor):
-            raise NotImplementedError(f"{type(self).__name__} layer {self.name!r}: mask and "
-                                      f"initial_state on symbolic tensors are not supported yet")
-        be = self.backend
-        x = be.asarray(np.asarray(inputs), dtype=np.dtype(self.dtype))
-        self._build_for(tuple(x.shape))
-        m = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
-        out = self.forward(self.context(), x, training=training, mask=m,
-                           initial_state=initial_state)
-        if isinstance(out, list):
-            return [np.array(be.to_numpy(o), copy=True) for o in out]
-        return np.array(be.to_numpy(out), copy=True)
+        return eager_rnn_call(self, inputs, training, mask, initial_state,
+                              lambda: super(BaseRNN, self).__call__(inputs, training))
 
     # -- config --------------------------------------------------------------------------
     def get_config(self):
@@ -234,7 +255,8 @@ class BaseRNN(Layer):
                    bias_regularizer=regularizers.serialize(self.bias_regularizer),
                    dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
                    return_sequences=self.return_sequences, return_state=self.return_state,
-                   go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll)
+                   go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
+                   zero_output_for_mask=self.zero_output_for_mask)
         if self._ract is not None:
             cfg["recurrent_activation"] = self._ract
         return cfg
