@@ -315,3 +315,27 @@ def test_recurrent_layer_without_weight_gradients_still_passes_input_gradients()
         w.grad = None
     layer.forward(ctx, x)
     np.testing.assert_array_equal(layer.backward(ctx, np.ones((2, 3))), want)
+
+
+def test_variable_length_input_trains_predicts_and_saves(tmp_path):
+    """``Input((None,))``: one model takes batches of any sequence length (the keras-io
+    IMDB classifier's input), including a multi-output layer whose states get no
+    gradient and a second input that gets none."""
+    from pynn.layers import Bidirectional, GlobalAveragePooling1D, concatenate
+    rng = np.random.default_rng(0)
+    ids = Input((None,), dtype="int32")
+    side = Input((None, 2))
+    h = Bidirectional(LSTM(4, return_sequences=True))(Embedding(30, 5, mask_zero=True)(ids))
+    out, state_h, state_c = LSTM(3, return_state=True)(h)
+    o = Dense(1, activation="sigmoid")(concatenate([out, GlobalAveragePooling1D()(side)]))
+    m = Model([ids, side], o)
+    m.compile("adam", "binary_crossentropy")
+    y = rng.integers(0, 2, (8, 1)).astype(np.float32)
+    for t in (7, 3, 12):
+        m.fit([rng.integers(0, 30, (8, t)), rng.random((8, t + 1, 2))], y, verbose=0)
+    x = [rng.integers(0, 30, (4, 9)), rng.random((4, 2, 2))]
+    assert m.predict(x, verbose=0).shape == (4, 1)
+    m.save(tmp_path / "var.keras")
+    back = load_model(tmp_path / "var.keras")
+    assert back.inputs[0].shape == (None, None)
+    np.testing.assert_allclose(back.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
