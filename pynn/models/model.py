@@ -179,7 +179,7 @@ class Model(Trainer, Layer):
         with self._forward_lock():
             xs = data_mod.prepare_inputs(self, inputs)
             if not training:
-                results = self._new_results(xs[0].shape[0])
+                results = self._new_results(xs[0].shape[0], xs)
                 self._predict_into(xs, results)
                 return self._pack_outputs(results)
             be = self._backend
