@@ -208,3 +208,43 @@ def test_bad_input():
         layer(x, initial_state=[np.zeros((2, 2), np.float32)] * 2)
     with pytest.raises(ValueError, match="mask must have shape"):
         layer(x, mask=np.ones((2, 4), bool))
+
+
+def _bi_seq2seq(lib):
+    enc_in, dec_in = lib.Input((4, 3)), lib.Input((5, 2))
+    outs = lib.layers.Bidirectional(lib.layers.LSTM(3, return_state=True))(enc_in)
+    dec = lib.layers.Bidirectional(lib.layers.LSTM(3, return_sequences=True))
+    y = lib.layers.Dense(1)(dec(dec_in, initial_state=list(outs[1:])))
+    return lib.Model([enc_in, dec_in], y)
+
+
+def test_symbolic_initial_states_equal_keras_and_carry_gradients():
+    keras = import_keras()
+    rng = np.random.default_rng(8)
+    xs = [rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 5, 2))]
+    km = _bi_seq2seq(keras)
+    pynn.set_floatx("float64")
+    try:
+        m = _bi_seq2seq(pynn)
+        m.set_weights([np.asarray(w, dtype=np.float64) for w in km.get_weights()])
+        np.testing.assert_allclose(m.predict(xs, verbose=0),
+                                   np.asarray(km.predict([a.astype(np.float32) for a in xs],
+                                                         verbose=0)), rtol=1e-4, atol=1e-5)
+        enc = next(lay for lay in m.layers if getattr(lay, "return_state", False))
+        enc_kernel = enc.backward_layer.kernel  # reaches the loss only through the states
+        ctx = m._root_ctx
+        out = m._run_forward(ctx, xs, True, None)[0]
+        m._run_backward(ctx, [np.ones_like(out)], False)
+        grad = enc_kernel.grad.copy()
+        base = enc_kernel.numpy()
+        fd = np.zeros_like(base)
+        for i in np.ndindex(base.shape):
+            for sign in (1, -1):
+                v = base.copy()
+                v[i] += sign * 1e-6
+                enc_kernel.assign(v)
+                fd[i] += sign * m.predict(xs, verbose=0).sum() / 2e-6
+        enc_kernel.assign(base)
+        np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-9)
+    finally:
+        pynn.set_floatx("float32")

@@ -243,10 +243,17 @@ def test_bad_input_recurrent():
     with pytest.raises(ValueError, match=r"the mask must have shape \(batch, timesteps\) = "
                                          r"\(2, 4\) for inputs of shape \(2, 4, 5\)"):
         layer(np.zeros((2, 4, 5)), mask=np.ones((2, 5), bool))
-    with pytest.raises(ValueError, match=r"dropout=0.2 is not supported"):
-        LSTM(3, dropout=0.2)
-    with pytest.raises(ValueError, match=r"stateful=True is not supported"):
-        GRU(3, stateful=True)
+    with pytest.raises(ValueError, match=r"recurrent_dropout=0.2 is not supported"):
+        LSTM(3, recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match=r"`dropout` must be a float"):
+        LSTM(3, dropout="a lot")
+    stateful = GRU(3, stateful=True, name="gru_s")
+    stateful(np.zeros((2, 4, 5)))
+    with pytest.raises(ValueError, match=r"'gru_s' is stateful with batch size 2 \(states of "
+                                         r"shape \(2, 3\)\), but got a batch of 3"):
+        stateful(np.zeros((3, 4, 5)))
+    with pytest.raises(AttributeError, match="must be stateful"):
+        layer.reset_states()
     with pytest.raises(ValueError, match=r"invalid value for argument `units`"):
         SimpleRNN(0)
 

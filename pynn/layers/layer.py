@@ -78,11 +78,12 @@ def shape_tuple(shape, what):
     return out
 
 
-def _batchless(shape):
-    """``shape`` (a tuple, or a list of tuples) with the batch axis set to ``None``."""
+def _batchless(shape, free=()):
+    """``shape`` (a tuple, or a list of tuples) with the batch axis, and the axes in
+    ``free`` (of the first tensor of a list), set to ``None``."""
     if isinstance(shape, list):
-        return [_batchless(s) for s in shape]
-    return (None,) + tuple(shape)[1:]
+        return [_batchless(s, free if i == 0 else ()) for i, s in enumerate(shape)]
+    return tuple(None if a == 0 or a in free else d for a, d in enumerate(shape))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +300,9 @@ class Layer(WeightViews):
 
     #: Activation the layer ends in (for the fused softmax/sigmoid + loss path).
     output_activation = None
+    #: Axes whose size may change from call to call (a sequence layer's time axis): the
+    #: recorded input shape has ``None`` there.
+    _free_axes = ()
     #: Whether the layer passes masks on (see :mod:`pynn.layers.masking_rules`); as in
     #: Keras, True by default for layers that override :meth:`compute_mask`.
     _supports_masking = None
@@ -451,7 +455,7 @@ class Layer(WeightViews):
 
     def _build_for(self, input_shape):
         """Build (once) and record input/output shapes; checks a rebuilt layer's shape."""
-        input_shape = _batchless(input_shape)
+        input_shape = _batchless(input_shape, self._free_axes)
         if self.built:
             if self.input_shape is not None and self.input_shape != input_shape:
                 raise ValueError(
@@ -461,6 +465,8 @@ class Layer(WeightViews):
         else:
             if self._dtype is None:
                 self._dtype = self.dtype
+            for sub in self._sublayers:
+                sub._dtype = sub._dtype or self._dtype
             self.build(input_shape)
             self.built = True
         self.input_shape = input_shape

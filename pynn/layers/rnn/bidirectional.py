@@ -47,6 +47,8 @@ class Bidirectional(Layer):
     the second.
     """
 
+    _free_axes = (1,)  # any sequence length
+
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
                  **kwargs):
         if not isinstance(layer, Layer):
@@ -94,10 +96,22 @@ class Bidirectional(Layer):
         self._sublayers = (fl, bl)
 
     # -- shapes ----------------------------------------------------------------------------
+    def _halves(self, input_shape):
+        """The forward and backward layers' input shapes (a list input: the sequence,
+        then the forward layer's initial states, then the backward layer's)."""
+        if not isinstance(input_shape, list):
+            return input_shape, input_shape
+        seq, states = input_shape[0], input_shape[1:]
+        n = len(self.forward_layer.state_names)
+        if len(states) != 2 * n:
+            raise ValueError(f"Bidirectional layer {self.name!r} takes {2 * n} initial "
+                             f"states (the forward layer's {n}, then the backward layer's), "
+                             f"got {len(states)}")
+        return [seq] + states[:n], [seq] + states[n:]
+
     def build(self, input_shape):
-        for lay in self._sublayers:
-            lay._dtype = self._dtype
-            lay._build_for(input_shape)
+        for lay, shape in zip(self._sublayers, self._halves(input_shape)):
+            lay._build_for(shape)
         if self._initial_weights:
             half = len(self._initial_weights) // 2
             self.forward_layer.set_weights(self._initial_weights[:half])
@@ -111,7 +125,8 @@ class Bidirectional(Layer):
         return out, []
 
     def compute_output_shape(self, input_shape):
-        out, states = self._split(self.forward_layer.compute_output_shape(input_shape))
+        out, states = self._split(self.forward_layer.compute_output_shape(
+            self._halves(input_shape)[0]))
         out = tuple(out)
         if self.merge_mode == "concat":
             out = out[:-1] + (None if out[-1] is None else 2 * out[-1],)
@@ -144,11 +159,16 @@ class Bidirectional(Layer):
 
     def forward(self, ctx, x, training=False, mask=None, initial_state=None):
         fl, bl = self.forward_layer, self.backward_layer
-        f_init, b_init = self._initial_states(initial_state)
         kw = {} if mask is None else {"mask": mask}
-        yf, sf = self._split(fl.forward(ctx.child_for(fl, 0), x, training=training,
+        if isinstance(x, list):  # symbolic initial states: [sequences, *states]
+            xf, xb = self._halves(x)
+            f_init = b_init = None
+        else:
+            xf = xb = x
+            f_init, b_init = self._initial_states(initial_state)
+        yf, sf = self._split(fl.forward(ctx.child_for(fl, 0), xf, training=training,
                                         initial_state=f_init, **kw))
-        yb, sb = self._split(bl.forward(ctx.child_for(bl, 1), x, training=training,
+        yb, sb = self._split(bl.forward(ctx.child_for(bl, 1), xb, training=training,
                                         initial_state=b_init, **kw))
         if self.return_sequences:
             yb = yb[:, ::-1]
@@ -211,13 +231,22 @@ class Bidirectional(Layer):
         bctx.end_backward()
         if not input_grad:
             return None
+        states_f = states_b = []
+        if isinstance(dxf, list):  # gradients of the symbolic initial states too
+            (dxf, *states_f), (dxb, *states_b) = dxf, dxb
         dx = ctx.buffer("dx", dxf.shape)
         np.add(dxf, dxb, out=dx)
-        return dx
+        return [dx] + states_f + states_b if states_f else dx
 
     def __call__(self, inputs, training=False, mask=None, initial_state=None):
-        """As :meth:`Layer.__call__`; on arrays, also ``mask`` and ``initial_state``."""
+        """As :meth:`Layer.__call__`; on arrays, also ``mask`` and ``initial_state``; on
+        symbolic tensors, ``initial_state`` may be symbolic tensors too."""
+        from ..node import KerasTensor
         from .base_rnn import eager_rnn_call
+        if isinstance(inputs, KerasTensor) and initial_state is not None and mask is None:
+            states = list(initial_state)
+            if all(isinstance(s, KerasTensor) for s in states):
+                return super().__call__([inputs] + states, training=training)
         return eager_rnn_call(self, inputs, training, mask, initial_state,
                               lambda: super(Bidirectional, self).__call__(inputs, training))
 

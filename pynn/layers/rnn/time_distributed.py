@@ -23,6 +23,7 @@ class TimeDistributed(Wrapper):
     """
 
     _supports_masking = True
+    _free_axes = (1,)  # any sequence length
 
     def _child_shape(self, input_shape):
         if isinstance(input_shape, list) or len(input_shape) < 3:
@@ -31,7 +32,6 @@ class TimeDistributed(Wrapper):
         return (None,) + tuple(input_shape[2:])
 
     def build(self, input_shape):
-        self.layer._dtype = self._dtype
         self.layer._build_for(self._child_shape(input_shape))
         self.built = True
 
