@@ -211,6 +211,13 @@ class Model(Trainer, Layer):
         with self._forward_lock():  # between two training steps
             save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format="onnx", verbose=True, **kwargs):
+        """Write the model for inference in ``format`` (``"onnx"``; see
+        :mod:`pynn.export`). Keras 3's default format, ``"tf_saved_model"``, needs
+        TensorFlow; pynn writes ONNX."""
+        from ..export import export_model
+        return export_model(self, filepath, format=format, verbose=verbose, **kwargs)
+
     def save_weights(self, filepath, overwrite=True):
         """Write only the weights (see :func:`pynn.saving.save_weights`)."""
         from ..saving import save_weights
