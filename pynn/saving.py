@@ -55,7 +55,7 @@ __all__ = ["save_model", "load_model", "save_weights", "load_weights", "check_we
 FORMAT_NAME = "pynn.model"
 WEIGHTS_FORMAT_NAME = "pynn.weights"
 FORMAT_VERSION = 1
-MODEL_SUFFIXES = (".pynn", ".keras")
+MODEL_SUFFIXES = (".pynn", ".keras", ".h5")
 WEIGHTS_SUFFIXES = (".weights.npz", ".weights.h5")
 
 _CONFIG = "config.json"
@@ -124,10 +124,14 @@ def _weight_entries(model):
 def save_model(model, filepath, overwrite=True):
     """Save ``model`` (architecture, weights, compile config, optimizer state) to ``filepath``.
 
-    ``filepath`` must end in ``.pynn`` (pynn's format) or ``.keras`` (Keras 3's format,
-    :mod:`pynn.interop.keras_archive`, which Keras reads).
+    ``filepath`` must end in ``.pynn`` (pynn's format), ``.keras`` (Keras 3's format,
+    :mod:`pynn.interop.keras_archive`) or ``.h5`` (Keras's legacy HDF5,
+    :mod:`pynn.interop.legacy_h5`); Keras reads the last two.
     """
     filepath = _check_suffix(filepath, MODEL_SUFFIXES, "saving a model")
+    if filepath.endswith(".h5"):
+        from .interop.legacy_h5 import save_legacy_h5
+        return save_legacy_h5(model, filepath, overwrite=overwrite)
     if filepath.endswith(".keras"):
         from .interop.keras_archive import save_keras_model
         return save_keras_model(model, filepath, overwrite=overwrite)
@@ -519,9 +523,13 @@ def load_model(filepath, custom_objects=None, compile=True):
 
     ``custom_objects`` maps class names to custom layer classes.
     """
-    if _sniff(filepath) == "keras":
+    kind = _sniff(filepath)
+    if kind == "keras":
         from .interop.keras_archive import load_keras_model
         return load_keras_model(filepath, custom_objects=custom_objects, compile=compile)
+    if kind == "hdf5":
+        from .interop.legacy_h5 import load_legacy_h5
+        return load_legacy_h5(filepath, custom_objects=custom_objects, compile=compile)
     config, arrays = _read_archive(filepath, _CONFIG, FORMAT_NAME)
     try:
         return _model_from_archive(filepath, config, arrays, custom_objects, compile)
@@ -608,7 +616,10 @@ def load_weights(model, filepath):
     kind = _sniff(path)
     if kind in ("keras", "hdf5"):
         from .interop.keras_archive import load_keras_model, load_keras_weights
+        from .interop.legacy_h5 import hdf5_kind, load_legacy_weights
         if kind == "hdf5":
+            if hdf5_kind(path).startswith("legacy"):
+                return load_legacy_weights(model, path)
             return load_keras_weights(model, path)
         model.set_weights(load_keras_model(path, compile=False).get_weights())
         return None

@@ -283,3 +283,89 @@ def test_weights_file_damage(tmp_path):
         os.mkfifo(tmp_path / "fifo.keras")
         with pytest.raises(ValueError, match="regular"):
             load_model(tmp_path / "fifo.keras")
+
+
+# --------------------------------------------------------------------------------------
+# legacy HDF5 (.h5)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mlp", "two_branch", "convnet", "recurrent", "nested"])
+def test_legacy_h5_both_ways(name, tmp_path):
+    keras = import_keras()
+    make, data = MODELS[name]
+    x = as_f32(data(np.random.default_rng(6)))
+    km = randomize(make(keras), seed=7)
+    km.compile(optimizer="adam", loss="mse")
+    km.save(tmp_path / "k.h5")
+    ours = load_model(tmp_path / "k.h5")
+    close(ours.predict(x, verbose=0), km.predict(x, verbose=0))
+    ours.save(tmp_path / "p.h5")
+    close(keras.models.load_model(tmp_path / "p.h5").predict(x, verbose=0),
+          ours.predict(x, verbose=0))
+    fresh = make(pynn)
+    fresh.load_weights(tmp_path / "k.h5")  # the weights of a legacy model file
+    close(fresh.predict(x, verbose=0), km.predict(x, verbose=0))
+
+
+def _keras2_file(path, weights):
+    """A model file as Keras 2 (tf.keras 2.x) wrote it: Keras 2's config spelling
+    (batch_input_shape, initializers without modules, list inbound nodes)."""
+    config = {"class_name": "Functional", "config": {
+        "name": "model", "layers": [
+            {"class_name": "InputLayer", "name": "input_1", "inbound_nodes": [],
+             "config": {"batch_input_shape": [None, 4], "dtype": "float32", "sparse": False,
+                        "ragged": False, "name": "input_1"}},
+            {"class_name": "Dense", "name": "dense", "inbound_nodes": [[["input_1", 0, 0, {}]]],
+             "config": {"name": "dense", "trainable": True, "dtype": "float32", "units": 3,
+                        "activation": "relu", "use_bias": True,
+                        "kernel_initializer": {"class_name": "GlorotUniform",
+                                               "config": {"seed": None}},
+                        "bias_initializer": {"class_name": "Zeros", "config": {}},
+                        "kernel_regularizer": None, "bias_regularizer": None,
+                        "activity_regularizer": None, "kernel_constraint": None,
+                        "bias_constraint": None}}],
+        "input_layers": [["input_1", 0, 0]], "output_layers": [["dense", 0, 0]]},
+        "keras_version": "2.12.0", "backend": "tensorflow"}
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.12.0"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps(config).encode()
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [b"input_1", b"dense"]
+        g.create_group("input_1").attrs["weight_names"] = np.array([], dtype="S1")
+        d = g.create_group("dense")
+        d.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
+        d.create_dataset("dense/kernel:0", data=weights[0])
+        d.create_dataset("dense/bias:0", data=weights[1])
+    return path
+
+
+def test_keras2_model_file_loads(tmp_path):
+    rng = np.random.default_rng(8)
+    k, b = rng.standard_normal((4, 3)).astype("f4"), rng.standard_normal(3).astype("f4")
+    m = load_model(_keras2_file(tmp_path / "old.h5", (k, b)))
+    x = rng.standard_normal((5, 4)).astype("f4")
+    np.testing.assert_allclose(m.predict(x, verbose=0), np.maximum(x @ k + b, 0), rtol=1e-6)
+
+
+def test_legacy_h5_hostile(tmp_path):
+    rng = np.random.default_rng(9)
+    path = _keras2_file(tmp_path / "old.h5", (rng.standard_normal((4, 3)).astype("f4"),
+                                              rng.standard_normal(3).astype("f4")))
+    outside = tmp_path / "outside.h5"
+    with h5py.File(outside, "w") as f:
+        f.create_dataset("k", data=np.zeros((4, 3), "f4"))
+    with h5py.File(path, "r+") as f:
+        del f["model_weights/dense/dense/kernel:0"]
+        f["model_weights/dense/dense/kernel:0"] = h5py.ExternalLink(str(outside), "k")
+    with pytest.raises(ValueError, match="ExternalLink"):
+        load_model(path)
+    with h5py.File(path, "r+") as f:
+        del f["model_weights/dense/dense/kernel:0"]
+        f["model_weights/dense/dense"].create_dataset("kernel:0", shape=(40000, 40000),
+                                                       dtype="f4")
+    with pytest.raises(ValueError, match=r"shape \(40000, 40000\)"):
+        load_model(path)
+    data = path.read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError):
+        load_model(tmp_path / "cut.h5")

@@ -244,24 +244,35 @@ def _dtype_from_keras(value):
 
 
 def _object_from_keras(obj, registry_get, where):
-    """A nested Keras object (initializer, regularizer, layer...) as pynn's dict."""
+    """A nested Keras object (layer, initializer, regularizer...) as pynn's dict. Keras 2
+    files name objects without a module: the class name decides."""
+    from .. import initializers, regularizers
     module = obj.get("module") or ""
+    name = obj["class_name"]
     cfg = {k: v for k, v in (obj.get("config") or {}).items() if k != "shared_object_id"}
-    out = {"module": _BACK.get(module, module), "class_name": obj["class_name"]}
-    if module.startswith("keras.layers") or module == "keras" or obj["class_name"] in (
-            "Functional", "Sequential", "Model"):
+    kind = None
+    if module.startswith("keras.initializers"):
+        kind = initializers
+    elif module.startswith("keras.regularizers"):
+        kind = regularizers
+    elif module.startswith("keras.layers") or module.startswith("keras.src.models") or \
+            module in ("keras", "keras.models"):
         return layer_from_keras(obj, registry_get, where)
-    if module.startswith("keras.initializers") or module.startswith("keras.regularizers"):
-        from .. import initializers, regularizers
-        table = initializers if "initializers" in module else regularizers
-        cls = getattr(table, obj["class_name"], None)
-        if cls is None or not isinstance(cls, type):
-            raise KerasConfigError(f"{where}: pynn has no {module.split('.')[-1][:-1]} "
-                                   f"{obj['class_name']!r}")
-        out["config"] = prune(cls, cfg, f"{where}: {obj['class_name']}")
-        return out
-    out["config"] = cfg
-    return out
+    elif not module:
+        for table in (initializers, regularizers):
+            if isinstance(getattr(table, name, None), type):
+                kind = table
+                break
+        else:
+            return layer_from_keras(obj, registry_get, where)
+    if kind is None:  # e.g. a constraint: the argument holding it is judged by prune()
+        return obj
+    cls = getattr(kind, name, None)
+    if not isinstance(cls, type):
+        raise KerasConfigError(f"{where}: pynn has no {kind.__name__.split('.')[-1][:-1]} "
+                               f"{name!r}")
+    return {"module": f"pynn.{kind.__name__.split('.')[-1]}", "class_name": name,
+            "config": prune(cls, cfg, f"{where}: {name}")}
 
 
 def layer_from_keras(obj, registry_get, where="config"):
@@ -288,6 +299,8 @@ def layer_from_keras(obj, registry_get, where="config"):
         elif isinstance(v, dict) and "class_name" in v and "config" in v:
             v = _object_from_keras(v, registry_get, label)
         out_cfg[k] = v
+    if name == "InputLayer" and "batch_input_shape" in out_cfg:  # Keras 2's name
+        out_cfg["batch_shape"] = out_cfg.pop("batch_input_shape")
     if name not in ("Functional", "Sequential"):
         out_cfg = prune(cls, out_cfg, label)
     out = {"module": "pynn.models" if name in ("Functional", "Sequential") else "pynn.layers",
