@@ -86,8 +86,8 @@ def test_load_without_compile_and_unbuilt_model(tmp_path):
 
 def test_extension_and_overwrite(tmp_path):
     model = trained_model(epochs=1)
-    with pytest.raises(ValueError, match=r"extension.*\.pynn"):
-        model.save(tmp_path / "m.h5")
+    with pytest.raises(ValueError, match=r"extension.*\.pynn.*\.keras.*\.h5"):
+        model.save(tmp_path / "m.hdf5")
     model.save(tmp_path / "m.pynn")
     with pytest.raises(FileExistsError):
         model.save(tmp_path / "m.pynn", overwrite=False)
