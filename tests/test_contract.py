@@ -60,10 +60,14 @@ def missing_overrides(cls):
 
 
 def test_ops_are_backend_methods():
+    """Each fused op keeps the backend method's parameters, in order; a function shared
+    with keras.ops (softmax, log_softmax) adds Keras's keywords after them."""
     for op in pynn.ops._OPS:
         assert op in REFERENCE_METHODS
         params = list(inspect.signature(getattr(Backend, op)).parameters)[1:]
-        assert list(inspect.signature(getattr(pynn.ops, op)).parameters) == params
+        got = list(inspect.signature(getattr(pynn.ops, op)).parameters)
+        assert got[:len(params)] == params
+        assert got[len(params):] == pynn.ops.KERAS_EXTRA_KEYWORDS.get(op, [])
 
 
 @pytest.mark.parametrize("name", B.available())

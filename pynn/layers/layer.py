@@ -32,6 +32,8 @@ from .. import _config, initializers, regularizers
 from ..backends import get_backend
 from .context import CallContext
 from .node import KerasTensor, Node, flatten_structure, pack_structure
+from . import custom_call
+from ..autodiff.tape import Tensor
 
 __all__ = ["Layer", "Weight", "WeightViews", "clear_session", "auto_name", "weights_changed",
            "check_input", "rows", "assign_all"]
@@ -168,6 +170,15 @@ class Weight:
         be = self.layer.backend
         be.copy_(be.asarray(v, dtype=self.dtype), self.value)
 
+    def __pynn_tensor__(self):
+        """The active tape's leaf for this weight (its value when nothing is recorded):
+        how custom ``call()`` code gets gradients into weights."""
+        from ..autodiff.tape import active_tape
+        tape = active_tape()
+        if tape is None:
+            return self.value
+        return tape.leaf(self.value, key=self)
+
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
@@ -221,6 +232,46 @@ def assign_all(weights, values, owner):
         staged.append(cast)
     for w, v in zip(weights, staged):
         w.assign(v)
+
+
+def _weight_operator(name, reflected=False):
+    def method(self, other):
+        from ..autodiff import numpy_ops
+        fn = getattr(numpy_ops, name)
+        return fn(other, self) if reflected else fn(self, other)
+    return method
+
+
+for _op, _fn in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
+                 ("truediv", "divide"), ("matmul", "matmul"), ("pow", "power")):
+    setattr(Weight, f"__{_op}__", _weight_operator(_fn))
+    setattr(Weight, f"__r{_op}__", _weight_operator(_fn, reflected=True))
+Weight.__neg__ = lambda self: _weight_operator("multiply")(self, -1.0)
+Weight.__array_priority__ = 1000
+
+
+def _pynn_weight_args(name, shape, initializer="glorot_uniform", regularizer=None,
+                      trainable=True):
+    return name, shape, initializer, regularizer, trainable
+
+
+def _keras_weight_args(layer, shape=None, initializer=None, dtype=None, trainable=True,
+                       autocast=True, regularizer=None, constraint=None, aggregation=None,
+                       overwrite_with_gradient=False, name=None):
+    if constraint is not None:
+        raise ValueError(f"Layer {layer.name!r}: weight constraints are not supported "
+                         f"(add_weight(constraint={constraint!r}))")
+    if dtype is not None and np.dtype(dtype).name != np.dtype(layer.dtype).name:
+        raise ValueError(f"Layer {layer.name!r}: add_weight(dtype={dtype!r}) differs from the "
+                         f"layer's dtype {layer.dtype!r}; pynn keeps one dtype per model")
+    if name is None:
+        taken = {w.name for w in layer._weights}
+        name, k = "variable", 0
+        while name in taken:
+            k += 1
+            name = f"variable_{k}"
+    return (name, () if shape is None else shape,
+            "glorot_uniform" if initializer is None else initializer, regularizer, trainable)
 
 
 class WeightViews:
@@ -342,6 +393,14 @@ class Layer(WeightViews):
         self._rng = None
         self._inbound_nodes = []
 
+    def __setattr__(self, name, value):
+        """Keras tracks the layers a layer keeps as attributes: their weights are its
+        weights (a custom layer or model wiring layers in ``call``)."""
+        if isinstance(value, Layer) and value is not self and not name.startswith("_") \
+                and "_sublayers" in self.__dict__ and value not in self._sublayers:
+            object.__setattr__(self, "_sublayers", self._sublayers + (value,))
+        object.__setattr__(self, name, value)
+
     # -- properties ----------------------------------------------------------------------
     @property
     def trainable(self):
@@ -418,9 +477,20 @@ class Layer(WeightViews):
         for sub in self._sublayers:
             sub._attach(backend, rng, dtype)
 
-    def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None,
-                   trainable=True):
-        """Create, initialise and register a weight; returns the :class:`Weight`."""
+    def add_weight(self, *args, **kwargs):
+        """Create, initialise and register a weight; returns the :class:`Weight`.
+
+        Takes Keras 3's arguments (``add_weight(shape=None, initializer=None,
+        dtype=None, trainable=True, autocast=True, regularizer=None, constraint=None,
+        aggregation=..., name=None)``; the default initializer is ``glorot_uniform``,
+        the default name ``variable``, ``variable_1``...) or pynn's positional order
+        ``add_weight(name, shape, initializer, regularizer, trainable)``."""
+        if args and isinstance(args[0], str):
+            name, shape, initializer, regularizer, trainable = _pynn_weight_args(*args,
+                                                                                 **kwargs)
+        else:
+            name, shape, initializer, regularizer, trainable = _keras_weight_args(
+                self, *args, **kwargs)
         shape = tuple(int(s) for s in shape)
         if any(w.name == name for w in self._weights):
             raise ValueError(f"Layer {self.name!r} already has a weight named {name!r}")
@@ -475,15 +545,32 @@ class Layer(WeightViews):
         return self.output_shape
 
     def compute_output_shape(self, input_shape):
+        """The output shape for ``input_shape``; by default the input's, or for a layer
+        defined by :meth:`call`, what ``call`` gives (as Keras traces it)."""
+        if custom_call.uses_call(self):
+            return custom_call.infer_output_shape(self, input_shape)
         return input_shape if isinstance(input_shape, list) else tuple(input_shape)
 
     # -- computation -----------------------------------------------------------------------
+    def call(self, inputs, *args, **kwargs):
+        """Keras's way to define a layer: compute the output from ``inputs`` with
+        ``pynn.ops`` and other layers; gradients are derived automatically
+        (:mod:`pynn.layers.custom_call`). Built-in layers implement ``forward`` and
+        ``backward`` instead."""
+        raise NotImplementedError(f"{type(self).__name__} must implement call() (or "
+                                  f"forward() and backward())")
+
     def forward(self, ctx, x, training=False):
         """Output for input ``x`` (a backend array of the layer's dtype, or a list)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+        if custom_call.uses_call(self):
+            return custom_call.call_forward(self, ctx, x, training)
+        raise NotImplementedError(f"{type(self).__name__} must implement forward() (or "
+                                  f"call())")
 
     def backward(self, ctx, dy, input_grad=True):
         """Write weight gradients (``ctx.grad_out``); return d loss / d input."""
+        if custom_call.uses_call(self):
+            return custom_call.call_backward(self, ctx, dy, input_grad)
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
 
     @property
@@ -511,6 +598,8 @@ class Layer(WeightViews):
         """On :func:`pynn.Input` tensors: record a graph node, return symbolic outputs.
         On arrays: build for them if needed, run forward once, return NumPy output."""
         flat, structure = flatten_structure(inputs)
+        if any(isinstance(t, Tensor) for t in flat):  # inside a custom call()
+            return custom_call.call_on_tensors(self, flat, structure, training)
         symbolic = [isinstance(t, KerasTensor) for t in flat]
         if any(symbolic):
             if not all(symbolic):
