@@ -26,7 +26,7 @@ __all__ = [
     "layers", "losses", "metrics", "models", "ops", "optimizers", "regularizers", "saving",
     "plot", "floatx", "set_floatx", "set_seed", "get_backend", "set_backend", "use_backend",
     "clear_session", "Input", "Model", "Sequential", "load_model", "trainers", "utils",
-    "preprocessing",
+    "preprocessing", "export",
 ]
 
 

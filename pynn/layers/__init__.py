@@ -9,6 +9,7 @@ from .activations import Activation, LeakyReLU, Softmax
 from .context import CallContext
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Embedding, Masking
+from .core.lambda_layer import Lambda
 from .core.wrapper import Wrapper
 from .input_layer import Input, InputLayer
 from .layer import Layer, Weight, clear_session
@@ -32,7 +33,7 @@ register(Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxP
          GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape,
          ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D,
          SpatialDropout1D, SpatialDropout2D, Masking)
-register(Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed)
+register(Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed, Lambda)
 
 __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input", "Dense",
            "Masking",
@@ -46,4 +47,4 @@ __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input
            "GlobalAveragePooling2D", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "UpSampling1D", "UpSampling2D", "SpatialDropout1D", "SpatialDropout2D",
            "Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional",
-           "TimeDistributed", "Wrapper"]
+           "TimeDistributed", "Wrapper", "Lambda"]
