@@ -19,6 +19,7 @@ from . import (activations, backends, callbacks, datasets, export, initializers,
 from ._config import floatx, set_floatx, set_seed
 from .backends import get_backend, set_backend, use_backend
 from .layers import Input, clear_session
+from .autodiff import GradientTape
 from .models import Model, Sequential, load_model
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "layers", "losses", "metrics", "models", "ops", "optimizers", "regularizers", "saving",
     "plot", "floatx", "set_floatx", "set_seed", "get_backend", "set_backend", "use_backend",
     "clear_session", "Input", "Model", "Sequential", "load_model", "trainers", "utils",
-    "preprocessing", "export",
+    "preprocessing", "export", "GradientTape",
 ]
 
 

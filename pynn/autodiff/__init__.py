@@ -7,6 +7,7 @@ record a vector-Jacobian product. :func:`~.tape.gradients` runs them backwards.
 Built-in layers called inside recorded code run their own compiled forward and
 backward passes as one tape entry each.
 """
+from .gradient_tape import GradientTape
 from .tape import Tape, Tensor, gradients, is_tensor, unwrap
 
-__all__ = ["Tape", "Tensor", "gradients", "is_tensor", "unwrap"]
+__all__ = ["Tape", "Tensor", "GradientTape", "gradients", "is_tensor", "unwrap"]

@@ -117,8 +117,8 @@ def call_on_tensors(layer, flat, structure, training):
             values[i] = v.astype(layer.dtype)
     shapes = [tuple(v.shape) for v in values]
     layer._build_for(shapes[0] if structure is None else shapes)
-    if frame is None:  # outside any layer (a manual loop): a context of its own
-        ctx = layer.context()
+    if frame is None:  # outside any layer (a manual loop): the layer's own context
+        ctx = layer.__dict__.setdefault("_loop_ctx", layer.context())
     else:
         ctx = frame[0].child_for(layer, ("sub", frame[1]))
         frame[1] += 1
@@ -130,6 +130,8 @@ def call_on_tensors(layer, flat, structure, training):
         parent = _FRAME.get()
         if parent is not None:
             ctx.pass_id = parent[0].pass_id
+        else:  # a hand-written loop: the GradientTape's pass
+            ctx.pass_id = getattr(flat[0].tape, "pass_id", None)
         dx = layer.backward(ctx, g if len(outs) == 1 else g, input_grad=True)
         ctx.end_backward()
         return dx if isinstance(dx, list) else [dx]

@@ -9,10 +9,12 @@ from ..layers.serialization import register
 from .functional import Functional
 from .model import Model
 from .sequential import Sequential
+from .subclassed import SubclassedModel
 
 register(Functional, Sequential)
 
-__all__ = ["Model", "Functional", "Sequential", "load_model", "clear_session"]
+__all__ = ["Model", "Functional", "Sequential", "SubclassedModel", "load_model",
+           "clear_session"]
 
 
 def load_model(filepath, custom_objects=None, compile=True):

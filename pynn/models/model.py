@@ -19,6 +19,7 @@ from .. import _config
 from ..backends import get_backend
 from ..layers.context import CallContext
 from ..layers.layer import Layer, assign_all, auto_name, building_shapes_only
+from ..autodiff.tape import Tensor
 from ..layers.node import KerasTensor, flatten_structure
 from ..trainers.planner import FastPath
 from ..trainers.trainer import Trainer
@@ -41,13 +42,18 @@ class Model(Trainer, Layer):
     #: depends on this module, not the other way round)
     _graph_class = None
 
+    #: makes the class of a subclassed model (set by :mod:`.subclassed`)
+    _subclass_base = None
+
     def __new__(cls, *args, **kwargs):
         if cls is Model:
             if args or "inputs" in kwargs or "outputs" in kwargs:
                 return super().__new__(Model._graph_class)
             raise TypeError("pynn.Model(inputs, outputs): give the symbolic inputs and "
-                            "outputs of a graph (the functional API). Subclassed models with "
-                            "their own call() are not supported yet.")
+                            "outputs of a graph (the functional API), or subclass pynn.Model "
+                            "and define call()")
+        if not issubclass(cls, Model._graph_class):  # class MyModel(pynn.Model): call()
+            return super().__new__(Model._subclass_base(cls))
         return super().__new__(cls)
 
     def _init_model(self, name, trainable, seed):
@@ -176,6 +182,16 @@ class Model(Trainer, Layer):
         if any(isinstance(t, KerasTensor) for t in flat):
             return Layer.__call__(self, inputs)
         from ..trainers import data as data_mod
+        from ..autodiff.tape import active_tape
+        tape = active_tape()
+        if tape is not None and not any(isinstance(t, Tensor) for t in flat):
+            # a hand-written loop under a GradientTape: the model is one tape entry
+            flat = [tape.leaf(np.asarray(t)) for t in flat]
+            inputs = flat[0] if len(flat) == 1 else flat
+        if any(isinstance(t, Tensor) for t in flat):
+            if not self.built:
+                self.build((None,) + tuple(flat[0].shape[1:]))
+            return Layer.__call__(self, inputs, training=training)
         with self._forward_lock():
             xs = data_mod.prepare_inputs(self, inputs)
             if not training:

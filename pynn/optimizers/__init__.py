@@ -365,6 +365,11 @@ class Optimizer:
                                      f"flat_param at offset {off}")
         return offsets
 
+    def apply_gradients(self, grads_and_vars):
+        """Keras's ``apply_gradients(zip(grads, variables))``."""
+        pairs = list(grads_and_vars)
+        return self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
     def apply(self, grads, params=None, flat_grad=None):
         """Apply one update step in place.
 
@@ -378,7 +383,10 @@ class Optimizer:
             The flat buffer ``grads`` are views of (used when built with
             ``flat_param``): the update then runs as one backend call.
         """
-        grads = list(grads)
+        grads = [np.asarray(getattr(g, "value", g)) if not isinstance(g, np.ndarray) else g
+                 for g in grads]
+        if params is not None:  # layer weights (Keras's variables) update their values
+            params = [getattr(p, "value", p) for p in params]
         if not self.built:
             if params is None:
                 raise ValueError("apply: the optimizer is not built; pass params or call build()")

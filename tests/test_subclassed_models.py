@@ -1,0 +1,138 @@
+"""Subclassed models (class MyModel(pynn.Model) with call()) and hand-written training
+loops with pynn.GradientTape: same training as the equivalent built-in model, float64
+finite-difference gradients, summary, weights files, clear errors."""
+import numpy as np
+import pytest
+
+import pynn
+from pynn import layers as L
+from pynn import ops
+from pynn.models import Sequential
+
+
+class MLP(pynn.Model):
+    """The seed tutorial's PyTorch-style network: two Dense layers, ReLU between."""
+
+    def __init__(self, hidden=8, outputs=3, **kwargs):
+        super().__init__(**kwargs)
+        self.fc1 = L.Dense(hidden)
+        self.fc2 = L.Dense(outputs)
+
+    def call(self, x, training=False):
+        return self.fc2(ops.relu(self.fc1(x)))
+
+
+def data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 4)), rng.standard_normal((n, 3))
+
+
+@pytest.fixture
+def f64():
+    pynn.set_floatx("float64")
+    yield
+    pynn.set_floatx("float32")
+
+
+def reference(model):
+    ref = Sequential([pynn.Input((4,)), L.Dense(8, activation="relu"), L.Dense(3)])
+    ref.set_weights(model.get_weights())
+    return ref
+
+
+def test_fit_equals_the_builtin_model(f64, backend_name):
+    x, y = data()
+    with pynn.use_backend(backend_name):
+        m = MLP()
+        m.build((None, 4))
+        ref = reference(m)
+        for model in (m, ref):
+            model.compile(pynn.optimizers.SGD(0.05, momentum=0.9), "mse", metrics=["mae"])
+            h = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0).history
+        np.testing.assert_allclose(m.evaluate(x, y, verbose=0), ref.evaluate(x, y, verbose=0),
+                                   rtol=1e-10)
+    for a, b in zip(m.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert set(h) >= {"loss", "mae"}
+
+
+def test_layers_summary_and_weights_files(tmp_path):
+    x, _ = data(8)
+    m = MLP(name="mlp")
+    m.predict(x, verbose=0)  # built by the first data
+    assert [layer.name for layer in m.layers] == [m.fc1.name, m.fc2.name]
+    assert len(m.trainable_weights) == 4 and m.count_params() == 4 * 8 + 8 + 8 * 3 + 3
+    text = []
+    m.summary(print_fn=text.append)
+    assert any(m.fc1.name in line for line in text)
+    for name in ("w.weights.h5", "w.weights.npz"):
+        m.save_weights(tmp_path / name)
+        other = MLP()
+        other.build((None, 4))
+        other.load_weights(tmp_path / name)
+        np.testing.assert_array_equal(other.predict(x, verbose=0), m.predict(x, verbose=0))
+    with pytest.raises(NotImplementedError, match="implement get_config"):
+        m.save(tmp_path / "m.pynn")
+
+
+def test_manual_loop_equals_fit(f64):
+    """forward, loss, tape.gradient, optimizer.apply: the same weights as fit()."""
+    x, y = data()
+    m = MLP()
+    m.build((None, 4))
+    ref = reference(m)
+    opt = pynn.optimizers.SGD(0.05)
+    for i in range(0, 48, 16):
+        with pynn.GradientTape() as tape:
+            pred = m(x[i:i + 16], training=True)
+            loss = ops.mean(ops.square(pred - y[i:i + 16]))
+        grads = tape.gradient(loss, m.trainable_weights)
+        opt.apply(grads, m.trainable_weights)
+    ref.compile(pynn.optimizers.SGD(0.05), "mse")
+    ref.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(m.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_gradient_tape_equals_finite_differences(f64):
+    x, y = data(6)
+    m = MLP()
+    m.build((None, 4))
+    extra = L.Dense(3)
+    extra.build((None, 3))
+
+    def loss_value():
+        return float(np.mean((extra(m(x, training=False)) - y) ** 2 * 0.5))
+
+    with pynn.GradientTape() as tape:
+        loss = ops.mean(ops.square(extra(m(x, training=True)) - y) * 0.5)
+    weights = m.trainable_weights + extra.trainable_weights
+    grads = tape.gradient(loss, weights)
+    eps = 1e-6
+    for w, g in zip(weights, grads):
+        base = w.numpy()
+        fd = np.zeros_like(base)
+        for i in np.ndindex(base.shape):
+            for sign in (1, -1):
+                v = base.copy()
+                v[i] += sign * eps
+                w.assign(v)
+                fd[i] += sign * loss_value() / (2 * eps)
+        w.assign(base)
+        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-10, err_msg=w.path)
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="subclass pynn.Model and define call"):
+        pynn.Model()
+
+    class Empty(pynn.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="has no layers"):
+        Empty().predict(np.ones((2, 3)), verbose=0)
+    with pynn.GradientTape() as tape:
+        pass
+    with pytest.raises(ValueError, match="not computed inside this tape"):
+        tape.gradient(np.ones(()), [])
