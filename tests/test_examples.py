@@ -40,6 +40,7 @@ QUICK = [
                            "mnist_confusion_matrix.png"]),
     ("mnist_regularized.py", 0.6, ["mnist_regularized_history.png",
                                    "mnist_regularized_confusion_matrix.png"]),
+    ("mnist_manual_loop.py", 0.6, []),
 ]
 
 
