@@ -78,10 +78,23 @@ cdef inline void gemm_rm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
               <floating>1, b, <int>ldb, a, <int>lda, beta, c, <int>ldc)
 
 
-cdef void im2col(const floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t rows,
-                 Py_ssize_t g, floating* cols) noexcept nogil:
-    """Rows ``[m0, m0 + rows)`` of group ``g``'s column matrix into ``cols``
-    (``rows x kh*kw*cig``, row-major); taps in the padding read 0.
+ctypedef struct Gather:     # walk_cols' per-tap action, chosen at compile time
+    char unused
+ctypedef struct ScatterAdd:
+    char unused
+ctypedef fused TapAction:
+    Gather
+    ScatterAdd
+
+
+cdef void walk_cols(floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t rows,
+                    Py_ssize_t g, floating* cols, TapAction* action) noexcept nogil:
+    """Walk rows ``[m0, m0 + rows)`` of group ``g``'s column matrix ``cols``
+    (``rows x kh*kw*cig``, row-major) against the image ``x``, tap by tap: gather
+    (``TapAction`` Gather: ``cols[tap] = x[tap]``, taps in the padding read 0;
+    :func:`im2col`) or scatter-add (ScatterAdd: ``x[tap] += cols[tap]``, padding taps
+    dropped; :func:`col2im_add`). ``action`` is only a type tag (pass NULL): Cython
+    compiles one specialisation per action, each with only its own branch.
 
     The geometry is copied into locals first: extensions build with
     ``-fno-strict-aliasing``, so fields read through ``G`` would be reloaded after
@@ -92,30 +105,37 @@ cdef void im2col(const floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t row
     cdef Py_ssize_t kcols = kh * kw * cig, img = m0 // (oh * ow), r = m0 % (oh * ow)
     cdef Py_ssize_t oy = r // ow, ox = r % ow
     cdef Py_ssize_t i, a, b, c, iy, ix
-    cdef const floating* xrow
+    cdef floating* xrow
+    cdef floating* xp
     cdef const floating* src
-    cdef floating* dst
+    cdef floating* col
     for i in range(rows):
-        dst = cols + i * kcols
+        col = cols + i * kcols
         for a in range(kh):
             iy = oy * sh - pt + a * dh
             if iy < 0 or iy >= h:
-                memset(dst, 0, kw * cig * sizeof(floating))
-                dst += kw * cig
+                if TapAction is Gather:
+                    memset(col, 0, kw * cig * sizeof(floating))
+                col += kw * cig
                 continue
             xrow = x + ((img * h + iy) * w) * ci + g * cig
             for b in range(kw):
                 ix = ox * sw - pl + b * dw
                 if ix < 0 or ix >= w:
+                    if TapAction is Gather:
+                        for c in range(cig):
+                            col[c] = 0
+                elif TapAction is ScatterAdd:
+                    xp = xrow + ix * ci
                     for c in range(cig):
-                        dst[c] = 0
+                        xp[c] += col[c]
                 elif cig >= 16:
-                    memcpy(dst, xrow + ix * ci, cig * sizeof(floating))
+                    memcpy(col, xrow + ix * ci, cig * sizeof(floating))
                 else:  # a few channels (the first layer's 1 or 3): no call per tap
                     src = xrow + ix * ci
                     for c in range(cig):
-                        dst[c] = src[c]
-                dst += cig
+                        col[c] = src[c]
+                col += cig
         ox += 1
         if ox == ow:
             ox = 0
@@ -125,41 +145,18 @@ cdef void im2col(const floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t row
                 img += 1
 
 
-cdef void col2im_add(const floating* cols, const Geom* G, Py_ssize_t m0, Py_ssize_t rows,
-                     Py_ssize_t g, floating* dx) noexcept nogil:
+cdef inline void im2col(const floating* x, const Geom* G, Py_ssize_t m0, Py_ssize_t rows,
+                        Py_ssize_t g, floating* cols) noexcept nogil:
+    """Rows ``[m0, m0 + rows)`` of group ``g``'s column matrix into ``cols``
+    (``rows x kh*kw*cig``, row-major); taps in the padding read 0."""
+    walk_cols(<floating*>x, G, m0, rows, g, cols, <Gather*>NULL)
+
+
+cdef inline void col2im_add(const floating* cols, const Geom* G, Py_ssize_t m0,
+                            Py_ssize_t rows, Py_ssize_t g, floating* dx) noexcept nogil:
     """Add rows ``[m0, m0 + rows)`` of group ``g``'s column-matrix gradient ``cols``
     into ``dx`` (the inverse gather of :func:`im2col`; padding taps are dropped)."""
-    cdef Py_ssize_t h = G.h, w = G.w, ci = G.ci, kh = G.kh, kw = G.kw, cig = G.cig
-    cdef Py_ssize_t oh = G.oh, ow = G.ow, sh = G.sh, sw = G.sw, pt = G.pt, pl = G.pl
-    cdef Py_ssize_t dh = G.dh, dw = G.dw
-    cdef Py_ssize_t kcols = kh * kw * cig, img = m0 // (oh * ow), r = m0 % (oh * ow)
-    cdef Py_ssize_t oy = r // ow, ox = r % ow
-    cdef Py_ssize_t i, a, b, c, iy, ix
-    cdef const floating* src
-    cdef floating* dxrow
-    cdef floating* dst
-    for i in range(rows):
-        src = cols + i * kcols
-        for a in range(kh):
-            iy = oy * sh - pt + a * dh
-            if iy < 0 or iy >= h:
-                src += kw * cig
-                continue
-            dxrow = dx + ((img * h + iy) * w) * ci + g * cig
-            for b in range(kw):
-                ix = ox * sw - pl + b * dw
-                if ix >= 0 and ix < w:
-                    dst = dxrow + ix * ci
-                    for c in range(cig):
-                        dst[c] += src[c]
-                src += cig
-        ox += 1
-        if ox == ow:
-            ox = 0
-            oy += 1
-            if oy == oh:
-                oy = 0
-                img += 1
+    walk_cols(dx, G, m0, rows, g, <floating*>cols, <ScatterAdd*>NULL)
 
 
 # ---------------------------------------------------------------------------

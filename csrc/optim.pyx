@@ -51,46 +51,50 @@ def adam_update(floating[::1] param not None, const floating[::1] grad not None,
                   decay)
 
 
+cdef inline void _scaled_sqrt_loop(floating* param, const floating* grad, floating* acc,
+                                   Py_ssize_t size, floating lr, floating keep,
+                                   floating add, floating eps, floating decay,
+                                   bint use_decay) noexcept nogil:
+    """``acc = keep * acc + add * g^2``; ``p -= lr g / sqrt(acc + eps)`` after the decay:
+    RMSprop (``keep = rho``, ``add = 1 - rho``) and Adagrad (``keep = add = 1``, exact:
+    multiplying by 1 rounds nothing)."""
+    cdef Py_ssize_t i
+    cdef floating p, g, s
+    for i in range(size):
+        p = param[i]
+        if use_decay:
+            p = p - p * decay
+        g = grad[i]
+        s = flush_denormal(keep * acc[i] + add * g * g)
+        acc[i] = s
+        param[i] = p - lr * g / f_sqrt(s + eps)
+
+
 def rmsprop_update(floating[::1] param not None, const floating[::1] grad not None,
                    floating[::1] ms not None,
                    double learning_rate, double rho, double epsilon, double weight_decay):
     """RMSprop: ``ms = rho ms + (1 - rho) g^2``; ``p -= lr g / sqrt(ms + eps)`` (Keras)."""
-    cdef Py_ssize_t size = param.shape[0], i
-    cdef floating lr = <floating>learning_rate, r = <floating>rho
-    cdef floating c = <floating>(1.0 - rho), eps = <floating>epsilon
-    cdef floating decay = <floating>(learning_rate * weight_decay)
-    cdef floating p, g, s
-    cdef bint use_decay = weight_decay != 0.0
+    cdef Py_ssize_t size = param.shape[0]
     if not _same(size, grad.shape[0], ms.shape[0]):
         raise ValueError("rmsprop_update: param, grad and ms sizes differ")
+    if size == 0:
+        return
     with nogil:
-        for i in range(size):
-            p = param[i]
-            if use_decay:
-                p = p - p * decay
-            g = grad[i]
-            s = flush_denormal(r * ms[i] + c * g * g)
-            ms[i] = s
-            param[i] = p - lr * g / f_sqrt(s + eps)
+        _scaled_sqrt_loop(&param[0], &grad[0], &ms[0], size, <floating>learning_rate,
+                          <floating>rho, <floating>(1.0 - rho), <floating>epsilon,
+                          <floating>(learning_rate * weight_decay), weight_decay != 0.0)
 
 
 def adagrad_update(floating[::1] param not None, const floating[::1] grad not None,
                    floating[::1] acc not None,
                    double learning_rate, double epsilon, double weight_decay):
     """Adagrad: ``acc += g^2``; ``p -= lr g / sqrt(acc + eps)`` (Keras)."""
-    cdef Py_ssize_t size = param.shape[0], i
-    cdef floating lr = <floating>learning_rate, eps = <floating>epsilon
-    cdef floating decay = <floating>(learning_rate * weight_decay)
-    cdef floating p, g, s
-    cdef bint use_decay = weight_decay != 0.0
+    cdef Py_ssize_t size = param.shape[0]
     if not _same(size, grad.shape[0], acc.shape[0]):
         raise ValueError("adagrad_update: param, grad and acc sizes differ")
+    if size == 0:
+        return
     with nogil:
-        for i in range(size):
-            p = param[i]
-            if use_decay:
-                p = p - p * decay
-            g = grad[i]
-            s = flush_denormal(acc[i] + g * g)
-            acc[i] = s
-            param[i] = p - lr * g / f_sqrt(s + eps)
+        _scaled_sqrt_loop(&param[0], &grad[0], &acc[0], size, <floating>learning_rate,
+                          <floating>1, <floating>1, <floating>epsilon,
+                          <floating>(learning_rate * weight_decay), weight_decay != 0.0)

@@ -75,14 +75,28 @@ def _inline(fn):
 # --------------------------------------------------------------------------
 # columns (im2col) and their scatter-add (col2im) for a block of output rows
 # --------------------------------------------------------------------------
-@_jit
-def _im2col(x, col, r0, m, oh, ow, kh, kw, c0, strides, pads, dil):
-    """``col[i]`` for output rows ``r0 .. r0 + m``: the input channels ``c0 ..
-    c0 + cig`` (``cig = col.shape[1] // (kh * kw)``) under each kernel tap, in
-    ``(a, b, c)`` order, zero where the tap reads padding. ``col`` is C-contiguous
-    with ``m`` rows."""
-    h, wd, ci = x.shape[1], x.shape[2], x.shape[3]
-    kk = col.shape[1]
+@_inline
+def _tap_run(xf, p, cf, q, count, scatter):
+    """One run of ``count`` values between the image ``xf`` (from ``p``) and the
+    columns ``cf`` (from ``q``): gather ``cf[q:] = xf[p:]``, or scatter-add
+    ``xf[p:] += cf[q:]``."""
+    if scatter:
+        for k in range(count):
+            xf[p + k] += cf[q + k]
+    else:
+        for k in range(count):
+            cf[q + k] = xf[p + k]
+
+
+@_inline
+def _walk_cols(xf, h, wd, ci, cf, kk, r0, m, oh, ow, kh, kw, c0, strides, pads, dil,
+               scatter):
+    """Walk the columns ``cf`` (flat, ``m`` rows of ``kk = kh * kw * cig``) of output
+    rows ``r0 .. r0 + m`` against the flat image ``xf`` (``(n, h, wd, ci)``, channels
+    ``c0 .. c0 + cig``), tap by tap in ``(a, b, c)`` order, with :func:`_tap_run`'s
+    action: gather (``scatter`` False, taps in the padding read 0; :func:`_im2col`) or
+    scatter-add (``scatter`` True, padding taps dropped; :func:`_col2im`). Inlined into
+    both with a constant ``scatter``, so each compiles only its own branch."""
     cig = kk // (kh * kw)
     run = kw * cig
     sh, sw = strides
@@ -90,8 +104,6 @@ def _im2col(x, col, r0, m, oh, ow, kh, kw, c0, strides, pads, dil):
     dh, dw = dil
     # a kernel row's taps read one contiguous run of x (all channels, adjacent pixels)
     adjacent = dw == 1 and cig == ci
-    xf = K.ravel(x)
-    cf = K.ravel(col)
     img = r0 // (oh * ow)
     rem = r0 - img * oh * ow
     oy = rem // ow
@@ -104,23 +116,20 @@ def _im2col(x, col, r0, m, oh, ow, kh, kw, c0, strides, pads, dil):
         for a in range(kh):
             iy = iy0 + a * dh
             if iy < 0 or iy >= h:
-                for q in range(run):
-                    cf[t + q] = 0.0
+                if not scatter:
+                    for q in range(run):
+                        cf[t + q] = 0.0
             elif whole:
-                src = ((img * h + iy) * wd + ix0) * ci
-                for q in range(run):
-                    cf[t + q] = xf[src + q]
+                _tap_run(xf, ((img * h + iy) * wd + ix0) * ci, cf, t, run, scatter)
             else:
                 for b in range(kw):
                     ix = ix0 + b * dw
-                    dst = t + b * cig
                     if 0 <= ix < wd:
-                        src = ((img * h + iy) * wd + ix) * ci + c0
+                        _tap_run(xf, ((img * h + iy) * wd + ix) * ci + c0, cf, t + b * cig,
+                                 cig, scatter)
+                    elif not scatter:
                         for c in range(cig):
-                            cf[dst + c] = xf[src + c]
-                    else:
-                        for c in range(cig):
-                            cf[dst + c] = 0.0
+                            cf[t + b * cig + c] = 0.0
             t += run
         ox += 1
         if ox == ow:
@@ -132,51 +141,21 @@ def _im2col(x, col, r0, m, oh, ow, kh, kw, c0, strides, pads, dil):
 
 
 @_jit
+def _im2col(x, col, r0, m, oh, ow, kh, kw, c0, strides, pads, dil):
+    """``col[i]`` for output rows ``r0 .. r0 + m``: the input channels ``c0 ..
+    c0 + cig`` (``cig = col.shape[1] // (kh * kw)``) under each kernel tap, in
+    ``(a, b, c)`` order, zero where the tap reads padding. ``col`` is C-contiguous
+    with ``m`` rows."""
+    _walk_cols(K.ravel(x), x.shape[1], x.shape[2], x.shape[3], K.ravel(col), col.shape[1],
+               r0, m, oh, ow, kh, kw, c0, strides, pads, dil, False)
+
+
+@_jit
 def _col2im(col, dx, r0, m, oh, ow, kh, kw, c0, strides, pads, dil):
     """The adjoint of :func:`_im2col`: ``dx[...] += col[i, tap]`` for every tap of
     rows ``r0 .. r0 + m`` that reads a real pixel."""
-    h, wd, ci = dx.shape[1], dx.shape[2], dx.shape[3]
-    kk = col.shape[1]
-    cig = kk // (kh * kw)
-    run = kw * cig
-    sh, sw = strides
-    pt, pl = pads
-    dh, dw = dil
-    adjacent = dw == 1 and cig == ci
-    df = K.ravel(dx)
-    cf = K.ravel(col)
-    img = r0 // (oh * ow)
-    rem = r0 - img * oh * ow
-    oy = rem // ow
-    ox = rem - oy * ow
-    for i in range(m):
-        iy0 = oy * sh - pt
-        ix0 = ox * sw - pl
-        whole = adjacent and ix0 >= 0 and ix0 + kw <= wd
-        t = i * kk
-        for a in range(kh):
-            iy = iy0 + a * dh
-            if 0 <= iy < h:
-                if whole:
-                    dst = ((img * h + iy) * wd + ix0) * ci
-                    for q in range(run):
-                        df[dst + q] += cf[t + q]
-                else:
-                    for b in range(kw):
-                        ix = ix0 + b * dw
-                        if 0 <= ix < wd:
-                            src = t + b * cig
-                            dst = ((img * h + iy) * wd + ix) * ci + c0
-                            for c in range(cig):
-                                df[dst + c] += cf[src + c]
-            t += run
-        ox += 1
-        if ox == ow:
-            ox = 0
-            oy += 1
-            if oy == oh:
-                oy = 0
-                img += 1
+    _walk_cols(K.ravel(dx), dx.shape[1], dx.shape[2], dx.shape[3], K.ravel(col), col.shape[1],
+               r0, m, oh, ow, kh, kw, c0, strides, pads, dil, True)
 
 
 @_jit

@@ -28,7 +28,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ._numba_cache import cached
 
@@ -504,11 +504,24 @@ def _row_lse(z, i, k):
     return mx, math.log(s)
 
 
-@_jit
-def softmax_cross_entropy_labels(z, labels, w, label_smoothing, grad):
+def _target(targets, i, j):
+    """The target of class ``j`` for sample ``i``: one-hot of integer ``labels`` (1-D),
+    else the dense value ``t[i, j]`` (2-D). Chosen by the array's rank when compiled."""
+    raise NotImplementedError("compiled only (numba overload)")
+
+
+@overload(_target)
+def _target_overload(targets, i, j):
+    if targets.ndim == 1:
+        return lambda targets, i, j: 1.0 if j == targets[i] else 0.0
+    return lambda targets, i, j: float(targets[i, j])
+
+
+@_inline
+def _softmax_cross_entropy(z, targets, w, label_smoothing, grad):
     """Fused softmax + cross-entropy from logits ``z`` (n, k), n >= 1, against
-    class ``labels`` (intp, in range); ``w`` has size 0 when unweighted. Returns the
-    weighted sum of the per-sample losses; ``grad`` gets the gradient of the mean."""
+    ``targets`` read through :func:`_target` (labels or dense); the body of both
+    kernels below."""
     n, k = z.shape
     has_w = w.shape[0] > 0
     ls = label_smoothing
@@ -518,11 +531,10 @@ def softmax_cross_entropy_labels(z, labels, w, label_smoothing, grad):
     total = 0.0
     for i in range(n):
         mx, lse = _row_lse(z, i, k)
-        lab = labels[i]
         tsum = 0.0
         per = 0.0
         for j in range(k):
-            tj = 1.0 if j == lab else 0.0
+            tj = _target(targets, i, j)
             if ls != 0.0:
                 tj = tj * on + off
             tsum += tj
@@ -531,45 +543,27 @@ def softmax_cross_entropy_labels(z, labels, w, label_smoothing, grad):
         total += per * wi
         scale = wi * inv_n
         for j in range(k):
-            tj = 1.0 if j == lab else 0.0
+            tj = _target(targets, i, j)
             if ls != 0.0:
                 tj = tj * on + off
             p = math.exp((float(z[i, j]) - mx) - lse)
             grad[i, j] = (p * tsum - tj) * scale
     return total
+
+
+@_jit
+def softmax_cross_entropy_labels(z, labels, w, label_smoothing, grad):
+    """Fused softmax + cross-entropy from logits ``z`` (n, k), n >= 1, against
+    class ``labels`` (intp, in range); ``w`` has size 0 when unweighted. Returns the
+    weighted sum of the per-sample losses; ``grad`` gets the gradient of the mean."""
+    return _softmax_cross_entropy(z, labels, w, label_smoothing, grad)
 
 
 @_jit
 def softmax_cross_entropy_dense(z, t, w, label_smoothing, grad):
     """As :func:`softmax_cross_entropy_labels`, against the dense targets ``t`` (n, k)
     (probabilities; rows need not sum to one)."""
-    n, k = z.shape
-    has_w = w.shape[0] > 0
-    ls = label_smoothing
-    off = ls / k
-    on = 1.0 - ls
-    inv_n = 1.0 / n
-    total = 0.0
-    for i in range(n):
-        mx, lse = _row_lse(z, i, k)
-        tsum = 0.0
-        per = 0.0
-        for j in range(k):
-            tj = float(t[i, j])
-            if ls != 0.0:
-                tj = tj * on + off
-            tsum += tj
-            per -= tj * ((float(z[i, j]) - mx) - lse)
-        wi = w[i] if has_w else 1.0
-        total += per * wi
-        scale = wi * inv_n
-        for j in range(k):
-            tj = float(t[i, j])
-            if ls != 0.0:
-                tj = tj * on + off
-            p = math.exp((float(z[i, j]) - mx) - lse)
-            grad[i, j] = (p * tsum - tj) * scale
-    return total
+    return _softmax_cross_entropy(z, t, w, label_smoothing, grad)
 
 
 @_jit

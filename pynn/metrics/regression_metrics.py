@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from .. import losses as _losses
+from ..losses.targets import check_axis
 from .metric import Metric, MeanMetricWrapper, _LossMeanMetric, _rowmean, _same_rank, \
     _sample_weights
 
@@ -82,7 +83,7 @@ class CosineSimilarity(_LossMeanMetric):
     _default_name = "cosine_similarity"
 
     def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
-        _losses._check_axis(axis)
+        check_axis(axis)
         super().__init__(name=name, dtype=dtype)
         self.axis = axis
 

@@ -191,7 +191,7 @@ def test_mnist_tutorial_network_end_to_end(cuda_be, hidden, tmp_path):
 
 @pytest.mark.parametrize("loss", ["huber", "categorical_focal_crossentropy"])
 def test_host_computed_loss_trains_like_numpy(cuda_be, loss):
-    """A loss without a backend op (computed on the host, pynn.losses._HostLoss) takes the
+    """A loss without a backend op (computed on the host, pynn.losses.loss.HostLoss) takes the
     device output to the host and copies its gradient back into the device buffer."""
     x, labels = _data(n=32)
     y = np.eye(3, dtype=np.float32)[labels]
