@@ -22,7 +22,7 @@ them and resolves identifiers (:func:`get`, :func:`serialize`, :func:`deserializ
 from __future__ import annotations
 
 from .hinge import CategoricalHinge, Hinge, SquaredHinge, categorical_hinge, hinge, squared_hinge
-from .loss import EPSILON, Loss
+from .loss import EPSILON, Loss, LossFunctionWrapper
 from .probabilistic import (BinaryCrossentropy, BinaryFocalCrossentropy,
                             CategoricalCrossentropy, CategoricalFocalCrossentropy, KLDivergence,
                             Poisson, SparseCategoricalCrossentropy, binary_crossentropy,
@@ -36,7 +36,7 @@ from .regression import (CosineSimilarity, Huber, LogCosh, MeanAbsoluteError,
                          mean_squared_error, mean_squared_logarithmic_error)
 
 __all__ = [
-    "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
+    "Loss", "LossFunctionWrapper", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
     "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
     "mean_squared_error", "mean_absolute_error", "binary_crossentropy",
     "categorical_crossentropy", "sparse_categorical_crossentropy",
@@ -124,10 +124,7 @@ def get(identifier):
         return deserialize(identifier)
     if callable(identifier) and identifier in _FUNCTIONS:
         return _FUNCTIONS[identifier]()
-    if callable(identifier):
-        raise TypeError(
-            f"loss: cannot train with the plain function {identifier!r}: pynn has no autograd. "
-            "Subclass pynn.losses.Loss and implement call() and loss_and_grad(), or use one of "
-            f"{_valid_names()}")
+    if callable(identifier):  # fn(y_true, y_pred) written with pynn.ops: the tape's gradient
+        return LossFunctionWrapper(identifier)
     raise ValueError(f"Could not interpret loss identifier {identifier!r}; expected one of "
                      f"{_valid_names()}, a Loss instance or a config dict")

@@ -64,6 +64,10 @@ class Loss:
         raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred)")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if _recorded(y_pred):  # inside a GradientTape / custom train step: differentiable
+            if type(self).loss_and_grad is not Loss.loss_and_grad:
+                return self._recorded_builtin(y_true, y_pred, sample_weight)
+            return self._reduce_recorded(self.call(y_true, y_pred), sample_weight)
         values = np.asarray(self.call(y_true, y_pred), dtype=np.float64)
         n = values.shape[0] if values.ndim else 1
         if sample_weight is not None:
@@ -119,7 +123,61 @@ class Loss:
         logits : bool
             ``output`` holds pre-activation logits.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement loss_and_grad")
+        if type(self).call is Loss.call:
+            raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, "
+                                      f"y_pred) (or loss_and_grad)")
+        # a loss defined by call() alone: its gradient comes from the tape (pynn.autodiff)
+        self._check_not_logits(logits)
+        from ..autodiff.tape import Tape, gradients
+        with Tape() as tape:
+            out = tape.leaf(np.asarray(backend.to_numpy(output)))
+            loss = self._reduce_recorded(self.call(y_true, out), sample_weight)
+        (g,) = gradients([loss], [np.ones((), out.dtype)], [out])
+        if g is None:
+            raise ValueError(f"loss {self.name!r}: its value does not depend on y_pred (no "
+                             f"gradient path)")
+        g = np.asarray(g, dtype=out.dtype).reshape(out.shape)
+        if grad is None:
+            grad = backend.asarray(g)
+        else:
+            backend.copy_(backend.asarray(g), grad)
+        return float(np.asarray(loss.value)), grad
+
+    def _recorded_builtin(self, y_true, y_pred, sample_weight):
+        """A built-in loss on the tape: its own fused value and gradient, one entry."""
+        from ..autodiff.tape import record
+        from ..backends import get_backend
+        be = get_backend()
+        out = np.ascontiguousarray(y_pred.value)
+        yt = self.prepare_targets(np.asarray(getattr(y_true, "value", y_true)), out.shape)
+        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=out.dtype)
+        value, grad = self.loss_and_grad(be, yt, out, sample_weight=sw)
+        grad = np.array(be.to_numpy(grad), copy=True)
+        return record(self.name, np.asarray(value, dtype=out.dtype), [y_pred],
+                      lambda g: (grad * g,))
+
+    def _reduce_recorded(self, values, sample_weight):
+        """Keras's reduction of per-sample ``values`` (recorded ops: differentiable)."""
+        from .. import ops
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.asarray(ops.convert_to_numpy(values)).dtype)
+            nd = np.ndim(ops.convert_to_numpy(values))
+            while w.ndim > nd and w.shape[-1] == 1:
+                w = w[..., 0]
+            while w.ndim < nd:
+                w = w[..., None]
+            values = ops.multiply(values, w)
+        r = self.reduction
+        if r in ("none", None):
+            return values
+        total = ops.sum(values)
+        if r == "sum":
+            return total
+        if r == "mean_with_sample_weight" and sample_weight is not None:
+            denom = float(np.sum(np.broadcast_to(w, np.shape(ops.convert_to_numpy(values)))))
+            return ops.divide(total, denom if denom else 1.0)
+        size = max(int(np.size(ops.convert_to_numpy(values))), 1)
+        return ops.divide(total, float(size))
 
     def _check_not_logits(self, logits):
         """A loss without :attr:`fused_activation` takes the model's output, never logits."""
@@ -159,6 +217,39 @@ class Loss:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()
                          if k not in ("name", "reduction", "dtype"))
         return f"{type(self).__name__}({args})"
+
+
+def _recorded(x):
+    from ..autodiff.tape import Tensor
+    return isinstance(x, Tensor) and x.tape is not None
+
+
+class LossFunctionWrapper(Loss):
+    """A loss given as a function ``fn(y_true, y_pred, **kwargs)`` of per-sample values
+    (Keras's ``LossFunctionWrapper``): written with ``pynn.ops``, it trains with the
+    gradient the tape derives. Targets are passed as given (numeric, one row per sample).
+    """
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None,
+                 **kwargs):
+        super().__init__(name=name or getattr(fn, "__name__", "loss"), reduction=reduction,
+                         dtype=dtype)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def prepare_targets(self, y, output_shape):
+        a = np.asarray(y)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"loss {self.name!r} expects numeric targets, got dtype {a.dtype}")
+        return a.astype(np.float64) if a.dtype.kind == "b" else a
+
+    def get_config(self):
+        raise NotImplementedError(f"loss {self.name!r} wraps the function {self.fn!r}; save "
+                                  f"the model with save_weights(), or compile it again after "
+                                  f"loading")
 
 
 class BuiltinLoss(Loss):

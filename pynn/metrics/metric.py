@@ -53,25 +53,119 @@ def _rowmean(values):
     return values.mean(axis=-1) if values.ndim > 1 else values
 
 
+class MetricVariable:
+    """A metric's state variable (Keras's metric variables): a NumPy array with
+    ``assign``, ``assign_add``, ``assign_sub``, ``numpy()`` and NumPy arithmetic."""
+
+    __array_priority__ = 1000
+
+    def __init__(self, value, name):
+        self.value = np.array(value)
+        self.name = name
+
+    shape = property(lambda self: self.value.shape)
+    dtype = property(lambda self: self.value.dtype)
+
+    def assign(self, value):
+        v = np.asarray(getattr(value, "value", value), dtype=self.value.dtype)
+        if v.shape != self.value.shape:
+            try:
+                v = np.broadcast_to(v, self.value.shape)
+            except ValueError:
+                raise ValueError(f"metric variable {self.name!r}: cannot assign a value of "
+                                 f"shape {v.shape} to shape {self.value.shape}") from None
+        self.value[...] = v
+        return self
+
+    def assign_add(self, value):
+        return self.assign(self.value + np.asarray(getattr(value, "value", value)))
+
+    def assign_sub(self, value):
+        return self.assign(self.value - np.asarray(getattr(value, "value", value)))
+
+    def numpy(self):
+        return np.array(self.value, copy=True)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.value, dtype=dtype)
+
+    def __float__(self):
+        return float(self.value)
+
+    def __repr__(self):
+        return f"<MetricVariable {self.name!r} shape={self.shape} value={self.value}>"
+
+
+def _metric_variable_operator(name, reflected=False):
+    fn = getattr(np, name)
+
+    def method(self, other):
+        other = np.asarray(getattr(other, "value", other))
+        return fn(other, self.value) if reflected else fn(self.value, other)
+    return method
+
+
+for _op, _fn in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
+                 ("truediv", "divide"), ("pow", "power")):
+    setattr(MetricVariable, f"__{_op}__", _metric_variable_operator(_fn))
+    setattr(MetricVariable, f"__r{_op}__", _metric_variable_operator(_fn, reflected=True))
+
+
 class Metric:
     """Base class: accumulate over batches, ``result()`` is a Python float.
 
-    Subclasses implement ``update_state``, ``result`` and ``reset_state``.
-    Calling a metric updates its state and returns the current result (Keras).
+    Subclasses implement ``update_state``, ``result`` and ``reset_state``; as in Keras, a
+    subclass may keep its state in variables from :meth:`add_variable` (then the default
+    ``reset_state`` zeroes them). Calling a metric updates its state and returns the
+    current result (Keras).
     """
 
     def __init__(self, name=None, dtype=None):
         self.name = name or _snake(type(self).__name__)
         self.dtype = dtype
 
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum",
+                     name=None):
+        """A state variable of ``shape`` (Keras's ``Metric.add_variable``); the
+        initializer is ``"zeros"``, ``"ones"``, a number or an array."""
+        variables = self.__dict__.setdefault("_variables", [])
+        dt = np.dtype(dtype or self.dtype or "float32")
+        if isinstance(initializer, str):
+            if initializer not in ("zeros", "ones"):
+                from .. import initializers
+                value = initializers.get(initializer)(tuple(shape), dtype=dt)
+            else:
+                value = (np.zeros if initializer == "zeros" else np.ones)(shape, dt)
+        elif callable(initializer):
+            value = initializer(tuple(shape), dtype=dt)
+        else:
+            value = np.broadcast_to(np.asarray(initializer, dt), shape)
+        var = MetricVariable(np.array(value, dtype=dt),
+                             name or f"variable_{len(variables)}" if variables else
+                             name or "variable")
+        variables.append(var)
+        return var
+
+    add_weight = add_variable
+
+    @property
+    def variables(self):
+        return list(self.__dict__.get("_variables", []))
+
     def update_state(self, y_true, y_pred, sample_weight=None):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement update_state()")
 
     def result(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement result()")
 
     def reset_state(self):
-        raise NotImplementedError
+        """Zero every variable from :meth:`add_variable` (Keras's default)."""
+        variables = self.__dict__.get("_variables")
+        if not variables:
+            raise NotImplementedError(f"{type(self).__name__} must implement reset_state() "
+                                      f"(it has no variables from add_variable to reset)")
+        for v in variables:
+            v.assign(np.zeros(v.shape, v.dtype))
 
     def __call__(self, *args, **kwargs):
         self.update_state(*args, **kwargs)
