@@ -61,7 +61,8 @@ KERAS_EXTRA_KEYWORDS = {"softmax": ["axis"], "log_softmax": ["axis"]}
 
 
 def _tracked(x):
-    return isinstance(_as_input(x), _Tensor)
+    """A tape tensor or a model's symbolic tensor: the op is recorded, not run fused."""
+    return isinstance(_as_input(x), _Tensor) or _np_ops._is_symbolic(x)
 
 
 def _make(name):

@@ -136,3 +136,43 @@ def test_errors():
         pass
     with pytest.raises(ValueError, match="not computed inside this tape"):
         tape.gradient(np.ones(()), [])
+
+
+def test_call_is_traced_into_a_graph_when_it_can_be():
+    """Layers and pynn.ops in call() become graph nodes (fused paths apply); Python
+    branching on `training` falls back to the tape, with the same results."""
+    class Traced(pynn.Model):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = L.Dense(5, activation="relu"), L.Dense(2)
+
+        def call(self, x, training=False):
+            return self.b(self.a(x, training=training))
+
+    class Branchy(Traced):
+        def call(self, x, training=False):
+            h = self.a(x)
+            if training:
+                h = h * 1.0
+            return self.b(h)
+
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype("float32")
+    t, b = Traced(), Branchy()
+    t.build((None, 4))
+    b.build((None, 4))
+    b.set_weights(t.get_weights())
+    assert any(type(layer).__name__ == "Dense" for layer in t._layers)
+    assert not any(type(layer).__name__ == "Dense" for layer in b._layers)  # on the tape
+    assert [w.path for w in t.weights] == [w.path for w in b.weights]
+    np.testing.assert_allclose(t.predict(x, verbose=0), b.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_functional_api_with_ops_saves_and_loads(tmp_path):
+    i = pynn.Input((5, 3))
+    y = ops.mean(L.Dense(4)(i), axis=1) * 2.0 + 1
+    m = pynn.Model(i, L.Dense(1)(ops.relu(y)))
+    x = np.random.default_rng(1).random((6, 5, 3)).astype("float32")
+    for name in ("m.pynn", "m.keras"):
+        m.save(tmp_path / name)
+        np.testing.assert_array_equal(pynn.models.load_model(tmp_path / name).predict(
+            x, verbose=0), m.predict(x, verbose=0))

@@ -697,3 +697,40 @@ def linspace(start, stop, num=50, endpoint=True, dtype=None):
 __all__ = [n for n in list(globals()) if not n.startswith("_") and n not in (
     "annotations", "math", "np", "NonDifferentiableError", "Tensor", "as_input", "record",
     "unwrap", "sum_pairs")]
+
+
+# ---------------------------------------------------------------------------------------
+# symbolic tensors: an op on a model's symbolic tensors becomes a graph node
+# ---------------------------------------------------------------------------------------
+#: set by :mod:`pynn.layers.op_layer`: ``hook(name, fn, args, kwargs)`` -> symbolic output
+SYMBOLIC_HOOK = [None]
+_CONSTANT_OPS = {"zeros", "ones", "full", "eye", "identity", "arange", "linspace", "shape",
+                 "ndim", "size", "convert_to_numpy"}
+
+
+def _is_symbolic(v):
+    if getattr(v, "_pynn_symbolic", False):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_is_symbolic(e) for e in v)
+    return False
+
+
+def _symbolic_aware(name, fn):
+    def op(*args, **kwargs):
+        hook = SYMBOLIC_HOOK[0]
+        if hook is not None and (any(_is_symbolic(a) for a in args)
+                                 or any(_is_symbolic(v) for v in kwargs.values())):
+            return hook(name, op, args, kwargs)
+        return fn(*args, **kwargs)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = fn.__doc__
+    op.__wrapped__ = fn
+    return op
+
+
+for _name in __all__:
+    _fn = globals()[_name]
+    if callable(_fn) and _name not in _CONSTANT_OPS:
+        globals()[_name] = _symbolic_aware(_name, _fn)
+del _name, _fn

@@ -174,7 +174,8 @@ def _accepted(cls):
         if init is None:
             continue
         params = inspect.signature(init).parameters
-        names |= {p for p in params if p not in ("self", "args", "kwargs")}
+        names |= {n for n, p in params.items() if n != "self" and p.kind not in (
+            p.VAR_POSITIONAL, p.VAR_KEYWORD)}
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             break
     return names | {"name", "trainable", "dtype", "input_shape", "input_dim",

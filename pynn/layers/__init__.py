@@ -11,6 +11,7 @@ from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, Sep
 from .core import Dense, Embedding, Masking
 from .core.lambda_layer import Lambda
 from .core.wrapper import Wrapper
+from .op_layer import OpLayer
 from .input_layer import Input, InputLayer
 from .layer import Layer, Weight, clear_session
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,
@@ -33,7 +34,7 @@ register(Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxP
          GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape,
          ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D,
          SpatialDropout1D, SpatialDropout2D, Masking)
-register(Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed, Lambda)
+register(Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed, Lambda, OpLayer)
 
 __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input", "Dense",
            "Masking",
@@ -47,4 +48,4 @@ __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input
            "GlobalAveragePooling2D", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "UpSampling1D", "UpSampling2D", "SpatialDropout1D", "SpatialDropout2D",
            "Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional",
-           "TimeDistributed", "Wrapper", "Lambda"]
+           "TimeDistributed", "Wrapper", "Lambda", "OpLayer"]

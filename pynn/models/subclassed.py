@@ -23,6 +23,23 @@ from .model import Model
 __all__ = ["SubclassedModel"]
 
 
+class _NotTraceable(Exception):
+    pass
+
+
+class _SymbolicTraining:
+    """``training`` while tracing: passing it on to layers is fine (the engine gives
+    them the real flag at run time); branching on it in Python is not."""
+
+    def __bool__(self):
+        raise TypeError("call() branches on `training`: the model runs on the tape")
+
+    __repr__ = lambda self: "<symbolic training flag>"  # noqa: E731
+
+
+_SYMBOLIC_TRAINING = _SymbolicTraining()
+
+
 class _ModelCall(Layer):
     """The graph node that runs the owning model's ``call``."""
 
@@ -84,14 +101,38 @@ class SubclassedModel(Functional):
                              f"in __init__ after super().__init__()")
 
     def build(self, input_shape):
-        """Run ``call`` once on an input of ``input_shape`` (batch axis included) to
-        build every layer, and make the one-node graph."""
+        """Build every layer for inputs of ``input_shape`` (batch axis included) and make
+        the model's graph: ``call`` traced on a symbolic input when it can be (layers
+        and ``pynn.ops`` become graph nodes, so the planner's fused paths apply), else
+        one node running ``call`` on the tape (Python control flow on values or on
+        ``training``)."""
         if self.built:
             return
         shape = tuple(input_shape)
         inp = InputLayer(shape=shape[1:], name=f"{self.name}_input")
-        out = _ModelCall(self)(inp.output)
+        out = self._trace(inp.output)
+        if out is None:
+            out = _ModelCall(self)(inp.output)
         self._set_graph(inp.output, out)
+
+    def _trace(self, x):
+        """``call(x)`` on the symbolic ``x``; ``None`` (and no trace left behind) where
+        ``call`` needs values."""
+        from ..layers.node import KerasTensor
+        marks = {id(layer): len(layer._inbound_nodes) for layer in self._all_layers()}
+        kwargs = {}
+        if "training" in inspect.signature(self.call).parameters:
+            kwargs["training"] = _SYMBOLIC_TRAINING
+        try:
+            out = self.call(x, **kwargs)
+            flat = out if isinstance(out, (list, tuple)) else [out]
+            if not flat or not all(isinstance(t, KerasTensor) for t in flat):
+                raise _NotTraceable
+            return out
+        except (TypeError, ValueError, NotImplementedError, AttributeError, _NotTraceable):
+            for layer in self._all_layers():
+                del layer._inbound_nodes[marks.get(id(layer), 0):]
+            return None
 
     def get_config(self):
         if type(self).get_config is SubclassedModel.get_config:
