@@ -316,3 +316,27 @@ def test_unbuilt_model_builds_from_the_first_batch():
     m.compile("sgd", "sparse_categorical_crossentropy")
     m.fit(_gen(x, y, 4), shuffle=False, verbose=0)
     assert m.built and m.predict(x, verbose=0).shape == (8, 3)
+
+
+def test_class_weight_weights_training_only_not_the_validation_split():
+    x, y = _data(n=20)
+    m = _model()
+    h = m.fit(x, y, batch_size=4, validation_split=0.2, class_weight={0: 5.0, 1: 0.1, 2: 1.0},
+              shuffle=False, verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(m.evaluate(x[16:], y[16:], verbose=0)[0])
+    with pytest.raises(ValueError, match="class_weight"):
+        m.fit(x, y, validation_split=0.2, class_weight={0: 1.0}, sample_weight=np.ones(20),
+              verbose=0)
+
+
+def test_metrics_names_follow_keras_and_evaluate_lists_values():
+    x, y = _data(n=8)
+    pynn.set_seed(1)
+    m = Sequential([Dense(3, activation="softmax", input_shape=(4,))])
+    assert m.metrics_names == []
+    m.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert m.metrics_names == ["loss", "compile_metrics"]
+    loss, acc = m.evaluate(x, y, verbose=0)
+    assert m.evaluate(x, y, verbose=0, return_dict=True) == {"loss": loss, "accuracy": acc}
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    assert m.metrics_names == ["loss"]

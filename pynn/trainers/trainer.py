@@ -57,6 +57,7 @@ class Trainer:
         self._loss_sum = 0.0
         self._loss_count = 0
         self._out_loss_sums = []
+        self._trackers_built = False
 
     # ------------------------------------------------------------------------------------
     # compile
@@ -84,6 +85,7 @@ class Trainer:
         self._fast_path.enabled = not run_eagerly and jit_compile is not False
         self._opt_layout_id = None
         self.compiled = True
+        self._trackers_built = False
         self.reset_metrics()  # Keras 3: a new compile starts fresh trackers
         self._compile_config = {"optimizer": optimizer, "loss": loss,
                                 "loss_weights": loss_weights, "metrics": metrics,
@@ -168,10 +170,24 @@ class Trainer:
 
     @property
     def metrics_names(self):
+        """Keras 3's list: the names of the model's metric trackers, not of the logged
+        values. ``[]`` before compile; ``'loss'``; ``'compile_metrics'`` when metrics were
+        compiled; then, for a model with several outputs, the per-output losses once a
+        train or test step has run. :meth:`evaluate` lists its values in the order of
+        ``'loss'``, the per-output losses, then the metrics."""
+        if not self.compiled:
+            return []
         names = ["loss"]
-        if self._compiled_loss is not None:
+        cc = self._compile_config
+        if cc["metrics"] is not None or cc["weighted_metrics"] is not None:
+            names.append("compile_metrics")
+        if self._trackers_built:
             names += self._compiled_loss.tracker_names()
-        return names + [m.name for m in self.metrics]
+        return names
+
+    def _result_names(self):
+        """The names of the values :meth:`evaluate` and ``*_on_batch`` list."""
+        return ["loss"] + self._compiled_loss.tracker_names() + [m.name for m in self.metrics]
 
     def reset_metrics(self):
         self._loss_sum, self._loss_count = 0.0, 0
@@ -341,6 +357,7 @@ class Trainer:
         return loss
 
     def _track(self, loss, per, ys, outs, swb, fused, n):
+        self._trackers_built = True
         self._loss_sum += loss * n
         self._loss_count += n
         if len(per) > 1:
@@ -627,7 +644,7 @@ class Trainer:
     def _format_result(self, logs, return_dict):
         if return_dict:
             return dict(logs)
-        names = self.metrics_names
+        names = self._result_names()
         if len(names) == 1:
             return logs["loss"]
         return [logs[k] for k in names]
