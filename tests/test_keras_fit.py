@@ -283,3 +283,35 @@ def test_evaluate_and_predict_steps_as_keras():
     np.testing.assert_allclose(p.evaluate(_gen(x, y, 4, repeat=True), steps=3, verbose=0),
                                k.evaluate(_gen(x, y, 4, repeat=True), steps=3, verbose=0),
                                rtol=RTOL)
+
+
+# ------------------------------------------------------------------------------------------
+# BackupAndRestore
+# ------------------------------------------------------------------------------------------
+def test_backup_and_restore_resumes_as_keras(tmp_path):
+    x, y = _data(n=20)
+
+    def interrupter(mod):
+        class Stop(mod.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.epoch == 2 and batch == 1:
+                    raise KeyboardInterrupt
+
+        return Stop()
+
+    histories = {}
+    p, k = _pair()
+    for name, mod, model in (("pynn", pynn, p), ("keras", keras, k)):
+        cb = mod.callbacks.BackupAndRestore(str(tmp_path / name))
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, y, batch_size=5, epochs=4, shuffle=False, verbose=0,
+                      callbacks=[cb, interrupter(mod)])
+        histories[name] = model.fit(x, y, batch_size=5, epochs=4, shuffle=False, verbose=0,
+                                    callbacks=[mod.callbacks.BackupAndRestore(
+                                        str(tmp_path / name))])
+    assert histories["pynn"].epoch == histories["keras"].epoch == [2, 3]
+    _same_history(histories["pynn"], histories["keras"])
+    _same_weights(p, k)
