@@ -50,7 +50,7 @@ import numpy as np
 from ._files import NotRegularFileError, open_regular, replace_atomically
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "check_weight_shapes",
-           "FORMAT_NAME", "FORMAT_VERSION"]
+           "save_training_state", "load_training_state", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "pynn.model"
 WEIGHTS_FORMAT_NAME = "pynn.weights"
@@ -147,14 +147,8 @@ def save_model(model, filepath, overwrite=True):
             warnings.warn(f"save: the compile config cannot be serialised ({exc}); the model "
                           f"is saved uncompiled", stacklevel=3)
             compile_config = None
-    opt = model.optimizer
-    if compile_config is not None and opt is not None and getattr(opt, "built", False) \
-            and model._opt_layout_id == model._layout.id:
-        state = opt.get_state()
-        for name in sorted(state):
-            key = f"opt.{name}"
-            arrays[key] = np.asarray(state[name])
-            opt_specs.append((key, name, arrays[key]))
+    if compile_config is not None:
+        opt_specs = _optimizer_entries(model, arrays)
     data = _npz_bytes(arrays)
     config = {
         "format": FORMAT_NAME,
@@ -169,6 +163,63 @@ def save_model(model, filepath, overwrite=True):
     }
     text = json.dumps(config, default=_json_default, indent=1).encode("utf-8")
     _atomic_write(filepath, {_CONFIG: (text, True), _ARRAYS: (data, False)}, overwrite)
+
+
+def _optimizer_entries(model, arrays):
+    """Add the built optimizer's state to ``arrays``; its ``[(key, path, array)]``."""
+    opt = model.optimizer
+    specs = []
+    if opt is not None and getattr(opt, "built", False) \
+            and model._opt_layout_id == model._layout.id:
+        state = opt.get_state()
+        for name in sorted(state):
+            key = f"opt.{name}"
+            arrays[key] = np.asarray(state[name])
+            specs.append((key, name, arrays[key]))
+    return specs
+
+
+def save_training_state(model, filepath, metadata=None):
+    """Save what resuming ``fit`` needs: the weights, the optimizer's state (when
+    built), the model generator's state and a JSON-able ``metadata`` dict, to a weights
+    file (``.weights.npz``), written atomically. :func:`load_weights` reads it as a
+    weights file; :func:`load_training_state` restores all of it (``BackupAndRestore``)."""
+    filepath = _check_suffix(filepath, WEIGHTS_SUFFIXES, "saving a training state")
+    entries = _weight_entries(model)
+    arrays = {k: a for k, _, a in entries}
+    opt_specs = _optimizer_entries(model, arrays)
+    data = _npz_bytes(arrays)
+    config = {"format": WEIGHTS_FORMAT_NAME, "format_version": FORMAT_VERSION,
+              "pynn_version": _pynn_version(), "weights": _array_specs(entries),
+              "optimizer_state": _array_specs(opt_specs) if opt_specs else None,
+              "rng_state": model._rng.bit_generator.state,
+              "training_metadata": dict(metadata or {}),
+              "weights_sha256": hashlib.sha256(data).hexdigest()}
+    text = json.dumps(config, default=_json_default, indent=1).encode("utf-8")
+    _atomic_write(filepath, {_WEIGHTS_CONFIG: (text, True), _ARRAYS: (data, False)}, True)
+
+
+def load_training_state(model, filepath):
+    """Restore into ``model`` what :func:`save_training_state` wrote (weights,
+    optimizer state, generator state) and return its metadata dict; the file is checked
+    as every pynn file is."""
+    path = os.fspath(filepath)
+    config, arrays = _read_archive(path, _WEIGHTS_CONFIG, WEIGHTS_FORMAT_NAME)
+    if not model.built:
+        raise ValueError(f"load_training_state: model {model.name!r} is not built")
+    model.set_weights(_ordered_weights(config, arrays, model, path))
+    opt_specs = config.get("optimizer_state")
+    if opt_specs and model.optimizer is not None:
+        model._ensure_optimizer()
+        model.optimizer.set_state({spec["path"]: arrays[spec["key"]] for spec in opt_specs})
+    rng_state = config.get("rng_state")
+    if rng_state is not None:
+        try:
+            model._rng.bit_generator.state = rng_state
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path!r}: invalid generator state ({exc})") from None
+    meta = config.get("training_metadata")
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def save_weights(model, filepath, overwrite=True):

@@ -282,17 +282,21 @@ def test_xor_learns_with_adam(backend):
 
 
 def test_history_keys_and_learning_rate():
+    """Keras 3: ``learning_rate`` is in the epoch logs only when an LR callback puts it
+    there (LearningRateScheduler, ReduceLROnPlateau)."""
     x, y = small_classification(n=40)
     pynn.set_seed(1)
     model = Sequential([Dense(3, activation="softmax", input_shape=(5,))])
     model.compile(pynn.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     hist = model.fit(x, y, epochs=4, validation_data=(x[:10], y[:10]), verbose=0)
-    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy",
-                                 "learning_rate"}
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 4 for v in hist.history.values())
-    assert hist.history["learning_rate"] == [pytest.approx(0.1)] * 4
     assert hist.epoch == [0, 1, 2, 3] and model.history is hist
+    sched = pynn.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))
+    hist = model.fit(x, y, epochs=2, verbose=0, callbacks=[sched])
+    assert set(hist.history) == {"loss", "accuracy", "learning_rate"}
+    assert hist.history["learning_rate"] == [pytest.approx(0.1), pytest.approx(0.05)]
 
 
 def test_validation_split_takes_the_last_fraction():
@@ -375,8 +379,7 @@ def test_evaluate_return_forms_and_batch_apis():
 
 
 def test_train_on_batch_running_mean_restarts_on_compile():
-    """Keras 3: train_on_batch metrics accumulate across calls and a new compile() starts
-    fresh trackers (loss and metrics)."""
+    """A new compile() starts fresh trackers (loss and metrics)."""
     x, y = small_classification(n=20)
     model = Sequential([Dense(3, activation="softmax", input_shape=(5,))])
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -272,8 +272,9 @@ def test_nonfinite_loss_stops_training_without_applying_the_step():
     rec = WeightRecorder()
     with pytest.warns(RuntimeWarning, match=r"epoch 1/3, step 4/10 \(1-based\)") as w:
         h = m.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, callbacks=[rec])
-    assert "update was not applied, so the weights are those of the previous step" in \
-        str(w[0].message)
+    # (NumPy's own overflow warning may come first, depending on the backend)
+    assert any("update was not applied, so the weights are those of the previous step"
+               in str(r.message) for r in w)
     assert m.stop_training is True
     weights = m.get_weights()
     assert all(np.isfinite(a).all() for a in weights)

@@ -6,6 +6,7 @@ Callbacks touch the model only through ``model.stop_training``,
 One module per callback; :mod:`pynn.progress` draws the bar that
 :class:`ProgbarLogger` drives (callbacks -> progress, never back).
 """
+from .backup_and_restore import BackupAndRestore
 from .callback import Callback
 from .callback_list import CallbackList
 from .csv_logger import CSVLogger
@@ -16,8 +17,9 @@ from .learning_rate_scheduler import LearningRateScheduler
 from .model_checkpoint import ModelCheckpoint
 from .progbar_logger import ProgbarLogger
 from .reduce_lr_on_plateau import ReduceLROnPlateau
+from .tensorboard import TensorBoard
 from .terminate_on_nan import TerminateOnNaN
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ReduceLROnPlateau",
            "ModelCheckpoint", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN",
-           "LambdaCallback", "ProgbarLogger"]
+           "LambdaCallback", "ProgbarLogger", "BackupAndRestore", "TensorBoard"]

@@ -16,8 +16,8 @@ __all__ = ["CSVLogger"]
 class CSVLogger(Callback):
     """Stream epoch results to a CSV file.
 
-    The header is ``epoch`` then the sorted log keys of the first epoch (plus the
-    model's expected ``val_*`` names, when it exposes ``metrics_names``); missing
+    The header is ``epoch`` then the sorted log keys of the first epoch, followed, when
+    none of them is a ``val_`` key, by ``val_<key>`` for each of them (Keras 3); missing
     values are written as ``NA``.
 
     Parameters
@@ -65,9 +65,10 @@ class CSVLogger(Callback):
 
         if self.keys is None:
             self.keys = sorted(logs.keys())
-            for name in getattr(self.model, "metrics_names", None) or []:
-                if isinstance(name, str) and name.startswith("val_") and name not in self.keys:
-                    self.keys.append(name)
+            # Keras: without val_* keys in the first epoch, a val_ column is added for
+            # every key (written NA while there is no validation)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys.extend([f"val_{k}" for k in self.keys])
         if self.writer is None:
             class CustomDialect(csv.excel):
                 delimiter = self.sep

@@ -17,6 +17,7 @@ model's ``numpy.random.Generator``, so one seed gives bit-identical runs.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import numbers
@@ -26,7 +27,9 @@ import warnings
 import numpy as np
 
 from . import data as data_mod
+from . import data_adapters as adapters
 from .compile_utils import CompileLoss, CompileMetrics
+from .epoch_iterator import RAN_OUT, EpochIterator
 from .step_guard import StepGuard
 
 __all__ = ["Trainer"]
@@ -54,6 +57,7 @@ class Trainer:
         self._loss_sum = 0.0
         self._loss_count = 0
         self._out_loss_sums = []
+        self._trackers_built = False
 
     # ------------------------------------------------------------------------------------
     # compile
@@ -81,6 +85,7 @@ class Trainer:
         self._fast_path.enabled = not run_eagerly and jit_compile is not False
         self._opt_layout_id = None
         self.compiled = True
+        self._trackers_built = False
         self.reset_metrics()  # Keras 3: a new compile starts fresh trackers
         self._compile_config = {"optimizer": optimizer, "loss": loss,
                                 "loss_weights": loss_weights, "metrics": metrics,
@@ -165,10 +170,24 @@ class Trainer:
 
     @property
     def metrics_names(self):
+        """Keras 3's list: the names of the model's metric trackers, not of the logged
+        values. ``[]`` before compile; ``'loss'``; ``'compile_metrics'`` when metrics were
+        compiled; then, for a model with several outputs, the per-output losses once a
+        train or test step has run. :meth:`evaluate` lists its values in the order of
+        ``'loss'``, the per-output losses, then the metrics."""
+        if not self.compiled:
+            return []
         names = ["loss"]
-        if self._compiled_loss is not None:
+        cc = self._compile_config
+        if cc["metrics"] is not None or cc["weighted_metrics"] is not None:
+            names.append("compile_metrics")
+        if self._trackers_built:
             names += self._compiled_loss.tracker_names()
-        return names + [m.name for m in self.metrics]
+        return names
+
+    def _result_names(self):
+        """The names of the values :meth:`evaluate` and ``*_on_batch`` list."""
+        return ["loss"] + self._compiled_loss.tracker_names() + [m.name for m in self.metrics]
 
     def reset_metrics(self):
         self._loss_sum, self._loss_count = 0.0, 0
@@ -220,11 +239,6 @@ class Trainer:
             buf = self._buffers[bkey] = self._backend.empty(tuple(shape),
                                                              np.dtype(self._dtype))
         return buf
-
-    @staticmethod
-    def _rows(arrays, idx, gathered):
-        return [None if a is None else (np.take(a, idx, axis=0) if gathered else a[idx])
-                for a in arrays]
 
     # ------------------------------------------------------------------------------------
     # one step
@@ -343,6 +357,7 @@ class Trainer:
         return loss
 
     def _track(self, loss, per, ys, outs, swb, fused, n):
+        self._trackers_built = True
         self._loss_sum += loss * n
         self._loss_count += n
         if len(per) > 1:
@@ -404,17 +419,23 @@ class Trainer:
     # ------------------------------------------------------------------------------------
     # fit / evaluate / predict
     # ------------------------------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, validation_batch_size=None,
-            validation_freq=1):
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` epochs; returns the :class:`~pynn.callbacks.History`.
 
-        ``validation_split`` holds out the LAST fraction of ``x``/``y`` (before
-        shuffling), as Keras does; ``validation_data`` (``(x, y)`` or
-        ``(x, y, sample_weight)``) takes precedence. ``class_weight`` maps class
-        indices to sample weights. Epoch logs hold ``loss``, the metrics, their
-        ``val_`` counterparts and ``learning_rate``.
+        ``x`` is array data (with ``y``; ``batch_size`` defaults to 32), or a source of
+        whole batches: a :class:`pynn.utils.PyDataset`, a generator or another iterable
+        of ``(x, y)`` / ``(x, y, sample_weight)`` batches (see
+        :mod:`pynn.trainers.data_adapters`; how epochs and ``steps_per_epoch`` walk
+        through them: :mod:`pynn.trainers.epoch_iterator`). ``validation_split`` holds
+        out the LAST fraction of the arrays (before shuffling), as Keras does;
+        ``validation_data`` (``(x, y)``, ``(x, y, sample_weight)`` or a batch source,
+        read for ``validation_steps`` batches) takes precedence. ``class_weight`` maps
+        class indices to weights of the training samples. Epoch logs hold ``loss``, the
+        metrics and their ``val_`` counterparts (on the epochs ``validation_freq``
+        names: every n-th, or a list of 1-based epochs).
 
         Threads: every step holds the model's lock, so ``get_weights``/``save`` from
         another thread see the weights between two steps; a second ``fit`` of the same
@@ -431,15 +452,19 @@ class Trainer:
         try:
             return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
                              validation_data, shuffle, class_weight, sample_weight,
-                             initial_epoch, validation_batch_size, validation_freq)
+                             initial_epoch, steps_per_epoch, validation_steps,
+                             validation_batch_size, validation_freq)
         finally:
             self._fit_thread = None
 
     def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
              validation_data, shuffle, class_weight, sample_weight, initial_epoch,
-             validation_batch_size, validation_freq):
+             steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
         from ..callbacks import CallbackList
-        batch_size = data_mod.check_batch_size(batch_size)
+        if batch_size is not None:
+            batch_size = data_mod.check_batch_size(batch_size)
+        if validation_batch_size is not None:
+            validation_batch_size = data_mod.check_batch_size(validation_batch_size)
         for nm, v in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
                 raise ValueError(f"{nm}: expected a non-negative integer, got {v!r}")
@@ -453,47 +478,25 @@ class Trainer:
                              f"{validation_split!r}")
         if shuffle not in (True, False, "batch"):
             raise ValueError(f"shuffle: expected True, False or 'batch', got {shuffle!r}")
+        self._should_validate(0, validation_freq)  # checks the argument
         verbose = data_mod.resolve_verbose(verbose)
-
-        xs, ys, sw = self._prepare_xy(x, y, sample_weight, class_weight)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data: expected a tuple (x_val, y_val) or "
-                                 "(x_val, y_val, val_sample_weight)")
-            val = self._prepare_xy(validation_data[0], validation_data[1],
-                                   validation_data[2] if len(validation_data) == 3 else None,
-                                   what="val_")
-        elif validation_split:
-            n = xs[0].shape[0]
-            split_at = int(math.floor(n * (1.0 - validation_split)))
-            if split_at == 0 or split_at == n:
-                raise ValueError(f"Training data contains {n} samples, which is not sufficient "
-                                 f"to split it into a validation and training set as specified "
-                                 f"by `validation_split={validation_split}`. Either provide "
-                                 f"more data, or a different value for the `validation_split` "
-                                 f"argument.")
-            cut = slice(split_at, None)
-            val = (self._rows(xs, cut, False), self._rows(ys, cut, False),
-                   None if sw is None else sw[split_at:])
-            head = slice(0, split_at)
-            xs, ys = self._rows(xs, head, False), self._rows(ys, head, False)
-            sw = None if sw is None else sw[:split_at]
-        n = xs[0].shape[0]
-        if n == 0:
-            raise ValueError("fit: x is empty (0 samples)")
-        steps = -(-n // batch_size)
-        val_bs = (data_mod.check_batch_size(validation_batch_size) if validation_batch_size
-                  else batch_size)
-        fused = self._fused()
+        train, val = adapters.fit_adapters(
+            self, x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
+            validation_split, validation_data, validation_batch_size, validation_steps)
+        train = EpochIterator(train, steps_per_epoch)
+        if val is not None:
+            val = EpochIterator(val, validation_steps, "validation_steps")
+        steps = train.num_batches
 
         if not isinstance(callbacks, CallbackList):
             callbacks = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                      model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
-        self._ensure_optimizer()
         lock = self._forward_lock()
+        fused = None
         callbacks.on_train_begin()
+        # BackupAndRestore sets where an interrupted fit resumes (Keras's _initial_epoch)
+        initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch
         logs = {}
         epoch_logs = {}
         try:
@@ -501,38 +504,37 @@ class Trainer:
                 for epoch in range(initial_epoch, epochs):
                     self.reset_metrics()
                     callbacks.on_epoch_begin(epoch)
-                    order = self._epoch_order(n, batch_size, shuffle)
-                    for step in range(steps):
-                        start = step * batch_size
-                        stop = min(n, start + batch_size)
-                        idx = slice(start, stop) if order is None else order[start:stop]
-                        callbacks.on_train_batch_begin(step)
-                        xbs = [self._take(xa, idx, ("x", i)) for i, xa in enumerate(xs)]
-                        ybs = self._rows(ys, idx, order is not None)
-                        swb = None if sw is None else (sw[idx] if order is None
-                                                       else np.take(sw, idx))
-                        with lock:
-                            guard.in_step = True
-                            self._sync()
-                            loss = self._train_step(xbs, ybs, swb, fused)
-                            guard.end_step()
-                        if not math.isfinite(loss):
-                            self._stop_on_nonfinite_loss(loss, epoch, epochs, step, steps)
+                    logs = None
+                    with contextlib.closing(train.epoch()) as batches:
+                        for step, (xbs, ybs, swb) in batches:
+                            callbacks.on_train_batch_begin(step)
+                            with lock:
+                                guard.in_step = True
+                                self._sync()
+                                self._ensure_optimizer()
+                                if fused is None:
+                                    fused = self._fused()
+                                loss = self._train_step(xbs, ybs, swb, fused)
+                                guard.end_step()
                             logs = self._logs()
-                            logs["loss"] = loss
+                            if not math.isfinite(loss):
+                                self._stop_on_nonfinite_loss(loss, epoch, epochs, step, steps)
+                                logs["loss"] = loss
+                                callbacks.on_train_batch_end(step, logs)
+                                break
                             callbacks.on_train_batch_end(step, logs)
-                            break
-                        logs = self._logs()
-                        callbacks.on_train_batch_end(step, logs)
-                        if self.stop_training:
-                            break
+                            if self.stop_training:
+                                break
+                    if logs is None:  # the data gave no batch: it is spent (warned)
+                        self.stop_training = True
+                        break
                     epoch_logs = dict(logs)
                     if val is not None and self._should_validate(epoch, validation_freq):
+                        val.reset()
                         with lock:
-                            val_logs = self._test_loop(val[0], val[1], val[2], val_bs,
-                                                       callbacks, fused)
-                        epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-                    epoch_logs["learning_rate"] = float(self.optimizer.learning_rate)
+                            val_logs = self._test_loop(val, callbacks, fused)
+                        if val_logs is not None:
+                            epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                     callbacks.on_epoch_end(epoch, epoch_logs)
                     if self.stop_training:
                         break
@@ -543,8 +545,9 @@ class Trainer:
             if callbacks.history is not None:
                 self.history = callbacks.history
             raise
-        with lock:  # Keras: an optimizer with use_ema leaves its moving averages as weights
-            self.optimizer.finalize_variable_values()
+        if self.optimizer.built:
+            with lock:  # Keras: an optimizer with use_ema leaves its moving averages
+                self.optimizer.finalize_variable_values()
         callbacks.on_train_end(epoch_logs)
         if callbacks.history is not None:
             self.history = callbacks.history
@@ -578,7 +581,8 @@ class Trainer:
             state = ("but the weights already hold NaN/Inf from an earlier update whose "
                      "gradient overflowed; restore them from a checkpoint")
         warnings.warn(f"fit: the training loss became {loss} at epoch {epoch + 1}/{epochs}, "
-                      f"step {step + 1}/{steps} (1-based); training stopped and that step's "
+                      f"step {step + 1}{'' if steps is None else f'/{steps}'} (1-based); "
+                      f"training stopped and that step's "
                       f"update was not applied, {state}. Lower the learning rate or check "
                       f"the data.", RuntimeWarning, stacklevel=3)
 
@@ -594,65 +598,80 @@ class Trainer:
             raise ValueError(f"validation_freq: expected an int or a list of epochs, got "
                              f"{freq!r}") from None
 
-    def _epoch_order(self, n, batch_size, shuffle):
-        if not shuffle:
-            return None
-        if shuffle == "batch":
-            starts = self._rng.permutation(-(-n // batch_size)) * batch_size
-            return np.concatenate([np.arange(s, min(n, s + batch_size)) for s in starts])
-        return self._rng.permutation(n)
-
-    def _test_loop(self, xs, ys, sw, batch_size, callbacks, fused):
+    def _test_loop(self, batches, callbacks, fused):
+        """One pass of ``batches`` (an :class:`EpochIterator`); the logs, or None when
+        the data gave no batch."""
         self.reset_metrics()
         callbacks.on_test_begin()
-        n = xs[0].shape[0]
-        logs = {}
-        for step, start in enumerate(range(0, n, batch_size)):
-            idx = slice(start, min(n, start + batch_size))
-            callbacks.on_test_batch_begin(step)
-            self._sync()
-            self._test_step([self._take(xa, idx, ("x", i)) for i, xa in enumerate(xs)],
-                            self._rows(ys, idx, False), None if sw is None else sw[idx], fused)
-            logs = self._logs()
-            callbacks.on_test_batch_end(step, logs)
+        logs = None
+        with contextlib.closing(batches.epoch()) as epoch:
+            for step, (xbs, ybs, swb) in epoch:
+                callbacks.on_test_batch_begin(step)
+                self._sync()
+                if fused is None:
+                    fused = self._fused()
+                self._test_step(xbs, ybs, swb, fused)
+                logs = self._logs()
+                callbacks.on_test_batch_end(step, logs)
+        if logs is None:
+            return None
         logs = self._logs()
         callbacks.on_test_end(logs)
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", sample_weight=None,
-                 callbacks=None, return_dict=False):
-        """Loss (and metrics) on ``(x, y)``: a float, ``[loss, *metrics]`` or a dict."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (and metrics) on ``(x, y)``: a float, ``[loss, *metrics]`` or a dict.
+
+        ``x`` may be a batch source as for :meth:`fit`; ``steps`` limits the pass to
+        that many batches."""
         from ..callbacks import CallbackList
-        batch_size = data_mod.check_batch_size(batch_size)
+        if batch_size is not None:
+            batch_size = data_mod.check_batch_size(batch_size)
         verbose = data_mod.resolve_verbose(verbose)
-        xs, ys, sw = self._prepare_xy(x, y, sample_weight)
-        if xs[0].shape[0] == 0:
-            raise ValueError("evaluate: x is empty (0 samples)")
+        batches = EpochIterator(adapters.get_adapter(self, x, y, sample_weight,
+                                                     batch_size=batch_size, steps=steps,
+                                                     what="evaluate"), steps, "steps")
         if not isinstance(callbacks, CallbackList):
             callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                                     verbose=verbose, epochs=1,
-                                     steps=-(-xs[0].shape[0] // batch_size))
+                                     verbose=verbose, epochs=1, steps=batches.num_batches)
         with self._forward_lock():
-            logs = self._test_loop(xs, ys, sw, batch_size, callbacks, self._fused())
+            logs = self._test_loop(batches, callbacks, None)
+        if logs is None:
+            raise ValueError("evaluate: x gave no batch (an exhausted generator?)")
         return self._format_result(logs, return_dict)
 
     def _format_result(self, logs, return_dict):
         if return_dict:
             return dict(logs)
-        names = self.metrics_names
+        names = self._result_names()
         if len(names) == 1:
             return logs["loss"]
         return [logs[k] for k in names]
 
-    def predict(self, x, batch_size=32, verbose="auto", callbacks=None):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs for ``x``, computed in batches: a NumPy array of the model dtype
-        (a list of arrays for a model with several outputs)."""
-        batch_size = data_mod.check_batch_size(batch_size)
+        (a list of arrays for a model with several outputs).
+
+        ``x`` may be a batch source as for :meth:`fit` (a batch's targets, if any, are
+        ignored); ``steps`` limits the pass to that many batches."""
+        if adapters.is_batch_source(x):
+            return self._predict_batches(x, batch_size, verbose, steps, callbacks)
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                                  or steps <= 0):
+            raise ValueError(f"steps: expected a positive integer or None, got {steps!r}")
         verbose = data_mod.resolve_verbose(verbose)
         lock = self._forward_lock()  # contexts reuse their workspaces
         with lock:
             xs = data_mod.prepare_inputs(self, x)
             n = xs[0].shape[0]
+            batch_size = adapters.array_batch_size(batch_size, n, steps)
+            if steps is not None:
+                if steps * batch_size < n:
+                    n = steps * batch_size
+                    xs = [xa[:n] for xa in xs]
+                elif -(-n // batch_size) < steps:
+                    warnings.warn(RAN_OUT, UserWarning, stacklevel=2)
             results = self._new_results(n, xs)
         # with nothing listening (no callbacks, verbose=0) no callback machinery is built,
         # and one batch is one call: single-sample predict stays cheap
@@ -661,12 +680,7 @@ class Trainer:
                 self._sync()
                 self._predict_into(xs, results)
             return self._pack_outputs(results)
-        if callbacks is not None or verbose != 0:
-            from ..callbacks import CallbackList
-            if not isinstance(callbacks, CallbackList):
-                callbacks = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                                         verbose=verbose, epochs=1,
-                                         steps=-(-n // batch_size))
+        callbacks = self._predict_callbacks(callbacks, verbose, -(-n // batch_size))
         if callbacks is not None:
             callbacks.on_predict_begin()
         for step, start in enumerate(range(0, n, batch_size)):
@@ -683,6 +697,42 @@ class Trainer:
         if callbacks is not None:
             callbacks.on_predict_end()
         return self._pack_outputs(results)
+
+    def _predict_callbacks(self, callbacks, verbose, steps):
+        if callbacks is None and verbose == 0:
+            return None
+        from ..callbacks import CallbackList
+        if isinstance(callbacks, CallbackList):
+            return callbacks
+        return CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                            epochs=1, steps=steps)
+
+    def _predict_batches(self, x, batch_size, verbose, steps, callbacks):
+        """:meth:`predict` of a batch source: each batch's outputs, concatenated."""
+        verbose = data_mod.resolve_verbose(verbose)
+        batches = EpochIterator(adapters.get_adapter(self, x, batch_size=batch_size,
+                                                     what="predict", targets=False),
+                                steps, "steps")
+        callbacks = self._predict_callbacks(callbacks, verbose, batches.num_batches)
+        lock = self._forward_lock()
+        parts = []
+        if callbacks is not None:
+            callbacks.on_predict_begin()
+        with contextlib.closing(batches.epoch()) as epoch:
+            for step, (xbs, _, _) in epoch:
+                if callbacks is not None:
+                    callbacks.on_predict_batch_begin(step)
+                with lock:
+                    self._sync()
+                    out = self._predict_into(xbs, self._new_results(xbs[0].shape[0], xbs))
+                parts.append(out)
+                if callbacks is not None:
+                    callbacks.on_predict_batch_end(step, {"outputs": self._pack_outputs(out)})
+        if callbacks is not None:
+            callbacks.on_predict_end()
+        if not parts:
+            raise ValueError("predict: x gave no batch (an exhausted generator?)")
+        return self._pack_outputs([np.concatenate(col) for col in zip(*parts)])
 
     def _pack_outputs(self, arrays):
         return arrays[0] if len(arrays) == 1 else list(arrays)
@@ -715,30 +765,36 @@ class Trainer:
         return [self._fast_path.forward_into(plan, xs[0], dst, fused[0] if fused else False)]
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
-                       return_dict=False):
-        """One gradient step on one batch. Metrics accumulate across calls (Keras 3);
-        :meth:`reset_metrics` restarts them."""
+                       return_dict=False, reset_metrics=True):
+        """One gradient step on one batch; the loss and metrics of that batch.
+
+        Keras 3 resets the metrics before every call; ``reset_metrics=False`` (Keras 2's
+        argument) keeps the running means across calls instead."""
         xs, ys, sw = self._prepare_xy(x, y, sample_weight, class_weight)
         if xs[0].shape[0] == 0:
             raise ValueError("train_on_batch: x is empty (0 samples)")
         self._ensure_optimizer()
+        if reset_metrics:
+            self.reset_metrics()
         with self._forward_lock():
             self._sync()
             loss = self._train_step(xs, ys, sw, self._fused())
+        logs = self._logs()
         if not math.isfinite(loss):
             warnings.warn(f"train_on_batch: the loss is {loss}; the weights were not updated",
                           RuntimeWarning, stacklevel=2)
-            logs = self._logs()
             logs["loss"] = loss
-            return self._format_result(logs, return_dict)
-        return self._format_result(self._logs(), return_dict)
+        return self._format_result(logs, return_dict)
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss and metrics on one batch (metrics are reset first)."""
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False,
+                      reset_metrics=True):
+        """Loss and metrics on one batch (the metrics are reset first, as in Keras 3;
+        ``reset_metrics=False`` keeps the running means across calls)."""
         xs, ys, sw = self._prepare_xy(x, y, sample_weight)
         if xs[0].shape[0] == 0:
             raise ValueError("test_on_batch: x is empty (0 samples)")
-        self.reset_metrics()
+        if reset_metrics:
+            self.reset_metrics()
         with self._forward_lock():
             self._sync()
             self._test_step(xs, ys, sw, self._fused())
