@@ -28,6 +28,7 @@ import numpy as np
 
 from . import data as data_mod
 from . import data_adapters as adapters
+from . import custom_steps
 from .compile_utils import CompileLoss, CompileMetrics
 from .epoch_iterator import RAN_OUT, EpochIterator
 from .step_guard import StepGuard
@@ -401,6 +402,28 @@ class Trainer:
             logs[m.name] = float(r) if np.ndim(r) == 0 else np.asarray(r, dtype=np.float64)
         return logs
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras 3's ``compute_loss`` for an overridden ``train_step``: the compiled loss
+        plus regularization, differentiable inside a ``GradientTape``
+        (:mod:`pynn.trainers.custom_steps`)."""
+        return custom_steps.compute_loss(self, x, y, y_pred, sample_weight, training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras 3's ``compute_metrics``: update the loss tracker and the compiled metrics;
+        returns the logs."""
+        return custom_steps.compute_metrics(self, x, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        """One evaluation step on one batch (Keras's ``test_step``; override it to
+        customise ``evaluate``): ``data`` as in :meth:`train_step`. Returns the logs."""
+        x, y, sw = (tuple(data) + (None,))[:3]
+        xs = data_mod.by_name(x, self.input_names, "x")
+        ys = data_mod.by_name(y, self.output_names, "y")
+        with self._forward_lock():
+            self._sync()
+            self._test_step(xs, ys, sw, self._fused())
+        return self._logs()
+
     def train_step(self, data):
         """One optimizer step on one batch already in the model's dtypes (Keras's
         ``train_step``): ``data`` is ``(x, y)`` or ``(x, y, sample_weight)`` with ``x``
@@ -494,6 +517,7 @@ class Trainer:
         self.stop_training = False
         lock = self._forward_lock()
         fused = None
+        custom_train = custom_steps.overrides(self, "train_step")
         callbacks.on_train_begin()
         # BackupAndRestore sets where an interrupted fit resumes (Keras's _initial_epoch)
         initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch
@@ -514,9 +538,14 @@ class Trainer:
                                 self._ensure_optimizer()
                                 if fused is None:
                                     fused = self._fused()
-                                loss = self._train_step(xbs, ybs, swb, fused)
+                                if custom_train:
+                                    loss, logs = custom_steps.run_step(self, "train_step",
+                                                                       xbs, ybs, swb)
+                                else:
+                                    loss = self._train_step(xbs, ybs, swb, fused)
+                                    logs = None
                                 guard.end_step()
-                            logs = self._logs()
+                            logs = logs if custom_train else self._logs()
                             if not math.isfinite(loss):
                                 self._stop_on_nonfinite_loss(loss, epoch, epochs, step, steps)
                                 logs["loss"] = loss
@@ -610,8 +639,11 @@ class Trainer:
                 self._sync()
                 if fused is None:
                     fused = self._fused()
-                self._test_step(xbs, ybs, swb, fused)
-                logs = self._logs()
+                if custom_steps.overrides(self, "test_step"):
+                    _, logs = custom_steps.run_step(self, "test_step", xbs, ybs, swb)
+                else:
+                    self._test_step(xbs, ybs, swb, fused)
+                    logs = self._logs()
                 callbacks.on_test_batch_end(step, logs)
         if logs is None:
             return None
