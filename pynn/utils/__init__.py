@@ -1,4 +1,6 @@
 """Utilities outside the model engine (Keras's ``keras.utils``)."""
+from .numerical_utils import normalize, to_categorical
+from .rng_utils import set_random_seed
 from .sequence import pad_sequences
 
-__all__ = ["pad_sequences"]
+__all__ = ["pad_sequences", "to_categorical", "normalize", "set_random_seed"]
