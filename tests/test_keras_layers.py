@@ -13,7 +13,7 @@ from pynn.layers import (Dense, GaussianDropout, GaussianNoise, Input, LayerNorm
                          Normalization, UnitNormalization, deserialize, serialize)
 from pynn.models import Model, Sequential, load_model
 
-from helpers import import_keras
+from helpers import REFERENCE, assert_close, check_op, import_keras
 from test_gradients import assert_grad, numerical_grad
 
 F64 = np.float64
@@ -66,6 +66,39 @@ def test_l2_normalize_op_gradient(backend, rng):
     free = [0, 1, 3]
     assert_grad(dx[free], numerical_grad(f, x)[free], f"{backend.name} l2 dx")
     np.testing.assert_allclose(dx[2], G[2] * 1e12)
+
+
+@pytest.mark.parametrize("rms,affine", [(False, "gamma_beta"), (False, "none"), (True, "gamma")])
+def test_layernorm_ops_equal_reference(backend, dtype, rms, affine, rng):
+    x = (3.0 * rng.standard_normal((7, 33)) + 2.0).astype(dtype)
+    gamma = rng.standard_normal(33).astype(dtype) if affine != "none" else None
+    beta = rng.standard_normal(33).astype(dtype) if affine == "gamma_beta" else None
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    fw = check_op(backend, "layernorm_forward", [x, gamma, beta],
+                  dict(epsilon=1e-5, rms_scaling=rms), dtype=dtype)[1]
+    _, mean, inv_std = fw
+    check_op(backend, "layernorm_backward", [dy, x, gamma, mean, inv_std],
+             dict(rms_scaling=rms), dtype=dtype)
+    # in place: out is x, dx is dy
+    want = REFERENCE.layernorm_forward(x, gamma, beta, 1e-5, rms)[0]
+    xc = x.copy()
+    assert backend.layernorm_forward(xc, gamma, beta, 1e-5, rms, out=xc)[0] is xc
+    assert_close(xc, want, dtype)
+    want = REFERENCE.layernorm_backward(dy, x, gamma, mean, inv_std, rms)[0]
+    dyc = dy.copy()
+    assert backend.layernorm_backward(dyc, x, gamma, mean, inv_std, rms, dx=dyc)[0] is dyc
+    assert_close(dyc, want, dtype)
+
+
+def test_l2_normalize_ops_equal_reference(backend, dtype, rng):
+    x = rng.standard_normal((6, 17)).astype(dtype)
+    x[3] = 0.0
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    y, inv = check_op(backend, "l2_normalize_forward", [x], dict(epsilon=1e-12), dtype=dtype)[1]
+    check_op(backend, "l2_normalize_backward", [dy, y, inv], dict(epsilon=1e-12), dtype=dtype)
+    dyc = dy.copy()
+    assert backend.l2_normalize_backward(dyc, y, inv, out=dyc) is dyc
+    assert_close(dyc, REFERENCE.l2_normalize_backward(dy, y, inv), dtype)
 
 
 def test_ops_bad_input(backend):
