@@ -13,7 +13,7 @@ import numpy as np
 
 from .validation import ALIASING, as_float, check_aliasing, check_out, op_hyper, work_dtype
 
-__all__ = ["NormalizationOps", "prep_layernorm_forward", "prep_layernorm_backward",
+__all__ = ["NormalizationOps", "empty_if_none", "prep_layernorm_forward", "prep_layernorm_backward",
            "prep_l2_normalize_forward", "prep_l2_normalize_backward"]
 
 ALIASING.update({
@@ -120,6 +120,21 @@ def prep_l2_normalize_backward(dy, y, inv_norm, epsilon, out):
     out = check_out(out, g.shape, dt)
     check_aliasing(op, [("out", out)], inputs)
     return g, ys, inv, epsilon, out
+
+
+_EMPTY = {}
+
+
+def empty_if_none(a, dtype):
+    """``a``, or a cached empty vector of ``dtype`` where it is ``None`` (compiled kernels
+    take an absent gamma/beta/dgamma as an empty vector and a flag)."""
+    if a is not None:
+        return a
+    dt = np.dtype(dtype)
+    e = _EMPTY.get(dt.char)
+    if e is None:
+        e = _EMPTY[dt.char] = np.zeros(0, dt)
+    return e
 
 
 class NormalizationOps:

@@ -10,22 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numba_normalization as N
-from .normalization import (prep_l2_normalize_backward, prep_l2_normalize_forward,
-                            prep_layernorm_backward, prep_layernorm_forward)
+from .normalization import (empty_if_none, prep_l2_normalize_backward,
+                            prep_l2_normalize_forward, prep_layernorm_backward,
+                            prep_layernorm_forward)
 
 __all__ = ["NumbaNormalizationOps"]
-
-_EMPTY = {}
-
-
-def _or_empty(a, dt):
-    """``(a, True)``, or a cached empty vector of ``dt`` and ``False`` for ``None``."""
-    if a is not None:
-        return a, True
-    e = _EMPTY.get(dt.char)
-    if e is None:
-        e = _EMPTY[dt.char] = np.zeros(0, dt)
-    return e, False
 
 
 class NumbaNormalizationOps:
@@ -35,22 +24,21 @@ class NumbaNormalizationOps:
                           out=None):
         x, gamma, beta, epsilon, out = prep_layernorm_forward(x, gamma, beta, epsilon,
                                                               rms_scaling, out)
-        g, has_g = _or_empty(gamma, x.dtype)
-        b, has_b = _or_empty(beta, x.dtype)
-        n = x.shape[0]
+        n, dt = x.shape[0], x.dtype
         mean, inv_std = np.empty(n), np.empty(n)
-        N.layernorm_forward(x, g, b, has_g, has_b, epsilon, bool(rms_scaling), out, mean,
-                            inv_std)
+        N.layernorm_forward(x, empty_if_none(gamma, dt), empty_if_none(beta, dt),
+                            gamma is not None, beta is not None, epsilon, bool(rms_scaling),
+                            out, mean, inv_std)
         return out, mean, inv_std
 
     def layernorm_backward(self, dy, x, gamma, mean, inv_std, rms_scaling=False, dx=None,
                            dgamma=None, dbeta=None):
         dy, x, gamma, mean, inv_std, dx, dgamma, dbeta = prep_layernorm_backward(
             dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
-        g, has_g = _or_empty(gamma, x.dtype)
-        dg, want_dg = _or_empty(dgamma, x.dtype)
-        N.layernorm_backward(dy, x, g, has_g, mean, inv_std, bool(rms_scaling), dx, dg,
-                             want_dg, dbeta)
+        dt = x.dtype
+        N.layernorm_backward(dy, x, empty_if_none(gamma, dt), gamma is not None, mean, inv_std,
+                             bool(rms_scaling), dx, empty_if_none(dgamma, dt),
+                             dgamma is not None, dbeta)
         return dx, dgamma, dbeta
 
     def l2_normalize_forward(self, x, epsilon=1e-12, out=None):
