@@ -450,6 +450,17 @@ def test_functional_model_with_normalization_layers():
     assert model.predict(x[:5], verbose=0).shape == (5, 1)
 
 
+def test_adapt_after_the_model_has_laid_out_its_weights():
+    x, _ = regression_data(n=64)
+    norm = Normalization()
+    model = Sequential([Input((4,)), norm])
+    np.testing.assert_allclose(model.predict(x, verbose=0), x, rtol=1e-6)  # mean 0, var 1
+    norm.adapt(x)
+    out = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(0), 1.0, rtol=1e-4)
+
+
 def test_normalization_adapted_on_1d_data_in_a_model():
     """The regression tutorial: ``Normalization(input_shape=[1,], axis=None)`` adapted on
     a 1-D array, then the first layer of a Sequential."""
