@@ -578,6 +578,11 @@ def test_bad_input_normalization():
         Normalization().adapt([])
     with pytest.raises(TypeError, match=r"adapt\(\) supports a NumPy array or an iterable"):
         Normalization().adapt(3.0)
+    with pytest.raises(ValueError, match=r"adapt\(\) data of shape \(0, 3\) holds no values"):
+        Normalization().adapt(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"adapt\(\) received only empty batches \(first of "
+                                         r"shape \(0, 3\)\)"):
+        Normalization().adapt([np.zeros((0, 3)), np.zeros((0, 3))])
     with pytest.raises(ValueError, match=r"holds NaN or inf"):
         Normalization().adapt(np.array([[1.0], [np.nan]]))
     with pytest.raises(ValueError, match=r"'nm_c': all `axis` values to be kept must have a "

@@ -162,6 +162,9 @@ class Normalization(Layer):
             self._check_adapt_shape(input_shape, "the data")
         if batches is None:
             x = self._numeric(data)
+            if self._count(x) == 0:
+                raise ValueError(f"{self._what()}: adapt() data of shape {x.shape} holds no "
+                                 f"values to take statistics over")
             total_mean = x.mean(axis=self._reduce_axis, dtype=np.float64)
             total_var = x.var(axis=self._reduce_axis, dtype=np.float64)
         else:
@@ -171,11 +174,11 @@ class Normalization(Layer):
             for batch in batches:
                 x = self._numeric(np.asarray(_batch_input(batch)))
                 self._check_adapt_shape(x.shape, "a batch")
-                batch_mean = x.mean(axis=self._reduce_axis, dtype=np.float64)
-                batch_var = x.var(axis=self._reduce_axis, dtype=np.float64)
-                batch_count = math.prod(x.shape[d] for d in self._reduce_axis)
+                batch_count = self._count(x)
                 if batch_count == 0:
                     continue
+                batch_mean = x.mean(axis=self._reduce_axis, dtype=np.float64)
+                batch_var = x.var(axis=self._reduce_axis, dtype=np.float64)
                 total_count += batch_count
                 batch_weight = batch_count / total_count
                 existing_weight = 1.0 - batch_weight
@@ -183,8 +186,15 @@ class Normalization(Layer):
                 total_var = ((total_var + (total_mean - new_mean) ** 2) * existing_weight
                              + (batch_var + (batch_mean - new_mean) ** 2) * batch_weight)
                 total_mean = new_mean
+            if total_count == 0:
+                raise ValueError(f"{self._what()}: adapt() received only empty batches (first "
+                                 f"of shape {input_shape})")
         self.adapt_mean.assign(np.asarray(total_mean, dtype=self.adapt_mean.dtype))
         self.adapt_variance.assign(np.asarray(total_var, dtype=self.adapt_variance.dtype))
+
+    def _count(self, x):
+        """How many values of ``x`` each mean/variance entry is taken over."""
+        return math.prod(x.shape[d] for d in self._reduce_axis)
 
     def _numeric(self, x):
         if x.dtype.kind not in "biuf":
