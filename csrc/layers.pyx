@@ -1,5 +1,6 @@
 # cython: language_level=3, cdivision=True
-"""Layer kernels: bias gradient, dropout (SplitMix64 masks), batch normalisation.
+"""Layer kernels: bias gradient, dropout (SplitMix64 masks), batch, layer and L2
+normalisation.
 
 Column reductions accumulate in float64 in fixed-size blocks on the C stack, so
 nothing is allocated and every row is read contiguously.
@@ -160,3 +161,146 @@ def batchnorm_backward(const floating[:, ::1] dy not None, const floating[:, ::1
                 dgamma[j0 + j] = <floating>dg[j]
                 dbeta[j0 + j] = <floating>db[j]
             j0 += jn
+
+
+def layernorm_forward(const floating[:, ::1] x not None, const floating[::1] gamma not None,
+                      const floating[::1] beta not None, bint has_gamma, bint has_beta,
+                      double epsilon, bint rms, floating[:, ::1] out not None,
+                      double[::1] mean not None, double[::1] inv_std not None):
+    """Each row of ``x (n, k)``: ``(x - mean) * inv_std * gamma + beta`` (``rms``: ``x *
+    inv_std * gamma``); writes ``out`` and the row statistics ``mean``/``inv_std``
+    (float64). ``gamma``/``beta`` are empty when absent. ``out`` may be ``x`` itself."""
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], i, j
+    cdef double s, m, v, d, r, c, y
+    if (gamma.shape[0] != (k if has_gamma else 0) or beta.shape[0] != (k if has_beta else 0)
+            or out.shape[0] != n or out.shape[1] != k or mean.shape[0] != n
+            or inv_std.shape[0] != n):
+        raise ValueError("layernorm_forward: argument shapes differ")
+    if k == 0:
+        raise ValueError("layernorm_forward: rows of size 0")
+    with nogil:
+        for i in range(n):
+            s = 0.0
+            for j in range(k):
+                s += x[i, j]
+            m = s / k
+            v = 0.0
+            for j in range(k):
+                d = x[i, j] - m
+                v += d * d
+            r = 1.0 / sqrt(v / k + epsilon)
+            mean[i] = m
+            inv_std[i] = r
+            c = 0.0 if rms else m
+            for j in range(k):
+                y = (x[i, j] - c) * r
+                if has_gamma:
+                    y = y * gamma[j]
+                if has_beta:
+                    y = y + beta[j]
+                out[i, j] = <floating>y
+
+
+def layernorm_backward(const floating[:, ::1] dy not None, const floating[:, ::1] x not None,
+                       const floating[::1] gamma not None, bint has_gamma,
+                       const double[::1] mean not None, const double[::1] inv_std not None,
+                       bint rms, floating[:, ::1] dx not None, floating[::1] dgamma not None,
+                       bint want_dgamma, floating[::1] dbeta not None):
+    """Gradients of :func:`layernorm_forward`; ``dgamma`` (written when ``want_dgamma``,
+    else empty) and ``dbeta`` summed in float64 column blocks on the stack, BEFORE ``dx``
+    is written (``dx`` may be ``dy`` itself)."""
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], i, j, j0, jn
+    cdef double db[BLOCK]
+    cdef double dg[BLOCK]
+    cdef double d, g, xv, c, r, s1, s2, a, b
+    if (dy.shape[0] != n or dy.shape[1] != k or dx.shape[0] != n or dx.shape[1] != k
+            or gamma.shape[0] != (k if has_gamma else 0) or mean.shape[0] != n
+            or inv_std.shape[0] != n or dgamma.shape[0] != (k if want_dgamma else 0)
+            or dbeta.shape[0] != k):
+        raise ValueError("layernorm_backward: argument shapes differ")
+    with nogil:
+        j0 = 0
+        while j0 < k:
+            jn = min(<Py_ssize_t>BLOCK, k - j0)
+            for j in range(jn):
+                db[j] = 0.0
+                dg[j] = 0.0
+            for i in range(n):
+                c = 0.0 if rms else mean[i]
+                r = inv_std[i]
+                for j in range(jn):
+                    d = dy[i, j0 + j]
+                    db[j] += d
+                    dg[j] += d * ((x[i, j0 + j] - c) * r)
+            for j in range(jn):
+                if want_dgamma:
+                    dgamma[j0 + j] = <floating>dg[j]
+                dbeta[j0 + j] = <floating>db[j]
+            j0 += jn
+        for i in range(n):
+            c = 0.0 if rms else mean[i]
+            r = inv_std[i]
+            s1 = 0.0
+            s2 = 0.0
+            for j in range(k):
+                g = <double>dy[i, j] * gamma[j] if has_gamma else dy[i, j]
+                xv = x[i, j]
+                if rms:
+                    s1 += g * xv
+                else:
+                    s1 += g
+                    s2 += g * ((xv - c) * r)
+            if rms:
+                a = r * r * r * s1 / k
+                for j in range(k):
+                    g = <double>dy[i, j] * gamma[j] if has_gamma else dy[i, j]
+                    dx[i, j] = <floating>(r * g - a * (x[i, j] - mean[i]))
+            else:
+                a = s1 / k
+                b = s2 / k
+                for j in range(k):
+                    g = <double>dy[i, j] * gamma[j] if has_gamma else dy[i, j]
+                    dx[i, j] = <floating>(r * (g - a - ((x[i, j] - c) * r) * b))
+
+
+def l2_normalize_forward(const floating[:, ::1] x not None, double epsilon,
+                         floating[:, ::1] out not None, double[::1] inv_norm not None):
+    """Each row times ``min(1 / ||row||_2, 1 / epsilon)`` (the factor in ``inv_norm``);
+    ``out`` may be ``x`` itself."""
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], i, j
+    cdef double ss, r, cap = 1.0 / epsilon
+    if out.shape[0] != n or out.shape[1] != k or inv_norm.shape[0] != n:
+        raise ValueError("l2_normalize_forward: argument shapes differ")
+    with nogil:
+        for i in range(n):
+            ss = 0.0
+            for j in range(k):
+                ss += <double>x[i, j] * x[i, j]
+            r = cap if ss == 0.0 else min(1.0 / sqrt(ss), cap)
+            inv_norm[i] = r
+            for j in range(k):
+                out[i, j] = <floating>(x[i, j] * r)
+
+
+def l2_normalize_backward(const floating[:, ::1] dy not None, const floating[:, ::1] y not None,
+                          const double[::1] inv_norm not None, double epsilon,
+                          floating[:, ::1] out not None):
+    """Gradient of :func:`l2_normalize_forward` from its output ``y``; ``out`` may be
+    ``dy`` itself."""
+    cdef Py_ssize_t n = y.shape[0], k = y.shape[1], i, j
+    cdef double r, dot, cap = 1.0 / epsilon
+    if (dy.shape[0] != n or dy.shape[1] != k or out.shape[0] != n or out.shape[1] != k
+            or inv_norm.shape[0] != n):
+        raise ValueError("l2_normalize_backward: argument shapes differ")
+    with nogil:
+        for i in range(n):
+            r = inv_norm[i]
+            if r >= cap:
+                for j in range(k):
+                    out[i, j] = <floating>(dy[i, j] * r)
+                continue
+            dot = 0.0
+            for j in range(k):
+                dot += <double>y[i, j] * dy[i, j]
+            for j in range(k):
+                out[i, j] = <floating>(r * (dy[i, j] - y[i, j] * dot))

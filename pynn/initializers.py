@@ -93,7 +93,8 @@ class Initializer:
             elif rng is None:
                 rng = _config.make_rng()
         values = self._draw(shape, rng)
-        return np.ascontiguousarray(values, dtype=dt)
+        # np.asarray, not np.ascontiguousarray: a shape-() weight stays 0-d
+        return np.asarray(values, dtype=dt, order="C")
 
     def _draw(self, shape, rng):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -58,6 +58,9 @@ def _cases(dt):
     _, mask = REFERENCE.dropout_forward(np.ones((n, n), dt), 0.4, 3)
     x_bn = r(n, n)
     _, mean, inv_std = REFERENCE.batchnorm_forward(x_bn, pos(n), r(n), e(n), pos(n), True)
+    x_ln = r(n, n)
+    _, ln_mean, ln_inv = REFERENCE.layernorm_forward(x_ln)
+    y_l2, l2_inv = REFERENCE.l2_normalize_forward(r(n, n))
 
     def stack(update):
         kw = dict(x=r(n, n), target=probs.copy(), kernels=[r(n, n), r(n, n)],
@@ -176,6 +179,13 @@ def _cases(dt):
                                        table=r(4, 3), out=e(2, 2, 3))),
         Case("embedding_backward", dict(ids=np.array([[0, 3], [3, 1]], np.int64),
                                         dy=r(2, 2, 3), num_embeddings=4, out=e(4, 3))),
+        Case("layernorm_forward", dict(x=r(n, n), gamma=r(n), beta=r(n), out=e(n, n))),
+        Case("layernorm_backward", dict(dy=r(n, n), x=x_ln.copy(), gamma=r(n),
+                                        mean=ln_mean.copy(), inv_std=ln_inv.copy(),
+                                        dx=e(n, n), dgamma=e(n), dbeta=e(n))),
+        Case("l2_normalize_forward", dict(x=r(n, n), out=e(n, n))),
+        Case("l2_normalize_backward", dict(dy=r(n, n), y=y_l2.copy(), inv_norm=l2_inv.copy(),
+                                           out=e(n, n))),
         *_recurrent_cases(r, e),
         Case("dense_stack_forward_backward", stack(update=True)),
         Case("dense_stack_forward_backward", stack(update=False),

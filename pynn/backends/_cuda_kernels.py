@@ -491,6 +491,122 @@ def bn_backward_cols(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta):
 
 
 # --------------------------------------------------------------------------
+# per-row normalisation (layer norm, L2): rows one thread each, the layer-norm
+# weight gradients one thread per column
+# --------------------------------------------------------------------------
+@_kernel
+def ln_rows(x, gamma, beta, has_g, has_b, eps, rms, out, mean, inv_std):
+    """Each row: ``(x - mean) * inv_std * gamma + beta`` (``rms``: not centred)."""
+    n = x.shape[0]
+    k = x.shape[1]
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        s = 0.0
+        for j in range(k):
+            s += float64(x[i, j])
+        m = s / k
+        q = 0.0
+        for j in range(k):
+            d = float64(x[i, j]) - m
+            q += d * d
+        r = 1.0 / math.sqrt(q / k + eps)
+        mean[i] = m
+        inv_std[i] = r
+        c = 0.0 if rms else m
+        for j in range(k):
+            y = (float64(x[i, j]) - c) * r
+            if has_g:
+                y *= float64(gamma[j])
+            if has_b:
+                y += float64(beta[j])
+            out[i, j] = y
+
+
+@_kernel
+def ln_backward_cols(dy, x, mean, inv_std, rms, dgamma, want_dg, dbeta):
+    """``dgamma``/``dbeta`` of layer normalisation (float64 column sums)."""
+    n = x.shape[0]
+    k = x.shape[1]
+    for j in range(cuda.grid(1), k, cuda.gridsize(1)):
+        db = 0.0
+        dg = 0.0
+        for i in range(n):
+            d = float64(dy[i, j])
+            c = 0.0 if rms else mean[i]
+            db += d
+            dg += d * ((float64(x[i, j]) - c) * inv_std[i])
+        if want_dg:
+            dgamma[j] = dg
+        dbeta[j] = db
+
+
+@_kernel
+def ln_backward_rows(dy, x, gamma, has_g, mean, inv_std, rms, dx):
+    """``dx`` of layer normalisation, one thread per row (``dx`` may be ``dy``)."""
+    n = x.shape[0]
+    k = x.shape[1]
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        m = mean[i]
+        r = inv_std[i]
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(k):
+            g = float64(dy[i, j])
+            if has_g:
+                g *= float64(gamma[j])
+            xv = float64(x[i, j])
+            if rms:
+                s1 += g * xv
+            else:
+                s1 += g
+                s2 += g * ((xv - m) * r)
+        for j in range(k):
+            g = float64(dy[i, j])
+            if has_g:
+                g *= float64(gamma[j])
+            xv = float64(x[i, j])
+            if rms:
+                dx[i, j] = r * g - r * r * r * s1 / k * (xv - m)
+            else:
+                dx[i, j] = r * (g - s1 / k - ((xv - m) * r) * (s2 / k))
+
+
+@_kernel
+def l2_rows(x, eps, out, inv_norm):
+    """Each row times ``min(1 / ||row||_2, 1 / eps)``."""
+    n = x.shape[0]
+    k = x.shape[1]
+    cap = 1.0 / eps
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        ss = 0.0
+        for j in range(k):
+            v = float64(x[i, j])
+            ss += v * v
+        r = cap if ss == 0.0 else min(1.0 / math.sqrt(ss), cap)
+        inv_norm[i] = r
+        for j in range(k):
+            out[i, j] = float64(x[i, j]) * r
+
+
+@_kernel
+def l2_backward_rows(dy, y, inv_norm, eps, out):
+    """Gradient of :func:`l2_rows` from its output ``y`` (``out`` may be ``dy``)."""
+    n = y.shape[0]
+    k = y.shape[1]
+    cap = 1.0 / eps
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        r = inv_norm[i]
+        dot = 0.0
+        if r < cap:
+            for j in range(k):
+                dot += float64(y[i, j]) * float64(dy[i, j])
+        for j in range(k):
+            if r >= cap:
+                out[i, j] = float64(dy[i, j]) * r
+            else:
+                out[i, j] = r * (float64(dy[i, j]) - float64(y[i, j]) * dot)
+
+
+# --------------------------------------------------------------------------
 # dropout: counter-based SplitMix64, one hash per element index
 # --------------------------------------------------------------------------
 @cuda.jit(device=True)

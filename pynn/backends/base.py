@@ -43,6 +43,7 @@ import numpy as np
 from .conv import ConvOps
 from .conv_pool import ConvPoolOps
 from .embedding import EmbeddingOps
+from .normalization import NormalizationOps
 from .recurrent import RecurrentOps
 from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS,
                                NEEDS_INPUT_FOR_BACKWARD, activation_code)
@@ -91,7 +92,7 @@ _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-class Backend(ConvOps, ConvPoolOps, EmbeddingOps, RecurrentOps):
+class Backend(ConvOps, ConvPoolOps, EmbeddingOps, NormalizationOps, RecurrentOps):
     """Reference implementation of every op, in plain NumPy.
 
     Subclasses override hot ops and must keep each method's signature.
@@ -113,8 +114,9 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, RecurrentOps):
         return np.zeros(shape, dtype=dtype)
 
     def asarray(self, x, dtype=None):
-        """Host data -> backend array (C-contiguous, converted to ``dtype``)."""
-        return np.ascontiguousarray(x, dtype=dtype)
+        """Host data -> backend array (C-contiguous, converted to ``dtype``; a 0-d
+        array stays 0-d)."""
+        return np.asarray(x, dtype=dtype, order="C")
 
     def to_numpy(self, x):
         """Backend array -> host ``numpy.ndarray``."""

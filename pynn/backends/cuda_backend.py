@@ -510,6 +510,105 @@ class CudaBackend(Backend):
         return dx, dgamma, dbeta
 
     # ------------------------------------------------------------------
+    # per-row normalisation: the reference's checks and messages, on device arrays
+    # ------------------------------------------------------------------
+    def _rows(self, op, x, dt, name):
+        x = self._to_device(x, dt, name, 2)
+        if x.shape[1] == 0:
+            raise ValueError(f"{op}: {name} of shape {tuple(x.shape)} has no entries to "
+                             f"normalise over (axis 1 has size 0)")
+        return x
+
+    def _row_vector(self, op, v, dt, name, k):
+        if v is None:
+            return None
+        v = self._to_device(v, dt, name, 1)
+        if tuple(v.shape) != (k,):
+            raise ValueError(f"{op}: {name} must have shape ({k},) for x of shape (rows, "
+                             f"{k}), got {tuple(v.shape)}")
+        return v
+
+    def _row_stats(self, op, n, **stats):
+        out = []
+        for name, v in stats.items():
+            v = self._to_device(v, np.float64, name, 1)
+            if tuple(v.shape) != (n,):
+                raise ValueError(f"{op}: {name} must have shape ({n},) (one value per row), "
+                                 f"got {tuple(v.shape)}")
+            out.append(v)
+        return out
+
+    def layernorm_forward(self, x, gamma=None, beta=None, epsilon=1e-3, rms_scaling=False,
+                          out=None):
+        """As :meth:`Backend.layernorm_forward`; ``mean``/``inv_std`` are float64 device
+        arrays."""
+        op = "layernorm_forward"
+        epsilon, = op_hyper(op, epsilon=epsilon)
+        dt = work_dtype(x)
+        x = self._rows(op, x, dt, "x")
+        n, k = x.shape
+        gamma = self._row_vector(op, gamma, dt, "gamma", k)
+        beta = self._row_vector(op, beta, dt, "beta", k)
+        if rms_scaling and beta is not None:
+            raise ValueError(f"{op}: rms_scaling takes no beta (the output is not re-centred)")
+        out = self._out(out, x.shape, dt)
+        mean = self._cuda.device_array(n, dtype=np.float64)
+        inv_std = self._cuda.device_array(n, dtype=np.float64)
+        dummy = self._dummy(dt, 1)
+        self._launch(self._K.ln_rows, n, x, dummy if gamma is None else gamma,
+                     dummy if beta is None else beta, gamma is not None, beta is not None,
+                     epsilon, bool(rms_scaling), out, mean, inv_std)
+        return out, mean, inv_std
+
+    def layernorm_backward(self, dy, x, gamma, mean, inv_std, rms_scaling=False, dx=None,
+                           dgamma=None, dbeta=None):
+        op = "layernorm_backward"
+        dt = work_dtype(dy, "dy")
+        dy = self._to_device(dy, dt, "dy", 2)
+        x = self._rows(op, x, dt, "x")
+        if tuple(x.shape) != tuple(dy.shape):
+            raise ValueError(f"{op}: dy {tuple(dy.shape)} and x {tuple(x.shape)} differ")
+        n, k = x.shape
+        gamma = self._row_vector(op, gamma, dt, "gamma", k)
+        mean, inv_std = self._row_stats(op, n, mean=mean, inv_std=inv_std)
+        dx = self._out(dx, x.shape, dt, "dx")
+        if gamma is None and dgamma is not None:
+            raise ValueError(f"{op}: dgamma was given but gamma is None (no scale to "
+                             f"differentiate)")
+        dgamma = None if gamma is None else self._out(dgamma, (k,), dt, "dgamma")
+        dbeta = self._out(dbeta, (k,), dt, "dbeta")
+        dummy = self._dummy(dt, 1)
+        # the column sums read dy before the rows write dx (which may be dy)
+        self._launch(self._K.ln_backward_cols, k, dy, x, mean, inv_std, bool(rms_scaling),
+                     dummy if dgamma is None else dgamma, dgamma is not None, dbeta)
+        self._launch(self._K.ln_backward_rows, n, dy, x, dummy if gamma is None else gamma,
+                     gamma is not None, mean, inv_std, bool(rms_scaling), dx)
+        return dx, dgamma, dbeta
+
+    def l2_normalize_forward(self, x, epsilon=1e-12, out=None):
+        op = "l2_normalize_forward"
+        epsilon, = op_hyper(op, epsilon=epsilon)
+        dt = work_dtype(x)
+        x = self._rows(op, x, dt, "x")
+        out = self._out(out, x.shape, dt)
+        inv_norm = self._cuda.device_array(x.shape[0], dtype=np.float64)
+        self._launch(self._K.l2_rows, x.shape[0], x, epsilon, out, inv_norm)
+        return out, inv_norm
+
+    def l2_normalize_backward(self, dy, y, inv_norm, epsilon=1e-12, out=None):
+        op = "l2_normalize_backward"
+        epsilon, = op_hyper(op, epsilon=epsilon)
+        dt = work_dtype(dy, "dy")
+        dy = self._to_device(dy, dt, "dy", 2)
+        y = self._rows(op, y, dt, "y")
+        if tuple(y.shape) != tuple(dy.shape):
+            raise ValueError(f"{op}: dy {tuple(dy.shape)} and y {tuple(y.shape)} differ")
+        inv_norm, = self._row_stats(op, y.shape[0], inv_norm=inv_norm)
+        out = self._out(out, y.shape, dt)
+        self._launch(self._K.l2_backward_rows, y.shape[0], dy, y, inv_norm, epsilon, out)
+        return out
+
+    # ------------------------------------------------------------------
     # convolution and pooling (kernels: pynn.backends._cuda_conv). Each op makes
     # the reference's checks in its order with its messages (prep_conv/prep_pool
     # read only the shape and dtype of a device argument, see _geometry_arg), then

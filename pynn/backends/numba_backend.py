@@ -34,6 +34,7 @@ from .conv import (composed_conv_backward, prep_conv_backward,  # noqa: E402
                    prep_conv_forward, prep_pool_backward, prep_pool_forward)
 from .conv_pool import (composed_conv_pool_backward, prep_conv_pool,  # noqa: E402
                         prep_conv_pool_backward)
+from .numba_normalization import NumbaNormalizationOps  # noqa: E402
 from .numba_sequence import NumbaSequenceOps  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
@@ -73,7 +74,7 @@ def _tiny(dt):
     return dt.type(_FLT_MIN) if dt == np.float32 else dt.type(0.0)
 
 
-class NumbaBackend(NumbaSequenceOps, Backend):
+class NumbaBackend(NumbaSequenceOps, NumbaNormalizationOps, Backend):
     """Numba JIT kernels for every hot op; the NumPy reference for the rest."""
 
     name = "numba"

@@ -17,11 +17,13 @@ from .layer import Layer, Weight, clear_session
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,
                       add, average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .node import KerasTensor
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, LayerNormalization, UnitNormalization
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                       MaxPooling1D, MaxPooling2D)
-from .regularization import Dropout, SpatialDropout1D, SpatialDropout2D
+from .preprocessing import Normalization
+from .regularization import (Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                             SpatialDropout2D)
 from .rnn import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from .reshaping import (Cropping1D, Cropping2D, Flatten, Reshape, UpSampling1D, UpSampling2D,
                         ZeroPadding1D, ZeroPadding2D)
@@ -35,6 +37,7 @@ register(Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxP
          ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D,
          SpatialDropout1D, SpatialDropout2D, Masking)
 register(Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed, Lambda, OpLayer)
+register(LayerNormalization, UnitNormalization, Normalization, GaussianNoise, GaussianDropout)
 
 __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input", "Dense",
            "Masking",
@@ -48,4 +51,5 @@ __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input
            "GlobalAveragePooling2D", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "UpSampling1D", "UpSampling2D", "SpatialDropout1D", "SpatialDropout2D",
            "Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional",
-           "TimeDistributed", "Wrapper", "Lambda", "OpLayer"]
+           "TimeDistributed", "Wrapper", "Lambda", "OpLayer", "LayerNormalization",
+           "UnitNormalization", "Normalization", "GaussianNoise", "GaussianDropout"]

@@ -1,10 +1,13 @@
 """Layer (de)serialisation: Keras's ``{'module', 'class_name', 'config', 'build_config'}``.
 
 Built-in layer classes and the model classes (which are layers too) register here by
-name; :func:`get` also looks in ``custom_objects``. Nothing is imported or evaluated
+name; :func:`get` also looks in ``custom_objects``. Entries Keras wrote are read through
+:mod:`pynn.layers.keras_config`. Nothing is imported or evaluated
 from a config: only registered classes can be named.
 """
 from __future__ import annotations
+
+from .keras_config import is_keras_entry, layer_config
 
 __all__ = ["register", "serialize", "deserialize", "get"]
 
@@ -40,6 +43,8 @@ def deserialize(config, custom_objects=None):
                          f"{type(config).__name__}")
     cls = get(config["class_name"], custom_objects)
     cfg = dict(config.get("config") or {})
+    if is_keras_entry(config) and not getattr(cls, "_from_config_takes_custom_objects", False):
+        cfg = layer_config(cls, cfg)  # written by Keras: its policies and extra keys mapped
     if getattr(cls, "_from_config_takes_custom_objects", False):
         return cls.from_config(cfg, custom_objects=custom_objects)
     return cls.from_config(cfg)

@@ -14,6 +14,7 @@ from .. import _config
 from ..backends import get_backend
 from ..layers import serialization
 from ..layers.input_layer import InputLayer
+from ..layers.keras_config import dtype_name
 from ..layers.layer import Layer
 from ..layers.node import KerasTensor
 from .functional import Functional
@@ -259,8 +260,9 @@ class Sequential(Functional):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("Sequential.from_config: expected a dict with a 'layers' list")
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-        if config.get("dtype") is not None:
-            dt = np.dtype(config["dtype"]).name
+        dtype = dtype_name(config.get("dtype"), "Sequential.from_config")
+        if dtype is not None:
+            dt = np.dtype(dtype).name
             if dt not in ("float32", "float64"):
                 raise ValueError(f"Sequential.from_config: unsupported dtype {dt!r}")
             model._dtype = dt

@@ -1,0 +1,4 @@
+"""Preprocessing layers."""
+from .normalization import Normalization
+
+__all__ = ["Normalization"]
