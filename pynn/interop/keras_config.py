@@ -13,15 +13,9 @@ reproduce is never loaded as a different one.
 """
 from __future__ import annotations
 
-import inspect
+from ..layers.keras_config import dtype_name, layer_config
 
 __all__ = ["to_keras", "from_keras", "prune", "KerasConfigError"]
-
-#: Keras arguments pynn lacks that are harmless at these values (Keras's defaults)
-_HARMLESS = {"renorm_momentum": 0.99, "use_cudnn": "auto", "implementation": 2,
-             "gradient_accumulation_steps": None, "ema_overwrite_frequency": None,
-             "gain": 1.0, "sparse": False, "ragged": False, "optional": False,
-             "synchronized": False, "scale": 1.0, "mode": "fan_avg"}
 
 #: pynn module -> Keras module
 _MODULES = {"pynn.layers": "keras.layers", "pynn.initializers": "keras.initializers",
@@ -166,35 +160,10 @@ def compile_from_keras(cc):
 # ---------------------------------------------------------------------------------------
 # Keras -> pynn
 # ---------------------------------------------------------------------------------------
-def _accepted(cls):
-    """The keyword arguments ``cls(...)`` takes, over its ``__init__`` chain."""
-    names = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters
-        names |= {n for n, p in params.items() if n != "self" and p.kind not in (
-            p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            break
-    return names | {"name", "trainable", "dtype", "input_shape", "input_dim",
-                    "batch_input_shape"}
-
-
 def prune(cls, config, where):
-    """``config`` without the arguments ``cls`` lacks that hold Keras's defaults."""
-    ok = _accepted(cls)
-    out = {}
-    for k, v in config.items():
-        if k in ok:
-            out[k] = v
-        elif v is None or v is False or _HARMLESS.get(k, object()) == v:
-            continue
-        else:
-            raise KerasConfigError(f"{where}: pynn's {cls.__name__} has no argument {k!r} "
-                                   f"(the file sets {k}={v!r})")
-    return out
+    """``config`` as arguments of pynn's ``cls``: the one rule for Keras keys pynn lacks
+    (:func:`pynn.layers.keras_config.layer_config`)."""
+    return layer_config(cls, config, where)
 
 
 def _tensor_history(arg, where):
@@ -231,17 +200,6 @@ def _inbound_from_keras(nodes, where):
                                    f"supported")
         out.append(entry)
     return out
-
-
-def _dtype_from_keras(value):
-    if isinstance(value, dict):
-        cfg = value.get("config") or {}
-        name = cfg.get("name", "float32")
-        if name not in ("float32", "float64"):
-            raise KerasConfigError(f"dtype policy {name!r} is not supported (float32 or "
-                                   f"float64)")
-        return name
-    return value
 
 
 def _object_from_keras(obj, registry_get, where):
@@ -294,7 +252,10 @@ def layer_from_keras(obj, registry_get, where="config"):
         if k == "shared_object_id":
             continue
         if k == "dtype":
-            v = _dtype_from_keras(v)
+            try:
+                v = dtype_name(v, label)
+            except ValueError as exc:
+                raise KerasConfigError(str(exc)) from None
         elif k == "layers" and isinstance(v, list):
             v = [_layer_entry(e, registry_get, label) for e in v]
         elif isinstance(v, dict) and "class_name" in v and "config" in v:

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["is_keras_entry", "dtype_name", "layer_config"]
+__all__ = ["is_keras_entry", "dtype_name", "layer_config", "accepted_arguments"]
 
 #: dtype policies pynn computes in
 _DTYPES = ("float32", "float64")
 
 #: Keras-only keys that are inert whatever their value while another key is off
 _INERT_UNLESS = {"renorm_clipping": "renorm", "renorm_momentum": "renorm"}
+#: Keras-only keys that are inert at these values (Keras's defaults)
+_INERT_VALUES = {"use_cudnn": "auto", "implementation": 2, "sparse": False, "ragged": False,
+                 "optional": False, "synchronized": False}
 
 
 def is_keras_entry(entry):
@@ -49,7 +52,7 @@ def dtype_name(value, what):
     return value
 
 
-def _accepted(cls):
+def accepted_arguments(cls):
     """The keyword arguments ``cls`` takes: its ``__init__`` parameters and those of
     the classes it inherits from (layers pass ``**kwargs`` up to :class:`Layer`)."""
     names = {"name", "trainable", "dtype", "input_shape", "input_dim", "batch_input_shape"}
@@ -71,10 +74,11 @@ def _nested(value):
     return value
 
 
-def layer_config(cls, config):
-    """``config`` (a Keras layer config) as the keyword arguments of pynn's ``cls``."""
-    what = f"{cls.__name__} {config.get('name', '')!r} (a Keras config)"
-    accepted = _accepted(cls)
+def layer_config(cls, config, what=None):
+    """``config`` (a Keras layer config) as the keyword arguments of pynn's ``cls``
+    (``what`` names it in errors)."""
+    what = what or f"{cls.__name__} {config.get('name', '')!r} (a Keras config)"
+    accepted = accepted_arguments(cls)
     out = {}
     for key, value in config.items():
         if key == "dtype":
@@ -82,7 +86,8 @@ def layer_config(cls, config):
         if key in accepted:
             out[key] = _nested(value)
         elif value is None or value is False or (
-                key in _INERT_UNLESS and not config.get(_INERT_UNLESS[key])):
+                key in _INERT_UNLESS and not config.get(_INERT_UNLESS[key])) or (
+                key in _INERT_VALUES and _INERT_VALUES[key] == value):
             continue
         else:
             raise ValueError(f"{what}: {key}={value!r} is not supported by pynn's "

@@ -539,8 +539,8 @@ class Layer(WeightViews):
                 sub._dtype = sub._dtype or self._dtype
             self.build(input_shape)
             self.built = True
+        out = self.compute_output_shape(input_shape)  # may refuse: record nothing then
         self.input_shape = input_shape
-        out = self.compute_output_shape(input_shape)
         self.output_shape = [tuple(s) for s in out] if isinstance(out, list) else tuple(out)
         return self.output_shape
 
