@@ -171,3 +171,17 @@ def test_unsupported_models_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="'mine' of type Custom has no ONNX converter"):
         m.export(tmp_path / "x.onnx", verbose=False)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_normalization_layers(tmp_path):
+    x = rand(6, 3, 4)
+    norm = L.Normalization(axis=-1)
+    norm.adapt(x)
+    m = Sequential([pynn.Input((3, 4)), norm, L.LayerNormalization(),
+                    L.LayerNormalization(axis=[1, 2], rms_scaling=True, center=False),
+                    L.UnitNormalization(), L.GaussianNoise(0.3), L.GaussianDropout(0.2),
+                    L.Normalization(mean=0.5, variance=4.0, invert=True)])
+    randomize_keep = [w.numpy() for w in norm.weights]
+    randomize(m)
+    norm.set_weights(randomize_keep)
+    check(m, x, tmp_path)

@@ -103,3 +103,60 @@ def embedding(g, layer, inputs, shapes):
 @converts(L.Masking)
 def masking(g, layer, inputs, shapes):
     raise ExportError(f"ONNX export: Masking layer {layer.name!r}: masks are not exported")
+
+
+def _axes_of(layer, rank):
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return sorted(a % rank for a in axes)
+
+
+def _full_rank(value, axes, rank):
+    """A weight over ``axes`` reshaped to broadcast against the full input."""
+    shape = [1] * rank
+    for a, d in zip(axes, np.shape(value)):
+        shape[a] = d
+    return np.asarray(value).reshape(shape)
+
+
+@converts(L.LayerNormalization)
+def layer_normalization(g, layer, inputs, shapes):
+    rank = len(shapes[0])
+    axes = _axes_of(layer, rank)
+    x, name = inputs[0], layer.name
+    ax = g.ints(axes, f"{name}/axes")
+    mean = g.op("ReduceMean", [x, ax], name, keepdims=1)
+    centred = g.op("Sub", [x, mean], name)
+    var = g.op("ReduceMean", [g.op("Mul", [centred, centred], name), ax], name, keepdims=1)
+    inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [var, g.const(layer.epsilon, "eps")],
+                                                name)], name)], name)
+    y = g.op("Mul", [x if layer.rms_scaling else centred, inv], name)
+    if layer.gamma is not None:
+        y = g.op("Mul", [y, g.const(_full_rank(layer.gamma.numpy(), axes, rank),
+                                    f"{name}/gamma")], name)
+    if layer.beta is not None and not layer.rms_scaling:
+        y = g.op("Add", [y, g.const(_full_rank(layer.beta.numpy(), axes, rank),
+                                    f"{name}/beta")], name)
+    return [y]
+
+
+@converts(L.UnitNormalization)
+def unit_normalization(g, layer, inputs, shapes):
+    rank = len(shapes[0])
+    x, name = inputs[0], layer.name
+    ss = g.op("ReduceSum", [g.op("Mul", [x, x], name), g.ints(_axes_of(layer, rank), "axes")],
+              name, keepdims=1)
+    norm = g.op("Max", [g.op("Sqrt", [ss], name), g.const(1e-12, "eps")], name)
+    return [g.op("Div", [x, norm], name)]
+
+
+@converts(L.Normalization)
+def normalization(g, layer, inputs, shapes):
+    mean, var = layer._statistics()
+    d = np.asarray(layer._denominator(layer.context(), var, np.dtype(layer.dtype)))
+    mean = np.asarray(mean)
+    x, name = inputs[0], layer.name
+    if layer.invert:
+        return [g.op("Add", [g.op("Mul", [x, g.const(d, f"{name}/std")], name),
+                             g.const(mean, f"{name}/mean")], name)]
+    return [g.op("Div", [g.op("Sub", [x, g.const(mean, f"{name}/mean")], name),
+                         g.const(d, f"{name}/std")], name)]
