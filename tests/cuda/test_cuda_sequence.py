@@ -321,6 +321,66 @@ def test_outputs_must_be_device_arrays_apart_from_the_inputs(cuda_be):
 
 
 # ----------------------------------------------------------------------
+# a model
+# ----------------------------------------------------------------------
+@pytest.fixture
+def gpu_like_device_arrays(monkeypatch):
+    """The simulator's device arrays hand numpy's methods and arithmetic through to a
+    host array; a GPU's (numba's DeviceNDArray) have neither: refuse what a layer might
+    use of them (``fill``, ``*``, ``+``, ``-``, ``/``), so the model test below fails on
+    a host operation a GPU would fail on."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    delegate = FakeCUDAArray.__getattr__
+
+    def getattr_(self, name):
+        if name == "fill":
+            raise AttributeError("a GPU device array has no fill()")
+        return delegate(self, name)
+
+    def no_arithmetic(self, other):
+        raise TypeError("a GPU device array has no arithmetic operators")
+
+    monkeypatch.setattr(FakeCUDAArray, "__getattr__", getattr_)
+    for op in ("__mul__", "__add__", "__sub__", "__truediv__"):
+        monkeypatch.setattr(FakeCUDAArray, op, no_arithmetic)
+
+
+def test_sequence_model_trains_on_the_device_as_on_the_reference(cuda_be,
+                                                                 gpu_like_device_arrays):
+    """Embedding -> LSTM(go_backwards) -> GRU(reset_after=False) -> SimpleRNN (sequence
+    outputs) -> GlobalAveragePooling1D -> Dense: two Adam steps on the cuda backend give
+    the reference's weights and predictions (float32; the tolerance of
+    test_cuda_model.py). Sequence outputs only: a last output or a mask still meets host
+    NumPy operations in the layers (see the report of issue 17's cuda item)."""
+    from pynn import layers as L
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 10, (8, 5))
+    y = rng.integers(0, 2, 8)
+    results = []
+    for be in ("numpy", cuda_be):
+        pynn.set_seed(3)
+        with pynn.backends.use_backend(be):
+            m = pynn.Sequential([L.Input((5,), dtype="int64"), L.Embedding(10, 4),
+                                 L.LSTM(3, return_sequences=True, go_backwards=True),
+                                 L.GRU(2, return_sequences=True, reset_after=False),
+                                 L.SimpleRNN(2, return_sequences=True),
+                                 L.GlobalAveragePooling1D(), L.Dense(2, activation="softmax")])
+            m.compile(optimizer=pynn.optimizers.Adam(0.01),
+                      loss="sparse_categorical_crossentropy")
+            if results:
+                m.set_weights(results[0][0])
+            w0 = m.get_weights()
+            m.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+            results.append((w0, m.get_weights(), m.predict(x, verbose=0)))
+    (w0, w_np, p_np), (_, w_cu, p_cu) = results
+    assert len(w_cu) == len(w_np) == 12
+    for i, (a, b, a0) in enumerate(zip(w_np, w_cu, w0)):
+        assert b.dtype == np.float32 and not np.array_equal(a, a0), f"weight {i} did not move"
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=f"weight {i}")
+    np.testing.assert_allclose(p_cu, p_np, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------
 # the contract: signatures, no fallback, lazy import, cache
 # ----------------------------------------------------------------------
 def test_sequence_ops_keep_signatures_and_do_not_fall_back(cuda_be, monkeypatch):
