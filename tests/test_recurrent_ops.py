@@ -171,6 +171,29 @@ def test_backend_equals_reference(name, cell, reset_after, dt, mask, go_backward
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 @pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("n, t", [(0, 3), (2, 0)], ids=["empty_batch", "empty_sequences"])
+def test_empty_batch_or_sequences(name, cell, reset_after, n, t):
+    """No samples or no steps: the states pass through, the weight gradients are 0."""
+    be = B.get(name)
+    p = problem(cell, reset_after, n=n, t=t, mask="random")
+    kw = dict(mask=p["mask"], reset_after=reset_after)
+    args = (p["x"], p["kernel"], p["rk"], p["bias"], p["h0"], p["c0"])
+    want = forward(REFERENCE, cell, *args, **kw)
+    if t == 0:
+        np.testing.assert_array_equal(want["h_out"], p["h0"])
+    got = forward(be, cell, *args, **kw)
+    bargs = (p["wy"], p["wh"], p["wc"], p["x"], p["kernel"], p["rk"])
+    gw = backward(REFERENCE, cell, want, *bargs, **kw)
+    gg = backward(be, cell, want, *bargs, **kw)
+    assert not np.any(gw["dkernel"]) and not np.any(gw["drecurrent_kernel"])
+    for k in want:
+        assert_close(got[k], want[k], np.float64, what=k)
+    for k in gw:
+        assert_close(gg[k], gw[k], np.float64, what=k)
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+@pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
 def test_other_activations_and_layouts(name, cell, reset_after):
     """relu/sigmoid/linear activations, non-contiguous inputs, dy=None."""
     be = B.get(name)

@@ -37,6 +37,7 @@ import numpy as np
 from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .base import Backend
 from .conv import POOL_MODES, _shape4, prep_conv, prep_pool
+from .cuda_sequence import CudaSequenceOps
 from .validation import (activation_alpha, adam_step_size, as_float, as_labels,
                          check_aliasing, gemm_shapes, op_hyper, sample_weights, work_dtype)
 
@@ -57,7 +58,7 @@ def _import_cuda():
     return cuda, K
 
 
-class CudaBackend(Backend):
+class CudaBackend(CudaSequenceOps, Backend):
     """Numba CUDA kernels over device arrays.
 
     Parameters

@@ -335,7 +335,7 @@ class RecurrentOps:
         replaces ``hprev`` for the recurrent candidate's block."""
         o = a.outs
         n, t, u, d = a.n, a.T, a.units, a.d
-        dg = o["dgates"].reshape(n * t, -1)
+        dg = o["dgates"].reshape(n * t, o["dgates"].shape[2])
         dgi = dg[:, in_cols]
         dgr = dg[:, rec_cols]
         x2 = a.x.reshape(n * t, d)

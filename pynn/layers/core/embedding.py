@@ -62,12 +62,15 @@ class Embedding(Layer):
         """``inputs != 0`` with ``mask_zero``, else ``None`` (Keras's rule)."""
         if not self.mask_zero:
             return None
-        return np.not_equal(np.asarray(inputs), 0)
+        return np.not_equal(self.backend.to_numpy(inputs), 0)
 
     def _ids(self, ctx, x):
         """``x`` as an ``intp`` workspace of ids, checked: whole numbers (when float) in
-        ``[0, input_dim)``, judged on the values as given (before any cast)."""
-        a = np.asarray(x)
+        ``[0, input_dim)``, judged on the values as given (before any cast). On a backend
+        whose arrays live on a device, the ids are checked on the host (a copy) and
+        handed to its ops as a host array (they upload it)."""
+        be = self.backend
+        a = np.asarray(be.to_numpy(x))
         if a.ndim < 1:
             raise ValueError(f"Embedding layer {self.name!r}: expected a batch of token ids, "
                              f"got a scalar")
@@ -86,6 +89,8 @@ class Embedding(Layer):
             if lo < 0 or hi >= self.input_dim:
                 bad = lo if lo < 0 else hi
                 raise ValueError(self._range_message(a.shape, bad.item()))
+        if not be.host_memory:
+            return a.astype(np.intp)
         ids = ctx.buffer("ids", a.shape, np.intp)
         np.copyto(ids, a, casting="unsafe")
         return ids
