@@ -20,37 +20,30 @@ def tol(dtype, loose=1.0):
 
 def assert_close(got, want, dtype, loose=1.0, what=""):
     """Compare arrays/floats/tuples with the dtype's tolerance (scaled to the result)."""
-    if isinstance(want, tuple):
-        assert isinstance(got, tuple) and len(got) == len(want), what
-        for i, (g, w) in enumerate(zip(got, want)):
-            assert_close(g, w, dtype, loose, f"{what}[{i}]")
-        return
-    g = np.asarray(got, dtype=np.float64)
-    w = np.asarray(want, dtype=np.float64)
-    assert g.shape == w.shape, f"{what}: shape {g.shape} != {w.shape}"
-    if w.size == 0:
-        return
-    assert np.all(np.isfinite(g) == np.isfinite(w)), f"{what}: finiteness differs"
-    fin = np.isfinite(w)
-    r = tol(dtype, loose)
-    scale = max(1.0, float(np.max(np.abs(w[fin])))) if fin.any() else 1.0
-    np.testing.assert_allclose(g[fin], w[fin], rtol=r, atol=r * scale, err_msg=what)
+    assert_close_scaled(got, want, dtype, 1.0, loose, what)
 
 
 def _copy_args(args):
     return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 
-def check_op(backend, op, args, kwargs=None, dtype=np.float64, loose=1.0, inplace=()):
-    """Run ``op`` on ``backend`` and on the reference with copies of the same
-    arguments; compare the results and every argument index in ``inplace``
-    (arrays the op updates in place)."""
+def _run_both(backend, op, args, kwargs):
+    """``(got, want, got_args, ref_args)``: ``op`` on ``backend`` and on the reference,
+    each with its own copies of the array arguments."""
     kwargs = kwargs or {}
     ref_args, got_args = _copy_args(args), _copy_args(args)
     ref_kw = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
     got_kw = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
     want = getattr(REFERENCE, op)(*ref_args, **ref_kw)
     got = getattr(backend, op)(*got_args, **got_kw)
+    return got, want, got_args, ref_args
+
+
+def check_op(backend, op, args, kwargs=None, dtype=np.float64, loose=1.0, inplace=()):
+    """Run ``op`` on ``backend`` and on the reference with copies of the same
+    arguments; compare the results and every argument index in ``inplace``
+    (arrays the op updates in place)."""
+    got, want, got_args, ref_args = _run_both(backend, op, args, kwargs)
     assert_close(got, want, dtype, loose, f"{backend.name}.{op}")
     for i in inplace:
         assert_close(got_args[i], ref_args[i], dtype, loose, f"{backend.name}.{op} arg {i}")
@@ -79,8 +72,10 @@ def assert_same_kind(got, want, what=""):
 def assert_close_scaled(got, want, dtype, scale, loose=1.0, what=""):
     """Like :func:`assert_close`, but the absolute tolerance is ``rtol * scale``
     for a caller-chosen ``scale`` (the magnitude of the op's *inputs* when the
-    result is a cancellation of large terms, e.g. a pre-activation)."""
+    result is a cancellation of large terms, e.g. a pre-activation); the scale is
+    never below 1 or the result's own largest magnitude."""
     if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want), what
         for i, (g, w) in enumerate(zip(got, want)):
             assert_close_scaled(g, w, dtype, scale, loose, f"{what}[{i}]")
         return
@@ -99,18 +94,10 @@ def assert_close_scaled(got, want, dtype, scale, loose=1.0, what=""):
 def check_op_exact(backend, op, args, kwargs=None, dtype=np.float64, loose=1.0, inplace=(),
                    scale=None):
     """:func:`check_op` plus result types (shape/dtype/float) and an optional scale."""
-    kwargs = kwargs or {}
-    ref_args, got_args = _copy_args(args), _copy_args(args)
-    ref_kw = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
-    got_kw = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
-    want = getattr(REFERENCE, op)(*ref_args, **ref_kw)
-    got = getattr(backend, op)(*got_args, **got_kw)
+    got, want, got_args, ref_args = _run_both(backend, op, args, kwargs)
     what = f"{backend.name}.{op}"
     assert_same_kind(got, want, what)
-    if scale is None:
-        assert_close(got, want, dtype, loose, what)
-    else:
-        assert_close_scaled(got, want, dtype, scale, loose, what)
+    assert_close_scaled(got, want, dtype, 1.0 if scale is None else scale, loose, what)
     for i in inplace:
         assert_close(got_args[i], ref_args[i], dtype, loose, f"{what} arg {i}")
         assert got_args[i].dtype == ref_args[i].dtype
@@ -340,3 +327,108 @@ def import_keras():
     if keras.backend.backend() != "torch":
         pytest.skip("compared on Keras's torch backend (KERAS_BACKEND=torch)")
     return keras
+
+
+# --------------------------------------------------------------------------
+# convolutions: a case's arrays and geometry, an output gradient
+# --------------------------------------------------------------------------
+def pad_pair(p):
+    """A padding given as one int (all sides) as ``((top, bottom), (left, right))``."""
+    return ((p, p), (p, p)) if isinstance(p, int) else p
+
+
+def conv_case(case, dt, rng):
+    """``(x, kernel, geometry)`` of a convolution case ``(id, n, h, w, c_in, kh, kw,
+    c_out, strides, padding, dilation, groups)``, random values of dtype ``dt``."""
+    _, n, h, w, ci, kh, kw, co, strides, padding, dilation, groups = case
+    x = rng.standard_normal((n, h, w, ci)).astype(dt)
+    kernel = rng.standard_normal((kh, kw, ci // groups, co)).astype(dt)
+    geo = dict(strides=strides, padding=pad_pair(padding), dilation=dilation, groups=groups)
+    return x, kernel, geo
+
+
+def dy_for(x, kernel, geo, rng):
+    """A random output gradient of the shape of the reference's convolution output."""
+    y = REFERENCE.conv2d_forward(x, kernel, **geo)
+    return rng.standard_normal(y.shape).astype(x.dtype)
+
+
+# --------------------------------------------------------------------------
+# allocation and gradient checks
+# --------------------------------------------------------------------------
+def transient_bytes(call):
+    """Peak bytes Python allocates (tracemalloc) during warm calls of ``call`` beyond
+    what it holds before and after: a kernel that allocates nothing shows only the
+    argument checks' Python objects."""
+    import tracemalloc
+    call()  # warm: scratch buffers grow here
+    tracemalloc.start()
+    try:
+        call()
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(3):
+            call()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return max(0, peak - max(base, current))
+
+
+def numerical_grad(f, x, eps=1e-6):
+    """Central differences of the scalar ``f()`` w.r.t. each entry of ``x`` (perturbed
+    in place and restored), in float64."""
+    g = np.zeros(x.shape, dtype=np.float64)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+# --------------------------------------------------------------------------
+# the fused Dense-stack ops: bad arguments they share
+# --------------------------------------------------------------------------
+def stack_bad_cases():
+    """``(mutate, exception, text)`` for the bad arguments every fused Dense-stack op
+    (``dense_stack_forward``, ``dense_stack_forward_backward``) rejects alike, on a
+    float32 6-5-3 stack (relu, softmax) over 4 rows: ``mutate`` edits the op's keyword
+    arguments, ``text`` must appear in the error (a regular expression, see
+    :func:`raises_naming`)."""
+    def k_chain(a):
+        a["kernels"][1] = np.zeros((4, 3), np.float32)
+
+    def out_shape(a):
+        a["outs"][1] = np.zeros((4, 2), np.float32)
+
+    def list_length(a):
+        a["outs"] = a["outs"][:1]
+
+    def unknown_act(a):
+        a["activations"] = ["swishy", "softmax"]
+
+    def x_width(a):
+        a["x"] = np.zeros((4, 7), np.float32)
+
+    def x_rank(a):
+        a["x"] = np.zeros((4, 6, 1), np.float32)
+
+    def kernels_not_list(a):
+        a["kernels"] = np.zeros((6, 5), np.float32)
+
+    return [(k_chain, ValueError, "kernels[1]"), (out_shape, ValueError, "outs[1]"),
+            (list_length, ValueError, "outs"), (unknown_act, ValueError, "swishy"),
+            (x_width, ValueError, "kernels[0]"), (x_rank, ValueError, "x"),
+            (kernels_not_list, TypeError, "kernels")]
+
+
+def raises_naming(exc, text):
+    """``pytest.raises(exc)`` whose message must match ``text``, a regular expression
+    in which ``[`` and ``]`` are literal (argument names like ``outs[1]``)."""
+    import pytest
+    return pytest.raises(exc, match=text.replace("[", r"\[").replace("]", r"\]"))

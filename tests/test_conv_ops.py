@@ -12,7 +12,6 @@
   ops (so the oracle itself is checked).
 """
 import inspect
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -21,7 +20,8 @@ import pynn.backends as B
 from pynn.backends.base import Backend
 from pynn.backends.conv import ConvOps
 
-from helpers import CPU_BACKENDS, REFERENCE, assert_close, check_op, strided
+from helpers import (CPU_BACKENDS, REFERENCE, assert_close, check_op, conv_case, dy_for,
+                     numerical_grad, pad_pair, strided, transient_bytes)
 
 CONV_OPS = ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel",
             "conv2d_backward", "pool2d_forward", "pool2d_backward")
@@ -31,10 +31,6 @@ COMPILED = [n for n in CPU_BACKENDS
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus",
                "softmax"]
-
-
-def _pad(p):
-    return ((p, p), (p, p)) if isinstance(p, int) else p
 
 
 #: (id, n, h, w, c_in, kh, kw, c_out, strides, padding, dilation, groups)
@@ -79,30 +75,17 @@ def check_views(backend, op, args, kwargs, dtype):
     return got, want
 
 
-def _conv_case(case, dt, rng):
-    _, n, h, w, ci, kh, kw, co, strides, padding, dilation, groups = case
-    x = rng.standard_normal((n, h, w, ci)).astype(dt)
-    kernel = rng.standard_normal((kh, kw, ci // groups, co)).astype(dt)
-    geo = dict(strides=strides, padding=_pad(padding), dilation=dilation, groups=groups)
-    return x, kernel, geo
-
-
-def _dy_for(x, kernel, geo, rng):
-    y = REFERENCE.conv2d_forward(x, kernel, **geo)
-    return rng.standard_normal(y.shape).astype(x.dtype)
-
-
 @pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_conv_ops_match_reference(name, case, dt):
     be = B.get(name)
     rng = np.random.default_rng(0)
-    x, kernel, geo = _conv_case(case, dt, rng)
+    x, kernel, geo = conv_case(case, dt, rng)
     bias = rng.standard_normal(kernel.shape[3]).astype(dt)
     check_op(be, "conv2d_forward", (x, kernel), dict(geo), dtype=dt)
     check_op(be, "conv2d_forward", (x, kernel, bias), dict(geo, activation="relu"), dtype=dt)
-    dy = _dy_for(x, kernel, geo, rng)
+    dy = dy_for(x, kernel, geo, rng)
     check_op(be, "conv2d_backward_input", (dy, kernel, x.shape), dict(geo), dtype=dt)
     check_op(be, "conv2d_backward_kernel", (x, dy, kernel.shape), dict(geo), dtype=dt)
 
@@ -112,7 +95,7 @@ def test_conv_ops_match_reference(name, case, dt):
 def test_conv_forward_every_activation(name, dt):
     be = B.get(name)
     rng = np.random.default_rng(1)
-    x, kernel, geo = _conv_case(("", 2, 6, 5, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
+    x, kernel, geo = conv_case(("", 2, 6, 5, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
     bias = rng.standard_normal(6).astype(dt)
     for act in ACTIVATIONS + [None]:
         check_op(be, "conv2d_forward", (x, kernel, bias), dict(geo, activation=act), dtype=dt)
@@ -127,8 +110,8 @@ def test_conv_strided_and_converted_inputs(name, dt, kind):
     converts them: the result takes ``x``'s / ``dy``'s dtype)."""
     be = B.get(name)
     rng = np.random.default_rng(2)
-    x, kernel, geo = _conv_case(("", 2, 6, 7, 4, 3, 3, 4, 2, 1, 1, 2), dt, rng)
-    dy = _dy_for(x, kernel, geo, rng)
+    x, kernel, geo = conv_case(("", 2, 6, 7, 4, 3, 3, 4, 2, 1, 1, 2), dt, rng)
+    dy = dy_for(x, kernel, geo, rng)
     bias = rng.standard_normal(4)
     sx, sk, sd = strided(x, kind), strided(kernel, kind), strided(dy, kind)
     check_views(be, "conv2d_forward", (sx, sk, bias), dict(geo, activation="tanh"), dt)
@@ -147,18 +130,18 @@ def test_conv_extreme_values(name, dt):
     """Huge and tiny magnitudes, infinities and NaN propagate as in the reference."""
     be = B.get(name)
     rng = np.random.default_rng(3)
-    x, kernel, geo = _conv_case(("", 2, 5, 5, 3, 3, 3, 4, 1, 1, 1, 1), dt, rng)
+    x, kernel, geo = conv_case(("", 2, 5, 5, 3, 3, 3, 4, 1, 1, 1, 1), dt, rng)
     big = np.finfo(dt).max ** 0.5 / 64
     for scale in (big, 1 / big):
         xs = (x * scale).astype(dt)
         check_op(be, "conv2d_forward", (xs, kernel), dict(geo, activation="sigmoid"),
                  dtype=dt)
-        dy = _dy_for(xs, kernel, geo, rng)
+        dy = dy_for(xs, kernel, geo, rng)
         check_op(be, "conv2d_backward_kernel", (xs, dy, kernel.shape), dict(geo), dtype=dt)
     xs = x.copy()
     xs[0, 1, 2, 0], xs[1, 3, 3, 2], xs[1, 0, 0, 1] = np.inf, -np.inf, np.nan
     check_op(be, "conv2d_forward", (xs, kernel), dict(geo), dtype=dt)
-    dy = _dy_for(x, kernel, geo, rng)
+    dy = dy_for(x, kernel, geo, rng)
     dy[1, 2, 2, 3] = np.inf
     check_op(be, "conv2d_backward_input", (dy, kernel, x.shape), dict(geo), dtype=dt)
 
@@ -203,7 +186,7 @@ def test_fused_conv_backward_matches_reference(name, case, dt):
     one op) over the whole geometry grid, with and without an activation."""
     be = B.get(name)
     rng = np.random.default_rng(11)
-    x, kernel, geo = _conv_case(case, dt, rng)
+    x, kernel, geo = conv_case(case, dt, rng)
     for act in ("linear", "relu"):
         _check_fused_backward(be, x, kernel, geo, act, dt, rng)
 
@@ -223,10 +206,10 @@ def _wide(case, factor=12):
 def test_wide_conv_ops_match_reference(name, case, dt):
     be = B.get(name)
     rng = np.random.default_rng(15)
-    x, kernel, geo = _conv_case(_wide(case), dt, rng)
+    x, kernel, geo = conv_case(_wide(case), dt, rng)
     bias = rng.standard_normal(kernel.shape[3]).astype(dt)
     check_op(be, "conv2d_forward", (x, kernel, bias), dict(geo, activation="elu"), dtype=dt)
-    dy = _dy_for(x, kernel, geo, rng)
+    dy = dy_for(x, kernel, geo, rng)
     check_op(be, "conv2d_backward_input", (dy, kernel, x.shape), dict(geo), dtype=dt)
     check_op(be, "conv2d_backward_kernel", (x, dy, kernel.shape), dict(geo), dtype=dt)
     _check_fused_backward(be, x, kernel, geo, "relu", dt, rng)
@@ -238,12 +221,12 @@ def test_wide_conv_ops_match_reference(name, case, dt):
 def test_fused_conv_backward_every_activation_and_subset(name, dt):
     be = B.get(name)
     rng = np.random.default_rng(12)
-    x, kernel, geo = _conv_case(("", 2, 6, 5, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
+    x, kernel, geo = conv_case(("", 2, 6, 5, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
     for act in ACTIVATIONS + [None]:
         _check_fused_backward(be, x, kernel, geo, act, dt, rng)
     for flags in FLAGS:
         _check_fused_backward(be, x, kernel, geo, "tanh", dt, rng, flags)
-    x1, k1, geo1 = _conv_case(CONV_CASES[0], dt, rng)  # 1x1: the input is the column matrix
+    x1, k1, geo1 = conv_case(CONV_CASES[0], dt, rng)  # 1x1: the input is the column matrix
     for flags in FLAGS:
         _check_fused_backward(be, x1, k1, geo1, "elu", dt, rng, flags)
 
@@ -254,7 +237,7 @@ def test_fused_conv_backward_every_activation_and_subset(name, dt):
 def test_fused_conv_backward_strided_inputs(name, dt, kind):
     be = B.get(name)
     rng = np.random.default_rng(13)
-    x, kernel, geo = _conv_case(("", 2, 6, 7, 4, 3, 3, 4, 2, 1, 1, 2), dt, rng)
+    x, kernel, geo = conv_case(("", 2, 6, 7, 4, 3, 3, 4, 2, 1, 1, 2), dt, rng)
     bias = rng.standard_normal(4).astype(dt)
     y = REFERENCE.conv2d_forward(x, kernel, bias, activation="sigmoid", **geo)
     dy = rng.standard_normal(y.shape).astype(dt)
@@ -265,7 +248,7 @@ def test_fused_conv_backward_strided_inputs(name, dt, kind):
 
 def test_fused_conv_backward_bad_arguments():
     rng = np.random.default_rng(14)
-    x, kernel, geo = _conv_case(("", 2, 5, 5, 4, 3, 3, 6, 1, 1, 1, 2), np.float64, rng)
+    x, kernel, geo = conv_case(("", 2, 5, 5, 4, 3, 3, 6, 1, 1, 1, 2), np.float64, rng)
     y = REFERENCE.conv2d_forward(x, kernel, activation="relu", **geo)
     bad = [
         ((y[:1], x, kernel), dict(geo, y=y, activation="relu"), "dy must have shape"),
@@ -302,8 +285,8 @@ def test_cython_conv_in_blocks_smaller_than_a_row(monkeypatch):
         cases = CONV_CASES[:4] + CONV_CASES[6:7] + CONV_CASES[13:15]
         for case in cases + [_wide(c, 5) for c in cases]:
             for dt in DTYPES:
-                x, kernel, geo = _conv_case(case, dt, rng)
-                dy = _dy_for(x, kernel, geo, rng)
+                x, kernel, geo = conv_case(case, dt, rng)
+                dy = dy_for(x, kernel, geo, rng)
                 check_op(be, "conv2d_forward", (x, kernel), dict(geo, activation="softmax"),
                          dtype=dt)
                 check_op(be, "conv2d_backward_input", (dy, kernel, x.shape), dict(geo),
@@ -338,7 +321,7 @@ def _pool_case(case, dt, rng, ties=False):
         x = rng.integers(-2, 2, (n, h, w, c)).astype(dt)
     else:
         x = rng.standard_normal((n, h, w, c)).astype(dt)
-    return x, dict(pool_size=pool, strides=strides, padding=_pad(padding))
+    return x, dict(pool_size=pool, strides=strides, padding=pad_pair(padding))
 
 
 def _check_pool(be, x, geo, mode, dt, rng, index_kind=None):
@@ -562,51 +545,22 @@ def _warm_calls(be, dt):
 WARM_LIMIT = 4096
 
 
-def _transient_bytes(call):
-    call()  # warm: scratch buffers grow here
-    tracemalloc.start()
-    try:
-        call()
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(3):
-            call()
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return max(0, peak - max(base, current))
-
-
 @pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name", COMPILED)
 def test_compiled_conv_ops_allocate_nothing_when_warm(name, dt):
     for what, call in _warm_calls(B.get(name), dt).items():
-        assert _transient_bytes(call) < WARM_LIMIT, f"{name} {what}"
+        assert transient_bytes(call) < WARM_LIMIT, f"{name} {what}"
 
 
 def test_allocation_check_sees_the_reference_allocate():
     calls = _warm_calls(REFERENCE, np.float32)
     for what in ("conv2d_forward", "pool2d_backward avg"):
-        assert _transient_bytes(calls[what]) > WARM_LIMIT, what
+        assert transient_bytes(calls[what]) > WARM_LIMIT, what
 
 
 # ---------------------------------------------------------------------------
 # the oracle's gradients against float64 central differences
 # ---------------------------------------------------------------------------
-def _numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    flat, gf = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gf[i] = (up - down) / (2 * eps)
-    return g
-
-
 GRAD_CASES = [CONV_CASES[i] for i in (3, 6, 11, 12, 14)]
 
 
@@ -615,16 +569,16 @@ GRAD_CASES = [CONV_CASES[i] for i in (3, 6, 11, 12, 14)]
 def test_conv_gradients_match_finite_differences(name, case):
     be = B.get(name)
     rng = np.random.default_rng(9)
-    x, kernel, geo = _conv_case(case, np.float64, rng)
-    r = _dy_for(x, kernel, geo, rng)
+    x, kernel, geo = conv_case(case, np.float64, rng)
+    r = dy_for(x, kernel, geo, rng)
 
     def loss():
         return float(np.sum(REFERENCE.conv2d_forward(x, kernel, **geo) * r))
 
     dx = be.conv2d_backward_input(r, kernel, x.shape, **geo)
     dk = be.conv2d_backward_kernel(x, r, kernel.shape, **geo)
-    assert_close(dx, _numeric_grad(loss, x), np.float64, loose=1e4, what="dx")
-    assert_close(dk, _numeric_grad(loss, kernel), np.float64, loose=1e4, what="dkernel")
+    assert_close(dx, numerical_grad(loss, x), np.float64, loose=1e4, what="dx")
+    assert_close(dk, numerical_grad(loss, kernel), np.float64, loose=1e4, what="dkernel")
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -642,4 +596,4 @@ def test_pool_gradients_match_finite_differences(name, mode):
         return float(np.sum(REFERENCE.pool2d_forward(x, **geo)[0] * r))
 
     dx = be.pool2d_backward(r, x.shape, index=index, **geo)
-    assert_close(dx, _numeric_grad(loss, x), np.float64, loose=1e4, what="dx")
+    assert_close(dx, numerical_grad(loss, x), np.float64, loose=1e4, what="dx")

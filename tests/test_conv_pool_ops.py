@@ -13,8 +13,9 @@ import pytest
 
 import pynn.backends as B
 
-from helpers import CPU_BACKENDS, REFERENCE, assert_close, check_op, strided
-from test_conv_ops import CONV_CASES, _conv_case, _transient_bytes, WARM_LIMIT
+from helpers import (CPU_BACKENDS, REFERENCE, assert_close, check_op, conv_case, strided,
+                     transient_bytes)
+from test_conv_ops import CONV_CASES, WARM_LIMIT
 
 DTYPES = [np.float32, np.float64]
 ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus"]
@@ -67,7 +68,7 @@ def _check_pair(be, x, kernel, geo, act, pool, dt, rng, flags=(True, True, True)
 def test_conv_pool_matches_reference(name, case, dt):
     be = B.get(name)
     rng = np.random.default_rng(20)
-    x, kernel, geo = _conv_case(case, dt, rng)
+    x, kernel, geo = conv_case(case, dt, rng)
     for pool, act in ((2, "relu"), ((1, 2), "linear"), ((2, 1), "tanh")):
         if _pool_fits(x, kernel, geo, pool):
             _check_pair(be, x, kernel, geo, act, pool, dt, rng)
@@ -79,7 +80,7 @@ def test_conv_pool_activations_pools_and_subsets(name, dt):
     be = B.get(name)
     rng = np.random.default_rng(21)
     # a 9 x 10 output: pools of 2 and 3 leave rows and columns out
-    x, kernel, geo = _conv_case(("", 3, 11, 12, 5, 3, 3, 6, 1, 0, 1, 1), dt, rng)
+    x, kernel, geo = conv_case(("", 3, 11, 12, 5, 3, 3, 6, 1, 0, 1, 1), dt, rng)
     for act in ACTS + [None]:
         _check_pair(be, x, kernel, geo, act, 2, dt, rng)
     for pool in (1, 3, (3, 2), (9, 10), (4, 5)):
@@ -88,7 +89,7 @@ def test_conv_pool_activations_pools_and_subsets(name, dt):
                   (False, False, False)]:
         _check_pair(be, x, kernel, geo, "elu", 2, dt, rng, flags)
     # 1x1 kernel (the input is the column matrix), groups, relu ties (zeros)
-    x1, k1, geo1 = _conv_case(("", 2, 6, 4, 4, 1, 1, 6, 1, 0, 1, 2), dt, rng)
+    x1, k1, geo1 = conv_case(("", 2, 6, 4, 4, 1, 1, 6, 1, 0, 1, 2), dt, rng)
     _check_pair(be, x1, k1, geo1, "relu", 2, dt, rng)
     _check_pair(be, -np.abs(x1), np.abs(k1), geo1, "relu", 2, dt, rng)
 
@@ -99,7 +100,7 @@ def test_conv_pool_activations_pools_and_subsets(name, dt):
 def test_conv_pool_strided_inputs(name, dt, kind):
     be = B.get(name)
     rng = np.random.default_rng(22)
-    x, kernel, geo = _conv_case(("", 2, 8, 7, 4, 3, 3, 4, 1, 1, 1, 2), dt, rng)
+    x, kernel, geo = conv_case(("", 2, 8, 7, 4, 3, 3, 4, 1, 1, 1, 2), dt, rng)
     bias = rng.standard_normal(4).astype(dt)
     want = REFERENCE.conv2d_pool_forward(x, kernel, bias, activation="relu", pool_size=2,
                                          **geo)
@@ -121,7 +122,7 @@ def test_cython_conv_pool_in_tiles(monkeypatch):
     _conv = pytest.importorskip("pynn._ext.conv")
     be = B.get("cython")
     rng = np.random.default_rng(23)
-    x, kernel, geo = _conv_case(("", 7, 9, 8, 3, 3, 3, 5, 1, ((1, 0), (0, 1)), 1, 1),
+    x, kernel, geo = conv_case(("", 7, 9, 8, 3, 3, 3, 5, 1, ((1, 0), (0, 1)), 1, 1),
                                 np.float64, rng)
     per_image = 7 * 6 * 5 * 8  # the convolution output of one image, float64
     for tile_bytes in (1, 3 * per_image, 1 << 20):
@@ -137,7 +138,7 @@ def test_cython_conv_pool_in_tiles(monkeypatch):
 def test_conv_pool_gradients_match_finite_differences(name):
     be = B.get(name)
     rng = np.random.default_rng(24)
-    x, kernel, geo = _conv_case(("", 2, 6, 7, 3, 3, 2, 4, 1, ((1, 0), (0, 1)), 1, 1),
+    x, kernel, geo = conv_case(("", 2, 6, 7, 3, 3, 2, 4, 1, ((1, 0), (0, 1)), 1, 1),
                                 np.float64, rng)
     bias = rng.standard_normal(4)
     out, index = REFERENCE.conv2d_pool_forward(x, kernel, bias, activation="tanh",
@@ -166,7 +167,7 @@ def test_conv_pool_gradients_match_finite_differences(name):
 
 def test_conv_pool_bad_arguments():
     rng = np.random.default_rng(25)
-    x, k, geo = _conv_case(("", 2, 6, 6, 4, 3, 3, 6, 1, 0, 1, 2), np.float64, rng)
+    x, k, geo = conv_case(("", 2, 6, 6, 4, 3, 3, 6, 1, 0, 1, 2), np.float64, rng)
     out, index = REFERENCE.conv2d_pool_forward(x, k, activation="relu", **geo)
     dy = np.ones_like(out)
     f, b = "conv2d_pool_forward", "conv2d_pool_backward"
@@ -208,7 +209,7 @@ def test_cython_conv_pool_refuses_an_index_from_another_tile(monkeypatch):
     when they do not."""
     _conv = pytest.importorskip("pynn._ext.conv")
     rng = np.random.default_rng(26)
-    x, k, geo = _conv_case(("", 2, 6, 6, 3, 3, 3, 4, 1, 0, 1, 1), np.float64, rng)
+    x, k, geo = conv_case(("", 2, 6, 6, 3, 3, 3, 4, 1, 0, 1, 1), np.float64, rng)
     out, index = REFERENCE.conv2d_pool_forward(x, k, **geo)
     swapped = index[::-1].copy()  # image 0 gets image 1's positions
     dy = rng.standard_normal(out.shape)
@@ -239,4 +240,4 @@ def test_compiled_conv_pool_allocates_nothing_when_warm(name, dt):
                                                     dx=dx, dkernel=dk, dbias=db),
     }
     for what, call in calls.items():
-        assert _transient_bytes(call) < WARM_LIMIT, f"{name} {what}"
+        assert transient_bytes(call) < WARM_LIMIT, f"{name} {what}"

@@ -13,7 +13,7 @@ from pynn.layers import Dense, Input
 from pynn.models import Functional, Model, Sequential
 from pynn.trainers import explain
 
-from test_layers import numeric_grad
+from helpers import numerical_grad
 
 
 def gradient_check(model, x, y, rtol=1e-5, atol=1e-7):
@@ -26,7 +26,7 @@ def gradient_check(model, x, y, rtol=1e-5, atol=1e-7):
     def f():
         return model._compute_gradients(xs, ys, sw, fused)[0]
 
-    numeric = numeric_grad(f, model._layout.params)
+    numeric = numerical_grad(f, model._layout.params)
     np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
     assert np.abs(analytic).max() > 0
     return loss

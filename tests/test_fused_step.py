@@ -20,7 +20,7 @@ from pynn.backends.base import ACTIVATIONS, STACK_LOSSES, Backend, StackUpdate
 from pynn.models import Sequential
 
 from helpers import CPU_BACKENDS, FAST_BACKENDS
-from helpers import assert_close
+from helpers import assert_close, raises_naming, stack_bad_cases
 
 REF = Backend()
 COMPILED = FAST_BACKENDS or pytest.skip("no compiled backend", allow_module_level=True)
@@ -279,14 +279,8 @@ def _good(dtype=np.float32):
 
 
 def _bad_cases():
-    def k_chain(a):
-        a["kernels"][1] = np.zeros((4, 3), np.float32)
-
     def dk_dtype(a):
         a["dkernels"][0] = np.zeros((6, 5), np.float64)
-
-    def out_shape(a):
-        a["outs"][1] = np.zeros((4, 4), np.float32)
 
     def delta_noncontig(a):
         a["deltas"][0] = np.zeros((5, 4), np.float32).T
@@ -303,23 +297,11 @@ def _bad_cases():
     def target_shape(a):
         a["target"] = np.zeros((4, 2), np.float32)
 
-    def list_length(a):
-        a["outs"] = a["outs"][:1]
-
     def unknown_loss(a):
         a["loss"] = "hinge"
 
-    def unknown_act(a):
-        a["activations"] = ["swishy", "softmax"]
-
     def gelu_no_preacts(a):
         a["activations"] = ["gelu", "softmax"]
-
-    def x_width(a):
-        a["x"] = np.zeros((4, 7), np.float32)
-
-    def x_rank(a):
-        a["x"] = np.zeros((4, 6, 1), np.float32)
 
     def weights_shape(a):
         a["sample_weight"] = np.ones(3)
@@ -332,9 +314,6 @@ def _bad_cases():
     def db_without_bias(a):
         a["biases"][0] = None
 
-    def kernels_not_list(a):
-        a["kernels"] = np.zeros((2, 2), np.float32)
-
     def delta_is_out(a):
         a["deltas"][0] = a["outs"][0]
 
@@ -346,20 +325,17 @@ def _bad_cases():
     def dkernel_is_kernel(a):
         a["dkernels"][1] = a["kernels"][1]
 
-    return [
+    return stack_bad_cases() + [
         (delta_is_out, ValueError, "deltas[0] and outs[0] overlap|outs[0] and deltas[0] overlap"),
         (out_overlaps_x, ValueError, "outs[0] and x overlap"),
         (dkernel_is_kernel, ValueError, "dkernels[1] and kernels[1] overlap"),
-        (k_chain, ValueError, "kernels[1]"), (dk_dtype, ValueError, "dkernels[0]"),
-        (out_shape, ValueError, "outs[1]"), (delta_noncontig, ValueError, "deltas[0]"),
+        (dk_dtype, ValueError, "dkernels[0]"), (delta_noncontig, ValueError, "deltas[0]"),
         (db_readonly, ValueError, "dbiases[0]"), (kernel_dtype, ValueError, "kernels[1]"),
         (labels_range, ValueError, "target"), (target_shape, ValueError, "target"),
-        (list_length, ValueError, "outs"), (unknown_loss, ValueError, "loss"),
-        (unknown_act, ValueError, "swishy"), (gelu_no_preacts, TypeError, "preacts[0]"),
-        (x_width, ValueError, "kernels[0]"), (x_rank, ValueError, "x"),
+        (unknown_loss, ValueError, "loss"), (gelu_no_preacts, TypeError, "preacts[0]"),
         (weights_shape, ValueError, "sample_weight"),
         (smoothing_mse, ValueError, "label_smoothing"),
-        (db_without_bias, ValueError, "dbiases[0]"), (kernels_not_list, TypeError, "kernels"),
+        (db_without_bias, ValueError, "dbiases[0]"),
     ]
 
 
@@ -367,7 +343,7 @@ def _bad_cases():
 def test_bad_arguments_raise(be, mutate, exc, text):
     args = _good()
     mutate(args)
-    with pytest.raises(exc, match=text.replace("[", r"\[").replace("]", r"\]")):
+    with raises_naming(exc, text):
         be.dense_stack_forward_backward(**args)
 
 

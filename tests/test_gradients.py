@@ -13,23 +13,7 @@ from pynn.backends.base import ACTIVATIONS
 import helpers
 
 F64 = np.float64
-EPS = 1e-6
 RTOL = 1e-6
-
-
-def numerical_grad(f, x, eps=EPS):
-    """Central differences of the scalar ``f()`` w.r.t. each entry of ``x`` (in place)."""
-    g = np.zeros(x.shape, dtype=np.float64)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 def assert_grad(analytic, numeric, what):
@@ -54,7 +38,7 @@ def test_activation_gradient(backend, activation, alpha, rng):
 
     y = backend.activation_forward(x, activation, alpha=alpha)
     analytic = backend.activation_backward(G, y, activation, x=x, alpha=alpha)
-    assert_grad(analytic, numerical_grad(f, x), f"{backend.name} {activation}'")
+    assert_grad(analytic, helpers.numerical_grad(f, x), f"{backend.name} {activation}'")
 
 
 def test_softmax_gradient(backend, rng):
@@ -63,11 +47,11 @@ def test_softmax_gradient(backend, rng):
     G = rng.standard_normal(x.shape)
     f = lambda: float(np.sum(G * backend.softmax(x)))  # noqa: E731
     analytic = backend.activation_backward(G, backend.softmax(x), "softmax")
-    assert_grad(analytic, numerical_grad(f, x), f"{backend.name} softmax'")
+    assert_grad(analytic, helpers.numerical_grad(f, x), f"{backend.name} softmax'")
     # log_softmax has no backward op: its gradient is G - softmax * sum(G)
     f = lambda: float(np.sum(G * backend.log_softmax(x)))  # noqa: E731
     s = backend.softmax(x)
-    assert_grad(G - s * G.sum(axis=1, keepdims=True), numerical_grad(f, x),
+    assert_grad(G - s * G.sum(axis=1, keepdims=True), helpers.numerical_grad(f, x),
                 f"{backend.name} log_softmax'")
 
 
@@ -122,7 +106,7 @@ def test_loss_gradient(backend, name, rng):
     fn = getattr(backend, op)
     f = lambda: fn(x, *rest, **kw)[0]  # noqa: E731
     _, analytic = fn(x, *rest, **kw)
-    assert_grad(analytic, numerical_grad(f, x), f"{backend.name} {name}")
+    assert_grad(analytic, helpers.numerical_grad(f, x), f"{backend.name} {name}")
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
@@ -147,9 +131,9 @@ def test_dense_layer_gradients(backend, activation, rng):
     dW = backend.gemm(X, dZ, trans_a=True)
     db = backend.bias_grad(dZ)
     name = f"{backend.name} dense/{activation}"
-    assert_grad(dX, numerical_grad(f, X), name + " dX")
-    assert_grad(dW, numerical_grad(f, W), name + " dW")
-    assert_grad(db, numerical_grad(f, b), name + " db")
+    assert_grad(dX, helpers.numerical_grad(f, X), name + " dX")
+    assert_grad(dW, helpers.numerical_grad(f, W), name + " dW")
+    assert_grad(db, helpers.numerical_grad(f, b), name + " db")
 
 
 @pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])
@@ -180,8 +164,8 @@ def test_gemm_gradient(backend, trans_a, trans_b, rng):
     np.testing.assert_allclose(dA if not trans_a else dA.T, alpha * G @ opB.T, rtol=1e-12)
     np.testing.assert_allclose(dB if not trans_b else dB.T, alpha * opA.T @ G, rtol=1e-12)
     name = f"{backend.name} gemm {trans_a},{trans_b}"
-    assert_grad(dA, numerical_grad(f, A), name + " dA")
-    assert_grad(dB, numerical_grad(f, Bm), name + " dB")
+    assert_grad(dA, helpers.numerical_grad(f, A), name + " dA")
+    assert_grad(dB, helpers.numerical_grad(f, Bm), name + " dB")
 
 
 def test_bias_grad_is_gradient(backend, rng):
@@ -189,7 +173,7 @@ def test_bias_grad_is_gradient(backend, rng):
     b = rng.standard_normal(4)
     G = rng.standard_normal((6, 4))
     f = lambda: float(np.sum(G * backend.gemm(X, np.eye(4), bias=b)))  # noqa: E731
-    assert_grad(backend.bias_grad(G), numerical_grad(f, b), f"{backend.name} bias_grad")
+    assert_grad(backend.bias_grad(G), helpers.numerical_grad(f, b), f"{backend.name} bias_grad")
 
 
 @pytest.mark.parametrize("n", [1, 2, 7])
@@ -209,9 +193,9 @@ def test_batchnorm_gradient(backend, n, rng):
                                                  epsilon=1e-3)
     dx, dgamma, dbeta = backend.batchnorm_backward(G, x, gamma, mean, inv_std)
     name = f"{backend.name} batchnorm n={n}"
-    assert_grad(dx, numerical_grad(f, x), name + " dx")
-    assert_grad(dgamma, numerical_grad(f, gamma), name + " dgamma")
-    assert_grad(dbeta, numerical_grad(f, beta), name + " dbeta")
+    assert_grad(dx, helpers.numerical_grad(f, x), name + " dx")
+    assert_grad(dgamma, helpers.numerical_grad(f, gamma), name + " dgamma")
+    assert_grad(dbeta, helpers.numerical_grad(f, beta), name + " dbeta")
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.25, 0.6])
@@ -220,7 +204,7 @@ def test_dropout_gradient(backend, rate, rng):
     G = rng.standard_normal((4, 5))
     f = lambda: float(np.sum(G * backend.dropout_forward(x, rate, 99)[0]))  # noqa: E731
     _, mask = backend.dropout_forward(x, rate, 99)
-    assert_grad(backend.dropout_backward(G, mask), numerical_grad(f, x),
+    assert_grad(backend.dropout_backward(G, mask), helpers.numerical_grad(f, x),
                 f"{backend.name} dropout")
 
 

@@ -10,22 +10,7 @@ from pynn.backends.base import ACTIVATIONS
 from pynn.layers import (Activation, BatchNormalization, Dense, Dropout, Flatten, Input,
                          InputLayer, LeakyReLU, Softmax, clear_session, deserialize, serialize)
 
-EPS = 1e-6
-
-
-def numeric_grad(f, arr, eps=EPS):
-    """Central differences of scalar ``f()`` with respect to every entry of ``arr`` (in place)."""
-    g = np.zeros(arr.shape)
-    flat = arr.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        g.reshape(-1)[i] = (fp - fm) / (2 * eps)
-    return g
+from helpers import numerical_grad
 
 
 def check_layer_gradients(layer, x, training=True, rtol=1e-6, atol=1e-8, seed=0):
@@ -40,10 +25,10 @@ def check_layer_gradients(layer, x, training=True, rtol=1e-6, atol=1e-8, seed=0)
     loss()
     dx = np.array(bwd(layer, r.copy(), input_grad=True), copy=True)
     grads = {w.name: np.array(w.grad, copy=True) for w in layer.trainable_weights}
-    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=rtol, atol=atol,
+    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=rtol, atol=atol,
                                err_msg=f"{layer.name}: dx")
     for w in layer.trainable_weights:
-        np.testing.assert_allclose(grads[w.name], numeric_grad(loss, w.value), rtol=rtol,
+        np.testing.assert_allclose(grads[w.name], numerical_grad(loss, w.value), rtol=rtol,
                                    atol=atol, err_msg=f"{layer.name}: d{w.name}")
     return dx, grads
 

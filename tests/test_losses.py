@@ -373,24 +373,22 @@ def test_config_round_trip_all():
         assert again.name == loss.name
 
 
-def test_argument_errors():
-    with pytest.raises(ValueError, match="label_smoothing"):
-        L.BinaryCrossentropy(label_smoothing=1.5)
-    with pytest.raises(ValueError, match="reduction"):
-        L.MeanSquaredError(reduction="median")
-    with pytest.raises(ValueError, match="axis"):
-        L.CategoricalCrossentropy(axis=0)
-    with pytest.raises(ValueError, match="delta"):
-        L.Huber(delta=-1.0)
-    with pytest.raises(ValueError, match="gamma"):
-        L.BinaryFocalCrossentropy(gamma=-2.0)
-    with pytest.raises(ValueError, match="alpha"):
-        L.BinaryFocalCrossentropy(alpha=1.5)
-    with pytest.raises(TypeError, match="alpha"):
-        L.CategoricalFocalCrossentropy(alpha="high")
-    with pytest.raises(ValueError, match="axis"):
-        L.CosineSimilarity(axis=0)
-    with pytest.raises(ValueError, match="targets of shape"):
-        L.Huber().loss_and_grad(REF, np.zeros((3, 2)), np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="does not match"):
-        L.Huber()(np.zeros((3, 2)), np.zeros((3, 4)))
+ARGUMENT_ERRORS = [
+    (ValueError, "label_smoothing", lambda: L.BinaryCrossentropy(label_smoothing=1.5)),
+    (ValueError, "reduction", lambda: L.MeanSquaredError(reduction="median")),
+    (ValueError, "axis", lambda: L.CategoricalCrossentropy(axis=0)),
+    (ValueError, "delta", lambda: L.Huber(delta=-1.0)),
+    (ValueError, "gamma", lambda: L.BinaryFocalCrossentropy(gamma=-2.0)),
+    (ValueError, "alpha", lambda: L.BinaryFocalCrossentropy(alpha=1.5)),
+    (TypeError, "alpha", lambda: L.CategoricalFocalCrossentropy(alpha="high")),
+    (ValueError, "axis", lambda: L.CosineSimilarity(axis=0)),
+    (ValueError, "targets of shape",
+     lambda: L.Huber().loss_and_grad(REF, np.zeros((3, 2)), np.zeros((3, 4)))),
+    (ValueError, "does not match", lambda: L.Huber()(np.zeros((3, 2)), np.zeros((3, 4)))),
+]
+
+
+@pytest.mark.parametrize("exc,text,call", ARGUMENT_ERRORS)
+def test_argument_errors(exc, text, call):
+    with pytest.raises(exc, match=text):
+        call()

@@ -13,7 +13,7 @@ from pynn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimu
 from pynn.layers.merging.dot import EPSILON
 
 from helpers import assert_close
-from test_layers import numeric_grad
+from helpers import numerical_grad
 
 try:
     import torch
@@ -61,7 +61,7 @@ def check_gradients(layer, xs, rng, rtol=1e-6, atol=1e-8):
     assert len(grads) == len(xs)
     for i, (g, x) in enumerate(zip(grads, xs)):
         assert g.shape == x.shape, f"{layer.name}: gradient {i} has shape {g.shape}"
-        np.testing.assert_allclose(g, numeric_grad(loss, x), rtol=rtol, atol=atol,
+        np.testing.assert_allclose(g, numerical_grad(loss, x), rtol=rtol, atol=atol,
                                    err_msg=f"{layer.name}: d input {i}")
 
 

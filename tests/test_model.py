@@ -14,7 +14,7 @@ from pynn.layers import (Activation, BatchNormalization, Dense, Dropout, Flatten
 from pynn.models import Sequential
 from pynn.regularizers import L2
 
-from test_layers import numeric_grad
+from helpers import numerical_grad
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def model_loss_gradient_check(model, x, y, fused_expected):
     def f():
         return model._compute_gradients(xs, ys, sw, fused)[0]
 
-    numeric = numeric_grad(f, model._layout.params)
+    numeric = numerical_grad(f, model._layout.params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
     return loss
 

@@ -7,7 +7,7 @@ import pytest
 
 import pynn.backends as B
 
-from helpers import CPU_BACKENDS, REFERENCE, assert_close, import_keras
+from helpers import CPU_BACKENDS, REFERENCE, assert_close, import_keras, transient_bytes
 
 CELLS = [("simple_rnn", True), ("lstm", True), ("gru", True), ("gru", False)]
 CELL_IDS = ["simple_rnn", "lstm", "gru", "gru_reset_before"]
@@ -373,22 +373,6 @@ COMPILED = [n for n in CPU_BACKENDS
 #: transient bytes a warm call may use: Python objects of the argument checks (a few KB),
 #: below the smallest array the ops could allocate in the test (a (64, 64) float32 state)
 WARM_LIMIT = 12 * 1024
-
-
-def transient_bytes(call):
-    import tracemalloc
-    call()  # warm: scratch buffers grow here
-    tracemalloc.start()
-    try:
-        call()
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(3):
-            call()
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return max(0, peak - max(base, current))
 
 
 @pytest.mark.parametrize("name", COMPILED)

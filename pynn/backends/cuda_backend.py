@@ -36,7 +36,8 @@ import numpy as np
 
 from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, activation_code
 from .base import Backend
-from .conv import POOL_MODES, _shape4, prep_conv, prep_pool
+from .conv import (POOL_MODES, _shape4, conv_geometry, pool_geometry, prep_conv,
+                   prep_pool)
 from .cuda_sequence import CudaSequenceOps
 from .validation import (activation_alpha, adam_step_size, as_float, as_labels,
                          check_aliasing, gemm_shapes, op_hyper, sample_weights, work_dtype)
@@ -370,34 +371,29 @@ class CudaBackend(CudaSequenceOps, Backend):
     def softmax_cross_entropy(self, logits, target, grad=None, sample_weight=None,
                               label_smoothing=0.0):
         ls, = op_hyper("softmax_cross_entropy", label_smoothing=label_smoothing)
-        dt = work_dtype(logits, "logits")
-        z = self._to_device(logits, dt, "logits", 2)
-        n, k = z.shape
-        lab, t, dense = self._targets(target, z, dt)
-        w, has_w = self._weights(sample_weight, n)
-        grad = self._out(grad, z.shape, dt, "grad")
-        if n == 0:
-            return 0.0, grad
-        per = self._cuda.device_array(n, dtype=np.float64)
-        bad = self._cuda.to_device(np.zeros(1, dtype=np.int32))
-        self._launch(self._K.xent_rows, n, z, lab, t, dense, w, has_w, ls, grad, per, bad)
-        return self._loss_result(per, n, bad), grad
+        return self._class_loss(self._K.xent_rows, logits, "logits", target, grad,
+                                sample_weight, ls)
 
     def categorical_cross_entropy(self, probs, target, grad=None, sample_weight=None,
                                   epsilon=1e-7):
         epsilon, = op_hyper("categorical_cross_entropy", epsilon=epsilon)
-        dt = work_dtype(probs, "probs")
-        p = self._to_device(probs, dt, "probs", 2)
-        n, k = p.shape
-        lab, t, dense = self._targets(target, p, dt)
+        return self._class_loss(self._K.cce_rows, probs, "probs", target, grad,
+                                sample_weight, epsilon)
+
+    def _class_loss(self, kernel, x, name, target, grad, sample_weight, hyper):
+        """A loss over rows of class scores ``x`` (n, k) against labels or dense targets:
+        one launch of ``kernel`` (``hyper`` its one hyper-parameter, checked)."""
+        dt = work_dtype(x, name)
+        x = self._to_device(x, dt, name, 2)
+        n = x.shape[0]
+        lab, t, dense = self._targets(target, x, dt)
         w, has_w = self._weights(sample_weight, n)
-        grad = self._out(grad, p.shape, dt, "grad")
+        grad = self._out(grad, x.shape, dt, "grad")
         if n == 0:
             return 0.0, grad
         per = self._cuda.device_array(n, dtype=np.float64)
         bad = self._cuda.to_device(np.zeros(1, dtype=np.int32))
-        self._launch(self._K.cce_rows, n, p, lab, t, dense, w, has_w, epsilon,
-                     grad, per, bad)
+        self._launch(kernel, n, x, lab, t, dense, w, has_w, hyper, grad, per, bad)
         return self._loss_result(per, n, bad), grad
 
     def _elementwise_loss(self, pred, target, grad, sample_weight, kind, eps, name):
@@ -612,8 +608,9 @@ class CudaBackend(CudaSequenceOps, Backend):
     # ------------------------------------------------------------------
     # convolution and pooling (kernels: pynn.backends._cuda_conv). Each op makes
     # the reference's checks in its order with its messages (prep_conv/prep_pool
-    # read only the shape and dtype of a device argument, see _geometry_arg), then
-    # uploads or converts its inputs and launches one kernel.
+    # read only the shape and dtype of a device argument, see _geometry_arg; a shape
+    # given as such goes to conv_geometry/pool_geometry), then uploads or converts its
+    # inputs and launches one kernel.
     # ------------------------------------------------------------------
     def _conv_kernels(self):
         """The conv/pool kernel module, imported on first use."""
@@ -686,10 +683,10 @@ class CudaBackend(CudaSequenceOps, Backend):
         dt = work_dtype(dy0, "dy")
         dyc = as_float(self._geometry_arg(dy0, dt, "dy"), dt, "dy", 4)
         n, h, w, ci = _shape4(input_shape, "conv2d_backward_input", "input_shape")
-        probe = np.empty((n, h, w, ci), dt)  # read for its shape only, see _geometry_arg
-        _, kc, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_input", probe, self._geometry_arg(k0, dt, "kernel"), strides,
-            padding, dilation, groups)
+        kc = as_float(self._geometry_arg(k0, dt, "kernel"), dt, "kernel", 4)
+        strides, padding, dilation, groups, (oh, ow) = conv_geometry(
+            "conv2d_backward_input", (n, h, w, ci), kc.shape, strides, padding, dilation,
+            groups)
         co = kc.shape[3]
         if dyc.shape != (n, oh, ow, co):
             raise ValueError(f"conv2d_backward_input: dy must have shape {(n, oh, ow, co)} "
@@ -746,10 +743,9 @@ class CudaBackend(CudaSequenceOps, Backend):
         dt = work_dtype(x0, "x")
         kshape = _shape4(kernel_shape, "conv2d_backward_kernel", "kernel_shape",
                          "(kh, kw, c_in/groups, c_out)")
-        probe = np.empty(kshape, dt)
-        xc, _, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_backward_kernel", self._geometry_arg(x0, dt, "x"), probe, strides,
-            padding, dilation, groups)
+        xc = as_float(self._geometry_arg(x0, dt, "x"), dt, "x", 4)
+        strides, padding, dilation, groups, (oh, ow) = conv_geometry(
+            "conv2d_backward_kernel", xc.shape, kshape, strides, padding, dilation, groups)
         dyc = as_float(self._geometry_arg(dy0, dt, "dy"), dt, "dy", 4)
         co = kshape[3]
         if dyc.shape != (xc.shape[0], oh, ow, co):
@@ -800,9 +796,8 @@ class CudaBackend(CudaSequenceOps, Backend):
         dt = work_dtype(dy0, "dy")
         dyc = as_float(self._geometry_arg(dy0, dt, "dy"), dt, "dy", 4)
         shape = _shape4(input_shape, "pool2d_backward", "input_shape")
-        probe = np.empty(shape, dt)
-        _, pool, strides, padding, (oh, ow) = prep_pool("pool2d_backward", probe, pool_size,
-                                                        strides, padding, mode)
+        pool, strides, padding, (oh, ow) = pool_geometry("pool2d_backward", shape, pool_size,
+                                                         strides, padding, mode)
         n, h, w, c = shape
         if dyc.shape != (n, oh, ow, c):
             raise ValueError(f"pool2d_backward: dy must have shape {(n, oh, ow, c)}, got "

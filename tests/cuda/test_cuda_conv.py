@@ -23,7 +23,7 @@ import pytest
 
 import pynn
 from pynn.backends.conv import ConvOps
-from helpers import REFERENCE, assert_close, strided
+from helpers import REFERENCE, assert_close, conv_case, dy_for, pad_pair, strided
 from test_conv_ops import ACTIVATIONS, BAD_CALLS, CONV_CASES, POOL_CASES
 from test_cuda_ops import check
 
@@ -32,23 +32,6 @@ pytestmark = pytest.mark.cudasim
 CONV_OPS = ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel",
             "pool2d_forward", "pool2d_backward")
 DTYPES = [np.float32, np.float64]
-
-
-def _pad(p):
-    return ((p, p), (p, p)) if isinstance(p, int) else p
-
-
-def _conv_case(case, dt, rng):
-    _, n, h, w, ci, kh, kw, co, strides, padding, dilation, groups = case
-    x = rng.standard_normal((n, h, w, ci)).astype(dt)
-    kernel = rng.standard_normal((kh, kw, ci // groups, co)).astype(dt)
-    geo = dict(strides=strides, padding=_pad(padding), dilation=dilation, groups=groups)
-    return x, kernel, geo
-
-
-def _dy_for(x, kernel, geo, rng):
-    y = REFERENCE.conv2d_forward(x, kernel, **geo)
-    return rng.standard_normal(y.shape).astype(x.dtype)
 
 
 def _is_device(a):
@@ -78,11 +61,11 @@ def _device_arrays_never_reach_host_conversion(monkeypatch):
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
 def test_conv_ops_match_reference(cuda_be, case, dt):
     rng = np.random.default_rng(0)
-    x, kernel, geo = _conv_case(case, dt, rng)
+    x, kernel, geo = conv_case(case, dt, rng)
     bias = rng.standard_normal(kernel.shape[3]).astype(dt)
     check(cuda_be, "conv2d_forward", [x, kernel], dict(geo), dt)
     check(cuda_be, "conv2d_forward", [x, kernel, bias], dict(geo, activation="relu"), dt)
-    dy = _dy_for(x, kernel, geo, rng)
+    dy = dy_for(x, kernel, geo, rng)
     check(cuda_be, "conv2d_backward_input", [dy, kernel, x.shape], dict(geo), dt)
     check(cuda_be, "conv2d_backward_kernel", [x, dy, kernel.shape], dict(geo), dt)
 
@@ -93,7 +76,7 @@ def test_fused_conv_backward_matches_reference(cuda_be, case, dt):
     """``conv2d_backward`` (the conv layers' backward op) on device arrays: the
     activation gradient, kernel, bias and input gradients, and subsets of them."""
     rng = np.random.default_rng(2)
-    x, kernel, geo = _conv_case(case, dt, rng)
+    x, kernel, geo = conv_case(case, dt, rng)
     bias = rng.standard_normal(kernel.shape[3]).astype(dt)
     for act, flags in (("linear", (True, True, True)), ("tanh", (True, True, True)),
                        ("relu", (False, True, False))):
@@ -132,7 +115,7 @@ def test_conv_model_trains_on_the_device_as_on_the_reference(cuda_be):
 @pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
 def test_conv_forward_every_activation(cuda_be, dt):
     rng = np.random.default_rng(1)
-    x, kernel, geo = _conv_case(("", 2, 5, 4, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
+    x, kernel, geo = conv_case(("", 2, 5, 4, 4, 3, 2, 6, (1, 2), 1, 1, 2), dt, rng)
     bias = rng.standard_normal(6).astype(dt)
     for act in ACTIVATIONS + [None]:
         check(cuda_be, "conv2d_forward", [x, kernel, bias], dict(geo, activation=act), dt)
@@ -146,8 +129,8 @@ def test_conv_non_contiguous_device_and_converted_inputs(cuda_be, dt, kind):
     host inputs of another dtype: converted as the reference converts them."""
     be = cuda_be
     rng = np.random.default_rng(2)
-    x, kernel, geo = _conv_case(("", 2, 6, 5, 4, 3, 3, 4, 2, 1, 1, 2), dt, rng)
-    dy = _dy_for(x, kernel, geo, rng)
+    x, kernel, geo = conv_case(("", 2, 6, 5, 4, 3, 3, 4, 2, 1, 1, 2), dt, rng)
+    dy = dy_for(x, kernel, geo, rng)
     bias = rng.standard_normal(4)
     want_y = REFERENCE.conv2d_forward(x, kernel, bias, activation="tanh", **geo)
     want_dx = REFERENCE.conv2d_backward_input(dy, kernel, x.shape, **geo)
@@ -180,17 +163,17 @@ def test_conv_non_contiguous_device_and_converted_inputs(cuda_be, dt, kind):
 def test_conv_extreme_values(cuda_be, dt):
     """Huge and tiny magnitudes, infinities and NaN propagate as in the reference."""
     rng = np.random.default_rng(3)
-    x, kernel, geo = _conv_case(("", 2, 4, 4, 3, 3, 3, 4, 1, 1, 1, 1), dt, rng)
+    x, kernel, geo = conv_case(("", 2, 4, 4, 3, 3, 3, 4, 1, 1, 1, 1), dt, rng)
     big = np.finfo(dt).max ** 0.5 / 64
     for scale in (big, 1 / big):
         xs = (x * scale).astype(dt)
         check(cuda_be, "conv2d_forward", [xs, kernel], dict(geo, activation="sigmoid"), dt)
-        dy = _dy_for(xs, kernel, geo, rng)
+        dy = dy_for(xs, kernel, geo, rng)
         check(cuda_be, "conv2d_backward_kernel", [xs, dy, kernel.shape], dict(geo), dt)
     xs = x.copy()
     xs[0, 1, 2, 0], xs[1, 3, 3, 2], xs[1, 0, 0, 1] = np.inf, -np.inf, np.nan
     check(cuda_be, "conv2d_forward", [xs, kernel], dict(geo), dt)
-    dy = _dy_for(x, kernel, geo, rng)
+    dy = dy_for(x, kernel, geo, rng)
     dy[1, 2, 2, 3] = np.inf
     check(cuda_be, "conv2d_backward_input", [dy, kernel, x.shape], dict(geo), dt)
 
@@ -198,7 +181,7 @@ def test_conv_extreme_values(cuda_be, dt):
 def test_conv_out_buffers_are_device_arrays_filled_in_place(cuda_be):
     be = cuda_be
     rng = np.random.default_rng(4)
-    x, kernel, geo = _conv_case(("", 2, 5, 5, 2, 3, 3, 3, 1, 1, 1, 1), np.float32, rng)
+    x, kernel, geo = conv_case(("", 2, 5, 5, 2, 3, 3, 3, 1, 1, 1, 1), np.float32, rng)
     out = be.empty((2, 5, 5, 3), np.float32)
     assert be.conv2d_forward(x, kernel, out=out, **geo) is out
     assert_close(be.to_numpy(out), REFERENCE.conv2d_forward(x, kernel, **geo), np.float32)
@@ -221,7 +204,7 @@ def _pool_case(case, dt, rng, ties=False):
         x = rng.integers(-2, 2, (n, h, w, c)).astype(dt)
     else:
         x = rng.standard_normal((n, h, w, c)).astype(dt)
-    return x, dict(pool_size=pool, strides=strides, padding=_pad(padding))
+    return x, dict(pool_size=pool, strides=strides, padding=pad_pair(padding))
 
 
 def _check_pool(be, x, geo, mode, dt, rng, index_kind=None):
