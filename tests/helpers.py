@@ -432,3 +432,16 @@ def raises_naming(exc, text):
     in which ``[`` and ``]`` are literal (argument names like ``outs[1]``)."""
     import pytest
     return pytest.raises(exc, match=text.replace("[", r"\[").replace("]", r"\]"))
+
+
+def assert_grads_match_fd(loss, weights, grads, x=None, dx=None, rtol=1e-6, atol=1e-8,
+                          eps=1e-6):
+    """Each weight's ``grads`` entry (and ``dx``, the gradient w.r.t. the array ``x``)
+    equals central finite differences of the scalar ``loss()`` (weights perturbed in
+    place through their values, float64)."""
+    for w, g in zip(weights, grads):
+        np.testing.assert_allclose(g, numerical_grad(loss, w.value, eps), rtol=rtol,
+                                   atol=atol, err_msg=w.path)
+    if x is not None:
+        np.testing.assert_allclose(dx, numerical_grad(loss, x, eps), rtol=rtol, atol=atol,
+                                   err_msg="input")

@@ -7,7 +7,7 @@ import pynn
 from pynn import layers as L
 from pynn.models import Model, Sequential, load_model
 
-from helpers import import_keras
+from helpers import assert_grads_match_fd, import_keras
 
 CELLS = ("SimpleRNN", "LSTM", "GRU")
 MODES = ("concat", "sum", "mul", "ave", None)
@@ -97,25 +97,7 @@ def test_gradients_equal_finite_differences(cell, merge_mode, return_sequences, 
 
     _, dx = _loss_and_grads(layer, x, mask, ws)
     grads = [w.grad.copy() for w in layer.weights]
-    eps = 1e-6
-    for w, g in zip(layer.weights, grads):
-        base = w.numpy()
-        fd = np.zeros_like(base)
-        for i in np.ndindex(base.shape):
-            for sign in (1, -1):
-                v = base.copy()
-                v[i] += sign * eps
-                w.assign(v)
-                fd[i] += sign * loss() / (2 * eps)
-        w.assign(base)
-        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8, err_msg=w.path)
-    fdx = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        for sign in (1, -1):
-            xp = x.copy()
-            xp[i] += sign * eps
-            fdx[i] += sign * loss(xp) / (2 * eps)
-    np.testing.assert_allclose(dx, fdx, rtol=1e-6, atol=1e-8)
+    assert_grads_match_fd(loss, layer.weights, grads, x, dx, rtol=1e-6, atol=1e-8)
 
 
 def _stack(i, cell="LSTM"):

@@ -9,6 +9,8 @@ from pynn import layers as L
 from pynn import ops
 from pynn.models import Model, Sequential, load_model
 
+from helpers import assert_grads_match_fd
+
 
 class Linear(L.Layer):
     """The keras-io "Making new layers" guide's Linear layer, plus a ReLU."""
@@ -98,25 +100,7 @@ def test_gradients_through_custom_layers_equal_finite_differences(f64):
         return float(np.sum(m.predict(xx, verbose=0) * w_out))
 
     np.testing.assert_allclose(float(np.sum(out * w_out)), loss())
-    eps = 1e-6
-    for w, g in zip(m.weights, grads):
-        base = w.numpy()
-        fd = np.zeros_like(base)
-        for i in np.ndindex(base.shape):
-            for sign in (1, -1):
-                v = base.copy()
-                v[i] += sign * eps
-                w.assign(v)
-                fd[i] += sign * loss() / (2 * eps)
-        w.assign(base)
-        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9, err_msg=w.path)
-    fdx = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        for sign in (1, -1):
-            xp = x.copy()
-            xp[i] += sign * eps
-            fdx[i] += sign * loss(xp) / (2 * eps)
-    np.testing.assert_allclose(dx, fdx, rtol=1e-6, atol=1e-9)
+    assert_grads_match_fd(loss, m.weights, grads, x, dx, rtol=1e-6, atol=1e-9)
 
 
 def test_functional_graph_traces_output_shapes():

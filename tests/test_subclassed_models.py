@@ -9,6 +9,8 @@ from pynn import layers as L
 from pynn import ops
 from pynn.models import Sequential
 
+from helpers import assert_grads_match_fd
+
 
 class MLP(pynn.Model):
     """The seed tutorial's PyTorch-style network: two Dense layers, ReLU between."""
@@ -108,18 +110,7 @@ def test_gradient_tape_equals_finite_differences(f64):
         loss = ops.mean(ops.square(extra(m(x, training=True)) - y) * 0.5)
     weights = m.trainable_weights + extra.trainable_weights
     grads = tape.gradient(loss, weights)
-    eps = 1e-6
-    for w, g in zip(weights, grads):
-        base = w.numpy()
-        fd = np.zeros_like(base)
-        for i in np.ndindex(base.shape):
-            for sign in (1, -1):
-                v = base.copy()
-                v[i] += sign * eps
-                w.assign(v)
-                fd[i] += sign * loss_value() / (2 * eps)
-        w.assign(base)
-        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-10, err_msg=w.path)
+    assert_grads_match_fd(loss_value, weights, grads, rtol=1e-6, atol=1e-10)
 
 
 def test_errors():

@@ -8,7 +8,7 @@ import pynn
 from pynn import layers as L
 from pynn.models import Model, Sequential, load_model
 
-from helpers import import_keras
+from helpers import assert_grads_match_fd, import_keras
 
 
 @pytest.mark.parametrize("make, shape", [
@@ -63,25 +63,7 @@ def test_gradients_equal_finite_differences():
     def loss(xx=x):
         return float(np.sum(layer(xx) * w_out))
 
-    eps = 1e-6
-    for w, g in zip(layer.weights, grads):
-        base = w.numpy()
-        fd = np.zeros_like(base)
-        for i in np.ndindex(base.shape):
-            for sign in (1, -1):
-                v = base.copy()
-                v[i] += sign * eps
-                w.assign(v)
-                fd[i] += sign * loss() / (2 * eps)
-        w.assign(base)
-        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
-    fdx = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        for sign in (1, -1):
-            xp = x.copy()
-            xp[i] += sign * eps
-            fdx[i] += sign * loss(xp) / (2 * eps)
-    np.testing.assert_allclose(dx, fdx, rtol=1e-6, atol=1e-9)
+    assert_grads_match_fd(loss, layer.weights, grads, x, dx, rtol=1e-6, atol=1e-9)
 
 
 def test_trains_in_sequential_saves_and_loads(tmp_path):

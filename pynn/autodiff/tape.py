@@ -6,7 +6,7 @@ import contextvars
 import numpy as np
 
 __all__ = ["Tensor", "Tape", "gradients", "is_tensor", "unwrap", "as_input", "record",
-           "active_tape", "NonDifferentiableError"]
+           "active_tape", "install_operators", "NonDifferentiableError"]
 
 _TAPE = contextvars.ContextVar("pynn_tape", default=None)
 
@@ -23,7 +23,6 @@ class Tensor:
     ``.T`` and ``numpy()``; the math functions are in :mod:`pynn.ops`."""
 
     __slots__ = ("value", "tape", "index", "__weakref__")
-    __array_priority__ = 1000  # numpy defers to our operators
 
     def __init__(self, value, tape=None, index=None):
         self.value = value
@@ -70,32 +69,39 @@ class Tensor:
         return id(self)
 
 
-def _binary(name, reflected=False):
-    def method(self, other):
-        from . import numpy_ops
-        fn = getattr(numpy_ops, name)
-        return fn(other, self) if reflected else fn(self, other)
-    return method
+#: Python operator -> the pynn.ops function it means
+_OPERATORS = (("add", "add"), ("sub", "subtract"), ("mul", "multiply"), ("truediv", "divide"),
+              ("matmul", "matmul"), ("pow", "power"))
 
 
-for _op, _fn in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
-                 ("truediv", "divide"), ("matmul", "matmul"), ("pow", "power")):
-    setattr(Tensor, f"__{_op}__", _binary(_fn))
-    setattr(Tensor, f"__r{_op}__", _binary(_fn, reflected=True))
-for _op, _fn in (("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
-                 ("ge", "greater_equal")):
-    setattr(Tensor, f"__{_op}__", _binary(_fn))
+def install_operators(cls, comparisons=False):
+    """Give ``cls`` NumPy's arithmetic operators as calls of :mod:`.numpy_ops` (for
+    tensors, layer weights and symbolic tensors alike)."""
+    def binary(fn_name, reflected):
+        def method(self, other):
+            from . import numpy_ops
+            fn = getattr(numpy_ops, fn_name)
+            return fn(other, self) if reflected else fn(self, other)
+        return method
+
+    def unary(fn_name):
+        def method(self):
+            from . import numpy_ops
+            return getattr(numpy_ops, fn_name)(self)
+        return method
+
+    pairs = _OPERATORS + ((("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
+                           ("ge", "greater_equal")) if comparisons else ())
+    for op, fn_name in pairs:
+        setattr(cls, f"__{op}__", binary(fn_name, False))
+        if (op, fn_name) in _OPERATORS:
+            setattr(cls, f"__r{op}__", binary(fn_name, True))
+    cls.__neg__ = unary("negative")
+    cls.__abs__ = unary("absolute")
+    cls.__array_priority__ = 1000  # NumPy defers to these operators
 
 
-def _unary(name):
-    def method(self):
-        from . import numpy_ops
-        return getattr(numpy_ops, name)(self)
-    return method
-
-
-Tensor.__neg__ = _unary("negative")
-Tensor.__abs__ = _unary("absolute")
+install_operators(Tensor, comparisons=True)
 
 
 def is_tensor(x):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["weight_groups", "write_weights", "read_weights"]
+__all__ = ["weight_groups", "write_weights", "read_weights", "hard_dataset"]
 
 
 def _join(*parts):
@@ -71,19 +71,26 @@ def write_weights(model, f):
             grp.create_dataset(str(i), data=w.numpy())
 
 
-def _dataset(h5py, grp, key, where, bad):
-    link = grp.get(key, getlink=True)
-    if link is None:
-        raise bad(f"{where}: missing dataset {key!r}")
-    if not isinstance(link, h5py.HardLink):
-        raise bad(f"{where}/{key}: a {type(link).__name__} (links to other objects or "
-                  f"files are refused)")
-    ds = grp[key]
-    if not isinstance(ds, h5py.Dataset):
-        raise bad(f"{where}/{key}: not a dataset")
-    if ds.is_virtual or ds.external:
-        raise bad(f"{where}/{key}: virtual or external-storage datasets are refused")
-    return ds
+def hard_dataset(h5py, grp, path, bad):
+    """The dataset at the relative ``path`` under ``grp``, refusing anything but plain
+    data reached through hard links (no soft or external links, no virtual or
+    external-storage datasets: nothing outside the file is read)."""
+    node = grp
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts):
+        link = node.get(part, getlink=True)
+        where = f"{grp.name.rstrip('/')}/{'/'.join(parts[:i + 1])}"
+        if link is None:
+            raise bad(f"missing {where!r}")
+        if not isinstance(link, h5py.HardLink):
+            raise bad(f"{where} is a {type(link).__name__} (links to other objects or files "
+                      f"are refused)")
+        node = node[part]
+    if not isinstance(node, h5py.Dataset):
+        raise bad(f"{grp.name}/{path} is not a dataset")
+    if node.is_virtual or node.external:
+        raise bad(f"{grp.name}/{path}: virtual or external-storage datasets are refused")
+    return node
 
 
 def read_weights(model, f, bad):
@@ -109,7 +116,7 @@ def read_weights(model, f, bad):
                       f"{sorted(want, key=int)} for its weights "
                       f"{[w.name for w in weights]}")
         for i, w in enumerate(weights):
-            ds = _dataset(h5py, grp, str(i), path, bad)
+            ds = hard_dataset(h5py, grp, str(i), bad)
             if tuple(ds.shape) != tuple(w.shape):
                 raise bad(f"{path}/{i} (weight {w.path!r}) has shape {tuple(ds.shape)}, the "
                           f"model expects {tuple(w.shape)}")

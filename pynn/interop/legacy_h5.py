@@ -20,6 +20,7 @@ import numpy as np
 
 from .._files import replace_atomically
 from . import keras_config
+from .keras_weights import hard_dataset
 from .keras_archive import KERAS_VERSION, _guarded, _h5py, _open, keras_model_config
 
 __all__ = ["save_legacy_h5", "load_legacy_h5", "load_legacy_weights", "read_legacy_weights",
@@ -121,25 +122,6 @@ def save_legacy_h5(model, filepath, overwrite=True):
 # ---------------------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------------------
-def _hard_path(h5py, grp, path, bad):
-    """The dataset at the relative ``path`` under ``grp``, every step a hard link."""
-    node = grp
-    parts = [p for p in path.split("/") if p]
-    for i, part in enumerate(parts):
-        link = node.get(part, getlink=True)
-        if link is None:
-            raise bad(f"missing {'/'.join(parts[:i + 1])!r} under {grp.name!r}")
-        if not isinstance(link, h5py.HardLink):
-            raise bad(f"{grp.name}/{'/'.join(parts[:i + 1])} is a {type(link).__name__} "
-                      f"(links to other objects or files are refused)")
-        node = node[part]
-    if not isinstance(node, h5py.Dataset):
-        raise bad(f"{grp.name}/{path} is not a dataset")
-    if node.is_virtual or node.external:
-        raise bad(f"{grp.name}/{path}: virtual or external-storage datasets are refused")
-    return node
-
-
 def read_legacy_weights(model, grp, bad):
     """Values for ``model.weights`` from a legacy weights group (layers matched in order,
     counting only layers with weights)."""
@@ -164,7 +146,7 @@ def read_legacy_weights(model, grp, bad):
             raise bad(f"layer group {gname!r} holds {len(wnames)} weights, layer "
                       f"{layer.name!r} has {len(layer.weights)}")
         for w, wn in zip(layer.weights, wnames):
-            ds = _hard_path(h5py, grp[gname], wn, bad)
+            ds = hard_dataset(h5py, grp[gname], wn, bad)
             if tuple(ds.shape) != tuple(w.shape):
                 raise bad(f"{gname}/{wn} has shape {tuple(ds.shape)}, weight {w.path!r} of "
                           f"the model has {tuple(w.shape)}")

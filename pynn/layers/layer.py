@@ -33,7 +33,7 @@ from ..backends import get_backend
 from .context import CallContext
 from .node import KerasTensor, Node, flatten_structure, pack_structure
 from . import custom_call
-from ..autodiff.tape import Tensor
+from ..autodiff.tape import Tensor, install_operators
 
 __all__ = ["Layer", "Weight", "WeightViews", "clear_session", "auto_name", "weights_changed",
            "check_input", "rows", "assign_all"]
@@ -234,20 +234,7 @@ def assign_all(weights, values, owner):
         w.assign(v)
 
 
-def _weight_operator(name, reflected=False):
-    def method(self, other):
-        from ..autodiff import numpy_ops
-        fn = getattr(numpy_ops, name)
-        return fn(other, self) if reflected else fn(self, other)
-    return method
-
-
-for _op, _fn in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
-                 ("truediv", "divide"), ("matmul", "matmul"), ("pow", "power")):
-    setattr(Weight, f"__{_op}__", _weight_operator(_fn))
-    setattr(Weight, f"__r{_op}__", _weight_operator(_fn, reflected=True))
-Weight.__neg__ = lambda self: _weight_operator("multiply")(self, -1.0)
-Weight.__array_priority__ = 1000
+install_operators(Weight)
 
 
 def _pynn_weight_args(name, shape, initializer="glorot_uniform", regularizer=None,

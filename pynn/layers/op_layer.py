@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from ..autodiff import numpy_ops
+from ..autodiff.tape import install_operators
 from .layer import Layer
 from .node import KerasTensor
 
@@ -90,18 +91,7 @@ def symbolic_op(name, op, args, kwargs):
 numpy_ops.SYMBOLIC_HOOK[0] = symbolic_op
 
 
-def _operator(name, reflected=False):
-    def method(self, other):
-        fn = getattr(numpy_ops, name)
-        return fn(other, self) if reflected else fn(self, other)
-    return method
-
-
-for _op, _fn in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
-                 ("truediv", "divide"), ("matmul", "matmul"), ("pow", "power")):
-    setattr(KerasTensor, f"__{_op}__", _operator(_fn))
-    setattr(KerasTensor, f"__r{_op}__", _operator(_fn, reflected=True))
-KerasTensor.__neg__ = lambda self: numpy_ops.negative(self)
+install_operators(KerasTensor)
 KerasTensor.__getitem__ = lambda self, key: numpy_ops.take_index(self, key)
 KerasTensor.T = property(lambda self: numpy_ops.transpose(self))
 KerasTensor._pynn_symbolic = True
