@@ -26,8 +26,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from pynn_math cimport (ACT_LINEAR, ACT_SIGMOID, ACT_TANH, COLSUM_BLOCK, act_forward_flat,
-                       act_grad_scalar)
+from pynn_math cimport (ACT_LINEAR, ACT_SIGMOID, ACT_TANH, act_forward_flat, act_grad_scalar,
+                       column_sums_strided)
 
 
 cdef extern from "vec_math.h" nogil:
@@ -476,24 +476,6 @@ cdef _check_rnn(str fn, int cell, bint reset_after, Py_ssize_t n, Py_ssize_t T,
         raise ValueError(f"{fn}: gates must have {w} * units = {w * u} columns, got {W}")
 
 
-cdef void column_sums64(const floating* a, Py_ssize_t rows, Py_ssize_t lda, Py_ssize_t cols,
-                        floating* out) noexcept nogil:
-    """``out[j] = sum_r a[r * lda + j]`` accumulated in float64, row by row over blocks of
-    columns (so the reads of each row stay contiguous)."""
-    cdef double acc[COLSUM_BLOCK]
-    cdef Py_ssize_t r, j, j0 = 0, jn
-    while j0 < cols:
-        jn = min(<Py_ssize_t>COLSUM_BLOCK, cols - j0)
-        for j in range(jn):
-            acc[j] = 0
-        for r in range(rows):
-            for j in range(jn):
-                acc[j] += a[r * lda + j0 + j]
-        for j in range(jn):
-            out[j0 + j] = <floating>acc[j]
-        j0 += jn
-
-
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not None,
@@ -621,12 +603,12 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
                         &hprev[0, 0, 0], &gates[0, 0, 0], &dgates[0, 0, 0], &dkernel[0, 0],
                         &drk[0, 0], &dx[0, 0, 0] if has_dx else NULL)
         if has_dbias and cell == CELL_GRU:
-            column_sums64(&dgates[0, 0, 0], N, W, 2 * u, &dbias_in[0])
-            column_sums64(&dgates[0, 0, 3 * u], N, W, u, &dbias_in[2 * u])
+            column_sums_strided(&dgates[0, 0, 0], W, &dbias_in[0], N, 2 * u)
+            column_sums_strided(&dgates[0, 0, 3 * u], W, &dbias_in[2 * u], N, u)
             if reset_after:
-                column_sums64(&dgates[0, 0, 0], N, W, 3 * u, &dbias_rec[0])
+                column_sums_strided(&dgates[0, 0, 0], W, &dbias_rec[0], N, 3 * u)
         elif has_dbias:
-            column_sums64(&dgates[0, 0, 0], N, W, G, &dbias_in[0])
+            column_sums_strided(&dgates[0, 0, 0], W, &dbias_in[0], N, G)
 
 
 @cython.boundscheck(False)
