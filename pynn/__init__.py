@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import (activations, backends, callbacks, datasets, initializers, layers, losses,
+from . import (activations, backends, callbacks, datasets, export, initializers, layers, losses,
                metrics, models, ops, optimizers, preprocessing, regularizers, saving,
                trainers, utils)
 from ._config import floatx, set_floatx, set_seed

@@ -1,6 +1,11 @@
 """Saving and loading models: a zip of ``config.json`` + ``weights.npz``, never pickled.
 
-Model files (``.pynn``, or ``.keras`` so Keras code runs unchanged) hold
+``.keras`` and ``.weights.h5`` paths are Keras 3's formats (written and read by
+:mod:`pynn.interop.keras_archive`, which Keras itself reads and writes);
+:func:`load_model` and :func:`load_weights` recognise a file by its content, so
+``.keras`` files pynn wrote before it wrote Keras's format still load.
+
+pynn's own model files (``.pynn``) hold
 
 * ``config.json``: ``format`` (``'pynn.model'``), ``format_version``, the model
   config (:meth:`Sequential.get_config`), the compile config, the model
@@ -9,9 +14,8 @@ Model files (``.pynn``, or ``.keras`` so Keras code runs unchanged) hold
 * ``weights.npz``: the weights (and the optimizer state, when built), read back
   with ``numpy.load(allow_pickle=False)``.
 
-Weights-only files (:func:`save_weights`, ``*.weights.npz`` or ``*.weights.h5``;
-the latter name is accepted for Keras code but the content is this zip, not HDF5)
-hold ``weights.json`` + ``weights.npz`` the same way.
+pynn's weights-only files (:func:`save_weights`, ``*.weights.npz``) hold
+``weights.json`` + ``weights.npz`` the same way.
 
 Files are written to a temporary file in the target directory and moved into
 place with ``os.replace``, so a reader never sees a half-written file; saving
@@ -120,9 +124,13 @@ def _weight_entries(model):
 def save_model(model, filepath, overwrite=True):
     """Save ``model`` (architecture, weights, compile config, optimizer state) to ``filepath``.
 
-    ``filepath`` must end in ``.pynn`` or ``.keras``.
+    ``filepath`` must end in ``.pynn`` (pynn's format) or ``.keras`` (Keras 3's format,
+    :mod:`pynn.interop.keras_archive`, which Keras reads).
     """
     filepath = _check_suffix(filepath, MODEL_SUFFIXES, "saving a model")
+    if filepath.endswith(".keras"):
+        from .interop.keras_archive import save_keras_model
+        return save_keras_model(model, filepath, overwrite=overwrite)
     entries = _weight_entries(model)
     arrays = {k: a for k, _, a in entries}
     opt_specs = []
@@ -160,8 +168,12 @@ def save_model(model, filepath, overwrite=True):
 
 
 def save_weights(model, filepath, overwrite=True):
-    """Save only the weights; ``filepath`` must end in ``.weights.npz`` or ``.weights.h5``."""
+    """Save only the weights; ``filepath`` must end in ``.weights.npz`` (pynn's format) or
+    ``.weights.h5`` (Keras 3's HDF5 layout, which Keras reads)."""
     filepath = _check_suffix(filepath, WEIGHTS_SUFFIXES, "saving weights")
+    if filepath.endswith(".weights.h5"):
+        from .interop.keras_archive import save_keras_weights
+        return save_keras_weights(model, filepath, overwrite=overwrite)
     entries = _weight_entries(model)
     data = _npz_bytes({k: a for k, _, a in entries})
     config = {"format": WEIGHTS_FORMAT_NAME, "format_version": FORMAT_VERSION,
@@ -507,6 +519,9 @@ def load_model(filepath, custom_objects=None, compile=True):
 
     ``custom_objects`` maps class names to custom layer classes.
     """
+    if _sniff(filepath) == "keras":
+        from .interop.keras_archive import load_keras_model
+        return load_keras_model(filepath, custom_objects=custom_objects, compile=compile)
     config, arrays = _read_archive(filepath, _CONFIG, FORMAT_NAME)
     try:
         return _model_from_archive(filepath, config, arrays, custom_objects, compile)
@@ -516,6 +531,28 @@ def load_model(filepath, custom_objects=None, compile=True):
         # a config that passed the format checks but does not describe a valid model
         raise ValueError(f"{os.fspath(filepath)!r}: invalid model config "
                          f"({type(exc).__name__}: {exc})") from None
+
+
+def _sniff(filepath):
+    """``"keras"`` (a Keras 3 archive), ``"hdf5"``, or ``"pynn"`` (anything else, checked
+    by the pynn reader) for the regular file ``filepath``; reads only the zip directory
+    or the first bytes."""
+    try:
+        f = open_regular(os.fspath(filepath))
+    except (OSError, NotRegularFileError):
+        return "pynn"  # the pynn reader gives the precise error
+    with f:
+        head = f.read(8)
+        if head == b"\x89HDF\r\n\x1a\n":
+            return "hdf5"
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as zf:
+                names = set(zf.namelist())
+        except (zipfile.BadZipFile, *_DAMAGE, OSError):
+            return "pynn"
+    from .interop.keras_archive import is_keras_archive
+    return "keras" if is_keras_archive(names) and "weights.npz" not in names else "pynn"
 
 
 def _model_class(filepath, mcfg, custom_objects):
@@ -568,6 +605,13 @@ def _model_from_archive(filepath, config, arrays, custom_objects, compile):
 def load_weights(model, filepath):
     """Set ``model``'s weights from a weights file or a full model file."""
     path = os.fspath(filepath)
+    kind = _sniff(path)
+    if kind in ("keras", "hdf5"):
+        from .interop.keras_archive import load_keras_model, load_keras_weights
+        if kind == "hdf5":
+            return load_keras_weights(model, path)
+        model.set_weights(load_keras_model(path, compile=False).get_weights())
+        return None
     if path.endswith(MODEL_SUFFIXES):
         config, arrays = _read_archive(path, _CONFIG, FORMAT_NAME)
     else:

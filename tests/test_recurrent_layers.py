@@ -243,10 +243,17 @@ def test_bad_input_recurrent():
     with pytest.raises(ValueError, match=r"the mask must have shape \(batch, timesteps\) = "
                                          r"\(2, 4\) for inputs of shape \(2, 4, 5\)"):
         layer(np.zeros((2, 4, 5)), mask=np.ones((2, 5), bool))
-    with pytest.raises(ValueError, match=r"dropout=0.2 is not supported"):
-        LSTM(3, dropout=0.2)
-    with pytest.raises(ValueError, match=r"stateful=True is not supported"):
-        GRU(3, stateful=True)
+    with pytest.raises(ValueError, match=r"recurrent_dropout=0.2 is not supported"):
+        LSTM(3, recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match=r"`dropout` must be a float"):
+        LSTM(3, dropout="a lot")
+    stateful = GRU(3, stateful=True, name="gru_s")
+    stateful(np.zeros((2, 4, 5)))
+    with pytest.raises(ValueError, match=r"'gru_s' is stateful with batch size 2 \(states of "
+                                         r"shape \(2, 3\)\), but got a batch of 3"):
+        stateful(np.zeros((3, 4, 5)))
+    with pytest.raises(AttributeError, match="must be stateful"):
+        layer.reset_states()
     with pytest.raises(ValueError, match=r"invalid value for argument `units`"):
         SimpleRNN(0)
 
@@ -315,3 +322,27 @@ def test_recurrent_layer_without_weight_gradients_still_passes_input_gradients()
         w.grad = None
     layer.forward(ctx, x)
     np.testing.assert_array_equal(layer.backward(ctx, np.ones((2, 3))), want)
+
+
+def test_variable_length_input_trains_predicts_and_saves(tmp_path):
+    """``Input((None,))``: one model takes batches of any sequence length (the keras-io
+    IMDB classifier's input), including a multi-output layer whose states get no
+    gradient and a second input that gets none."""
+    from pynn.layers import Bidirectional, GlobalAveragePooling1D, concatenate
+    rng = np.random.default_rng(0)
+    ids = Input((None,), dtype="int32")
+    side = Input((None, 2))
+    h = Bidirectional(LSTM(4, return_sequences=True))(Embedding(30, 5, mask_zero=True)(ids))
+    out, state_h, state_c = LSTM(3, return_state=True)(h)
+    o = Dense(1, activation="sigmoid")(concatenate([out, GlobalAveragePooling1D()(side)]))
+    m = Model([ids, side], o)
+    m.compile("adam", "binary_crossentropy")
+    y = rng.integers(0, 2, (8, 1)).astype(np.float32)
+    for t in (7, 3, 12):
+        m.fit([rng.integers(0, 30, (8, t)), rng.random((8, t + 1, 2))], y, verbose=0)
+    x = [rng.integers(0, 30, (4, 9)), rng.random((4, 2, 2))]
+    assert m.predict(x, verbose=0).shape == (4, 1)
+    m.save(tmp_path / "var.keras")
+    back = load_model(tmp_path / "var.keras")
+    assert back.inputs[0].shape == (None, None)
+    np.testing.assert_allclose(back.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)

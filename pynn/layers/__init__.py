@@ -9,6 +9,7 @@ from .activations import Activation, LeakyReLU, Softmax
 from .context import CallContext
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Embedding, Masking
+from .core.wrapper import Wrapper
 from .input_layer import Input, InputLayer
 from .layer import Layer, Weight, clear_session
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,
@@ -19,7 +20,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                       MaxPooling1D, MaxPooling2D)
 from .regularization import Dropout, SpatialDropout1D, SpatialDropout2D
-from .rnn import GRU, LSTM, SimpleRNN
+from .rnn import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from .reshaping import (Cropping1D, Cropping2D, Flatten, Reshape, UpSampling1D, UpSampling2D,
                         ZeroPadding1D, ZeroPadding2D)
 from .serialization import deserialize, get, register, serialize
@@ -31,7 +32,7 @@ register(Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxP
          GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, Reshape,
          ZeroPadding1D, ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D,
          SpatialDropout1D, SpatialDropout2D, Masking)
-register(Embedding, SimpleRNN, LSTM, GRU)
+register(Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed)
 
 __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input", "Dense",
            "Masking",
@@ -44,4 +45,5 @@ __all__ = ["Layer", "Weight", "CallContext", "KerasTensor", "InputLayer", "Input
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "UpSampling1D", "UpSampling2D", "SpatialDropout1D", "SpatialDropout2D",
-           "Embedding", "SimpleRNN", "LSTM", "GRU"]
+           "Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional",
+           "TimeDistributed", "Wrapper"]

@@ -44,9 +44,6 @@ class InputLayer(Layer):
         if shape is None:
             raise ValueError("InputLayer: `shape` is required, e.g. Input(shape=(784,))")
         shape = shape_tuple(shape, "InputLayer: shape")
-        if any(s is None for s in shape):
-            raise ValueError(f"InputLayer: every dimension of one sample must be known, "
-                             f"got shape={shape}")
         if batch_size is not None and (isinstance(batch_size, bool)
                                        or not isinstance(batch_size, (int, np.integer))
                                        or batch_size <= 0):

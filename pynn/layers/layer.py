@@ -78,11 +78,12 @@ def shape_tuple(shape, what):
     return out
 
 
-def _batchless(shape):
-    """``shape`` (a tuple, or a list of tuples) with the batch axis set to ``None``."""
+def _batchless(shape, free=()):
+    """``shape`` (a tuple, or a list of tuples) with the batch axis, and the axes in
+    ``free`` (of the first tensor of a list), set to ``None``."""
     if isinstance(shape, list):
-        return [_batchless(s) for s in shape]
-    return (None,) + tuple(shape)[1:]
+        return [_batchless(s, free if i == 0 else ()) for i, s in enumerate(shape)]
+    return tuple(None if a == 0 or a in free else d for a, d in enumerate(shape))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +300,9 @@ class Layer(WeightViews):
 
     #: Activation the layer ends in (for the fused softmax/sigmoid + loss path).
     output_activation = None
+    #: Axes whose size may change from call to call (a sequence layer's time axis): the
+    #: recorded input shape has ``None`` there.
+    _free_axes = ()
     #: Whether the layer passes masks on (see :mod:`pynn.layers.masking_rules`); as in
     #: Keras, True by default for layers that override :meth:`compute_mask`.
     _supports_masking = None
@@ -331,6 +335,9 @@ class Layer(WeightViews):
         self.input_shape = None
         self.output_shape = None
         self._weights = []
+        #: layers this layer runs inside its own call (a wrapper's wrapped layer): their
+        #: weights are this layer's too, and they follow its backend, dtype and flags
+        self._sublayers = ()
         self._backend = None
         self._rng = None
         self._inbound_nodes = []
@@ -343,6 +350,8 @@ class Layer(WeightViews):
     @trainable.setter
     def trainable(self, value):
         self._trainable = bool(value)
+        for sub in self._sublayers:
+            sub.trainable = value
         weights_changed()
 
     @property
@@ -357,8 +366,12 @@ class Layer(WeightViews):
 
     @property
     def weights(self):
-        """All weights, in creation order (Keras's ``get_weights`` order)."""
-        return list(self._weights)
+        """All weights, in creation order (Keras's ``get_weights`` order), then those of
+        the sublayers in order."""
+        out = list(self._weights)
+        for sub in self._sublayers:
+            out.extend(sub.weights)
+        return out
 
     @property
     def losses(self):
@@ -402,6 +415,8 @@ class Layer(WeightViews):
                 raise ValueError(f"Layer {self.name!r} is built with dtype {self._dtype!r}; "
                                  f"it cannot join a {np.dtype(dtype).name!r} model")
             self._dtype = np.dtype(dtype).name
+        for sub in self._sublayers:
+            sub._attach(backend, rng, dtype)
 
     def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None,
                    trainable=True):
@@ -440,7 +455,7 @@ class Layer(WeightViews):
 
     def _build_for(self, input_shape):
         """Build (once) and record input/output shapes; checks a rebuilt layer's shape."""
-        input_shape = _batchless(input_shape)
+        input_shape = _batchless(input_shape, self._free_axes)
         if self.built:
             if self.input_shape is not None and self.input_shape != input_shape:
                 raise ValueError(
@@ -450,6 +465,8 @@ class Layer(WeightViews):
         else:
             if self._dtype is None:
                 self._dtype = self.dtype
+            for sub in self._sublayers:
+                sub._dtype = sub._dtype or self._dtype
             self.build(input_shape)
             self.built = True
         self.input_shape = input_shape

@@ -360,6 +360,7 @@ class Functional(Model):
                     if m is not None:
                         masks[id(t)] = m
         ctx.output_mask = [masks.get(id(t)) for t in self._outputs]
+        ctx.saved = vals  # the shapes of this call's tensors, for zero gradients
         return [vals[id(t)] for t in self._outputs]
 
     def _needs(self, input_grad):
@@ -420,7 +421,7 @@ class Functional(Model):
                 dy = []
                 for k, (t, g) in enumerate(zip(node.outputs, gs)):
                     if g is None:
-                        z = ctx.buffer(("zeros", j, k), self._batch_shape(t, gs))
+                        z = ctx.buffer(("zeros", j, k), ctx.saved[id(t)].shape)
                         z.fill(0)
                         dy.append(z)
                     else:
@@ -441,18 +442,12 @@ class Functional(Model):
         for i, t in enumerate(self._inputs):
             g = acc.get(id(t))
             if g is None:
-                n = next(a[0] for a in acc.values()).shape[0] if acc else 0
-                z = ctx.buffer(("zeros_in", i), (n,) + tuple(t.shape[1:]))
+                z = ctx.buffer(("zeros_in", i), ctx.saved[id(t)].shape)
                 z.fill(0)
                 out.append(z)
             else:
                 out.append(g[0])
         return out
-
-    @staticmethod
-    def _batch_shape(t, gs):
-        n = next(g[0].shape[0] for g in gs if g is not None)
-        return (n,) + tuple(t.shape[1:])
 
     # ------------------------------------------------------------------------------------
     # config

@@ -80,6 +80,8 @@ class Model(Trainer, Layer):
             if isinstance(layer, Model):
                 for sub in layer.layers:
                     walk(sub)
+            for sub in layer._sublayers:
+                walk(sub)
 
         for layer in self.layers:
             walk(layer)
@@ -177,7 +179,7 @@ class Model(Trainer, Layer):
         with self._forward_lock():
             xs = data_mod.prepare_inputs(self, inputs)
             if not training:
-                results = self._new_results(xs[0].shape[0])
+                results = self._new_results(xs[0].shape[0], xs)
                 self._predict_into(xs, results)
                 return self._pack_outputs(results)
             be = self._backend
@@ -208,6 +210,13 @@ class Model(Trainer, Layer):
         from ..saving import save_model
         with self._forward_lock():  # between two training steps
             save_model(self, filepath, overwrite=overwrite)
+
+    def export(self, filepath, format="onnx", verbose=True, **kwargs):
+        """Write the model for inference in ``format`` (``"onnx"``; see
+        :mod:`pynn.export`). Keras 3's default format, ``"tf_saved_model"``, needs
+        TensorFlow; pynn writes ONNX."""
+        from ..export import export_model
+        return export_model(self, filepath, format=format, verbose=verbose, **kwargs)
 
     def save_weights(self, filepath, overwrite=True):
         """Write only the weights (see :func:`pynn.saving.save_weights`)."""

@@ -192,8 +192,9 @@ def _targets_for(loss, ya, shape, name):
     targets are checked as rows and given back in the output's sample layout."""
     if len(shape) <= 2:
         return loss.prepare_targets(ya, shape)
-    mid = tuple(shape[1:-1])
-    if tuple(ya.shape[1:1 + len(mid)]) != mid:
+    got = tuple(ya.shape[1:len(shape) - 1])
+    mid = tuple(g if w is None else w for w, g in zip(shape[1:-1], got))
+    if got != mid:
         raise ValueError(f"{name}: targets of shape {ya.shape} do not match the output shape "
                          f"{tuple(shape)}")
     n = ya.shape[0]

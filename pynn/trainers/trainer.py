@@ -653,7 +653,7 @@ class Trainer:
         with lock:
             xs = data_mod.prepare_inputs(self, x)
             n = xs[0].shape[0]
-            results = self._new_results(n)
+            results = self._new_results(n, xs)
         # with nothing listening (no callbacks, verbose=0) no callback machinery is built,
         # and one batch is one call: single-sample predict stays cheap
         if callbacks is None and verbose == 0 and 0 < n <= batch_size:
@@ -748,10 +748,20 @@ class Trainer:
         """Outputs for one batch, as a NumPy array (a list for several outputs)."""
         with self._forward_lock():
             xs = data_mod.prepare_inputs(self, x)
-            results = self._new_results(xs[0].shape[0])
+            results = self._new_results(xs[0].shape[0], xs)
             self._predict_into(xs, results)
         return self._pack_outputs(results)
 
-    def _new_results(self, n):
-        return [np.empty((n,) + tuple(s[1:]), dtype=np.dtype(self._dtype))
-                for s in self._output_shapes()]
+    def _new_results(self, n, xs):
+        """Host arrays for ``n`` samples of every output. An output with axes of unknown
+        size (a model on ``Input((None,))`` returning sequences) takes their sizes from a
+        one-sample run on ``xs``."""
+        shapes = [tuple(s[1:]) for s in self._output_shapes()]
+        if n and any(d is None for s in shapes for d in s):
+            self._sync()
+            be = self._backend
+            outs = self._run_forward(self._root_ctx, [be.asarray(a[:1]) for a in xs], False,
+                                     None)
+            shapes = [tuple(o.shape[1:]) for o in outs]
+        return [np.empty((n,) + tuple(0 if d is None else d for d in s),
+                         dtype=np.dtype(self._dtype)) for s in shapes]

@@ -31,6 +31,8 @@ class Embedding(Layer):
     ``ids != 0`` (Keras's rule) for the layers after it.
     """
 
+    _free_axes = (1,)  # any sequence length
+
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, mask_zero=False, **kwargs):
         if kwargs.pop("input_length", None) is not None:
