@@ -617,10 +617,11 @@ def rnn_products(int cell, bint reset_after, const floating[:, :, ::1] x not Non
                  const floating[:, ::1] kernel not None, const floating[:, ::1] rk not None,
                  const floating[:, :, ::1] hprev not None, floating[:, :, ::1] gates not None,
                  floating[:, :, ::1] dgates not None, floating[:, :, ::1] dx not None,
-                 floating[:, ::1] dkernel not None, floating[:, ::1] drk not None,
+                 bint has_dx, floating[:, ::1] dkernel not None, floating[:, ::1] drk not None,
                  floating[::1] scratch not None, bint forward, bint backward):
     """Only the matrix products of :func:`rnn_forward` (``forward``) and
-    :func:`rnn_backward` (``backward``, with ``dx``), in their order, shapes and strides,
+    :func:`rnn_backward` (``backward``; the input gradient ``dx`` when ``has_dx``, else
+    ``dx`` is empty), in their order, shapes and strides,
     on whatever the arrays hold: the floor the kernels' epilogues add to (``pynn bench
     --rnn``). ``scratch`` holds at least ``n * (G + 3 * units)`` elements."""
     cdef Py_ssize_t n = x.shape[0], T = x.shape[1], d = x.shape[2], u = rk.shape[0]
@@ -632,7 +633,10 @@ def rnn_products(int cell, bint reset_after, const floating[:, :, ::1] x not Non
     _want(fn, "hprev", _s3(hprev.shape), (n, T, u))
     _want(fn, "gates", _s3(gates.shape), (n, T, W))
     _want(fn, "dgates", _s3(dgates.shape), (n, T, W))
-    _want(fn, "dx", _s3(dx.shape), (n, T, d))
+    if has_dx:
+        _want(fn, "dx", _s3(dx.shape), (n, T, d))
+    else:
+        _unused(fn, "dx", dx.shape[0] * dx.shape[1] * dx.shape[2])
     _want(fn, "dkernel", _s2(dkernel.shape), (d, G))
     _want(fn, "drk", _s2(drk.shape), (u, G))
     if scratch.shape[0] < n * (G + 3 * u):
@@ -660,7 +664,7 @@ def rnn_products(int cell, bint reset_after, const floating[:, :, ::1] x not Non
                                    &rk[0, 0], dhn)
             weight_products(cell, reset_after, n * T, d, u, G, W, &x[0, 0, 0], &kernel[0, 0],
                             &hprev[0, 0, 0], &gates[0, 0, 0], &dgates[0, 0, 0],
-                            &dkernel[0, 0], &drk[0, 0], &dx[0, 0, 0])
+                            &dkernel[0, 0], &drk[0, 0], &dx[0, 0, 0] if has_dx else NULL)
 
 
 def epilogue_activation(int code, const floating[::1] x not None,
