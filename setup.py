@@ -58,6 +58,7 @@ extensions = [
         "pynn._ext." + os.path.splitext(os.path.basename(path))[0],
         [path],
         include_dirs=[np.get_include(), "csrc"],
+        depends=sorted(glob.glob("csrc/*.h")),
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -276,7 +276,14 @@ cdef enum:
 cdef inline void column_sums(const floating* d, floating* out, Py_ssize_t n,
                              Py_ssize_t k) noexcept nogil:
     """``out[j] = sum_i d[i, j]`` over row-major ``d`` (n, k), accumulated in float64
-    in blocks of columns (row by row, so the reads stay contiguous)."""
+    (see :func:`column_sums_strided`)."""
+    column_sums_strided(d, k, out, n, k)
+
+
+cdef inline void column_sums_strided(const floating* d, Py_ssize_t ld, floating* out,
+                                     Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """``out[j] = sum_i d[i * ld + j]`` for ``j < k``, accumulated in float64 in blocks
+    of columns (row by row, so the reads stay contiguous)."""
     cdef double acc[COLSUM_BLOCK]
     cdef Py_ssize_t i, j, j0 = 0, jn
     while j0 < k:
@@ -285,7 +292,7 @@ cdef inline void column_sums(const floating* d, floating* out, Py_ssize_t n,
             acc[j] = 0.0
         for i in range(n):
             for j in range(jn):
-                acc[j] += d[i * k + j0 + j]
+                acc[j] += d[i * ld + j0 + j]
         for j in range(jn):
             out[j0 + j] = <floating>acc[j]
         j0 += jn

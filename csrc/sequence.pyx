@@ -7,11 +7,15 @@
   time loop runs here without the GIL. Forward: the input projection of every timestep
   as one BLAS product written into the ``gates`` workspace, then per step the recurrent
   product (accumulated into that step's gate rows, or into ``scratch`` for the GRU's
-  reset-after candidate) and one fused epilogue per row (input bias, activations, cell
-  and state update, mask, output). Backward: per step one fused pass per row for the
-  pre-activation gradients and one product for the state gradient (two for the GRU
-  without ``reset_after``); after the loop the weight and input gradients as a few
-  large products, the bias gradients as float64 column sums.
+  reset-after candidate) and the gate epilogue per row (activations, cell and state
+  update, mask, output). Backward: per step the pre-activation gradients per row and
+  one product for the state gradient (two for the GRU without ``reset_after``); after
+  the loop the weight and input gradients as a few large products, the bias gradients
+  as float64 column sums.
+* The epilogues are short passes over contiguous blocks of ``units`` values with the
+  activation chosen outside each loop, so GCC vectorises them; float32 sigmoid and tanh
+  come from ``vec_math.h`` (polynomials within 3 ulp of libm), float64 keeps libm.
+  ``rnn_products`` runs the products alone, the floor the epilogues add to.
 
 Layouts and workspaces are those of the reference ops (see ``pynn/backends/recurrent.py``);
 the backend wrappers in ``pynn.backends.cython_backend`` validate every argument with the
@@ -22,7 +26,13 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from pynn_math cimport act_grad_scalar, act_scalar
+from pynn_math cimport (ACT_LINEAR, ACT_SIGMOID, ACT_TANH, act_forward_flat, act_grad_scalar,
+                       column_sums_strided)
+
+
+cdef extern from "vec_math.h" nogil:
+    void pynn_vsigmoidf(const float* x, float* out, Py_ssize_t n)
+    void pynn_vtanhf(const float* x, float* out, Py_ssize_t n)
 
 include "blas_select.pxi"
 
@@ -123,6 +133,206 @@ def embedding_backward(const Py_ssize_t[::1] ids not None, const floating[:, ::1
 
 
 # ---------------------------------------------------------------------------
+# the matrix products of the recurrent kernels, shared with rnn_products (the
+# benchmark's "products only" floor). Row-major; ``ld = T * W`` is the row stride of
+# one step's rows in the (n, T, W) gates workspaces.
+# ---------------------------------------------------------------------------
+cdef inline void input_product(Py_ssize_t N, Py_ssize_t d, Py_ssize_t G, Py_ssize_t W,
+                               const floating* x, const floating* kernel,
+                               floating* gates) noexcept nogil:
+    """``gates[:, :G] = x @ kernel`` over all ``N = n * T`` rows."""
+    gemm_rm(False, False, N, G, d, x, d, kernel, G, 0, gates, W)
+
+
+cdef inline void recurrent_product(int cell, bint reset_after, Py_ssize_t n, Py_ssize_t u,
+                                   Py_ssize_t G, Py_ssize_t ld, const floating* h,
+                                   const floating* rk, floating* g,
+                                   floating* rec) noexcept nogil:
+    """One step's ``h @ recurrent_kernel``: added to the step's gate rows ``g``, except
+    for the GRU with ``reset_after`` (written to ``rec (n, 3u)``) and the GRU without
+    it (the z, r columns only; the candidate's product follows the reset)."""
+    if cell == CELL_GRU and reset_after:
+        gemm_rm(False, False, n, G, u, h, u, rk, G, 0, rec, G)
+    elif cell == CELL_GRU:
+        gemm_rm(False, False, n, 2 * u, u, h, u, rk, G, 1, g, ld)
+    else:
+        gemm_rm(False, False, n, G, u, h, u, rk, G, 1, g, ld)
+
+
+cdef inline void reset_product(Py_ssize_t n, Py_ssize_t u, Py_ssize_t G, Py_ssize_t ld,
+                               const floating* rk, floating* g) noexcept nogil:
+    """GRU without ``reset_after``: the candidate block ``g[:, 2u:3u] += (r * h_prev)
+    @ recurrent_kernel[:, 2u:]`` (``r * h_prev`` sits in ``g[:, 3u:]``)."""
+    gemm_rm(False, False, n, u, u, &g[3 * u], ld, &rk[2 * u], G, 1, &g[2 * u], ld)
+
+
+cdef inline void candidate_grad_product(Py_ssize_t n, Py_ssize_t u, Py_ssize_t G,
+                                        Py_ssize_t ld, const floating* dg,
+                                        const floating* rk, floating* drec) noexcept nogil:
+    """GRU without ``reset_after``: ``drec (n, u) = d(candidate) @ rk[:, 2u:].T``."""
+    gemm_rm(False, True, n, u, u, &dg[2 * u], ld, &rk[2 * u], G, 0, drec, u)
+
+
+cdef inline void state_grad_product(int cell, bint reset_after, Py_ssize_t n, Py_ssize_t u,
+                                    Py_ssize_t G, Py_ssize_t ld, const floating* dg,
+                                    const floating* rk, floating* dhn) noexcept nogil:
+    """One step's state gradient ``dhn (n, u) = dgates @ recurrent_kernel.T`` over the
+    recurrent columns (z, r only for the GRU without ``reset_after``)."""
+    cdef Py_ssize_t k = 2 * u if (cell == CELL_GRU and not reset_after) else G
+    gemm_rm(False, True, n, u, k, dg, ld, rk, G, 0, dhn, u)
+
+
+cdef void weight_products(int cell, bint reset_after, Py_ssize_t N, Py_ssize_t d,
+                          Py_ssize_t u, Py_ssize_t G, Py_ssize_t W, const floating* x,
+                          const floating* kernel, const floating* hprev,
+                          const floating* gates, const floating* dgates, floating* dkernel,
+                          floating* drk, floating* dx) noexcept nogil:
+    """After the time loop, over all ``N = n * T`` rows: ``dkernel = x.T @ dgates``,
+    ``drk = hprev.T @ dgates`` and (``dx`` not NULL) ``dx = dgates @ kernel.T``. The
+    GRU's input side reads columns z, r and the input candidate (0:2u, 3u:4u); without
+    ``reset_after`` its candidate's recurrent kernel pairs with ``r * h_prev``."""
+    if cell != CELL_GRU:
+        gemm_rm(True, False, d, G, N, x, d, dgates, W, 0, dkernel, G)
+        gemm_rm(True, False, u, G, N, hprev, u, dgates, W, 0, drk, G)
+        if dx != NULL:
+            gemm_rm(False, True, N, d, G, dgates, W, kernel, G, 0, dx, d)
+        return
+    gemm_rm(True, False, d, 2 * u, N, x, d, dgates, W, 0, dkernel, G)
+    gemm_rm(True, False, d, u, N, x, d, &dgates[3 * u], W, 0, &dkernel[2 * u], G)
+    if reset_after:
+        gemm_rm(True, False, u, 3 * u, N, hprev, u, dgates, W, 0, drk, G)
+    else:
+        gemm_rm(True, False, u, 2 * u, N, hprev, u, dgates, W, 0, drk, G)
+        gemm_rm(True, False, u, u, N, &gates[3 * u], W, &dgates[2 * u], W, 0, &drk[2 * u], G)
+    if dx != NULL:
+        gemm_rm(False, True, N, d, 2 * u, dgates, W, kernel, G, 0, dx, d)
+        gemm_rm(False, True, N, d, u, &dgates[3 * u], W, &kernel[2 * u], G, 1, dx, d)
+
+
+# ---------------------------------------------------------------------------
+# gate epilogues: one row (one sample, one step) at a time, each a few passes over
+# contiguous blocks of ``u`` values with the activation chosen outside the loops, so
+# GCC vectorises them (float32 sigmoid and tanh from vec_math.h)
+# ---------------------------------------------------------------------------
+cdef inline void act_into(const floating* z, floating* out, Py_ssize_t n, int code,
+                          floating a) noexcept nogil:
+    """``out = act(z)`` over ``n`` contiguous values (``out`` may be ``z``)."""
+    if floating is float:
+        if code == ACT_SIGMOID:
+            pynn_vsigmoidf(z, out, n)
+            return
+        if code == ACT_TANH:
+            pynn_vtanhf(z, out, n)
+            return
+    act_forward_flat(z, out, n, code, a)
+
+
+cdef inline void act_grad_inplace(floating* dy, const floating* y, Py_ssize_t n, int code,
+                                  floating a) noexcept nogil:
+    """``dy = dy * act'(.)`` from the activation's output ``y`` (``act_grad_scalar``'s
+    arithmetic, with the common codes in loops of their own)."""
+    cdef Py_ssize_t j
+    if code == ACT_SIGMOID:
+        for j in range(n):
+            dy[j] = dy[j] * y[j] * (1 - y[j])
+    elif code == ACT_TANH:
+        for j in range(n):
+            dy[j] = dy[j] * (1 - y[j] * y[j])
+    elif code != ACT_LINEAR:
+        for j in range(n):
+            dy[j] = act_grad_scalar(dy[j], y[j], 0, code, a)
+
+
+cdef inline void lstm_step_row(floating* g, floating* c, floating* h, floating* cn,
+                               floating* tc, Py_ssize_t u, bint m, int act, int ract,
+                               floating a_act, floating a_ract) noexcept nogil:
+    """Gates ``g`` (i, f, c, o pre-activations) activated in place; the new cell state
+    ``cn`` and ``tc = act(cn)`` (scratch, ``u`` each); ``c`` and ``h`` updated unless
+    the step is masked."""
+    cdef Py_ssize_t j
+    act_into(g, g, 2 * u, ract, a_ract)
+    act_into(&g[2 * u], &g[2 * u], u, act, a_act)
+    act_into(&g[3 * u], &g[3 * u], u, ract, a_ract)
+    for j in range(u):
+        cn[j] = g[u + j] * c[j] + g[j] * g[2 * u + j]
+    act_into(cn, tc, u, act, a_act)
+    if m:
+        for j in range(u):
+            c[j] = cn[j]
+            h[j] = g[3 * u + j] * tc[j]
+
+
+cdef inline void gru_step_row(floating* g, floating* rec, const floating* rbias, floating* h,
+                              Py_ssize_t u, bint m, int act, int ract, floating a_act,
+                              floating a_ract) noexcept nogil:
+    """GRU with ``reset_after``: ``g`` holds the input side (bias added), ``rec`` the
+    recurrent product ``h_prev @ recurrent_kernel`` (``rbias`` added here unless NULL);
+    ``g`` becomes z, r, hh and the recurrent candidate; ``h`` updated unless masked."""
+    cdef Py_ssize_t j
+    if rbias != NULL:
+        for j in range(3 * u):
+            rec[j] = rec[j] + rbias[j]
+    for j in range(2 * u):
+        g[j] = g[j] + rec[j]
+    act_into(g, g, 2 * u, ract, a_ract)
+    for j in range(u):
+        g[3 * u + j] = rec[2 * u + j]
+        g[2 * u + j] = g[2 * u + j] + g[u + j] * rec[2 * u + j]
+    act_into(&g[2 * u], &g[2 * u], u, act, a_act)
+    if m:
+        for j in range(u):
+            h[j] = g[j] * h[j] + (1 - g[j]) * g[2 * u + j]
+
+
+cdef inline void lstm_grad_row(const floating* g, const floating* cp, const floating* dh,
+                               floating* dc, floating* dg, floating* tc, Py_ssize_t u,
+                               int act, int ract, floating a_act,
+                               floating a_ract) noexcept nogil:
+    """Pre-activation gradients ``dg`` (i, f, c, o) of one LSTM step from the state
+    gradients ``dh`` and ``dc``; ``dc`` becomes the cell gradient of the step before.
+    ``tc`` is scratch (``u``): ``act(c)``, recomputed from the gates and ``cp``."""
+    cdef Py_ssize_t j
+    cdef floating dcv
+    for j in range(u):
+        tc[j] = g[u + j] * cp[j] + g[j] * g[2 * u + j]
+    act_into(tc, tc, u, act, a_act)
+    for j in range(u):
+        dg[3 * u + j] = dh[j] * g[3 * u + j]
+    act_grad_inplace(&dg[3 * u], tc, u, act, a_act)
+    for j in range(u):
+        dcv = dc[j] + dg[3 * u + j]
+        dg[j] = dcv * g[2 * u + j]
+        dg[u + j] = dcv * cp[j]
+        dg[2 * u + j] = dcv * g[j]
+        dg[3 * u + j] = dh[j] * tc[j]
+        dc[j] = dcv * g[u + j]
+    act_grad_inplace(dg, g, 2 * u, ract, a_ract)
+    act_grad_inplace(&dg[2 * u], &g[2 * u], u, act, a_act)
+    act_grad_inplace(&dg[3 * u], &g[3 * u], u, ract, a_ract)
+
+
+cdef inline void gru_grad_row(const floating* g, const floating* hp, const floating* dh,
+                              floating* dg, Py_ssize_t u, bint reset_after, int act,
+                              int ract, floating a_act, floating a_ract) noexcept nogil:
+    """Pre-activation gradients of one GRU step: ``dg`` = dz, dr, d(recurrent
+    candidate), d(input candidate). Without ``reset_after`` dr needs the product the
+    caller forms after this (it is left untouched here)."""
+    cdef Py_ssize_t j
+    for j in range(u):
+        dg[3 * u + j] = dh[j] * (1 - g[j])
+        dg[j] = dh[j] * (hp[j] - g[2 * u + j])
+    act_grad_inplace(&dg[3 * u], &g[2 * u], u, act, a_act)
+    act_grad_inplace(dg, g, u, ract, a_ract)
+    if reset_after:
+        for j in range(u):
+            dg[u + j] = dg[3 * u + j] * g[3 * u + j]
+            dg[2 * u + j] = dg[3 * u + j] * g[u + j]
+        act_grad_inplace(&dg[u], &g[u], u, ract, a_ract)
+    else:
+        memcpy(&dg[2 * u], &dg[3 * u], u * sizeof(floating))
+
+
+# ---------------------------------------------------------------------------
 # recurrent layers
 # ---------------------------------------------------------------------------
 @cython.boundscheck(False)
@@ -147,8 +357,6 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
     cdef floating *h
     cdef floating *c
     cdef floating *o
-    cdef const floating *rec
-    cdef floating zi, zf, zg, zo, cn, hn, z, r, hh, rh, b
     cdef bint m
     _check_rnn("rnn_forward", cell, reset_after, n, T, d, u, G, W)
     fn = "rnn_forward"
@@ -197,8 +405,13 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
                         c_out[i, j] = c0[i, j] if has_c0 else 0
         return
     with nogil:
-        gemm_rm(False, False, n * T, G, d, &x[0, 0, 0], d, &kernel[0, 0], G, 0,
-                &gates[0, 0, 0], W)
+        # the input projection of every step, and the input bias, in one pass each
+        input_product(n * T, d, G, W, &x[0, 0, 0], &kernel[0, 0], &gates[0, 0, 0])
+        if has_ibias:
+            for i in range(n * T):
+                g = &gates[0, 0, 0] + i * W
+                for j in range(G):
+                    g[j] = g[j] + ibias[j]
         for i in range(n):
             for j in range(u):
                 h_out[i, j] = h0[i, j] if has_h0 else 0
@@ -210,81 +423,37 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
                 memcpy(&hprev[i, t, 0], &h_out[i, 0], u * sizeof(floating))
                 if cell == CELL_LSTM:
                     memcpy(&cprev[i, t, 0], &c_out[i, 0], u * sizeof(floating))
-            g = &gates[0, t, 0]
-            if cell == CELL_GRU and reset_after:
-                gemm_rm(False, False, n, G, u, &h_out[0, 0], u, &rk[0, 0], G, 0,
-                        &scratch[0], G)
-            elif cell == CELL_GRU:
-                gemm_rm(False, False, n, 2 * u, u, &h_out[0, 0], u, &rk[0, 0], G, 1, g, ld)
-            else:
-                gemm_rm(False, False, n, G, u, &h_out[0, 0], u, &rk[0, 0], G, 1, g, ld)
+            recurrent_product(cell, reset_after, n, u, G, ld, &h_out[0, 0], &rk[0, 0],
+                              &gates[0, t, 0], &scratch[0])
             if cell == CELL_GRU and not reset_after:
                 # z and r, then the reset state r * h_prev into the fourth block
                 for i in range(n):
                     g = &gates[i, t, 0]
                     h = &h_out[i, 0]
-                    for j in range(2 * u):
-                        b = ibias[j] if has_ibias else 0
-                        g[j] = act_scalar(g[j] + b, ract, a_ract)
+                    act_into(g, g, 2 * u, ract, a_ract)
                     for j in range(u):
                         g[3 * u + j] = g[u + j] * h[j]
-                gemm_rm(False, False, n, u, u, &gates[0, t, 3 * u], ld, &rk[0, 2 * u], G, 1,
-                        &gates[0, t, 2 * u], ld)
+                reset_product(n, u, G, ld, &rk[0, 0], &gates[0, t, 0])
             for i in range(n):
                 m = mask[i, t] if has_mask else True
                 g = &gates[i, t, 0]
                 h = &h_out[i, 0]
                 o = &out[i, s, 0]
                 if cell == CELL_SIMPLE:
-                    for j in range(u):
-                        b = ibias[j] if has_ibias else 0
-                        g[j] = act_scalar(g[j] + b, act, a_act)
-                        if m:
-                            h[j] = g[j]
+                    act_into(g, g, u, act, a_act)
+                    if m:
+                        memcpy(h, g, u * sizeof(floating))
                 elif cell == CELL_LSTM:
-                    c = &c_out[i, 0]
-                    for j in range(4 * u):
-                        b = ibias[j] if has_ibias else 0
-                        if 2 * u <= j < 3 * u:
-                            g[j] = act_scalar(g[j] + b, act, a_act)
-                        else:
-                            g[j] = act_scalar(g[j] + b, ract, a_ract)
-                    for j in range(u):
-                        zi = g[j]
-                        zf = g[u + j]
-                        zg = g[2 * u + j]
-                        zo = g[3 * u + j]
-                        cn = zf * c[j] + zi * zg
-                        hn = zo * act_scalar(cn, act, a_act)
-                        if m:
-                            c[j] = cn
-                            h[j] = hn
+                    lstm_step_row(g, &c_out[i, 0], h, &scratch[0], &scratch[u], u, m, act,
+                                  ract, a_act, a_ract)
                 elif reset_after:
-                    rec = &scratch[i * G]
-                    for j in range(u):
-                        b = ibias[j] if has_ibias else 0
-                        z = act_scalar(g[j] + b + rec[j] + (rbias[j] if has_rbias else 0),
-                                       ract, a_ract)
-                        b = ibias[u + j] if has_ibias else 0
-                        r = act_scalar(g[u + j] + b + rec[u + j] +
-                                       (rbias[u + j] if has_rbias else 0), ract, a_ract)
-                        rh = rec[2 * u + j] + (rbias[2 * u + j] if has_rbias else 0)
-                        b = ibias[2 * u + j] if has_ibias else 0
-                        hh = act_scalar(g[2 * u + j] + b + r * rh, act, a_act)
-                        g[j] = z
-                        g[u + j] = r
-                        g[2 * u + j] = hh
-                        g[3 * u + j] = rh
-                        if m:
-                            h[j] = z * h[j] + (1 - z) * hh
+                    gru_step_row(g, &scratch[i * G], &rbias[0] if has_rbias else NULL, h, u,
+                                 m, act, ract, a_act, a_ract)
                 else:
-                    for j in range(u):
-                        b = ibias[2 * u + j] if has_ibias else 0
-                        hh = act_scalar(g[2 * u + j] + b, act, a_act)
-                        g[2 * u + j] = hh
-                        z = g[j]
-                        if m:
-                            h[j] = z * h[j] + (1 - z) * hh
+                    act_into(&g[2 * u], &g[2 * u], u, act, a_act)
+                    if m:
+                        for j in range(u):
+                            h[j] = g[j] * h[j] + (1 - g[j]) * g[2 * u + j]
                 if m:
                     memcpy(o, h, u * sizeof(floating))
                 elif s == 0:
@@ -305,18 +474,6 @@ cdef _check_rnn(str fn, int cell, bint reset_after, Py_ssize_t n, Py_ssize_t T,
                          f"{(u, G)}")
     if W != w * u:
         raise ValueError(f"{fn}: gates must have {w} * units = {w * u} columns, got {W}")
-
-
-cdef void column_sums64(const floating* a, Py_ssize_t rows, Py_ssize_t lda, Py_ssize_t cols,
-                        floating* out) noexcept nogil:
-    """``out[j] = sum_r a[r * lda + j]`` accumulated in float64."""
-    cdef Py_ssize_t r, j
-    cdef double acc
-    for j in range(cols):
-        acc = 0
-        for r in range(rows):
-            acc += a[r * lda + j]
-        out[j] = <floating>acc
 
 
 @cython.boundscheck(False)
@@ -351,7 +508,7 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
     cdef const floating *g
     cdef const floating *hp
     cdef floating *dg
-    cdef floating zi, zf, zg, zo, cp, cv, tc, dcv, z, r, hh, rec, dhh, hv
+    cdef floating hv
     cdef bint m
     _check_rnn("rnn_backward", cell, reset_after, n, T, d, u, G, W)
     fn = "rnn_backward"
@@ -404,105 +561,120 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
                     dh[i * u + j] += carry[i * u + j]
                     carry[i * u + j] = 0
                 g = &gates[i, t, 0]
-                hp = &hprev[i, t, 0]
                 if cell == CELL_SIMPLE:
-                    for j in range(u):
-                        dg[j] = act_grad_scalar(dh[i * u + j], g[j], 0, act, a_act)
+                    memcpy(dg, &dh[i * u], u * sizeof(floating))
+                    act_grad_inplace(dg, g, u, act, a_act)
                 elif cell == CELL_LSTM:
-                    for j in range(u):
-                        zi = g[j]
-                        zf = g[u + j]
-                        zg = g[2 * u + j]
-                        zo = g[3 * u + j]
-                        cp = cprev[i, t, j]
-                        cv = zf * cp + zi * zg
-                        tc = act_scalar(cv, act, a_act)
-                        dcv = dc[i * u + j] + act_grad_scalar(dh[i * u + j] * zo, tc, 0, act,
-                                                              a_act)
-                        dg[j] = act_grad_scalar(dcv * zg, zi, 0, ract, a_ract)
-                        dg[u + j] = act_grad_scalar(dcv * cp, zf, 0, ract, a_ract)
-                        dg[2 * u + j] = act_grad_scalar(dcv * zi, zg, 0, act, a_act)
-                        dg[3 * u + j] = act_grad_scalar(dh[i * u + j] * tc, zo, 0, ract,
-                                                        a_ract)
-                        dc[i * u + j] = dcv * zf
+                    lstm_grad_row(g, &cprev[i, t, 0], &dh[i * u], &dc[i * u], dg, drec, u,
+                                  act, ract, a_act, a_ract)
                 else:
-                    for j in range(u):
-                        z = g[j]
-                        r = g[u + j]
-                        hh = g[2 * u + j]
-                        rec = g[3 * u + j]
-                        hv = dh[i * u + j]
-                        dhh = act_grad_scalar(hv * (1 - z), hh, 0, act, a_act)
-                        dg[3 * u + j] = dhh
-                        dg[j] = act_grad_scalar(hv * (hp[j] - hh), z, 0, ract, a_ract)
-                        if reset_after:
-                            dg[u + j] = act_grad_scalar(dhh * rec, r, 0, ract, a_ract)
-                            dg[2 * u + j] = dhh * r
-                        else:
-                            dg[2 * u + j] = dhh
+                    gru_grad_row(g, &hprev[i, t, 0], &dh[i * u], dg, u, reset_after, act,
+                                 ract, a_act, a_ract)
             # the state gradient: one product (two for the GRU without reset_after)
             if cell == CELL_GRU and not reset_after:
-                gemm_rm(False, True, n, u, u, &dgates[0, t, 2 * u], ld, &rk[0, 2 * u], G, 0,
-                        drec, u)
+                candidate_grad_product(n, u, G, ld, &dgates[0, t, 0], &rk[0, 0], drec)
                 for i in range(n):
                     if has_mask and not mask[i, t]:
                         continue
+                    dg = &dgates[i, t, 0]
+                    hp = &hprev[i, t, 0]
                     for j in range(u):
-                        dgates[i, t, u + j] = act_grad_scalar(
-                            drec[i * u + j] * hprev[i, t, j], gates[i, t, u + j], 0, ract,
-                            a_ract)
-                gemm_rm(False, True, n, u, 2 * u, &dgates[0, t, 0], ld, &rk[0, 0], G, 0, dhn, u)
-            elif cell == CELL_GRU:
-                gemm_rm(False, True, n, u, 3 * u, &dgates[0, t, 0], ld, &rk[0, 0], G, 0, dhn, u)
-            else:
-                gemm_rm(False, True, n, u, G, &dgates[0, t, 0], ld, &rk[0, 0], G, 0, dhn, u)
+                        dg[u + j] = drec[i * u + j] * hp[j]
+                    act_grad_inplace(&dg[u], &gates[i, t, u], u, ract, a_ract)
+            state_grad_product(cell, reset_after, n, u, G, ld, &dgates[0, t, 0], &rk[0, 0], dhn)
             for i in range(n):
                 if has_mask and not mask[i, t]:
                     continue
+                if cell != CELL_GRU:
+                    memcpy(&dh[i * u], &dhn[i * u], u * sizeof(floating))
+                    continue
+                g = &gates[i, t, 0]
                 for j in range(u):
-                    if cell == CELL_GRU:
-                        hv = dh[i * u + j] * gates[i, t, j] + dhn[i * u + j]
-                        if not reset_after:
-                            hv = hv + drec[i * u + j] * gates[i, t, u + j]
-                        dh[i * u + j] = hv
-                    else:
-                        dh[i * u + j] = dhn[i * u + j]
+                    hv = dh[i * u + j] * g[j] + dhn[i * u + j]
+                    if not reset_after:
+                        hv = hv + drec[i * u + j] * g[u + j]
+                    dh[i * u + j] = hv
         if has_dstate:
             for j in range(nu):
                 dh0[j // u, j % u] = dh[j]
                 if cell == CELL_LSTM:
                     dc0[j // u, j % u] = dc[j]
-        # weight and input gradients: a few large products over all n * T rows
-        if cell == CELL_GRU:
-            gemm_rm(True, False, d, 2 * u, N, &x[0, 0, 0], d, &dgates[0, 0, 0], W, 0,
-                    &dkernel[0, 0], G)
-            gemm_rm(True, False, d, u, N, &x[0, 0, 0], d, &dgates[0, 0, 3 * u], W, 0,
-                    &dkernel[0, 2 * u], G)
+        weight_products(cell, reset_after, N, d, u, G, W, &x[0, 0, 0], &kernel[0, 0],
+                        &hprev[0, 0, 0], &gates[0, 0, 0], &dgates[0, 0, 0], &dkernel[0, 0],
+                        &drk[0, 0], &dx[0, 0, 0] if has_dx else NULL)
+        if has_dbias and cell == CELL_GRU:
+            column_sums_strided(&dgates[0, 0, 0], W, &dbias_in[0], N, 2 * u)
+            column_sums_strided(&dgates[0, 0, 3 * u], W, &dbias_in[2 * u], N, u)
             if reset_after:
-                gemm_rm(True, False, u, 3 * u, N, &hprev[0, 0, 0], u, &dgates[0, 0, 0], W, 0,
-                        &drk[0, 0], G)
-            else:
-                gemm_rm(True, False, u, 2 * u, N, &hprev[0, 0, 0], u, &dgates[0, 0, 0], W, 0,
-                        &drk[0, 0], G)
-                gemm_rm(True, False, u, u, N, &gates[0, 0, 3 * u], W, &dgates[0, 0, 2 * u], W,
-                        0, &drk[0, 2 * u], G)
-            if has_dbias:
-                column_sums64(&dgates[0, 0, 0], N, W, 2 * u, &dbias_in[0])
-                column_sums64(&dgates[0, 0, 3 * u], N, W, u, &dbias_in[2 * u])
-                if reset_after:
-                    column_sums64(&dgates[0, 0, 0], N, W, 3 * u, &dbias_rec[0])
-            if has_dx:
-                gemm_rm(False, True, N, d, 2 * u, &dgates[0, 0, 0], W, &kernel[0, 0], G, 0,
-                        &dx[0, 0, 0], d)
-                gemm_rm(False, True, N, d, u, &dgates[0, 0, 3 * u], W, &kernel[0, 2 * u], G, 1,
-                        &dx[0, 0, 0], d)
-        else:
-            gemm_rm(True, False, d, G, N, &x[0, 0, 0], d, &dgates[0, 0, 0], W, 0,
-                    &dkernel[0, 0], G)
-            gemm_rm(True, False, u, G, N, &hprev[0, 0, 0], u, &dgates[0, 0, 0], W, 0,
-                    &drk[0, 0], G)
-            if has_dbias:
-                column_sums64(&dgates[0, 0, 0], N, W, G, &dbias_in[0])
-            if has_dx:
-                gemm_rm(False, True, N, d, G, &dgates[0, 0, 0], W, &kernel[0, 0], G, 0,
-                        &dx[0, 0, 0], d)
+                column_sums_strided(&dgates[0, 0, 0], W, &dbias_rec[0], N, 3 * u)
+        elif has_dbias:
+            column_sums_strided(&dgates[0, 0, 0], W, &dbias_in[0], N, G)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def rnn_products(int cell, bint reset_after, const floating[:, :, ::1] x not None,
+                 const floating[:, ::1] kernel not None, const floating[:, ::1] rk not None,
+                 const floating[:, :, ::1] hprev not None, floating[:, :, ::1] gates not None,
+                 floating[:, :, ::1] dgates not None, floating[:, :, ::1] dx not None,
+                 bint has_dx, floating[:, ::1] dkernel not None, floating[:, ::1] drk not None,
+                 floating[::1] scratch not None, bint forward, bint backward):
+    """Only the matrix products of :func:`rnn_forward` (``forward``) and
+    :func:`rnn_backward` (``backward``; the input gradient ``dx`` when ``has_dx``, else
+    ``dx`` is empty), in their order, shapes and strides,
+    on whatever the arrays hold: the floor the kernels' epilogues add to (``pynn bench
+    --rnn``). ``scratch`` holds at least ``n * (G + 3 * units)`` elements."""
+    cdef Py_ssize_t n = x.shape[0], T = x.shape[1], d = x.shape[2], u = rk.shape[0]
+    cdef Py_ssize_t G = rk.shape[1], W = gates.shape[2], ld = T * W
+    cdef Py_ssize_t s, t
+    fn = "rnn_products"
+    _check_rnn(fn, cell, reset_after, n, T, d, u, G, W)
+    _want(fn, "kernel", _s2(kernel.shape), (d, G))
+    _want(fn, "hprev", _s3(hprev.shape), (n, T, u))
+    _want(fn, "gates", _s3(gates.shape), (n, T, W))
+    _want(fn, "dgates", _s3(dgates.shape), (n, T, W))
+    if has_dx:
+        _want(fn, "dx", _s3(dx.shape), (n, T, d))
+    else:
+        _unused(fn, "dx", dx.shape[0] * dx.shape[1] * dx.shape[2])
+    _want(fn, "dkernel", _s2(dkernel.shape), (d, G))
+    _want(fn, "drk", _s2(drk.shape), (u, G))
+    if scratch.shape[0] < n * (G + 3 * u):
+        raise ValueError(f"{fn}: scratch needs at least {n * (G + 3 * u)} elements, got "
+                         f"{scratch.shape[0]}")
+    if n == 0 or T == 0:
+        return
+    cdef floating *h = &scratch[0]
+    cdef floating *rec = &scratch[n * u]
+    cdef floating *drec = &scratch[n * (u + G)]
+    cdef floating *dhn = &scratch[n * (2 * u + G)]
+    with nogil:
+        if forward:
+            input_product(n * T, d, G, W, &x[0, 0, 0], &kernel[0, 0], &gates[0, 0, 0])
+            for s in range(T):
+                recurrent_product(cell, reset_after, n, u, G, ld, h, &rk[0, 0],
+                                  &gates[0, s, 0], rec)
+                if cell == CELL_GRU and not reset_after:
+                    reset_product(n, u, G, ld, &rk[0, 0], &gates[0, s, 0])
+        if backward:
+            for s in range(T - 1, -1, -1):
+                if cell == CELL_GRU and not reset_after:
+                    candidate_grad_product(n, u, G, ld, &dgates[0, s, 0], &rk[0, 0], drec)
+                state_grad_product(cell, reset_after, n, u, G, ld, &dgates[0, s, 0],
+                                   &rk[0, 0], dhn)
+            weight_products(cell, reset_after, n * T, d, u, G, W, &x[0, 0, 0], &kernel[0, 0],
+                            &hprev[0, 0, 0], &gates[0, 0, 0], &dgates[0, 0, 0],
+                            &dkernel[0, 0], &drk[0, 0], &dx[0, 0, 0] if has_dx else NULL)
+
+
+def epilogue_activation(int code, const floating[::1] x not None,
+                        floating[::1] out not None):
+    """``out = act(x)`` as the recurrent epilogues compute it (float32 sigmoid and tanh
+    from ``vec_math.h``); for the accuracy tests (``tests/test_vec_math.py``)."""
+    if code not in (ACT_LINEAR, ACT_SIGMOID, ACT_TANH):
+        raise ValueError(f"epilogue_activation: code {code} is not linear (0), sigmoid (4) "
+                         f"or tanh (5); relu and the others use pynn_math's loops")
+    _want("epilogue_activation", "out", _s1(out.shape), _s1(x.shape))
+    if x.shape[0]:
+        with nogil:
+            act_into(&x[0], &out[0], x.shape[0], code, <floating>0)

@@ -457,3 +457,94 @@ def test_torch_cnn_layouts_are_one_network():
         out.append(peer.predict(x))
     assert out[0].shape == (16, 10)
     np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-6)
+
+
+# --- the recurrent table (--rnn) ----------------------------------------------------
+
+def test_quick_rnn_json(tmp_path, capsys):
+    """--rnn --quick alone: per cell the epoch rows of every compiled backend, PyTorch
+    and the products floor (epochs extrapolated from the timed batches), and the
+    layer-step rows beside their products."""
+    path = tmp_path / "bench.json"
+    assert bench.main(["--rnn", "--quick", "--peers", "torch", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    printed = capsys.readouterr().out
+    assert set(report) == {"meta", "rnn"}
+    rnn = report["rnn"]
+    compiled = [b for b in B.available() if b != "numpy"]
+    batch = bench.QUICK_RNN_BATCHES[0]
+    for cell in ("lstm", "gru"):
+        rows = {r["contestant"]: r for r in rnn["epochs"] if r["cell"] == cell}
+        assert set(rows) == {f"pynn[{b}]" for b in compiled} | {"PyTorch", "products only"}
+        floor = rows["products only"]
+        assert floor["status"] == "ok" and floor["epoch_s"] > 0
+        torch_ok = rows["PyTorch"]["status"] == "ok"
+        for name, r in rows.items():
+            assert r["batch"] == batch
+            assert r["timed_samples"] == batch * bench.QUICK_RNN_TIMED_STEPS
+            if r["status"] == "ok":
+                assert r["epoch_s"] == pytest.approx(
+                    r["median_s"] * rnn["samples_per_epoch"] / r["timed_samples"])
+        for b in compiled:
+            r = rows[f"pynn[{b}]"]
+            assert r["status"] == "ok", r["status"]
+            assert r["vs_floor"] == r["epoch_s"] / floor["epoch_s"]
+            if torch_ok:
+                assert r["vs_torch"] == rows["PyTorch"]["epoch_s"] / r["epoch_s"]
+        steps = {r["backend"]: r for r in rnn["layer_steps"] if r["cell"] == cell}
+        assert set(steps) == set(compiled)
+        for r in steps.values():
+            assert r["status"] == "ok" and r["step_s"] > 0 and r["products_s"] > 0
+            assert r["vs_products"] == r["step_s"] / r["products_s"]
+    assert "## (f) Recurrent" in printed and "step / products" in printed
+    assert "Keras" not in printed  # not asked for
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_rnn_floor_runs_the_layers_products(cell):
+    """The floor's products are the classifier's: the kernel shapes of its recurrent
+    layers, and rnn_products computes the weight gradients the backward kernel would
+    (x.T @ dgates over the kernel's columns) rather than timing nothing."""
+    pytest.importorskip("pynn._ext.sequence")
+    from pynn.bench.pynn_api import rnn_products_kernel
+    from pynn.bench.rnn import RNN_CELLS, rnn_flops_per_sample, rnn_layer_flops
+    model = bench.rnn_model(cell)
+    rnns = [w for w in model.get_weights() if w.ndim == 2 and w.shape[0] in (64, 128)
+            and w.shape[1] == RNN_CELLS[cell] * 64]
+    assert len(rnns) == 8  # four directions: kernel (128, G) and recurrent kernel (64, G)
+    assert rnn_flops_per_sample(cell, 200) == 4 * rnn_layer_flops(cell, 1, 200)
+    rng = np.random.default_rng(0)
+    n, t, d, u = 3, 5, 4, 2
+    g = RNN_CELLS[cell] * u
+    f = np.float32
+    x, kern, rk = (rng.standard_normal(s).astype(f) for s in ((n, t, d), (d, g), (u, g)))
+    hprev = rng.standard_normal((n, t, u)).astype(f)
+    gates = np.zeros((n, t, 4 * u), f)
+    dgates = rng.standard_normal((n, t, 4 * u)).astype(f)
+    dx, dk, drk = np.zeros((n, t, d), f), np.zeros((d, g), f), np.zeros((u, g), f)
+    rnn_products_kernel()({"lstm": 1, "gru": 2}[cell], True, x, kern, rk, hprev, gates,
+                          dgates, dx, True, dk, drk, np.zeros(n * (g + 3 * u), f), True,
+                          True)
+    cols = np.r_[0:2 * u, 3 * u:4 * u] if cell == "gru" else np.arange(g)
+    dg = dgates.reshape(n * t, 4 * u)
+    # the state (scratch) is zero, so the gates hold the input projection alone
+    np.testing.assert_allclose(gates.reshape(n * t, -1)[:, :g], x.reshape(n * t, d) @ kern,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dk, x.reshape(n * t, d).T @ dg[:, cols], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx.reshape(n * t, d), dg[:, cols] @ kern.T, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_startup_rnn_rows(capsys):
+    """--startup with --rnn: the LSTM classifier's first/second epoch in fresh
+    processes (cold and warm Numba cache) and its warm-step allocations."""
+    pytest.importorskip("pynn._ext.sequence")
+    from pynn.bench.startup import run_startup
+    res = run_startup([], ["adam"], 1, True, rnn_backends=["cython"])
+    rows = res["first_epoch"]
+    assert [(r["network"], r["backend"], r["cache"]) for r in rows] == [
+        ("rnn", "cython", "cold"), ("rnn", "cython", "warm")]
+    assert all(r["status"] == "ok" and r["first_epoch_s"] > 0 for r in rows), rows
+    (alloc,) = res["allocations"]
+    assert alloc["network"] == "rnn" and alloc["status"] == "ok", alloc
+    assert "LSTM classifier" in capsys.readouterr().out

@@ -245,6 +245,14 @@ EXT_CASES = {
                                    _arr("out", (0,), "F"), True, _arr("out", (N, 2), "F"),
                                    _arr("out", (N, 2), "F"), True, _arr("out", (N, M, 8), "F"),
                                    _arr("out", (5 * N * 2,), "F"), 5, 4, 0.0, 0.0, False],
+    # the products alone of that LSTM's forward and backward (scratch n * (G + 3u))
+    ("sequence", "rnn_products"): [1, False, _arr("in", (N, M, K), "F"), _arr("in", (K, 8), "F"),
+                                   _arr("in", (2, 8), "F"), _arr("in", (N, M, 2), "F"),
+                                   _arr("out", (N, M, 8), "F"), _arr("out", (N, M, 8), "F"),
+                                   _arr("out", (N, M, K), "F"), True,
+                                   _arr("out", (K, 8), "F"), _arr("out", (2, 8), "F"),
+                                   _arr("out", (N * 14,), "F"), True, True],
+    ("sequence", "epilogue_activation"): [5, _arr("in", (N,), "F"), _arr("out", (N,), "F")],
 }
 
 
@@ -713,7 +721,8 @@ FREE_AXES = {("layers.bias_grad", "arg0:axis0-1"), ("layers.bias_grad", "arg0:ax
              ("sequence.rnn_forward", "arg21:axis0+1"),
              ("sequence.rnn_backward", "arg21:axis0-1"),
              ("sequence.rnn_backward", "arg21:strided"),
-             ("sequence.rnn_backward", "arg27:axis0+1")}
+             ("sequence.rnn_backward", "arg27:axis0+1"),
+             ("sequence.rnn_products", "arg12:axis0+1")}
 
 
 #: array arguments whose None is documented ("this gradient is not wanted"), not a mistake

@@ -141,6 +141,9 @@ GRID = [
     dict(n=4, t=1, d=2, u=3),
     dict(n=3, t=6, d=5, u=1),
     dict(n=5, t=7, d=4, u=6),
+    # more units than one vector register holds (16 float32), with a remainder: the
+    # compiled epilogues' vectorised loops and their scalar tails
+    dict(n=2, t=3, d=5, u=17),
 ]
 
 

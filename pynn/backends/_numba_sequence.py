@@ -18,12 +18,14 @@ from numba import njit
 
 from . import _numba_kernels as K
 from ._numba_cache import cached
+from . import recurrent_args
 
 __all__ = ["embedding_forward", "embedding_backward", "rnn_forward", "rnn_backward"]
 
-_DEPENDS = (K.__file__,)
+_DEPENDS = (K.__file__, recurrent_args.__file__)
 
-CELL_SIMPLE, CELL_LSTM, CELL_GRU = 0, 1, 2
+CELL_SIMPLE, CELL_LSTM, CELL_GRU = (recurrent_args.CELL_CODES[c]
+                                    for c in ("simple_rnn", "lstm", "gru"))
 
 
 def _jit(fn):

@@ -28,6 +28,12 @@ and, with ``--json PATH``, writes every measurement as JSON:
     channels-last, Keras 3 on its torch backend (in a process of its own) and the
     im2col matrix products of every step alone; then ``predict`` throughput at batch
     1024.
+(f) ``--rnn`` (only when asked): one epoch of the keras-io "Bidirectional LSTM on IMDB"
+    classifier (Embedding 20000x128 - two Bidirectional LSTM(64) - Dense(1, sigmoid),
+    Adam, 200 random tokens) and its GRU variant, 25,000 samples extrapolated from a few
+    timed batches, at batch 32 and 128, for the compiled backends, PyTorch eager
+    (``nn.LSTM``/``nn.GRU``, 2 threads), Keras 3 on torch and the recurrent kernels'
+    products alone; then one LSTM/GRU layer's training step beside its own products.
 
 Timing rules: every contestant is warmed up first (Numba compiles lazily); timed samples
 are taken round-robin over the contestants so that drift of a shared machine hits all of
@@ -47,7 +53,8 @@ The code is split by concern: :mod:`~pynn.bench.timing` (calibrated samples, med
 :mod:`~pynn.bench.tables` (Markdown), :mod:`~pynn.bench.sections` (a-c),
 :mod:`~pynn.bench.startup` (d), :mod:`~pynn.bench.cnn` (e's network, data and
 products), :mod:`~pynn.bench.cnn_contestants`, :mod:`~pynn.bench.cnn_section` (e),
-:mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
+:mod:`~pynn.bench.rnn`, :mod:`~pynn.bench.rnn_contestants`, :mod:`~pynn.bench.rnn_section`
+(f), :mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
 Every section uses pynn's public API; the two model internals that timing one step
 needs go through :mod:`~pynn.bench.pynn_api` alone.
 """
@@ -59,12 +66,16 @@ from .cnn_section import run_cnn
 from .constants import (ARCH, BATCHES, CNN_BATCHES, CNN_PREDICT_BATCH, LEARNING_RATES,
                         NOT_INSTALLED, OPS_PAUSE_S, PAUSE_S, PREDICT_BATCHES, QUICK_BATCHES,
                         QUICK_CNN_BATCHES, QUICK_CNN_PREDICT_BATCH, QUICK_CNN_SAMPLES,
-                        QUICK_PREDICT_BATCHES, QUICK_SAMPLES, QUICK_TRAIN_BATCHES)
+                        QUICK_PREDICT_BATCHES, QUICK_RNN_BATCHES, QUICK_RNN_LENGTH,
+                        QUICK_RNN_TIMED_STEPS, QUICK_SAMPLES, QUICK_TRAIN_BATCHES,
+                        RNN_BATCHES, RNN_LENGTH, RNN_SAMPLES, RNN_TIMED_STEPS)
 from .contestants import PEERS, default_peers, models_status, tutorial_model
 from .data import training_data
 from .dense import dense_step
 from .environment import OPENBLAS_OVERRIDES, blas_info, default_backends, openblas_overrides
 from .op_cases import OpCase, mlp_param_count, op_cases
+from .rnn import rnn_data, rnn_flops_per_sample, rnn_layer_model, rnn_model, rnn_products
+from .rnn_section import run_rnn
 from .sections import run_dense, run_ops, run_train
 from .startup import run_startup, step_allocations
 
@@ -78,4 +89,7 @@ __all__ = [
     "QUICK_BATCHES",
     "QUICK_PREDICT_BATCHES", "QUICK_SAMPLES", "QUICK_TRAIN_BATCHES", "PAUSE_S", "OPS_PAUSE_S",
     "OPENBLAS_OVERRIDES", "NOT_INSTALLED", "LEARNING_RATES", "PEERS",
+    "rnn_model", "rnn_layer_model", "rnn_data", "rnn_products", "rnn_flops_per_sample",
+    "run_rnn", "RNN_BATCHES", "RNN_LENGTH", "RNN_SAMPLES", "RNN_TIMED_STEPS",
+    "QUICK_RNN_BATCHES", "QUICK_RNN_LENGTH", "QUICK_RNN_TIMED_STEPS",
 ]

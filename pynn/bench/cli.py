@@ -17,11 +17,15 @@ from .cnn_section import run_cnn
 from .constants import (BATCHES, CNN_BATCHES, CNN_PREDICT_BATCH, LEARNING_RATES,
                         OPS_PAUSE_S, PAUSE_S, PREDICT_BATCHES, QUICK_BATCHES,
                         QUICK_CNN_BATCHES, QUICK_CNN_PREDICT_BATCH, QUICK_CNN_SAMPLES,
-                        QUICK_PREDICT_BATCHES, QUICK_SAMPLES, QUICK_TRAIN_BATCHES)
+                        QUICK_PREDICT_BATCHES, QUICK_RNN_BATCHES, QUICK_RNN_LENGTH,
+                        QUICK_RNN_TIMED_STEPS, QUICK_SAMPLES, QUICK_TRAIN_BATCHES, RNN_BATCHES,
+                        RNN_LENGTH, RNN_TIMED_STEPS)
 from .contestants import PEERS, default_peers, models_status, train_contestants
 from .environment import (default_backends, override_warning, report_header, report_meta,
                           single_threaded)
 from .plot import plot
+from .rnn_contestants import RNN_PEERS
+from .rnn_section import run_rnn
 from .sections import run_dense, run_ops, run_train
 from .startup import run_startup
 
@@ -46,9 +50,9 @@ def build_parser():
         description="Benchmark pynn's backends (ops, one dense layer, MLP training, a "
                     "convnet) against each other and against PyTorch, NumPy, "
                     "scikit-learn and Keras.",
-        epilog="With none of --ops/--dense/--train/--cnn/--startup, the first three run "
-               "(training only when pynn.models works); --cnn and --startup run only when "
-               "asked. "
+        epilog="With none of --ops/--dense/--train/--cnn/--rnn/--startup, the first three "
+               "run (training only when pynn.models works); --cnn, --rnn and --startup run "
+               "only when asked. "
                "For trustworthy numbers unset OpenBLAS overrides for "
                "the command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pynn "
                "bench")
@@ -63,9 +67,17 @@ def build_parser():
                         "the compiled pynn backends (numpy only when named in "
                         "--backends), PyTorch NCHW and channels-last, Keras 3 on torch, "
                         "and its matrix products alone; then predict at batch 1024")
+    p.add_argument("--rnn", action="store_true",
+                   help="recurrent table (f), only when asked: seconds per epoch (25,000 "
+                        "samples, extrapolated from a few timed batches) of the keras-io "
+                        "IMDB bidirectional LSTM classifier and its GRU variant (default "
+                        "batches 32,128) for the compiled pynn backends, PyTorch, Keras 3 "
+                        "on torch and the products alone; then one LSTM/GRU layer's "
+                        "training step beside its own matrix products")
     p.add_argument("--startup", action="store_true",
                    help="start-up table (d): import, first-epoch compilation, allocations "
-                        "per step, for the MLP and the convnet (only when asked)")
+                        "per step, for the MLP and the convnet, and the LSTM classifier "
+                        "with --rnn (only when asked)")
     p.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
     p.add_argument("--plot", metavar="PATH", help="save a bar chart (needs matplotlib)")
     p.add_argument("--repeats", type=int, default=None,
@@ -85,7 +97,7 @@ def build_parser():
     p.add_argument("--peers", type=_name_list, default=None,
                    help="peers of the training table: torch,torch-cuda,numpy,sklearn "
                         "(default torch,numpy,sklearn, and torch-cuda when a GPU is "
-                        "there); of the --cnn table: torch,keras (default both)")
+                        "there); of the --cnn and --rnn tables: torch,keras (default both)")
     p.add_argument("--no-peers", action="store_true", help="train pynn backends only")
     return p
 
@@ -98,17 +110,18 @@ def main(argv=None):
         if opt not in LEARNING_RATES:
             parser.error(f"--optimizers: unknown {opt!r}; expected sgd or adam")
     for peer in args.peers or ():
-        if peer not in PEERS + CNN_PEERS:
+        if peer not in PEERS + CNN_PEERS + RNN_PEERS:
             parser.error(f"--peers: unknown {peer!r}; expected one of "
-                         f"{', '.join(dict.fromkeys(PEERS + CNN_PEERS))}")
+                         f"{', '.join(dict.fromkeys(PEERS + CNN_PEERS + RNN_PEERS))}")
     if args.no_peers:
-        peers = cnn_peers = ()
+        peers = cnn_peers = rnn_peers = ()
     elif args.peers:
         peers = tuple(p for p in args.peers if p in PEERS)
         cnn_peers = tuple(p for p in args.peers if p in CNN_PEERS)
+        rnn_peers = tuple(p for p in args.peers if p in RNN_PEERS)
     else:
-        peers, cnn_peers = default_peers(), CNN_PEERS
-    args.cnn_peers = cnn_peers
+        peers, cnn_peers, rnn_peers = default_peers(), CNN_PEERS, RNN_PEERS
+    args.cnn_peers, args.rnn_peers = cnn_peers, rnn_peers
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
@@ -126,7 +139,8 @@ def main(argv=None):
     else:
         names = default_backends(avail)
 
-    sections = [s for s in ("ops", "dense", "train", "cnn", "startup") if getattr(args, s)]
+    sections = [s for s in ("ops", "dense", "train", "cnn", "rnn", "startup")
+                if getattr(args, s)]
     models_why = models_status()
     if not sections:
         sections = ["ops", "dense"] + (["train"] if models_why is None else [])
@@ -188,9 +202,19 @@ def _run(args, names, sections, models_why, contestants, peers):
             args.samples or (QUICK_CNN_SAMPLES if quick else 60_000), args.repeats,
             data_dir, pause, 0.0 if quick else 0.1, torch_threads=1 if quick else 2)
         sys.stdout.flush()
+    if "rnn" in sections:
+        result["rnn"] = run_rnn(
+            cnn_names, args.rnn_peers,
+            args.batches or (QUICK_RNN_BATCHES if quick else RNN_BATCHES),
+            QUICK_RNN_LENGTH if quick else RNN_LENGTH,
+            QUICK_RNN_TIMED_STEPS if quick else RNN_TIMED_STEPS, args.repeats, pause,
+            0.0 if quick else 0.1, torch_threads=1 if quick else 2)
+        sys.stdout.flush()
     if "startup" in sections:
-        result["startup"] = run_startup(names, args.optimizers, args.repeats, quick,
-                                        cnn_backends=cnn_names)
+        # the LSTM classifier's rows join when --rnn is asked for too
+        result["startup"] = run_startup(
+            names, args.optimizers, args.repeats, quick, cnn_backends=cnn_names,
+            rnn_backends=cnn_names if "rnn" in sections else ())
         sys.stdout.flush()
     if args.json:
         with open(args.json, "w") as f:

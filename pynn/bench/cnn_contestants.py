@@ -185,6 +185,8 @@ class KerasCNN(Contestant):
 
     name = "Keras 3 (torch)"
     predicts = False  # the --cnn table times predict for pynn and PyTorch only
+    #: the program the process runs (a subclass trains another model)
+    script = _KERAS_SCRIPT
 
     def __init__(self, n_samples, data_dir=None, seed=0, threads=2):
         self.proc = None
@@ -196,8 +198,8 @@ class KerasCNN(Contestant):
         workdir = tempfile.mkdtemp(prefix="pynn-bench-keras-")
         self.stderr = open(os.path.join(workdir, "stderr"), "w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _KERAS_SCRIPT, str(threads), str(n_samples),
-             data_dir or "", str(seed)],
+            [sys.executable, "-c", self.script, str(threads),
+             *self.script_args(n_samples, data_dir, seed)],
             env=child_env(KERAS_BACKEND="torch"), cwd=workdir, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         hello = self._answer()
@@ -205,6 +207,10 @@ class KerasCNN(Contestant):
         self.version = hello.get("keras")
         if self.status != "ok":
             self.close()
+
+    def script_args(self, n_samples, data_dir, seed):
+        """The command-line arguments of :attr:`script` after the thread count."""
+        return [str(n_samples), data_dir or "", str(seed)]
 
     def _answer(self):
         line = self.proc.stdout.readline()

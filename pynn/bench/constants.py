@@ -28,3 +28,16 @@ OPS_PAUSE_S = 0.2
 NOT_INSTALLED = "not installed"
 #: Learning rate of each optimizer, the same for every contestant.
 LEARNING_RATES = {"sgd": 0.01, "adam": 0.001}
+#: The IMDB-shaped classifier of the ``--rnn`` table: vocabulary, embedding width,
+#: units of each recurrent layer, sequence length, samples per epoch (IMDB's training
+#: set), batch sizes, and the batches timed per sample (an epoch is extrapolated).
+RNN_VOCAB = 20_000
+RNN_EMBED = 128
+RNN_UNITS = 64
+RNN_LENGTH = 200
+RNN_SAMPLES = 25_000
+RNN_BATCHES = (32, 128)
+RNN_TIMED_STEPS = 4
+QUICK_RNN_LENGTH = 20
+QUICK_RNN_BATCHES = (8,)
+QUICK_RNN_TIMED_STEPS = 2

@@ -1,10 +1,12 @@
-"""The two things the benchmarks need from a pynn model beyond ``fit``/``predict``.
+"""What the benchmarks need from pynn beyond ``fit``/``predict``.
 
 Timing one training step beside its matrix products, and measuring what a warm step
 allocates, need one optimizer step on a batch that is already gathered, and whether the
 model trains through the fused Dense-stack step. Both are public API (Keras's
 ``Model.train_step`` and :func:`pynn.trainers.explain`); this module names them for the
-benchmark code in one place.
+benchmark code in one place. The ``--rnn`` floor needs one thing that is not public: the
+recurrent kernels' matrix products alone, as the Cython extension issues them
+(:func:`rnn_products_kernel`), so that "step / products" compares like with like.
 """
 from __future__ import annotations
 
@@ -27,3 +29,15 @@ def uses_fused_step(model, xb):
     Dense-stack step (one backend call for forward, loss and backward) on the active
     backend, False when it goes layer by layer."""
     return xb.ndim == 2 and explain(model)["train"]
+
+
+def rnn_products_kernel():
+    """The Cython extension's ``rnn_products`` (the matrix products of the recurrent
+    kernels alone, see ``csrc/sequence.pyx``), or ``None`` when it is not built."""
+    try:
+        from .._ext.sequence import rnn_products
+    except ImportError:
+        return None
+    from .. import backends
+    backends.get("cython")  # selects the extension's BLAS, as the backend runs it
+    return rnn_products

@@ -9,14 +9,16 @@ import numpy as np
 
 from .. import backends as _backends
 from .cnn import CNN_OPTIMIZER, cnn_data, cnn_model, one_hot
-from .constants import ARCH
+from .constants import ARCH, QUICK_RNN_LENGTH, RNN_LENGTH
 from .contestants import tutorial_model
 from .environment import child_env
 from .pynn_api import train_one_step, uses_fused_step
+from .rnn import RNN_OPTIMIZER, rnn_data, rnn_model
 from .tables import fmt_secs, md_table
 
 #: What one fresh process runs: ``import pynn`` timed, then (given a backend, an
-#: optimizer, a sample count and the network, ``mlp`` or ``cnn``) the first and second
+#: optimizer, a sample count and the network, ``mlp``, ``cnn`` or ``rnn`` with its
+#: sequence length) the first and second
 #: training epoch timed.
 _STARTUP_SCRIPT = r"""
 import json, sys, time
@@ -33,6 +35,10 @@ if len(sys.argv) > 1:
             model = cnn_model()
             x, y = cnn_data(n)
             y = one_hot(y)
+        elif network == "rnn":
+            from pynn.bench.rnn import rnn_data, rnn_model
+            model = rnn_model("lstm")
+            x, y = rnn_data(n, int(sys.argv[5]))
         else:
             model = tutorial_model(optimizer)
             rng = np.random.default_rng(0)
@@ -90,6 +96,16 @@ def cnn_step_allocations(backend, steps=50, batch=128):
         return warm_allocations(model, x[:batch], y[:batch], steps)
 
 
+def rnn_step_allocations(backend, steps=50, batch=32, length=RNN_LENGTH):
+    """Memory a training step of the ``--rnn`` classifier (LSTM cells, ``length``
+    tokens) allocates once warm on ``backend``: :func:`warm_allocations`."""
+    x, y = rnn_data(2 * batch, length)
+    with _backends.use_backend(backend):
+        model = rnn_model("lstm")
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # the first epoch allocates
+        return warm_allocations(model, x[:batch], y[:batch], steps)
+
+
 def warm_allocations(model, xb, yb, steps):
     """Memory ``steps`` training steps of ``model`` on the batch ``(xb, yb)`` allocate
     on the active backend, from ``tracemalloc``, after one more step (the model has
@@ -117,15 +133,20 @@ def warm_allocations(model, xb, yb, steps):
     return max(0, peak - max(base, current)), max(0, held)
 
 
-def run_startup(backends, optimizers, repeats, quick, cnn_backends=(), out=print):
+def run_startup(backends, optimizers, repeats, quick, cnn_backends=(), rnn_backends=(),
+                out=print):
     """Section (d): import time, first-epoch compilation (cold/warm Numba cache) and
     allocations per warm training step, of the MLP on ``backends`` with each of
-    ``optimizers`` and of the ``--cnn`` convnet (Adam) on ``cnn_backends``. Rows carry
-    ``network`` (``"mlp"`` or ``"cnn"``)."""
+    ``optimizers``, of the ``--cnn`` convnet (Adam) on ``cnn_backends`` and of the
+    ``--rnn`` LSTM classifier (Adam) on ``rnn_backends``. Rows carry ``network``
+    (``"mlp"``, ``"cnn"`` or ``"rnn"``)."""
     import tempfile
-    n = {"mlp": 256 if quick else 2048, "cnn": 64 if quick else 1024}
+    n = {"mlp": 256 if quick else 2048, "cnn": 64 if quick else 1024,
+         "rnn": 32 if quick else 256}
+    length = QUICK_RNN_LENGTH if quick else RNN_LENGTH  # the LSTM classifier's
     runs = ([("mlp", name, opt) for name in backends for opt in optimizers]
-            + [("cnn", name, CNN_OPTIMIZER) for name in cnn_backends])
+            + [("cnn", name, CNN_OPTIMIZER) for name in cnn_backends]
+            + [("rnn", name, RNN_OPTIMIZER) for name in rnn_backends])
     result = {"import": [], "first_epoch": [], "allocations": []}
     imports = [_startup_process([], tempfile.mkdtemp(prefix="pynn-bench-"))["import_s"]
                for _ in range(max(1, repeats))]
@@ -134,7 +155,9 @@ def run_startup(backends, optimizers, repeats, quick, cnn_backends=(), out=print
     out(f"`import pynn` in a fresh process: median {statistics.median(imports):.3f} s "
         f"over {len(imports)} processes.\n")
     out(f"First and second training epoch (batch 32; MLP {n['mlp']:,} samples, convnet "
-        f"{n['cnn']:,}) in a fresh process; \"cold\" = an empty Numba cache directory, "
+        f"{n['cnn']:,}, LSTM classifier {n['rnn']:,} of {length} tokens) in a fresh "
+        "process; \"cold\" = an "
+        "empty Numba cache directory, "
         "\"warm\" = the same directory again. The difference of the two epochs is what "
         "the first one spent compiling (and loading); issue 16's target for the "
         "convnet's cold compile on numba is under 3 s.\n")
@@ -145,7 +168,7 @@ def run_startup(backends, optimizers, repeats, quick, cnn_backends=(), out=print
                 key = {"network": network, "backend": name, "optimizer": opt,
                        "cache": state}
                 try:
-                    r = _startup_process([name, opt, n[network], network], cache)
+                    r = _startup_process([name, opt, n[network], network, length], cache)
                     row = {**key, "status": "ok", **r,
                            "compile_s": r["first_epoch_s"] - r["second_epoch_s"]}
                 except Exception as exc:  # one broken backend must not hide the rest
@@ -161,14 +184,18 @@ def run_startup(backends, optimizers, repeats, quick, cnn_backends=(), out=print
         "the traced peak above both the start and the end (an array made and freed within "
         "a step shows here), and the bytes NumPy arrays still hold at the end. 0 and 0: "
         "no array is made per step. The MLP takes the fused step; the convnet goes layer "
-        "by layer.\n")
+        "by layer (the LSTM classifier too, at batch 32).\n")
     rows = []
     steps = 5 if quick else 50
     for network, name, opt in runs:
         key = {"network": network, "backend": name, "optimizer": opt}
         try:
-            peak, held = (step_allocations(name, opt, steps=steps) if network == "mlp"
-                          else cnn_step_allocations(name, steps=steps))
+            if network == "mlp":
+                peak, held = step_allocations(name, opt, steps=steps)
+            elif network == "cnn":
+                peak, held = cnn_step_allocations(name, steps=steps)
+            else:
+                peak, held = rnn_step_allocations(name, steps=steps, length=length)
             row = {**key, "status": "ok", "transient_bytes": peak, "held_bytes": held}
             rows.append([network, name, opt, f"{peak:,}", f"{held:,}"])
         except Exception as exc:
