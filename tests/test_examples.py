@@ -41,6 +41,7 @@ QUICK = [
     ("mnist_regularized.py", 0.6, ["mnist_regularized_history.png",
                                    "mnist_regularized_confusion_matrix.png"]),
     ("mnist_manual_loop.py", 0.6, []),
+    ("custom_layer_loss_metric.py", 0.9, []),
 ]
 
 
