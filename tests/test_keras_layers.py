@@ -13,8 +13,8 @@ from pynn.layers import (Dense, GaussianDropout, GaussianNoise, Input, LayerNorm
                          Normalization, UnitNormalization, deserialize, serialize)
 from pynn.models import Model, Sequential, load_model
 
-from helpers import REFERENCE, assert_close, check_op, import_keras
-from test_gradients import assert_grad, numerical_grad
+from helpers import REFERENCE, assert_close, check_op, import_keras, numerical_grad
+from test_gradients import assert_grad
 
 F64 = np.float64
 
