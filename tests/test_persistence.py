@@ -301,8 +301,10 @@ def test_checksum_and_config_checks(tmp_path, saved):
                   ["shape", "(4, 3)", "(4, 7)"]),
         "class": (lambda c: c["model"].update(class_name="Subclassed"),
                   ["unsupported model class 'Subclassed'"]),
-        "layer": (lambda c: c["model"]["config"]["layers"][-1].update(class_name="Lambda"),
-                  ["Unknown layer class 'Lambda'"]),
+        "layer": (lambda c: c["model"]["config"]["layers"][-1].update(class_name="Lambada"),
+                  ["Unknown layer class 'Lambada'"]),
+        "lambda": (lambda c: c["model"]["config"]["layers"][-1].update(class_name="Lambda"),
+                   ["its function None is not in custom_objects"]),
     }
     for key, (mutate, fragments) in cases.items():
         bad = tmp_path / f"{key}.pynn"

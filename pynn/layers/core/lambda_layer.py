@@ -71,7 +71,7 @@ class Lambda(Layer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        name = config.pop("function")
+        name = config.pop("function", None)
         fn = (custom_objects or {}).get(name) if isinstance(name, str) else None
         if fn is None:
             raise ValueError(f"Lambda layer {config.get('name')!r}: its function {name!r} is "
