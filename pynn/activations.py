@@ -114,7 +114,7 @@ def selu(x):
 
 def celu(x, alpha=ACTIVATION_DEFAULT_ALPHA["celu"]):
     """Continuously differentiable ELU: ``x`` for ``x >= 0``, ``alpha * (exp(x / alpha) -
-    1)`` otherwise (``alpha > 0``, default 1)."""
+    1)`` otherwise (``alpha != 0``, default 1)."""
     return _apply("celu", x, alpha)
 
 

@@ -112,7 +112,8 @@ def test_forward_matches_keras(keras, name, dtype):
 
 
 @pytest.mark.parametrize("name,kw", [
-    ("celu", dict(alpha=0.5)), ("celu", dict(alpha=3.0)), ("squareplus", dict(b=1.0)),
+    ("celu", dict(alpha=0.5)), ("celu", dict(alpha=3.0)), ("celu", dict(alpha=-1.5)),
+    ("squareplus", dict(b=1.0)),
     ("squareplus", dict(b=0.0)), ("elu", dict(alpha=0.3)),
     ("leaky_relu", dict(negative_slope=0.05)),
     ("gelu", dict(approximate=True)), ("gelu", dict(approximate=False)),
@@ -180,7 +181,7 @@ def test_backends_match_reference(fast_backend, name, shape, dtype):
     if name == "softmax" and len(shape) != 2:
         return  # 2-D only (tests/test_backend_ops.py)
     x, y, dy = _args(name, shape, dtype, np.random.default_rng(7))
-    for alpha in (None, 0.7):
+    for alpha in (None, 0.7) + ((-0.8,) if name == "celu" else ()):
         want = REFERENCE.activation_forward(x, name, alpha=alpha)
         got = be.to_numpy(be.activation_forward(x, name, alpha=alpha))
         assert got.dtype == dtype
@@ -300,7 +301,7 @@ def test_hand_worked_row_wise(backend):
 # ------------------------------------------------------------------------------------------
 def test_bad_parameters_and_shapes_are_refused(backend):
     x = np.ones((2, 4))
-    with pytest.raises(ValueError, match="alpha of celu"):
+    with pytest.raises(ValueError, match="alpha of celu: must be nonzero"):
         backend.activation_forward(x, "celu", alpha=0.0)
     with pytest.raises(ValueError, match="alpha of squareplus"):
         backend.activation_forward(x, "squareplus", alpha=-1.0)
@@ -424,3 +425,14 @@ def test_recurrent_cells_take_the_output_derivable_ones(name):
             outs[be] = model.predict(x, verbose=0)
     for be in CPU_BACKENDS:
         np.testing.assert_allclose(outs[be], outs["numpy"], rtol=1e-4, atol=1e-5, err_msg=be)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_ONLY))
+def test_ops_dense_runs_reference_only_after_the_product(backend, name):
+    from pynn import ops
+
+    rng = np.random.default_rng(6)
+    x, w, b = rng.standard_normal((5, 3)), rng.standard_normal((3, 6)), rng.standard_normal(6)
+    want = REFERENCE.activation_forward(x @ w + b, name)
+    got = backend.to_numpy(ops.dense(x, w, b, activation=name))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)

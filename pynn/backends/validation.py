@@ -261,18 +261,22 @@ _OP_HYPER_NAMED = {op: {k: (f"{op}: {k}", where) for k, where in ranges.items()}
 
 
 #: The range of an activation's extra parameter where it is narrower than finite:
-#: CELU divides by its alpha; Squareplus takes the square root of ``x**2 + b``.
-_ALPHA_RANGE = {"celu": Range(0.0, low_open=True), "squareplus": NONNEGATIVE}
+#: Squareplus takes the square root of ``x**2 + b`` (CELU's alpha: nonzero, below).
+_ALPHA_RANGE = {"squareplus": NONNEGATIVE}
 
 
 def activation_alpha(name, alpha, arg="alpha"):
     """The extra parameter of activation ``name`` (leaky ReLU's negative slope, ELU's
     and CELU's alpha, Squareplus's ``b``), with its default filled in; a given one
-    must be finite and in the activation's range (``arg`` names it)."""
+    must be finite and in the activation's range (``arg`` names it): CELU divides by
+    its alpha, which must not be 0 (Keras's torch backend raises too)."""
     if alpha is None:
         return float(ACTIVATION_DEFAULT_ALPHA.get(name, 0.0))
-    return check_hyper(f"{arg} of {name}" if name in _ALPHA_RANGE else arg, alpha,
-                       _ALPHA_RANGE.get(name, FINITE))
+    where = f"{arg} of {name}" if name in _ALPHA_RANGE or name == "celu" else arg
+    value = check_hyper(where, alpha, _ALPHA_RANGE.get(name, FINITE))
+    if name == "celu" and value == 0:
+        raise ValueError(f"{where}: must be nonzero (CELU divides by it), got {alpha!r}")
+    return value
 
 
 def epilogue_code(activation, op):
