@@ -252,9 +252,10 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, RecurrentOps):
         bias : array (n,), optional
             Added to every row before the activation.
         activation : str
-            Name from :data:`ACTIVATIONS` applied as the epilogue.
+            Name from :data:`EPILOGUE_ACTIVATIONS` applied as the epilogue.
         act_alpha : float, optional
-            Negative slope for ``leaky_relu``, alpha for ``elu``.
+            The activation's extra parameter (:data:`ACTIVATION_DEFAULT_ALPHA`): negative
+            slope for ``leaky_relu``, alpha for ``elu``/``celu``, ``b`` for ``squareplus``.
 
         Returns
         -------
@@ -792,7 +793,8 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, RecurrentOps):
         dbiases : list of L writable arrays (d_{i+1},), None where ``biases[i]`` is None
         sample_weight : array (n,), optional
         act_alphas : list of L floats or None, optional
-            ``leaky_relu`` slope / ``elu`` alpha per layer (None: the default).
+            Each layer's activation parameter (``leaky_relu`` slope, ``elu``/``celu``
+            alpha, ``squareplus`` b; None: the default).
         preacts : list of L arrays (n, d_{i+1}) or None, optional
             Pre-activations; required (writable) only for layers whose activation is in
             ``NEEDS_INPUT_FOR_BACKWARD`` (``gelu``, ``silu``, ...), whose
