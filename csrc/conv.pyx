@@ -33,8 +33,8 @@ from libc.stdint cimport int64_t
 from libc.math cimport INFINITY
 from libc.string cimport memcpy, memset
 
-from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_SOFTMAX, act_backward_flat, act_grad_scalar,
-                       bias_act_row)
+from pynn_math cimport (ACT_LINEAR, ACT_SOFTMAX, act_backward_flat, act_grad_scalar,
+                       act_is_elementwise, act_is_epilogue, act_needs_input, bias_act_row)
 
 cdef extern from "limits.h":
     const int INT_MAX
@@ -270,7 +270,7 @@ cdef void conv_backward_fused(const floating* dy, const floating* y, const float
             dz = dy + m0 * co
         else:
             act_backward_flat(dy + m0 * co, y + m0 * co, y + m0 * co, dzbuf, rows * co, code,
-                              act_alpha)  # x unread: GELU is refused
+                              act_alpha)  # x unread: act_needs_input codes refused
             dz = dzbuf
         if dbias != NULL:
             for i in range(rows):
@@ -521,7 +521,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x not None,
                         "conv2d_forward")
     cdef bint direct = _direct(G.kh, G.kw, G.sh, G.sw, padding)
     cdef const floating* bias_p = NULL
-    if code < 0 or code > ACT_SOFTMAX:
+    if not act_is_epilogue(code):
         raise ValueError(f"conv2d_forward: unknown activation code {code}")
     bias_p = _bias_pointer(bias, has_bias, G.co)
     _check_scratch(scratch.shape[0], block_rows, G.kh * G.kw * G.cig, direct,
@@ -624,7 +624,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy not None,
     cdef floating* dk_p = NULL
     cdef floating* db_p = NULL
     cdef floating* scratch_p = NULL
-    if code < 0 or code >= ACT_SOFTMAX or code == ACT_GELU:
+    if not act_is_elementwise(code) or act_needs_input(code):
         raise ValueError(f"conv2d_backward: activation code {code} has no elementwise "
                          f"gradient from the output")
     if code != ACT_LINEAR and _shape4(y.shape) != _shape4(dy.shape):
@@ -725,7 +725,7 @@ def conv2d_pool_forward(const floating[:, :, :, ::1] x not None,
     cdef Py_ssize_t per_out = out.shape[1] * out.shape[2] * G.co
     cdef Py_ssize_t ph = pool[0], pw = pool[1]
     cdef int64_t* idx
-    if code < 0 or code >= ACT_SOFTMAX:
+    if not act_is_elementwise(code):
         raise ValueError(f"conv2d_pool_forward: unknown activation code {code}")
     if _shape4(index.shape) != _shape4(out.shape):
         raise ValueError("conv2d_pool_forward: index must have the shape of out")
@@ -783,7 +783,7 @@ def conv2d_pool_backward(const floating[:, :, :, ::1] dy not None,
     cdef const floating* d
     cdef const floating* o
     cdef const int64_t* idx
-    if code < 0 or code >= ACT_SOFTMAX or code == ACT_GELU:
+    if not act_is_elementwise(code) or act_needs_input(code):
         raise ValueError(f"conv2d_pool_backward: activation code {code} has no elementwise "
                          f"gradient from the output")
     if _shape4(out.shape) != _shape4(dy.shape) or _shape4(index.shape) != _shape4(dy.shape):

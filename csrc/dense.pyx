@@ -11,7 +11,8 @@ cimport cython
 from cython cimport floating
 
 from pynn_math cimport (ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, act_backward_flat, act_forward_flat,
-                        act_grad_scalar, bias_act_row, log_softmax_row, softmax_row)
+                        act_grad_scalar, act_is_elementwise, act_is_epilogue, bias_act_row,
+                        log_softmax_row, softmax_row)
 
 cdef extern from "limits.h":
     const int INT_MAX
@@ -66,7 +67,7 @@ def gemm(const floating[:, ::1] a not None, const floating[:, ::1] b not None, f
                          f"b {tuple(b.shape)[:2]}, out {tuple(out.shape)[:2]}")
     if m > INT_MAX or n > INT_MAX or k > INT_MAX:
         raise ValueError("gemm: dimensions above 2**31 - 1 are not supported by BLAS")
-    if code < 0 or code > ACT_SOFTMAX:
+    if not act_is_epilogue(code):
         raise ValueError(f"gemm: unknown activation code {code}")
     if has_bias:
         if bias.shape[0] != n:
@@ -85,7 +86,7 @@ def activation_forward(const floating[::1] x not None, floating[::1] out not Non
     """Elementwise activation over flat contiguous arrays (softmax: use :func:`softmax`)."""
     if out.shape[0] != x.shape[0]:
         raise ValueError(f"out: expected {x.shape[0]} elements, got {out.shape[0]}")
-    if code < 0 or code >= ACT_SOFTMAX:
+    if not act_is_elementwise(code):
         raise ValueError(f"activation_forward: unsupported elementwise code {code}")
     if x.shape[0] == 0:
         return
@@ -96,12 +97,12 @@ def activation_forward(const floating[::1] x not None, floating[::1] out not Non
 def activation_backward(const floating[::1] dy not None, const floating[::1] y not None,
                         const floating[::1] x not None, floating[::1] out not None, int code,
                         double alpha):
-    """``out = dy * act'(.)`` over flat arrays; ``x`` is read only for GELU
-    (pass ``dy`` as a stand-in otherwise). Softmax: :func:`softmax_backward`."""
+    """``out = dy * act'(.)`` over flat arrays; ``x`` is read only where
+    ``act_needs_input`` (pass ``dy`` as a stand-in otherwise). Softmax: :func:`softmax_backward`."""
     cdef Py_ssize_t size = dy.shape[0]
     if y.shape[0] != size or x.shape[0] != size or out.shape[0] != size:
         raise ValueError("activation_backward: dy, y, x and out sizes differ")
-    if code < 0 or code >= ACT_SOFTMAX:
+    if not act_is_elementwise(code):
         raise ValueError(f"activation_backward: unsupported elementwise code {code}")
     if size == 0:
         return

@@ -24,6 +24,26 @@ cdef enum:
     ACT_GELU = 6
     ACT_SOFTPLUS = 7
     ACT_SOFTMAX = 8
+    ACT_SELU = 9
+    ACT_SILU = 10
+    ACT_EXPONENTIAL = 11
+    ACT_HARD_SIGMOID = 12
+    ACT_HARD_SILU = 13
+    ACT_SOFTSIGN = 14
+    ACT_RELU6 = 15
+    ACT_MISH = 16
+    ACT_CELU = 17
+    ACT_SQUAREPLUS = 18
+    ACT_TANH_SHRINK = 19
+    ACT_LAST_ELEMENTWISE = 19   # codes above are row-wise, reference-only
+
+# SELU's constants (pynn.backends.activation_codes; a pxd cannot hold initialised globals)
+cdef inline double selu_alpha() noexcept nogil:
+    return 1.6732632423543772848170429916717
+
+
+cdef inline double selu_scale() noexcept nogil:
+    return 1.0507009873554804934193349852946
 
 # ---------------------------------------------------------------------------
 # libm in the working type
@@ -96,8 +116,47 @@ cdef inline floating gelu(floating x) noexcept nogil:
     return <floating>(0.5 * xd * (1.0 + erf(xd * M_SQRT1_2)))
 
 
+cdef inline bint act_is_epilogue(int code) noexcept nogil:
+    """Whether ``code`` is an activation the kernels apply: elementwise or softmax."""
+    return 0 <= code <= ACT_LAST_ELEMENTWISE
+
+
+cdef inline bint act_is_elementwise(int code) noexcept nogil:
+    return act_is_epilogue(code) and code != ACT_SOFTMAX
+
+
+cdef inline bint act_needs_input(int code) noexcept nogil:
+    """Whether the backward of ``code`` reads the pre-activation (the elementwise
+    members of ``NEEDS_INPUT_FOR_BACKWARD``)."""
+    return (code == ACT_GELU or code == ACT_SILU or code == ACT_HARD_SILU
+            or code == ACT_MISH or code == ACT_TANH_SHRINK)
+
+
+cdef inline floating softplus(floating x) noexcept nogil:
+    return (x if x > 0 else 0) + f_log1p(f_exp(-f_abs(x)))
+
+
+cdef inline floating hard_sigmoid(floating x) noexcept nogil:
+    cdef floating v = x / 6 + <floating>0.5
+    if v <= 0:
+        return 0
+    if v >= 1:
+        return 1
+    return v  # NaN stays NaN
+
+
+@cython.cdivision(True)
+cdef inline floating squareplus(floating x, floating b) noexcept nogil:
+    """``(x + sqrt(x^2 + b)) / 2`` in double (``x^2`` overflows float32 above ~1.8e19),
+    written ``b / (2 (sqrt(x^2 + b) - x))`` for ``x < 0`` (no cancellation)."""
+    cdef double xd = x, s = sqrt(xd * xd + b)
+    return <floating>((xd + s) / 2 if xd >= 0 else b / (2 * (s - xd)))
+
+
+@cython.cdivision(True)
 cdef inline floating act_scalar(floating x, int code, floating a) noexcept nogil:
-    """Elementwise activation ``code`` (not softmax) of ``x``; ``a`` = slope / ELU alpha.
+    """Elementwise activation ``code`` (not softmax) of ``x``; ``a`` = the extra
+    parameter (leaky slope, ELU/CELU alpha, Squareplus b).
 
     NaN propagates as in NumPy (relu(NaN) is NaN).
     """
@@ -114,14 +173,41 @@ cdef inline floating act_scalar(floating x, int code, floating a) noexcept nogil
     elif code == ACT_GELU:
         return gelu(x)
     elif code == ACT_SOFTPLUS:
-        return (x if x > 0 else 0) + f_log1p(f_exp(-f_abs(x)))
+        return softplus(x)
+    elif code == ACT_SELU:
+        return <floating>selu_scale() * (x if x > 0 else <floating>selu_alpha() * f_expm1(x))
+    elif code == ACT_SILU:
+        return x * sigmoid(x)
+    elif code == ACT_EXPONENTIAL:
+        return f_exp(x)
+    elif code == ACT_HARD_SIGMOID:
+        return hard_sigmoid(x)
+    elif code == ACT_HARD_SILU:
+        return x * hard_sigmoid(x)
+    elif code == ACT_SOFTSIGN:
+        return x / (1 + f_abs(x))
+    elif code == ACT_RELU6:
+        if x <= 0:
+            return 0
+        return 6 if x >= 6 else x
+    elif code == ACT_MISH:
+        return x * f_tanh(softplus(x))
+    elif code == ACT_CELU:
+        return x if x > 0 else a * f_expm1(x / a)
+    elif code == ACT_SQUAREPLUS:
+        return squareplus(x, a)
+    elif code == ACT_TANH_SHRINK:
+        return x - f_tanh(x)
     return x
 
 
+@cython.cdivision(True)
 cdef inline floating act_grad_scalar(floating dy, floating y, floating x, int code,
                                      floating a) noexcept nogil:
-    """``dy * act'(.)`` from the forward output ``y`` (GELU uses the input ``x``)."""
+    """``dy * act'(.)`` from the forward output ``y`` (the codes of
+    :func:`act_needs_input` use the input ``x``)."""
     cdef double xd, cdf, pdf
+    cdef floating s, t
     if code == ACT_RELU:
         return dy if y > 0 else 0
     elif code == ACT_LEAKY_RELU:
@@ -140,6 +226,38 @@ cdef inline floating act_grad_scalar(floating dy, floating y, floating x, int co
     elif code == ACT_SOFTPLUS:
         # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
         return dy * -f_expm1(-y)
+    elif code == ACT_SELU:
+        return <floating>selu_scale() * dy if y > 0 else \
+            dy * (y + <floating>(selu_scale() * selu_alpha()))
+    elif code == ACT_SILU:
+        s = sigmoid(x)
+        return dy * (s * (1 + x * (1 - s)))
+    elif code == ACT_EXPONENTIAL:
+        return dy * y
+    elif code == ACT_HARD_SIGMOID:
+        return dy / 6 if y > 0 and y < 1 else 0
+    elif code == ACT_HARD_SILU:
+        if x < -3:
+            return 0
+        return dy * (2 * x + 3) / 6 if x <= 3 else dy
+    elif code == ACT_SOFTSIGN:
+        t = 1 - f_abs(y)
+        return dy * (t * t)
+    elif code == ACT_RELU6:
+        return dy if y > 0 and y < 6 else 0
+    elif code == ACT_MISH:
+        t = f_tanh(softplus(x))
+        return dy * (t + x * sigmoid(x) * (1 - t * t))
+    elif code == ACT_CELU:
+        return dy if y > 0 else dy * (y / a + 1)
+    elif code == ACT_SQUAREPLUS:
+        # (1 + x / sqrt(x^2 + b)) / 2 = 1 / (1 + b / (4 y^2))
+        if not y > 0:
+            return 0
+        return dy if a == 0 else <floating>(dy / (1.0 + a / (4.0 * y * y)))
+    elif code == ACT_TANH_SHRINK:
+        t = f_tanh(x)
+        return dy * (t * t)
     return dy
 
 
@@ -189,8 +307,9 @@ cdef inline void log_softmax_row(const floating* x, floating* out,
 cdef inline void act_backward_flat(const floating* dy, const floating* y, const floating* x,
                                    floating* out, Py_ssize_t size, int code,
                                    floating a) noexcept nogil:
-    """``out = dy * act'(.)`` over ``size`` elements (``x`` read only for GELU; ``out``
-    may be ``dy``); ReLU and linear get loops of their own, which vectorise."""
+    """``out = dy * act'(.)`` over ``size`` elements (``x`` read only where
+    :func:`act_needs_input`; ``out`` may be ``dy``); ReLU and linear get loops of their
+    own, which vectorise."""
     cdef Py_ssize_t i
     if code == ACT_LINEAR:
         if out != dy:
@@ -237,6 +356,9 @@ cdef inline void act_forward_flat(const floating* x, floating* out, Py_ssize_t n
     elif code == ACT_SOFTPLUS:
         for j in range(n):
             out[j] = act_scalar(x[j], ACT_SOFTPLUS, a)
+    else:
+        for j in range(n):
+            out[j] = act_scalar(x[j], code, a)
 
 
 cdef inline void bias_act_row(floating* row, const floating* bias, Py_ssize_t n, int code,

@@ -23,8 +23,9 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
 from libc.math cimport exp, isfinite, log
 
-from pynn_math cimport (ACT_GELU, ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, PAIR_MAE, PAIR_MSE,
-                        PAIR_SIGMOID_BCE, act_forward_flat, act_grad_scalar, adam_loop,
+from pynn_math cimport (ACT_LINEAR, ACT_RELU, ACT_SOFTMAX, PAIR_MAE, PAIR_MSE,
+                        PAIR_SIGMOID_BCE, act_forward_flat, act_grad_scalar, act_is_epilogue,
+                        act_needs_input, adam_loop,
                         bias_act_row, column_sums, flush_denormal, pair_loss_term, sgd_loop)
 
 cnp.import_array()
@@ -87,7 +88,7 @@ cdef struct StackLayer:
     void* w          # kernel (n_in, n_out)
     void* b          # bias (n_out,) or NULL
     void* out        # layer output (n, n_out)
-    void* pre        # pre-activation (n, n_out), GELU only, else NULL
+    void* pre        # pre-activation (n, n_out), act_needs_input only, else NULL
     void* delta      # dZ (n, n_out)
     void* dw         # kernel gradient (n_in, n_out)
     void* db         # bias gradient (n_out,) or NULL
@@ -148,7 +149,7 @@ cdef void _act_backward_inplace(floating* d, const floating* y, const floating* 
                 s += <double>d[i * k + j] * y[i * k + j]
             for j in range(k):
                 d[i * k + j] = <floating>(y[i * k + j] * (d[i * k + j] - s))
-    elif code == ACT_GELU:
+    elif act_needs_input(code):
         for i in range(size):
             d[i] = act_grad_scalar(d[i], y[i], pre[i], code, a)
     else:
@@ -226,8 +227,9 @@ cdef double _elementwise_loss(int kind, const floating* p, const floating* t,
 
 cdef void _forward(StackLayer* L, int depth, const floating* x,
                    Py_ssize_t n) noexcept nogil:
-    """``L[i].out = act(h @ W + b)`` layer by layer; a layer with ``pre`` (GELU in
-    training) keeps its pre-activation there for the backward pass."""
+    """``L[i].out = act(h @ W + b)`` layer by layer; a layer with ``pre`` (an
+    ``act_needs_input`` activation in training) keeps its pre-activation there for the
+    backward pass."""
     cdef int i
     cdef Py_ssize_t r, k
     cdef const floating* h = x
@@ -451,7 +453,7 @@ cdef Py_ssize_t _fill_layers(StackLayer* L, int depth, list kernels, list biases
         L[i].bs0 = NULL
         L[i].bs1 = NULL
         L[i].code = codes[i]
-        if L[i].code < 0 or L[i].code > ACT_SOFTMAX:
+        if not act_is_epilogue(L[i].code):
             raise StepArgumentError(f"activation code {L[i].code} unknown")
         L[i].alpha = alphas[i]
         L[i].n_in = width
@@ -541,7 +543,7 @@ def dense_stack(object x, object labels, object target, object w, list kernels, 
                     raise StepArgumentError(f"dbiases[{i}]: must be None without a bias")
             else:
                 L[i].db = _data(dbiases[i], typenum, 1, k_out, 0, True, f"dbiases[{i}]")
-            if L[i].code == ACT_GELU:
+            if act_needs_input(L[i].code):
                 L[i].pre = _data(preacts[i], typenum, 2, n, k_out, True, f"preacts[{i}]")
             if rule != RULE_NONE:
                 if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>kernels[i]) or (

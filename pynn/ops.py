@@ -43,7 +43,7 @@ from .autodiff import numpy_ops as _np_ops
 from .autodiff.tape import Tensor as _Tensor
 from .autodiff.tape import as_input as _as_input
 from .backends import get_backend
-from .backends.base import Backend
+from .backends.base import REFERENCE_ONLY, Backend
 
 _OPS = [
     "gemm", "activation_forward", "activation_backward", "softmax", "log_softmax",
@@ -87,9 +87,14 @@ del _name
 
 
 def dense(x, kernel, bias=None, activation="linear", out=None, alpha=None):
-    """``activation(x @ kernel + bias)`` in one fused call; kernel is ``(n_in, n_out)``."""
-    return get_backend().gemm(x, kernel, out=out, bias=bias, activation=activation,
-                              act_alpha=alpha)
+    """``activation(x @ kernel + bias)`` in one fused call; kernel is ``(n_in, n_out)``.
+    The row-wise reference-only activations (``log_softmax``, ``sparsemax``, ``glu``)
+    have no GEMM epilogue: they run after the product (``glu`` halves the width)."""
+    be = get_backend()
+    if activation in REFERENCE_ONLY:
+        z = be.gemm(x, kernel, bias=bias)
+        return be.activation_forward(z, activation, out=out, alpha=alpha)
+    return be.gemm(x, kernel, out=out, bias=bias, activation=activation, act_alpha=alpha)
 
 
 def _act(act_name, keras_kw=None):

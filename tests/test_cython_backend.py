@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pynn.backends as B
-from pynn.backends.base import ACTIVATIONS, Backend, splitmix_uniform
+from pynn.backends.base import ACTIVATIONS, EPILOGUE_ACTIVATIONS, Backend, splitmix_uniform
 
 from helpers import REFERENCE, assert_close, check_op
 
@@ -22,7 +22,8 @@ from pynn._ext import dense as _dense  # noqa: E402
 from pynn._ext import layers as _layers  # noqa: E402
 from pynn._ext import losses as _losses  # noqa: E402
 
-ACTS = list(ACTIVATIONS)
+#: glu changes the width (tests/test_activations_keras.py covers it on every backend)
+ACTS = [a for a in ACTIVATIONS if a != "glu"]
 OPS = ["gemm", "activation_forward", "activation_backward", "softmax", "log_softmax",
        "softmax_cross_entropy", "categorical_cross_entropy", "sigmoid_binary_cross_entropy",
        "binary_cross_entropy", "mean_squared_error", "mean_absolute_error", "bias_grad",
@@ -72,7 +73,7 @@ def test_gemm_trans_beta(cy, dtype, rng, m, k, n, trans_a, trans_b, beta):
     check_op(cy, "gemm", [a, b, out], kw, dtype=dtype)
 
 
-@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("act", EPILOGUE_ACTIVATIONS)
 @pytest.mark.parametrize("m,k,n", [(0, 3, 4), (1, 1, 1), (5, 0, 3), (9, 11, 7)])
 def test_gemm_epilogue(cy, dtype, rng, act, m, k, n):
     a = randn(rng, (m, k), dtype)
@@ -173,7 +174,7 @@ def test_activation_forward_backward(cy, dtype, rng, act, shape):
 def test_activation_extreme_inputs(cy, dtype, act):
     x = np.array([[-1e3, -88.0, -20.0, -1e-6, 0.0, 1e-6, 20.0, 88.0, 1e3]], dtype)
     y, _ = check_op(cy, "activation_forward", [x, act], dtype=dtype)
-    assert np.all(np.isfinite(y))
+    assert np.all(np.isfinite(y)) or act == "exponential"  # exp(1e3) overflows
     dy = np.ones_like(x)
     check_op(cy, "activation_backward", [dy, y, act], dict(x=x), dtype=dtype)
 

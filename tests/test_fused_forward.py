@@ -15,7 +15,7 @@ import pytest
 import pynn
 import pynn.backends as B
 from pynn import layers
-from pynn.backends.base import ACTIVATIONS, Backend
+from pynn.backends.base import EPILOGUE_ACTIVATIONS, Backend
 from pynn.models import Sequential
 
 from helpers import CPU_BACKENDS, assert_close, raises_naming, stack_bad_cases
@@ -85,7 +85,7 @@ def test_parity_every_depth_and_batch(be, dtype, depth, rng):
                           f"{be.name} depth {depth} n {n}")
 
 
-@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("act", sorted(EPILOGUE_ACTIVATIONS))
 def test_parity_every_activation_in_every_position(be, dtype, act, rng):
     sizes = [6, 11, 4, 3]
     ks, bs = make_stack(rng, dtype, sizes)

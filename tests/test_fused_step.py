@@ -16,7 +16,7 @@ import pynn
 from pynn.trainers import explain
 import pynn.backends as B
 from pynn import bench, layers, losses
-from pynn.backends.base import ACTIVATIONS, STACK_LOSSES, Backend, StackUpdate
+from pynn.backends.base import EPILOGUE_ACTIVATIONS, STACK_LOSSES, Backend, StackUpdate
 from pynn.models import Sequential
 
 from helpers import CPU_BACKENDS, FAST_BACKENDS
@@ -143,7 +143,7 @@ def test_parity_every_loss_and_depth(be, dtype, loss, depth, rng):
         assert_step_close(got, want, dtype, what=f"{be.name} {loss} depth {depth} n {n}")
 
 
-@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("act", sorted(EPILOGUE_ACTIVATIONS))
 def test_parity_every_activation(be, dtype, act, rng):
     sizes = [6, 11, 4, 3]
     # hidden position, and last position under a loss that does not fold it

@@ -62,7 +62,7 @@ def build(layer, x):
 def test_dense_gradients_every_activation(backend, activation):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((6, 4))
-    layer = build(Dense(5, activation=activation, dtype="float64",
+    layer = build(Dense(6, activation=activation, dtype="float64",
                         bias_initializer="random_normal"), x)
     check_layer_gradients(layer, x)
 

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pynn.backends.base import ACTIVATIONS
+from pynn.backends.base import ELEMENTWISE
 
 import helpers
 from helpers import REFERENCE, check_op_exact
@@ -17,7 +17,6 @@ SETTINGS = settings(max_examples=50, deadline=None, derandomize=True, database=N
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 DTYPES = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)])
-ELEMENTWISE = [a for a in ACTIVATIONS if a != "softmax"]
 
 
 def exact(dtype, vals):
@@ -68,7 +67,7 @@ def check_activation(backend, data, activation):
     shape = data.draw(shapes_any)
     x = array(data.draw, dtype, shape, BOUND[dtype])
     alpha = data.draw(st.sampled_from([None, 0.01, 1.0])) if activation in (
-        "leaky_relu", "elu") else None
+        "leaky_relu", "elu", "celu", "squareplus") else None
     y, _ = check_op_exact(backend, "activation_forward", [x, activation], {"alpha": alpha},
                           dtype=dtype)
     dy = array(data.draw, dtype, shape, BOUND[dtype] / 4)

@@ -39,6 +39,8 @@ MAX_BLOCKS = 4096
 
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
 _U24 = 1.0 / 16777216.0
 
 
@@ -54,7 +56,8 @@ def _kernel(fn):
 # --------------------------------------------------------------------------
 @cuda.jit(device=True)
 def act_value(v, code, a):
-    """activation ``code`` of float64 ``v`` (``a``: leaky slope / ELU alpha)."""
+    """activation ``code`` of float64 ``v`` (``a``: leaky slope, ELU/CELU alpha,
+    Squareplus b)."""
     if code == 1:
         return 0.0 if v <= 0.0 else v
     if code == 2:
@@ -69,13 +72,60 @@ def act_value(v, code, a):
     if code == 6:
         return 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
     if code == 7:
-        return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+        return _softplus(v)
+    if code == 9:  # selu
+        return _SELU_SCALE * (v if v > 0.0 else _SELU_ALPHA * math.expm1(v))
+    if code == 10:  # silu
+        return v * _sigmoid(v)
+    if code == 11:  # exponential
+        return math.exp(v)
+    if code == 12:
+        return _hard_sigmoid(v)
+    if code == 13:  # hard_silu
+        return v * _hard_sigmoid(v)
+    if code == 14:  # softsign
+        return v / (1.0 + abs(v))
+    if code == 15:  # relu6
+        return 0.0 if v <= 0.0 else (6.0 if v >= 6.0 else v)
+    if code == 16:  # mish
+        return v * math.tanh(_softplus(v))
+    if code == 17:  # celu
+        return v if v > 0.0 else a * math.expm1(v / a)
+    if code == 18:  # squareplus, without cancellation for v < 0
+        s = math.sqrt(v * v + a)
+        return (v + s) / 2.0 if v >= 0.0 else a / (2.0 * (s - v))
+    if code == 19:  # tanh_shrink
+        return v - math.tanh(v)
     return v
 
 
 @cuda.jit(device=True)
+def _sigmoid(v):
+    e = math.exp(-abs(v))
+    return 1.0 / (1.0 + e) if v >= 0.0 else e / (1.0 + e)
+
+
+@cuda.jit(device=True)
+def _softplus(v):
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+@cuda.jit(device=True)
+def _hard_sigmoid(v):
+    h = v / 6.0 + 0.5
+    return 0.0 if h <= 0.0 else (1.0 if h >= 1.0 else h)
+
+
+@cuda.jit(device=True)
+def needs_input(code):
+    """Whether the backward of ``code`` reads the pre-activation."""
+    return code == 6 or code == 10 or code == 13 or code == 16 or code == 19
+
+
+@cuda.jit(device=True)
 def act_grad(d, y, x, code, a):
-    """``d * activation'`` written from the output ``y`` (``x`` only for gelu)."""
+    """``d * activation'`` written from the output ``y`` (``x`` only where
+    :func:`needs_input`)."""
     if code == 1:
         return d if y > 0.0 else 0.0
     if code == 2:
@@ -92,6 +142,36 @@ def act_grad(d, y, x, code, a):
         return d * (cdf + x * pdf)
     if code == 7:
         return d * -math.expm1(-y)
+    if code == 9:
+        return _SELU_SCALE * d if y > 0.0 else d * (y + _SELU_SCALE * _SELU_ALPHA)
+    if code == 10:
+        s = _sigmoid(x)
+        return d * (s * (1.0 + x * (1.0 - s)))
+    if code == 11:
+        return d * y
+    if code == 12:
+        return d / 6.0 if y > 0.0 and y < 1.0 else 0.0
+    if code == 13:
+        if x < -3.0:
+            return 0.0
+        return d * (2.0 * x + 3.0) / 6.0 if x <= 3.0 else d
+    if code == 14:
+        t = 1.0 - abs(y)
+        return d * (t * t)
+    if code == 15:
+        return d if y > 0.0 and y < 6.0 else 0.0
+    if code == 16:
+        t = math.tanh(_softplus(x))
+        return d * (t + x * _sigmoid(x) * (1.0 - t * t))
+    if code == 17:
+        return d if y > 0.0 else d * (y / a + 1.0)
+    if code == 18:
+        if not y > 0.0:
+            return 0.0
+        return d if a == 0.0 else d / (1.0 + a / (4.0 * y * y))
+    if code == 19:
+        t = math.tanh(x)
+        return d * (t * t)
     return d
 
 
@@ -104,9 +184,9 @@ def act_forward(x, out, code, a):
 
 @_kernel
 def act_backward(dy, y, x, out, code, a):
-    """``out = dy * act'`` over flat arrays (``x`` read only for gelu)."""
+    """``out = dy * act'`` over flat arrays (``x`` read only where :func:`needs_input`)."""
     for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
-        xv = float64(x[i]) if code == 6 else 0.0
+        xv = float64(x[i]) if needs_input(code) else 0.0
         out[i] = act_grad(float64(dy[i]), float64(y[i]), xv, code, a)
 
 

@@ -39,13 +39,16 @@ import numpy as np
 from .._files import read_regular, replace_atomically
 from . import _numba_cache
 from . import _numba_kernels as K
+from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD
 
 __all__ = ["stack_step", "stack_forward", "gemm", "activation_forward", "activation_backward",
            "STEP_SLOTS", "FORWARD_SLOTS", "BIASES", "biases_kind", "table", "STEP_OK",
            "STEP_OVERLAP", "STEP_BAD_LABEL"]
 
-_SOFTMAX = 8
-_GELU = 6
+_SOFTMAX = ACTIVATIONS["softmax"]
+#: Elementwise codes whose backward reads the pre-activation (kept in training).
+_NEEDS_INPUT = frozenset(ACTIVATIONS[name] for name in NEEDS_INPUT_FOR_BACKWARD
+                         if ACTIVATIONS[name] in K.ACT_NAMES)
 #: The update rule of SGD with momentum in generated steps (the stack's rule codes are
 #: 0 none, 1 SGD, 2 Adam; plain SGD folds its kernel update into a GEMM, momentum
 #: SGD has a velocity to update: a kernel each).
@@ -110,7 +113,7 @@ def activation_forward(code):
 
 def activation_backward(code):
     """Elementwise ``out = dy * act'(.)`` over flat arrays: ``(dy, y, x, out, act_alpha)``
-    (``x``, the input, is read by GELU only)."""
+    (``x``, the input, is read only by the codes that need it)."""
     return _kernel(("activation_backward", int(code)))
 
 
@@ -173,11 +176,12 @@ def _flat_loop(out, value):
 
 def _forward_epilogue(code, train, biases="some"):
     """Lines after ``dst = h @ W`` for one activation code: bias and activation
-    into ``out`` (GELU in training keeps the pre-activation in ``dst``)."""
+    into ``out`` (an activation whose backward needs its input keeps the
+    pre-activation in ``dst`` in training)."""
     if code == _SOFTMAX:
         return _bias_loop("dst", "linear", biases) + ["softmax_rows(out, out)"]
     name = K.ACT_NAMES[code]
-    if train and code == _GELU:
+    if train and code in _NEEDS_INPUT:
         return (_bias_loop("dst", "linear", biases) + ["pf = K.ravel(dst)"]
                 + _flat_loop("out", f"K.act_{name}(float(pf[q]), a)"))
     lines = _bias_loop("out", name, biases)
@@ -198,8 +202,8 @@ def _backward_activation(code):
         return []
     name = K.ACT_NAMES[code]
     lines = ["yf = K.ravel(y)"]
-    x = "yf[q]"  # only GELU reads its input
-    if code == _GELU:
+    x = "yf[q]"  # read only by the codes that need the input
+    if code in _NEEDS_INPUT:
         lines += [f"pf = {_view('preact', shape='flat')}"]
         x = "pf[q]"
     return lines + _flat_loop("d", f"K.grad_{name}(float(of[q]), float(yf[q]), float({x}), a)")
@@ -258,8 +262,9 @@ def _view(name, layer="s", shape="mat", slots=STEP_SLOTS):
 
 
 def _forward_loop(codes, train, slots, biases):
-    keep = train and _GELU in codes
-    dst = f"{_view('preact')} if code == 6 else out" if keep else "out"
+    keep = sorted(_NEEDS_INPUT.intersection(codes)) if train else []
+    kept = " or ".join(f"code == {c}" for c in keep)
+    dst = f"{_view('preact')} if {kept} else out" if keep else "out"
     ns = len(slots)
     # inference writes the last layer into ``result`` (a model's fresh output array)
     out = _view('out', slots=slots)

@@ -168,8 +168,240 @@ def grad_softplus(dy, y, x, a):
     return dy * -math.expm1(-y)
 
 
-#: Helper names by activation code (softmax, code 8, is row-wise: not here).
-ACT_NAMES = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "softplus")
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@_inline
+def act_selu(x, a):
+    if x > 0.0:
+        return _SELU_SCALE * x
+    return _SELU_SCALE * (_SELU_ALPHA * math.expm1(x))
+
+
+@_inline
+def act_silu(x, a):
+    return x * act_sigmoid(x, a)
+
+
+@_inline
+def act_exponential(x, a):
+    return math.exp(x)
+
+
+@_inline
+def act_hard_sigmoid(x, a):
+    v = x / 6.0 + 0.5
+    if v <= 0.0:
+        return 0.0
+    if v >= 1.0:
+        return 1.0
+    return v
+
+
+@_inline
+def act_hard_silu(x, a):
+    return x * act_hard_sigmoid(x, a)
+
+
+@_inline
+def act_softsign(x, a):
+    return x / (1.0 + abs(x))
+
+
+@_inline
+def act_relu6(x, a):
+    if x <= 0.0:
+        return 0.0
+    if x >= 6.0:
+        return 6.0
+    return x
+
+
+@_inline
+def act_mish(x, a):
+    return x * math.tanh(act_softplus(x, a))
+
+
+@_inline
+def act_celu(x, a):
+    if x > 0.0:
+        return x
+    return a * math.expm1(x / a)
+
+
+@_inline
+def act_squareplus(x, a):
+    # (x + sqrt(x^2 + b)) / 2, without cancellation for x < 0 (float64, as everywhere here)
+    s = math.sqrt(x * x + a)
+    if x >= 0.0:
+        return (x + s) / 2.0
+    return a / (2.0 * (s - x))
+
+
+@_inline
+def act_tanh_shrink(x, a):
+    return x - math.tanh(x)
+
+
+@_inline
+def grad_selu(dy, y, x, a):
+    if y > 0.0:
+        return _SELU_SCALE * dy
+    return dy * (y + _SELU_SCALE * _SELU_ALPHA)
+
+
+@_inline
+def grad_silu(dy, y, x, a):
+    s = act_sigmoid(x, a)
+    return dy * (s * (1.0 + x * (1.0 - s)))
+
+
+@_inline
+def grad_exponential(dy, y, x, a):
+    return dy * y
+
+
+@_inline
+def grad_hard_sigmoid(dy, y, x, a):
+    if y > 0.0 and y < 1.0:
+        return dy / 6.0
+    return 0.0
+
+
+@_inline
+def grad_hard_silu(dy, y, x, a):
+    if x < -3.0:
+        return 0.0
+    if x <= 3.0:
+        return dy * (2.0 * x + 3.0) / 6.0
+    return dy
+
+
+@_inline
+def grad_softsign(dy, y, x, a):
+    t = 1.0 - abs(y)
+    return dy * (t * t)
+
+
+@_inline
+def grad_relu6(dy, y, x, a):
+    if y > 0.0 and y < 6.0:
+        return dy
+    return 0.0
+
+
+@_inline
+def grad_mish(dy, y, x, a):
+    t = math.tanh(act_softplus(x, a))
+    return dy * (t + x * act_sigmoid(x, a) * (1.0 - t * t))
+
+
+@_inline
+def grad_celu(dy, y, x, a):
+    if y > 0.0:
+        return dy
+    return dy * (y / a + 1.0)
+
+
+@_inline
+def grad_squareplus(dy, y, x, a):
+    # (1 + x / sqrt(x^2 + b)) / 2 = 1 / (1 + b / (4 y^2))
+    if not y > 0.0:
+        return 0.0
+    if a == 0.0:
+        return dy
+    return dy / (1.0 + a / (4.0 * y * y))
+
+
+@_inline
+def grad_tanh_shrink(dy, y, x, a):
+    t = math.tanh(x)
+    return dy * (t * t)
+
+
+#: Helper names by activation code: the elementwise activations (softmax, code 8, and
+#: the reference-only row-wise codes are not here).
+ACT_NAMES = {0: "linear", 1: "relu", 2: "leaky_relu", 3: "elu", 4: "sigmoid", 5: "tanh",
+             6: "gelu", 7: "softplus", 9: "selu", 10: "silu", 11: "exponential",
+             12: "hard_sigmoid", 13: "hard_silu", 14: "softsign", 15: "relu6", 16: "mish",
+             17: "celu", 18: "squareplus", 19: "tanh_shrink"}
+
+
+@_inline
+def act_by_code(x, code, a):
+    """Elementwise activation ``code`` of the scalar ``x`` chosen at run time (the
+    recurrent kernels; others are generated for their codes)."""
+    if code == 1:
+        return act_relu(x, a)
+    if code == 2:
+        return act_leaky_relu(x, a)
+    if code == 3:
+        return act_elu(x, a)
+    if code == 4:
+        return act_sigmoid(x, a)
+    if code == 5:
+        return act_tanh(x, a)
+    if code == 6:
+        return act_gelu(x, a)
+    if code == 7:
+        return act_softplus(x, a)
+    if code == 9:
+        return act_selu(x, a)
+    if code == 10:
+        return act_silu(x, a)
+    if code == 11:
+        return act_exponential(x, a)
+    if code == 12:
+        return act_hard_sigmoid(x, a)
+    if code == 13:
+        return act_hard_silu(x, a)
+    if code == 14:
+        return act_softsign(x, a)
+    if code == 15:
+        return act_relu6(x, a)
+    if code == 16:
+        return act_mish(x, a)
+    if code == 17:
+        return act_celu(x, a)
+    if code == 18:
+        return act_squareplus(x, a)
+    if code == 19:
+        return act_tanh_shrink(x, a)
+    return x
+
+
+@_inline
+def grad_by_code(dy, y, code, a):
+    """``dy * act'`` from the output ``y`` for the codes whose derivative follows from
+    it (the recurrent kernels refuse the others)."""
+    if code == 1:
+        return grad_relu(dy, y, 0.0, a)
+    if code == 2:
+        return grad_leaky_relu(dy, y, 0.0, a)
+    if code == 3:
+        return grad_elu(dy, y, 0.0, a)
+    if code == 4:
+        return grad_sigmoid(dy, y, 0.0, a)
+    if code == 5:
+        return grad_tanh(dy, y, 0.0, a)
+    if code == 7:
+        return grad_softplus(dy, y, 0.0, a)
+    if code == 9:
+        return grad_selu(dy, y, 0.0, a)
+    if code == 11:
+        return grad_exponential(dy, y, 0.0, a)
+    if code == 12:
+        return grad_hard_sigmoid(dy, y, 0.0, a)
+    if code == 14:
+        return grad_softsign(dy, y, 0.0, a)
+    if code == 15:
+        return grad_relu6(dy, y, 0.0, a)
+    if code == 17:
+        return grad_celu(dy, y, 0.0, a)
+    if code == 18:
+        return grad_squareplus(dy, y, 0.0, a)
+    return dy
 
 
 # --------------------------------------------------------------------------
@@ -918,5 +1150,6 @@ KERNELS = (
 )
 #: Helpers inlined into the kernels above (never compiled on their own).
 HELPERS = (_row_max, _row_lse, span, rows_clear_of, flush_scale, column_sums,
-           *(globals()["act_" + name] for name in ACT_NAMES),
-           *(globals()["grad_" + name] for name in ACT_NAMES))
+           act_by_code, grad_by_code,
+           *(globals()["act_" + name] for name in ACT_NAMES.values()),
+           *(globals()["grad_" + name] for name in ACT_NAMES.values()))

@@ -38,40 +38,8 @@ def _inline(fn):
                   _DEPENDS)
 
 
-@_inline
-def _act(x, code, a):
-    """Activation ``code`` (not gelu/softmax) of the scalar ``x``."""
-    if code == 1:
-        return K.act_relu(x, a)
-    if code == 2:
-        return K.act_leaky_relu(x, a)
-    if code == 3:
-        return K.act_elu(x, a)
-    if code == 4:
-        return K.act_sigmoid(x, a)
-    if code == 5:
-        return K.act_tanh(x, a)
-    if code == 7:
-        return K.act_softplus(x, a)
-    return x
-
-
-@_inline
-def _grad(dy, y, code, a):
-    """``dy * act'`` from the output ``y``."""
-    if code == 1:
-        return K.grad_relu(dy, y, 0.0, a)
-    if code == 2:
-        return K.grad_leaky_relu(dy, y, 0.0, a)
-    if code == 3:
-        return K.grad_elu(dy, y, 0.0, a)
-    if code == 4:
-        return K.grad_sigmoid(dy, y, 0.0, a)
-    if code == 5:
-        return K.grad_tanh(dy, y, 0.0, a)
-    if code == 7:
-        return K.grad_softplus(dy, y, 0.0, a)
-    return dy
+_act = K.act_by_code  # activation ``code`` (not gelu/softmax) of a scalar
+_grad = K.grad_by_code  # ``dy * act'`` from the output ``y``
 
 
 # --------------------------------------------------------------------------

@@ -45,8 +45,10 @@ from .conv_pool import ConvPoolOps
 from .embedding import EmbeddingOps
 from .normalization import NormalizationOps
 from .recurrent import RecurrentOps
-from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS,
-                               NEEDS_INPUT_FOR_BACKWARD, activation_code)
+from . import row_activations as _rows
+from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS, ELEMENTWISE,
+                               EPILOGUE_ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, REFERENCE_ONLY,
+                               SELU_ALPHA, SELU_SCALE, activation_code)
 from .fused_stack import (STACK_LOSSES, StackUpdate, _dense_forward_reference,
                           _dense_stack_reference)
 from .validation import (adam_step_size, check_aliasing, check_out, class_targets, op_hyper,
@@ -58,7 +60,8 @@ from .validation import (adam_step_size, check_aliasing, check_out, class_target
 
 # the names after Backend are re-exported: code outside pynn.backends imports them from here
 __all__ = ["Backend", "ACTIVATIONS", "ACTIVATION_DEFAULT_ALPHA", "NEEDS_INPUT_FOR_BACKWARD",
-           "activation_code", "STACK_LOSSES", "StackUpdate", "adam_step_size", "check_out",
+           "REFERENCE_ONLY", "EPILOGUE_ACTIVATIONS", "ELEMENTWISE", "activation_code",
+           "STACK_LOSSES", "StackUpdate", "adam_step_size", "check_out",
            "splitmix_uniform", "FINITE_BLOCK"]
 
 #: Elements :meth:`Backend.all_finite` checks per NumPy call (256 KiB of float32).
@@ -90,6 +93,115 @@ def _flush_denormals(a):
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _stable_sigmoid(x):
+    """The logistic function, exp of a non-positive number only."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _elementwise_forward(x, code, a):
+    """The reference formula of elementwise activation ``code`` (``a``: its extra
+    parameter), in ``x``'s dtype (GELU in float64)."""
+    if code == 0:
+        return x
+    if code == 1:
+        return np.maximum(x, 0)
+    if code == 2:
+        return np.where(x > 0, x, a * x)
+    if code == 3:
+        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+    if code == 4:
+        return _stable_sigmoid(x)
+    if code == 5:
+        return np.tanh(x)
+    if code == 6:
+        return 0.5 * x * (1.0 + _erf(x.astype(np.float64) * _SQRT_HALF))
+    if code == 7:
+        return _softplus(x)
+    if code == 9:  # selu = scale * elu(x, alpha)
+        return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
+    if code == 10:  # silu
+        return x * _stable_sigmoid(x)
+    if code == 11:
+        return np.exp(x)
+    if code == 12:  # hard_sigmoid
+        return np.clip(x / 6 + 0.5, 0, 1)
+    if code == 13:  # hard_silu
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+    if code == 14:  # softsign
+        return x / (1 + np.abs(x))
+    if code == 15:  # relu6
+        return np.minimum(np.maximum(x, 0), 6)
+    if code == 16:  # mish
+        return x * np.tanh(_softplus(x))
+    if code == 17:  # celu
+        return np.maximum(x, 0) + a * np.expm1(np.minimum(x, 0) / a)
+    if code == 18:  # squareplus: (x + sqrt(x^2 + b)) / 2, without cancellation for x < 0,
+        xd = x.astype(np.float64)  # in float64 (x^2 overflows float32 above ~1.8e19)
+        s = np.sqrt(xd * xd + a)
+        return np.where(xd >= 0, (xd + s) / 2, a / (2 * (s - xd)))
+    if code == 19:  # tanh_shrink
+        return x - np.tanh(x)
+    raise ValueError(f"activation code {code} is not elementwise")
+
+
+def _elementwise_backward(dy, y, x, code, a):
+    """``dy * act'`` for elementwise activation ``code``, from the output ``y`` (the
+    input ``x`` for :data:`NEEDS_INPUT_FOR_BACKWARD`)."""
+    if code == 0:
+        return dy
+    if code == 1:
+        return np.where(y > 0, dy, 0)
+    if code == 2:
+        return np.where(y > 0, dy, a * dy)
+    if code == 3:
+        return np.where(y > 0, dy, dy * (y + a))
+    if code == 4:
+        return dy * y * (1 - y)
+    if code == 5:
+        return dy * (1 - y * y)
+    if code == 6:
+        xd = x.astype(np.float64)
+        cdf = 0.5 * (1.0 + _erf(xd * _SQRT_HALF))
+        pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
+        return dy * (cdf + xd * pdf)
+    if code == 7:
+        # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
+        return dy * -np.expm1(-y)
+    if code == 9:  # selu: scale for x > 0, y + scale * alpha otherwise
+        return np.where(y > 0, SELU_SCALE * dy, dy * (y + SELU_SCALE * SELU_ALPHA))
+    if code == 10:  # silu: s (1 + x (1 - s))
+        s = _stable_sigmoid(x)
+        return dy * (s * (1 + x * (1 - s)))
+    if code == 11:
+        return dy * y
+    if code == 12:
+        return np.where((y > 0) & (y < 1), dy / 6, 0)
+    if code == 13:  # hard_silu: 0 below -3, (2x + 3) / 6 up to 3, 1 above (torch's)
+        return np.where(x < -3, 0, np.where(x <= 3, dy * (2 * x + 3) / 6, dy))
+    if code == 14:  # softsign: 1 / (1 + |x|)^2 = (1 - |y|)^2
+        t = 1 - np.abs(y)
+        return dy * (t * t)
+    if code == 15:
+        return np.where((y > 0) & (y < 6), dy, 0)
+    if code == 16:  # mish: tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)
+        t = np.tanh(_softplus(x))
+        return dy * (t + x * _stable_sigmoid(x) * (1 - t * t))
+    if code == 17:  # celu: exp(x / alpha) = y / alpha + 1 for x <= 0
+        return np.where(y > 0, dy, dy * (y / a + 1))
+    if code == 18:  # squareplus: (1 + x / sqrt(x^2 + b)) / 2 = 1 / (1 + b / (4 y^2))
+        yd = y.astype(np.float64)
+        return np.where(yd > 0, dy if a == 0 else dy / (1 + a / (4 * yd * yd)), 0)
+    if code == 19:  # tanh_shrink: tanh(x)^2
+        t = np.tanh(x)
+        return dy * (t * t)
+    raise ValueError(f"activation code {code} is not elementwise")
 
 
 class Backend(ConvOps, ConvPoolOps, EmbeddingOps, NormalizationOps, RecurrentOps):
@@ -142,9 +254,10 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, NormalizationOps, RecurrentOps
         bias : array (n,), optional
             Added to every row before the activation.
         activation : str
-            Name from :data:`ACTIVATIONS` applied as the epilogue.
+            Name from :data:`EPILOGUE_ACTIVATIONS` applied as the epilogue.
         act_alpha : float, optional
-            Negative slope for ``leaky_relu``, alpha for ``elu``.
+            The activation's extra parameter (:data:`ACTIVATION_DEFAULT_ALPHA`): negative
+            slope for ``leaky_relu``, alpha for ``elu``/``celu``, ``b`` for ``squareplus``.
 
         Returns
         -------
@@ -168,70 +281,72 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, NormalizationOps, RecurrentOps
     # activations
     # ------------------------------------------------------------------
     def activation_forward(self, x, activation, out=None, alpha=None):
-        """``out = activation(x)`` elementwise (softmax: along the last axis of 2-D ``x``).
+        """``out = activation(x)``: elementwise, or along the last axis for the row-wise
+        ones (``softmax``: 2-D ``x``; ``log_softmax``, ``sparsemax``, ``glu``: any ``x``
+        of rank >= 1, ``glu``'s output half as wide).
 
-        ``alpha`` is the negative slope of ``leaky_relu`` (default 0.2) or the
-        ``elu`` alpha (default 1.0). ``out`` may be ``x`` itself.
+        ``alpha`` is the activation's extra parameter (:data:`ACTIVATION_DEFAULT_ALPHA`:
+        leaky ReLU's negative slope, ELU's and CELU's alpha, Squareplus's ``b``).
+        ``out`` may be ``x`` itself (not for ``glu``).
         """
         code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == ACTIVATIONS["softmax"]:
             return self.softmax(x, out=out)
-        with np.errstate(over="ignore", under="ignore"):
-            if code == 0:
-                r = x
-            elif code == 1:
-                r = np.maximum(x, 0)
-            elif code == 2:
-                r = np.where(x > 0, x, a * x)
-            elif code == 3:
-                r = np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
-            elif code == 4:
-                # stable logistic: exp of a non-positive number only
-                e = np.exp(-np.abs(x))
-                r = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-            elif code == 5:
-                r = np.tanh(x)
-            elif code == 6:
-                r = 0.5 * x * (1.0 + _erf(x.astype(np.float64) * _SQRT_HALF))
-            elif code == 7:
-                r = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
-        out[...] = r
+        if activation in REFERENCE_ONLY:
+            return self._row_activation_forward(x, activation, out)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            out[...] = _elementwise_forward(x, code, a)
         return out
 
     def activation_backward(self, dy, y, activation, x=None, out=None, alpha=None):
         """``out = dy * activation'(x)``, written from the forward output ``y``.
 
-        ``x`` (the forward input) is needed only for ``gelu``. For ``softmax``
-        this is the full Jacobian-vector product along each row. ``out`` may be
-        ``dy`` itself.
+        ``x`` (the forward input) is needed only for :data:`NEEDS_INPUT_FOR_BACKWARD`
+        (``gelu``, ``silu``, ``hard_silu``, ``mish``, ``tanh_shrink``, ``glu``). For the
+        row-wise activations this is the full Jacobian-vector product along each row
+        (``out`` then has ``x``'s shape: twice ``dy``'s width for ``glu``). ``out`` may
+        be ``dy`` itself (not for ``glu``).
         """
         code, dy, y, x, out, a = prep_activation_backward(dy, y, activation, x, out, alpha)
+        if activation in REFERENCE_ONLY:
+            return self._row_activation_backward(dy, y, x, activation, out)
         # np.where evaluates both branches: overflow in the unused one is harmless
-        with np.errstate(over="ignore", under="ignore"):
-            if code == 0:
-                r = dy
-            elif code == 1:
-                r = np.where(y > 0, dy, 0)
-            elif code == 2:
-                r = np.where(y > 0, dy, a * dy)
-            elif code == 3:
-                r = np.where(y > 0, dy, dy * (y + a))
-            elif code == 4:
-                r = dy * y * (1 - y)
-            elif code == 5:
-                r = dy * (1 - y * y)
-            elif code == 6:
-                xd = x.astype(np.float64)
-                cdf = 0.5 * (1.0 + _erf(xd * _SQRT_HALF))
-                pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
-                r = dy * (cdf + xd * pdf)
-            elif code == 7:
-                # softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x))
-                r = dy * -np.expm1(-y)
-            elif code == 8:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            if code == ACTIVATIONS["softmax"]:
                 s = np.sum(dy.astype(np.float64) * y, axis=1, keepdims=True)
                 r = y * (dy - s)
+            else:
+                r = _elementwise_backward(dy, y, x, code, a)
         out[...] = r
+        return out
+
+    def _row_activation_forward(self, x, activation, out):
+        """:data:`REFERENCE_ONLY` activations along the last axis (``x`` rank >= 1)."""
+        if x.size == 0 or out.size == 0:
+            return out
+        x2 = x.reshape(-1, x.shape[-1])
+        o2 = out.reshape(-1, out.shape[-1])
+        if activation == "log_softmax":
+            self.log_softmax(x2, out=o2)
+        else:
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                o2[...] = (_rows.sparsemax_forward(x2) if activation == "sparsemax"
+                           else _rows.glu_forward(x2))
+        return out
+
+    def _row_activation_backward(self, dy, y, x, activation, out):
+        if out.size == 0:
+            return out
+        d2 = dy.reshape(-1, dy.shape[-1])
+        y2 = y.reshape(-1, y.shape[-1])
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            if activation == "log_softmax":
+                r = _rows.log_softmax_backward(d2, y2)
+            elif activation == "sparsemax":
+                r = _rows.sparsemax_backward(d2, y2)
+            else:
+                r = _rows.glu_backward(d2, x.reshape(-1, x.shape[-1]))
+        out.reshape(-1, out.shape[-1])[...] = r
         return out
 
     def softmax(self, x, out=None):
@@ -680,9 +795,11 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, NormalizationOps, RecurrentOps
         dbiases : list of L writable arrays (d_{i+1},), None where ``biases[i]`` is None
         sample_weight : array (n,), optional
         act_alphas : list of L floats or None, optional
-            ``leaky_relu`` slope / ``elu`` alpha per layer (None: the default).
+            Each layer's activation parameter (``leaky_relu`` slope, ``elu``/``celu``
+            alpha, ``squareplus`` b; None: the default).
         preacts : list of L arrays (n, d_{i+1}) or None, optional
-            Pre-activations; required (writable) only for ``gelu`` layers, whose
+            Pre-activations; required (writable) only for layers whose activation is in
+            ``NEEDS_INPUT_FOR_BACKWARD`` (``gelu``, ``silu``, ...), whose
             derivative needs its input.
         label_smoothing : float
             For ``'softmax_cross_entropy'`` only (Keras's).

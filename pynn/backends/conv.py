@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
+from .activation_codes import UNFUSED, activation_code
 from .validation import ALIASING, as_float, check_aliasing, check_out, work_dtype
 
 __all__ = ["ConvOps", "conv_output_size", "prep_conv", "prep_conv_backward", "prep_pool",
@@ -151,9 +151,10 @@ def prep_conv_forward(x, kernel, bias, strides, padding, dilation, groups, activ
         op, x, kernel, strides, padding, dilation, groups)
     co = kernel.shape[3]
     dt = x.dtype
-    if activation in NEEDS_INPUT_FOR_BACKWARD:
-        raise ValueError(f"{op}: activation {activation!r} needs its input for "
-                         f"backward; run 'linear' and activation_forward")
+    if activation in UNFUSED:
+        raise ValueError(f"{op}: activation {activation!r} is not a convolution epilogue "
+                         f"(its backward needs its input, or it has no compiled kernel); "
+                         f"run 'linear' and activation_forward")
     if bias is not None:
         bias = as_float(bias, dt, "bias", 1)
         if bias.shape != (co,):
@@ -311,8 +312,9 @@ def prep_conv_backward(x, kernel, strides, padding, dilation, groups, dy, y, act
     if dy.shape != (n, oh, ow, co):
         raise ValueError(f"{op}: dy must have shape {(n, oh, ow, co)} for x {x.shape} and "
                          f"kernel {kernel.shape}, got {dy.shape}")
-    if activation in NEEDS_INPUT_FOR_BACKWARD:
-        raise ValueError(f"{op}: activation {activation!r} needs its input for backward; "
+    if activation in UNFUSED:
+        raise ValueError(f"{op}: activation {activation!r} is not a convolution epilogue "
+                         f"(its backward needs its input, or it has no compiled kernel); "
                          f"run 'linear' and activation_backward")
     activation_code(activation)  # an unknown name raises here
     if activation in (None, "linear"):

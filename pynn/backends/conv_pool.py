@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
+from .activation_codes import UNFUSED, activation_code
 from .conv import GRAD_NAMES, _pair, check_grads, prep_conv
 from .validation import ALIASING, as_float, check_aliasing, check_out
 
@@ -37,7 +37,7 @@ def _geometry(op, x, kernel, strides, padding, dilation, groups, pool_size, acti
     x, kernel, strides, padding, dilation, groups, (oh, ow) = prep_conv(
         op, x, kernel, strides, padding, dilation, groups)
     pool = _pair(pool_size, f"{op}: pool_size", 1)
-    if activation in NEEDS_INPUT_FOR_BACKWARD or activation == "softmax":
+    if activation in UNFUSED or activation == "softmax":
         raise ValueError(f"{op}: activation {activation!r} is not elementwise from the "
                          f"output; run conv2d_forward and pool2d_forward")
     activation_code(activation)  # an unknown name raises here

@@ -34,18 +34,22 @@ import warnings
 
 import numpy as np
 
-from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, activation_code
+from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, REFERENCE_ONLY, UNFUSED,
+                               activation_code)
 from .base import Backend
 from .conv import (POOL_MODES, _shape4, conv_geometry, pool_geometry, prep_conv,
                    prep_pool)
 from .cuda_sequence import CudaSequenceOps
 from .validation import (activation_alpha, adam_step_size, as_float, as_labels,
-                         check_aliasing, gemm_shapes, op_hyper, sample_weights, work_dtype)
+                         check_aliasing, epilogue_code, gemm_shapes, op_hyper, sample_weights,
+                         work_dtype)
 
 __all__ = ["CudaBackend"]
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _TINY32 = float(np.finfo(np.float32).tiny)
+#: the reference backend, for the activations without device kernels (``_on_host``)
+_REFERENCE = Backend()
 
 
 def _import_cuda():
@@ -283,7 +287,7 @@ class CudaBackend(CudaSequenceOps, Backend):
     def gemm(self, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
              bias=None, activation="linear", act_alpha=None):
         alpha, beta = op_hyper("gemm", alpha=alpha, beta=beta)
-        code = activation_code(activation)
+        code = epilogue_code(activation, "gemm")
         act_a = activation_alpha(activation, act_alpha, "act_alpha")
         dt = work_dtype(a, "a")
         a = self._to_device(a, dt, "a", 2)
@@ -318,6 +322,8 @@ class CudaBackend(CudaSequenceOps, Backend):
         code = activation_code(activation)
         a = activation_alpha(activation, alpha)
         dt = work_dtype(x)
+        if activation in REFERENCE_ONLY:
+            return self._on_host("activation_forward", out, dt, x, activation, alpha=alpha)
         x = self._to_device(x, dt, "x")
         out = self._out(out, x.shape, dt)
         if code == ACTIVATIONS["softmax"]:
@@ -329,6 +335,9 @@ class CudaBackend(CudaSequenceOps, Backend):
         code = activation_code(activation)
         a = activation_alpha(activation, alpha)
         dt = work_dtype(dy, "dy")
+        if activation in REFERENCE_ONLY:
+            return self._on_host("activation_backward", out, dt, dy, y, activation,
+                                 x=None if x is None else self.to_numpy(x), alpha=alpha)
         dy = self._to_device(dy, dt, "dy")
         y = self._to_device(y, dt, "y")
         if tuple(y.shape) != tuple(dy.shape):
@@ -339,9 +348,10 @@ class CudaBackend(CudaSequenceOps, Backend):
                 raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
             self._launch(self._K.softmax_backward_rows, dy.shape[0], dy, y, out)
             return out
-        if code == ACTIVATIONS["gelu"]:
+        if activation in NEEDS_INPUT_FOR_BACKWARD:
             if x is None:
-                raise ValueError("activation_backward: gelu needs the forward input x")
+                raise ValueError(f"activation_backward: {activation} needs the forward "
+                                 f"input x")
             x = self._to_device(x, dt, "x")
             if tuple(x.shape) != tuple(dy.shape):
                 raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
@@ -349,6 +359,16 @@ class CudaBackend(CudaSequenceOps, Backend):
             x = y
         self._launch(self._K.act_backward, dy.size, _flat(dy), _flat(y), _flat(x), _flat(out),
                      code, a)
+        return out
+
+    def _on_host(self, op, out, dt, first, *args, **kwargs):
+        """The reference backend's ``op`` on host copies (the activations of
+        :data:`REFERENCE_ONLY` have no device kernels), its result copied into ``out``."""
+        r = getattr(_REFERENCE, op)(self.to_numpy(first), *[
+            self.to_numpy(a) if self._is_device(a) else a for a in args], **kwargs)
+        out = self._out(out, r.shape, dt)
+        if r.size:
+            out.copy_to_device(np.ascontiguousarray(r, dtype=dt))
         return out
 
     def softmax(self, x, out=None):
@@ -650,9 +670,10 @@ class CudaBackend(CudaSequenceOps, Backend):
             "conv2d_forward", self._geometry_arg(x0, dt, "x"),
             self._geometry_arg(k0, dt, "kernel"), strides, padding, dilation, groups)
         co = kc.shape[3]
-        if activation in NEEDS_INPUT_FOR_BACKWARD:
-            raise ValueError(f"conv2d_forward: activation {activation!r} needs its input for "
-                             f"backward; run 'linear' and activation_forward")
+        if activation in UNFUSED:
+            raise ValueError(f"conv2d_forward: activation {activation!r} is not a convolution "
+                             f"epilogue (its backward needs its input, or it has no compiled "
+                             f"kernel); run 'linear' and activation_forward")
         if b0 is not None:
             bc = as_float(self._geometry_arg(b0, dt, "bias"), dt, "bias", 1)
             if bc.shape != (co,):
@@ -709,8 +730,9 @@ class CudaBackend(CudaSequenceOps, Backend):
         after another on the device (each checks its arguments; ``dz`` is a new device
         array when there is an activation)."""
         op = "conv2d_backward"
-        if activation in NEEDS_INPUT_FOR_BACKWARD:
-            raise ValueError(f"{op}: activation {activation!r} needs its input for backward; "
+        if activation in UNFUSED:
+            raise ValueError(f"{op}: activation {activation!r} is not a convolution epilogue "
+                             f"(its backward needs its input, or it has no compiled kernel); "
                              f"run 'linear' and activation_backward")
         activation_code(activation)  # an unknown name raises here
         for name, want, out in (("dx", input_grad, dx), ("dkernel", kernel_grad, dkernel),

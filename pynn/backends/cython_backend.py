@@ -26,7 +26,7 @@ from pynn._ext import optim as _optim
 from pynn._ext import step as _step
 
 from . import _blas
-from .activation_codes import ACTIVATIONS, activation_code
+from .activation_codes import ACTIVATIONS, REFERENCE_ONLY, activation_code
 from .base import Backend
 from .conv import (prep_conv_backward, prep_conv_backward_input,
                    prep_conv_backward_kernel, prep_conv_forward, prep_pool_backward,
@@ -49,7 +49,6 @@ __all__ = ["CythonBackend"]
 
 _SOFTMAX = ACTIVATIONS["softmax"]
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_GELU = ACTIVATIONS["gelu"]
 _NO_WEIGHTS = np.zeros(0, dtype=np.float64)
 #: stand-in for "no bias" (the kernel reads it only when told it is a bias)
 _NO_BIAS = {np.dtype(np.float32): np.zeros(0, np.float32),
@@ -111,6 +110,8 @@ class CythonBackend(CythonSequenceOps, Backend):
         code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == _SOFTMAX:
             return self.softmax(x, out=out)
+        if activation in REFERENCE_ONLY:
+            return self._row_activation_forward(x, activation, out)
         _dense.activation_forward(_flat(x), _flat(out), code, a)
         return out
 
@@ -119,7 +120,9 @@ class CythonBackend(CythonSequenceOps, Backend):
         if code == _SOFTMAX:
             _dense.softmax_backward(dy, y, out)
             return out
-        if code != _GELU:
+        if activation in REFERENCE_ONLY:
+            return self._row_activation_backward(dy, y, x, activation, out)
+        if x is None:
             x = dy  # not read
         _dense.activation_backward(_flat(dy), _flat(y), _flat(x), _flat(out), code, a)
         return out
@@ -616,7 +619,7 @@ def _act_codes(activations, act_alphas):
         return list(hit[0]), list(hit[1])
     codes, alphas = [], []
     for i, act in enumerate(activations):
-        if act is not None and act not in ACTIVATIONS:
+        if act is not None and (act not in ACTIVATIONS or act in REFERENCE_ONLY):
             return None
         codes.append(ACTIVATIONS[act] if act is not None else 0)
         alphas.append(activation_alpha(act, None if act_alphas is None else act_alphas[i],

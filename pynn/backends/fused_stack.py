@@ -10,10 +10,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activation_codes import ACTIVATIONS, activation_code
+from .activation_codes import ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD
 from .validation import (OP_HYPER, activation_alpha, adam_step_size, as_float, as_labels,
-                         check_aliasing, check_hyper, check_layout, check_state, op_hyper,
-                         sample_weights)
+                         check_aliasing, check_hyper, check_layout, check_state,
+                         epilogue_code, op_hyper, sample_weights)
+
+_ACTIVATION_NAMES = {v: k for k, v in ACTIVATIONS.items()}
 
 __all__ = ["STACK_LOSSES", "STACK_FOLDED_ACTIVATION", "StackUpdate", "STACK_UPDATE_RULES",
            "check_dense_forward", "check_dense_stack",
@@ -82,7 +84,7 @@ def _check_stack_layers(x, kernels, biases, activations, outs, act_alphas):
             raise ValueError(f"kernels[{i}]: expected dtype {dt}, got {k.dtype}")
         check_layout(k, f"kernels[{i}]")
         units = k.shape[1]
-        codes.append(activation_code(activations[i]))
+        codes.append(epilogue_code(activations[i], f"activations[{i}]"))
         alphas.append(activation_alpha(activations[i], act_alphas[i], f"act_alphas[{i}]"))
         if biases[i] is not None:
             if not isinstance(biases[i], np.ndarray):
@@ -146,7 +148,7 @@ def check_dense_stack(x, target, kernels, biases, activations, loss, outs, delta
             raise ValueError(f"dbiases[{i}]: must be None when biases[{i}] is None")
         check_state(deltas[i], (n, units), dt, f"deltas[{i}]")
         check_state(dkernels[i], (width, units), dt, f"dkernels[{i}]")
-        if codes[i] == ACTIVATIONS["gelu"]:
+        if _ACTIVATION_NAMES[codes[i]] in NEEDS_INPUT_FOR_BACKWARD:
             check_state(preacts[i], (n, units), dt, f"preacts[{i}]")
         else:
             preacts[i] = None
@@ -299,7 +301,6 @@ def _apply_stack_update(be, update, kernels, biases, dkernels, dbiases):
                                weight_decay=update.weight_decay)
 
 
-_ACTIVATION_NAMES = {v: k for k, v in ACTIVATIONS.items()}
 
 
 def _dense_stack_reference(be, x, target, kernels, biases, activations, loss, outs, deltas,
@@ -315,9 +316,9 @@ def _dense_stack_reference(be, x, target, kernels, biases, activations, loss, ou
     names = [_ACTIVATION_NAMES[c] for c in codes]
     h = x
     for i in range(depth):
-        if names[i] == "gelu":
+        if names[i] in NEEDS_INPUT_FOR_BACKWARD:
             be.gemm(h, kernels[i], out=pre[i], bias=biases[i])
-            be.activation_forward(pre[i], "gelu", out=outs[i])
+            be.activation_forward(pre[i], names[i], out=outs[i], alpha=alphas[i])
         else:
             be.gemm(h, kernels[i], out=outs[i], bias=biases[i], activation=names[i],
                     act_alpha=alphas[i])

@@ -27,7 +27,7 @@ if numba.config.DISABLE_JIT:
 from . import _numba_codegen as G  # noqa: E402  (after the check above)
 from . import _numba_conv as C  # noqa: E402
 from . import _numba_kernels as K  # noqa: E402
-from .activation_codes import ACTIVATIONS, activation_code  # noqa: E402
+from .activation_codes import ACTIVATIONS, REFERENCE_ONLY, activation_code  # noqa: E402
 from .base import Backend  # noqa: E402
 from .conv import (composed_conv_backward, prep_conv_backward,  # noqa: E402
                    prep_conv_backward_input, prep_conv_backward_kernel,
@@ -49,7 +49,6 @@ from .validation import (activation_alpha, adam_step_size, as_float,  # noqa: E4
 __all__ = ["NumbaBackend"]
 
 _SOFTMAX = ACTIVATIONS["softmax"]
-_GELU = ACTIVATIONS["gelu"]
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _FLT_MIN = float(np.finfo(np.float32).tiny)
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
@@ -104,6 +103,8 @@ class NumbaBackend(NumbaSequenceOps, NumbaNormalizationOps, Backend):
         code, x, out, a = prep_activation_forward(x, activation, out, alpha)
         if code == _SOFTMAX:
             return self.softmax(x, out=out)
+        if activation in REFERENCE_ONLY:
+            return self._row_activation_forward(x, activation, out)
         G.activation_forward(code)(_flat(x), _flat(out), a)
         return out
 
@@ -112,7 +113,9 @@ class NumbaBackend(NumbaSequenceOps, NumbaNormalizationOps, Backend):
         if code == _SOFTMAX:
             K.softmax_backward(dy, y, out)
             return out
-        if code != _GELU:
+        if activation in REFERENCE_ONLY:
+            return self._row_activation_backward(dy, y, x, activation, out)
+        if x is None:
             x = y  # unused by the kernel
         G.activation_backward(code)(_flat(dy), _flat(y), _flat(x), _flat(out), a)
         return out

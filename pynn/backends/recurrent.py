@@ -35,13 +35,14 @@ candidate)``) and forms the weight gradients after the loop as a few large produ
 A layer keeps these arrays and reuses them, so a warm step allocates nothing.
 
 Activations: any name of :data:`~pynn.backends.activation_codes.ACTIVATIONS` whose
-derivative follows from its output (not ``gelu`` or ``softmax``).
+derivative follows from its output and that is elementwise (not those of
+:data:`~pynn.backends.activation_codes.UNFUSED` or ``softmax``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .activation_codes import NEEDS_INPUT_FOR_BACKWARD, activation_code
+from .activation_codes import UNFUSED, activation_code
 from .validation import (ALIASING, _aligned, activation_alpha, as_float, check_aliasing,
                          check_out, work_dtype)
 
@@ -68,7 +69,7 @@ def gate_widths(cell, units):
 
 def _activation(op, name, what):
     activation_code(name)  # an unknown name raises here
-    if name in NEEDS_INPUT_FOR_BACKWARD or name == "softmax":
+    if name in UNFUSED or name == "softmax":
         raise ValueError(f"{op}: {what} {name!r} is not supported in recurrent cells "
                          f"(its derivative does not follow from its output)")
     return name

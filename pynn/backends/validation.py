@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activation_codes import ACTIVATION_DEFAULT_ALPHA, ACTIVATIONS, activation_code
+from .activation_codes import (ACTIVATION_DEFAULT_ALPHA, NEEDS_INPUT_FOR_BACKWARD,
+                               REFERENCE_ONLY, activation_code, activation_output_width)
 
 
 # --------------------------------------------------------------------------
@@ -262,12 +263,34 @@ _OP_HYPER_NAMED = {op: {k: (f"{op}: {k}", where) for k, where in ranges.items()}
                    for op, ranges in OP_HYPER.items()}
 
 
+#: The range of an activation's extra parameter where it is narrower than finite:
+#: Squareplus takes the square root of ``x**2 + b`` (CELU's alpha: nonzero, below).
+_ALPHA_RANGE = {"squareplus": NONNEGATIVE}
+
+
 def activation_alpha(name, alpha, arg="alpha"):
-    """The extra parameter of activation ``name`` (negative slope, ELU alpha), with
-    its default filled in; a given one must be finite (``arg`` names it)."""
+    """The extra parameter of activation ``name`` (leaky ReLU's negative slope, ELU's
+    and CELU's alpha, Squareplus's ``b``), with its default filled in; a given one
+    must be finite and in the activation's range (``arg`` names it): CELU divides by
+    its alpha, which must not be 0 (Keras's torch backend raises too)."""
     if alpha is None:
         return float(ACTIVATION_DEFAULT_ALPHA.get(name, 0.0))
-    return check_hyper(arg, alpha, FINITE)
+    where = f"{arg} of {name}" if name in _ALPHA_RANGE or name == "celu" else arg
+    value = check_hyper(where, alpha, _ALPHA_RANGE.get(name, FINITE))
+    if name == "celu" and value == 0:
+        raise ValueError(f"{where}: must be nonzero (CELU divides by it), got {alpha!r}")
+    return value
+
+
+def epilogue_code(activation, op):
+    """The code of ``activation`` as the epilogue of ``op`` (``gemm``, the fused Dense
+    stack); the row-wise :data:`REFERENCE_ONLY` activations have no compiled epilogue
+    and are refused, naming ``op``."""
+    code = activation_code(activation)
+    if activation in REFERENCE_ONLY:
+        raise ValueError(f"{op}: activation {activation!r} has no fused epilogue; run "
+                         f"'linear' and activation_forward")
+    return code
 
 
 # --------------------------------------------------------------------------
@@ -406,7 +429,7 @@ def prep_gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, activation, act_al
     (default: :func:`as_float` to a 2-D C-contiguous array, ``trans`` unchanged).
     """
     alpha, beta = op_hyper("gemm", alpha=alpha, beta=beta)
-    code = activation_code(activation)
+    code = epilogue_code(activation, "gemm")
     act_alpha = activation_alpha(activation, act_alpha, "act_alpha")
     inputs = (("a", a), ("b", b), ("bias", bias))
     dt = work_dtype(a, "a")
@@ -427,19 +450,32 @@ def prep_gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, activation, act_al
 
 
 def prep_activation_forward(x, activation, out, alpha):
-    """Checked ``activation_forward`` arguments: ``(code, x, out, alpha)``."""
+    """Checked ``activation_forward`` arguments: ``(code, x, out, alpha)``. ``out`` has
+    ``x``'s shape, except for ``glu``, which halves the last axis."""
     code = activation_code(activation)
     alpha = activation_alpha(activation, alpha)
     dt = work_dtype(x)
     xs = as_float(x, dt, "x")
-    out = check_out(out, xs.shape, dt)
+    out = check_out(out, _activation_out_shape(activation, xs.shape), dt)
     check_aliasing("activation_forward", [("out", out)], [("x", x)])
     return code, xs, out, alpha
 
 
+def _activation_out_shape(activation, shape):
+    if activation not in REFERENCE_ONLY:
+        return shape
+    if len(shape) < 1:
+        raise ValueError(f"activation {activation!r} works along the last axis; got a 0-D "
+                         f"array")
+    width = activation_output_width(activation, shape[-1], f"activation {activation!r}")
+    return shape[:-1] + (width,)
+
+
 def prep_activation_backward(dy, y, activation, x, out, alpha):
     """Checked ``activation_backward`` arguments: ``(code, dy, y, x, out, alpha)``;
-    ``x`` is converted for ``gelu`` (which needs it) and ``None`` otherwise."""
+    ``x`` (the forward input) is converted for the activations that need it
+    (:data:`NEEDS_INPUT_FOR_BACKWARD`) and ``None`` otherwise. ``out`` has the shape
+    of ``x`` (``dy``'s, except for ``glu``: twice as wide)."""
     code = activation_code(activation)
     a = activation_alpha(activation, alpha)
     inputs = [("dy", dy), ("y", y)]
@@ -448,18 +484,22 @@ def prep_activation_backward(dy, y, activation, x, out, alpha):
     y = as_float(y, dt, "y")
     if y.shape != dy.shape:
         raise ValueError(f"activation_backward: dy {dy.shape} and y {y.shape} differ")
-    out = check_out(out, dy.shape, dt)
-    if code == ACTIVATIONS["softmax"] and dy.ndim != 2:
+    if activation == "softmax" and dy.ndim != 2:
         raise ValueError(f"softmax backward expects 2-D arrays, got {dy.shape}")
-    if code == ACTIVATIONS["gelu"]:
+    x_shape = dy.shape
+    if activation in NEEDS_INPUT_FOR_BACKWARD:
         if x is None:
-            raise ValueError("activation_backward: gelu needs the forward input x")
+            raise ValueError(f"activation_backward: {activation} needs the forward input x")
         inputs.append(("x", x))
         x = as_float(x, dt, "x")
-        if x.shape != dy.shape:
-            raise ValueError(f"activation_backward: dy {dy.shape} and x {x.shape} differ")
+        if _activation_out_shape(activation, x.shape) != dy.shape:
+            raise ValueError(f"activation_backward: the {activation} of x {x.shape} has a "
+                             f"shape other than dy {dy.shape}")
+        x_shape = x.shape
     else:
+        _activation_out_shape(activation, dy.shape)  # a 0-D row-wise input raises here
         x = None  # not read
+    out = check_out(out, x_shape, dt)
     check_aliasing("activation_backward", [("out", out)], inputs)
     return code, dy, y, x, out, a
 

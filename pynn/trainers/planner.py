@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import losses as losses_mod
-from ..backends.activation_codes import NEEDS_INPUT_FOR_BACKWARD
+from ..backends.activation_codes import NEEDS_INPUT_FOR_BACKWARD, REFERENCE_ONLY, UNFUSED
 from ..backends.fused_stack import StackUpdate
 from ..layers import Conv2D, Dense, Dropout, MaxPooling2D
 from ..layers.convolutional.conv_pool import ConvPool
@@ -58,7 +58,7 @@ def _fusable_pair(conv_node, pool_node):
     """True when the layers of these nodes may run as one :class:`ConvPool` step."""
     conv, pool = conv_node.layer, pool_node.layer
     return (type(conv) is Conv2D and conv.built and conv.data_format == "channels_last"
-            and conv._act not in NEEDS_INPUT_FOR_BACKWARD and conv._act != "softmax"
+            and conv._act not in UNFUSED and conv._act != "softmax"
             and type(pool) is MaxPooling2D and pool.data_format == "channels_last"
             and pool.padding == "valid" and tuple(pool.strides) == tuple(pool.pool_size)
             and pool_node.structure is None and len(pool_node.inputs) == 1)
@@ -126,8 +126,9 @@ class FastPath:
         for layer in chain:
             if skip_dropout and type(layer) is Dropout:
                 continue
-            if type(layer) is not Dense or layer.kernel is None:
-                return None
+            if type(layer) is not Dense or layer.kernel is None \
+                    or layer.output_activation in REFERENCE_ONLY:
+                return None  # (the row-wise reference-only activations: no fused kernels)
             dense.append(layer)
         return dense or None
 
@@ -228,7 +229,7 @@ class FastPath:
             ws = self._train_ws[n] = dict(
                 outs=[be.empty((n, u), dt) for u in units],
                 deltas=[be.empty((n, u), dt) for u in units],
-                preacts=[be.empty((n, u), dt) if a == "gelu" else None
+                preacts=[be.empty((n, u), dt) if a in NEEDS_INPUT_FOR_BACKWARD else None
                          for u, a in zip(units, spec["activations"])],
                 target=None)
         if yb.ndim == 2 and yb.dtype != dt:

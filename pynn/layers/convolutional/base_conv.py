@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import activations, initializers, regularizers
-from ...backends.activation_codes import NEEDS_INPUT_FOR_BACKWARD
+from ...backends.activation_codes import UNFUSED
 from ..layer import Layer
 from .conv_utils import (channels_first_hint, check_rank, conv_output_length,
                          explicit_padding, from_images, image_output_hw, spatial_axes,
@@ -26,7 +26,7 @@ def activation_epilogue(be, ctx, y, act, run):
     fused into the op when its backward needs only the output, else the op runs
     ``'linear'`` into the workspace ``z`` and ``activation_forward`` follows.
     Returns ``z`` (the pre-activation, or ``None``)."""
-    if act not in NEEDS_INPUT_FOR_BACKWARD:
+    if act not in UNFUSED:
         run(y, act)
         return None
     z = ctx.buffer("z", y.shape)
@@ -91,9 +91,15 @@ class BaseConv(Layer):
                              f"dilation_rate={self.dilation_rate}")
         self.activation = activations.get(activation)
         self._act = activations.canonical_name(activation)
-        if self._act == "softmax" and self.data_format == "channels_first":
+        if self._act == "glu":
+            # Keras halves the channels; pynn's convolutions keep ``filters`` outputs
+            raise ValueError(f"{where}: activation='glu' (which halves the last axis) is not "
+                             f"supported by pynn's convolution layers; use "
+                             f"filters=2 * n and an Activation('glu') layer after")
+        if self._act in ("softmax", "log_softmax", "sparsemax") \
+                and self.data_format == "channels_first":
             # Keras's softmax takes the last axis of the output, a spatial one here
-            raise ValueError(f"{where}: activation='softmax' with data_format="
+            raise ValueError(f"{where}: activation={self._act!r} with data_format="
                              f"'channels_first' (Keras normalises the last, spatial axis) is "
                              f"not supported; use channels_last or a Softmax layer")
         self.use_bias = bool(use_bias)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import initializers, regularizers
-from ...backends.activation_codes import NEEDS_INPUT_FOR_BACKWARD
+from ...backends.activation_codes import UNFUSED
 from .base_conv import BaseConv, activation_grad
 from .conv_utils import (conv_transpose_geometry, from_images, require_host, spatial_axes,
                          standardize_tuple, to_images)
@@ -89,7 +89,7 @@ class Conv2DTranspose(BaseConv):
         n = x4.shape[0]
         act = self._act
         y = ctx.buffer("y", (n, oh, ow, self.filters))
-        z = ctx.buffer("z", y.shape) if act in NEEDS_INPUT_FOR_BACKWARD else y
+        z = ctx.buffer("z", y.shape) if act in UNFUSED else y
         be.conv2d_backward_input(x4, self.kernel.value, z.shape, strides=self.strides,
                                  padding=pad, dilation=self.dilation_rate, out=z)
         if self.bias is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import activations, initializers, regularizers
-from ...backends.activation_codes import NEEDS_INPUT_FOR_BACKWARD
+from ...backends.activation_codes import UNFUSED, activation_output_width
 from ..layer import Layer, rows
 
 __all__ = ["Dense"]
@@ -19,6 +19,10 @@ class Dense(Layer):
 
     Backward: ``dz = dy * activation'``, ``dW = x^T dz`` and ``dx = dz W^T`` via
     ``gemm``'s transpose flags, ``db = column sums of dz`` via ``bias_grad``.
+
+    An activation that is not a GEMM epilogue (its backward needs its input, or it is
+    row-wise without compiled kernels) runs after a ``'linear'`` GEMM. ``glu`` halves
+    the last axis, as in Keras: ``Dense(8, activation="glu")`` has 4 outputs.
     """
 
     _supports_masking = True  # masks pass through (Keras)
@@ -36,6 +40,8 @@ class Dense(Layer):
         self.units = int(units)
         self.activation = activations.get(activation)
         self._act = activations.canonical_name(activation)
+        self._out_units = activation_output_width(
+            self._act, self.units, f"Dense layer {self.name!r} (units={self.units})")
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -61,32 +67,34 @@ class Dense(Layer):
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape)[:-1] + (self.units,)
+        return tuple(input_shape)[:-1] + (self._out_units,)
 
     def forward(self, ctx, x, training=False, logits=False):
         be = self.backend
         xs = tuple(x.shape)
         x2 = rows(x, xs[-1])
         n = x2.shape[0]
-        y = ctx.buffer("y", (n, self.units))
         act = "linear" if logits else self._act
+        width = self.units if logits else self._out_units
+        y = ctx.buffer("y", (n, width))
         b = self.bias.value if self.bias is not None else None
         z = None
-        if act in NEEDS_INPUT_FOR_BACKWARD:
+        if act in UNFUSED:
             z = ctx.buffer("z", (n, self.units))
             be.gemm(x2, self.kernel.value, out=z, bias=b)
             be.activation_forward(z, act, out=y)
         else:
             be.gemm(x2, self.kernel.value, out=y, bias=b, activation=act)
         ctx.saved = (xs, x2, z, y, act)
-        return y if len(xs) == 2 else y.reshape(xs[:-1] + (self.units,))
+        return y if len(xs) == 2 else y.reshape(xs[:-1] + (width,))
 
     def backward(self, ctx, dy, input_grad=True):
         be = self.backend
         x_shape, x2, z, y, act = ctx.saved
-        dy = rows(dy, self.units)
+        dy = rows(dy, y.shape[1])
         if act != "linear":
-            dz = be.activation_backward(dy, y, act, x=z, out=ctx.buffer("dz", y.shape))
+            dz = be.activation_backward(dy, y, act, x=z,
+                                        out=ctx.buffer("dz", (y.shape[0], self.units)))
         else:
             dz = dy
         dk = ctx.grad_out(self.kernel)
