@@ -45,7 +45,8 @@ def randomize(model, seed=1):
 
 
 DENSE_ACTS = ["linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu", "gelu",
-              "softplus"]
+              "softplus", "selu", "silu", "exponential", "hard_sigmoid", "hard_silu", "softsign",
+              "relu6", "mish", "celu", "squareplus", "tanh_shrink", "log_softmax", "glu"]
 
 
 @pytest.mark.parametrize("act", DENSE_ACTS)
@@ -159,6 +160,9 @@ def test_unsupported_models_give_clear_errors(tmp_path):
         m.export(tmp_path / "x.onnx", verbose=False)
     m = Sequential([pynn.Input((3, 2)), L.SimpleRNN(2, activation="elu")])
     with pytest.raises(ValueError, match="activation 'elu' of recurrent layer"):
+        m.export(tmp_path / "x.onnx", verbose=False)
+    m = Sequential([pynn.Input((3,)), L.Dense(4, activation="sparsemax")])
+    with pytest.raises(ValueError, match="activation 'sparsemax' of layer"):
         m.export(tmp_path / "x.onnx", verbose=False)
     with pytest.raises(ValueError, match="unsupported format 'tf_saved_model'"):
         m.export(tmp_path / "x", format="tf_saved_model")

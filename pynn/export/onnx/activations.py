@@ -39,5 +39,23 @@ def emit_activation(g, x, name, layer, alpha=None, axis=-1):
         return g.op("Clip", [x, g.const(0.0, "zero"), g.const(6.0, "six")], hint)
     if name == "exponential":
         return g.op("Exp", [x], hint)
+    if name in ("hard_sigmoid", "hard_silu"):  # Keras 3: relu6(x + 3) / 6
+        hs = g.op("HardSigmoid", [x], hint, alpha=1.0 / 6.0, beta=0.5)
+        return hs if name == "hard_sigmoid" else g.op("Mul", [x, hs], hint)
+    if name == "mish":
+        return g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x], hint)], hint)], hint)
+    if name == "celu":
+        a = ACTIVATION_DEFAULT_ALPHA[name] if alpha is None else alpha
+        return g.op("Celu", [x], hint, alpha=float(a))
+    if name == "squareplus":  # (x + sqrt(x^2 + b)) / 2
+        b = ACTIVATION_DEFAULT_ALPHA[name] if alpha is None else alpha
+        root = g.op("Sqrt", [g.op("Add", [g.op("Mul", [x, x], hint), g.const(float(b), "b")],
+                                  hint)], hint)
+        return g.op("Mul", [g.op("Add", [x, root], hint), g.const(0.5, "half")], hint)
+    if name == "glu":  # first half times the sigmoid of the second, along the axis
+        a, b = g.op("Split", [x], hint, outputs=2, axis=axis, num_outputs=2)
+        return g.op("Mul", [a, g.op("Sigmoid", [b], hint)], hint)
+    if name == "tanh_shrink":
+        return g.op("Sub", [x, g.op("Tanh", [x], hint)], hint)
     raise ExportError(f"ONNX export: activation {name!r} of layer {layer.name!r} is not "
                       f"supported by the exporter")
