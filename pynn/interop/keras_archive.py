@@ -163,10 +163,24 @@ def _read_archive(f, prefix, bad):
     return zf, config, _pynn_saving._stored_member(zf, f, info, prefix)
 
 
-def load_keras_model(filepath, custom_objects=None, compile=True):
-    """A pynn model from a Keras 3 ``.keras`` archive (written by Keras or by pynn)."""
+def model_from_keras_config(config, custom_objects, filepath):
+    """A pynn model (weights not set) from a Keras model config; the architecture is
+    first built shapes-only, so a config that cannot be built fails before any weight
+    is allocated."""
     from ..layers import serialization
     from ..layers.layer import shapes_only
+    try:
+        pcfg = keras_config.from_keras(config, lambda n: serialization.get(n, custom_objects))
+    except keras_config.KerasConfigError as exc:
+        raise ValueError(f"{filepath!r}: {exc}") from None
+    cls = serialization.get(pcfg["class_name"], custom_objects)
+    with shapes_only():
+        cls.from_config(pcfg["config"], custom_objects=custom_objects)
+    return cls.from_config(pcfg["config"], custom_objects=custom_objects)
+
+
+def load_keras_model(filepath, custom_objects=None, compile=True):
+    """A pynn model from a Keras 3 ``.keras`` archive (written by Keras or by pynn)."""
     filepath, f = _open(filepath, "Keras file")
     prefix = f"{filepath!r} is not a valid Keras file"
 
@@ -174,15 +188,7 @@ def load_keras_model(filepath, custom_objects=None, compile=True):
         with f:
             zf, config, span = _read_archive(f, prefix, bad)
             with zf:
-                try:
-                    pcfg = keras_config.from_keras(
-                        config, lambda n: serialization.get(n, custom_objects))
-                except keras_config.KerasConfigError as exc:
-                    raise ValueError(f"{filepath!r}: {exc}") from None
-                cls = serialization.get(pcfg["class_name"], custom_objects)
-                with shapes_only():
-                    cls.from_config(pcfg["config"], custom_objects=custom_objects)
-                model = cls.from_config(pcfg["config"], custom_objects=custom_objects)
+                model = model_from_keras_config(config, custom_objects, filepath)
                 if model.built:  # an unbuilt model (no input shape yet) has no weights
                     h5py = _h5py()
                     with h5py.File(span, "r") as h5:

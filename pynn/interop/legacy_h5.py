@@ -19,9 +19,9 @@ import os
 import numpy as np
 
 from .._files import replace_atomically
-from . import keras_config
 from .keras_weights import hard_dataset
-from .keras_archive import KERAS_VERSION, _guarded, _h5py, _open, keras_model_config
+from .keras_archive import (KERAS_VERSION, _guarded, _h5py, _open, keras_model_config,
+                            model_from_keras_config)
 
 __all__ = ["save_legacy_h5", "load_legacy_h5", "load_legacy_weights", "read_legacy_weights",
            "is_legacy_model", "is_legacy_weights", "hdf5_kind"]
@@ -167,8 +167,6 @@ def _unwrap_single(cfg):
 
 def load_legacy_h5(filepath, custom_objects=None, compile=True):
     """A pynn model from a legacy Keras ``.h5`` model file."""
-    from ..layers import serialization
-    from ..layers.layer import shapes_only
     h5py = _h5py()
     filepath, f = _open(filepath, "Keras HDF5 file")
     prefix = f"{filepath!r} is not a valid Keras HDF5 model file"
@@ -183,15 +181,7 @@ def load_legacy_h5(filepath, custom_objects=None, compile=True):
             version = version.decode() if isinstance(version, bytes) else str(version)
             if version.startswith("2.") and isinstance(config.get("config"), dict):
                 _unwrap_single(config["config"])
-            try:
-                pcfg = keras_config.from_keras(
-                    config, lambda n: serialization.get(n, custom_objects))
-            except keras_config.KerasConfigError as exc:
-                raise ValueError(f"{filepath!r}: {exc}") from None
-            cls = serialization.get(pcfg["class_name"], custom_objects)
-            with shapes_only():
-                cls.from_config(pcfg["config"], custom_objects=custom_objects)
-            model = cls.from_config(pcfg["config"], custom_objects=custom_objects)
+            model = model_from_keras_config(config, custom_objects, filepath)
             if "model_weights" not in h5:
                 raise bad("no model_weights group")
             if model.built:
