@@ -33,9 +33,7 @@ from .conv import (prep_conv_backward, prep_conv_backward_input,
                    prep_pool_forward)
 from .cython_sequence import SEQUENCE_MODULE as _seq, CythonSequenceOps
 from .conv_pool import prep_conv_pool, prep_conv_pool_backward
-from .normalization import (empty_if_none, prep_l2_normalize_backward,
-                            prep_l2_normalize_forward, prep_layernorm_backward,
-                            prep_layernorm_forward)
+from .compiled_normalization import CompiledNormalizationOps
 from .fused_stack import (STACK_FOLDED_ACTIVATION, STACK_LOSSES, check_dense_forward,
                           check_dense_stack, stack_update_hyper)
 from .validation import (activation_alpha, adam_step_size, prep_activation_backward,
@@ -79,10 +77,11 @@ def _weights(w):
 BLAS = _blas.select([_dense, _step, _conv, _seq])
 
 
-class CythonBackend(CythonSequenceOps, Backend):
+class CythonBackend(CythonSequenceOps, CompiledNormalizationOps, Backend):
     """Compiled CPU backend (Cython + BLAS); float32 and float64 kernels from one source."""
 
     name = "cython"
+    _normalization_kernels = _layers
     #: which BLAS library runs the matrix products
     blas = BLAS
 
@@ -231,41 +230,6 @@ class CythonBackend(CythonSequenceOps, Backend):
         _layers.batchnorm_backward(dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
         return dx, dgamma, dbeta
 
-    # ------------------------------------------------------------------
-    # per-row normalisation (absent gamma/beta: empty vectors and a flag)
-    # ------------------------------------------------------------------
-    def layernorm_forward(self, x, gamma=None, beta=None, epsilon=1e-3, rms_scaling=False,
-                          out=None):
-        x, gamma, beta, epsilon, out = prep_layernorm_forward(x, gamma, beta, epsilon,
-                                                              rms_scaling, out)
-        n, dt = x.shape[0], x.dtype
-        mean, inv_std = np.empty(n), np.empty(n)
-        _layers.layernorm_forward(x, empty_if_none(gamma, dt), empty_if_none(beta, dt),
-                                  gamma is not None, beta is not None, epsilon,
-                                  bool(rms_scaling), out, mean, inv_std)
-        return out, mean, inv_std
-
-    def layernorm_backward(self, dy, x, gamma, mean, inv_std, rms_scaling=False, dx=None,
-                           dgamma=None, dbeta=None):
-        dy, x, gamma, mean, inv_std, dx, dgamma, dbeta = prep_layernorm_backward(
-            dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
-        dt = x.dtype
-        _layers.layernorm_backward(dy, x, empty_if_none(gamma, dt), gamma is not None, mean,
-                                   inv_std, bool(rms_scaling), dx, empty_if_none(dgamma, dt),
-                                   dgamma is not None, dbeta)
-        return dx, dgamma, dbeta
-
-    def l2_normalize_forward(self, x, epsilon=1e-12, out=None):
-        x, epsilon, out = prep_l2_normalize_forward(x, epsilon, out)
-        inv_norm = np.empty(x.shape[0])
-        _layers.l2_normalize_forward(x, epsilon, out, inv_norm)
-        return out, inv_norm
-
-    def l2_normalize_backward(self, dy, y, inv_norm, epsilon=1e-12, out=None):
-        dy, y, inv_norm, epsilon, out = prep_l2_normalize_backward(dy, y, inv_norm, epsilon,
-                                                                   out)
-        _layers.l2_normalize_backward(dy, y, inv_norm, epsilon, out)
-        return out
 
     # ------------------------------------------------------------------
     # optimizer updates, in place over flat views

@@ -34,7 +34,8 @@ from .conv import (composed_conv_backward, prep_conv_backward,  # noqa: E402
                    prep_conv_forward, prep_pool_backward, prep_pool_forward)
 from .conv_pool import (composed_conv_pool_backward, prep_conv_pool,  # noqa: E402
                         prep_conv_pool_backward)
-from .numba_normalization import NumbaNormalizationOps  # noqa: E402
+from .compiled_normalization import CompiledNormalizationOps  # noqa: E402
+from . import _numba_normalization  # noqa: E402
 from .numba_sequence import NumbaSequenceOps  # noqa: E402
 from .fused_stack import (check_dense_forward, check_dense_stack,  # noqa: E402
                           stack_update_hyper, stack_update_slots)
@@ -73,10 +74,11 @@ def _tiny(dt):
     return dt.type(_FLT_MIN) if dt == np.float32 else dt.type(0.0)
 
 
-class NumbaBackend(NumbaSequenceOps, NumbaNormalizationOps, Backend):
+class NumbaBackend(NumbaSequenceOps, CompiledNormalizationOps, Backend):
     """Numba JIT kernels for every hot op; the NumPy reference for the rest."""
 
     name = "numba"
+    _normalization_kernels = _numba_normalization
 
     # ------------------------------------------------------------------
     # matrix product with fused epilogue

@@ -5,13 +5,14 @@ import os
 import shutil
 
 from .callback import Callback
+from .save_frequency import BatchSaveFrequency
 
 __all__ = ["BackupAndRestore"]
 
 _STATE = "latest.weights.npz"
 
 
-class BackupAndRestore(Callback):
+class BackupAndRestore(BatchSaveFrequency, Callback):
     """Back up the training state during ``fit``; a later ``fit`` with the same
     ``backup_dir`` resumes from it (Keras 3's callback).
 
@@ -105,20 +106,6 @@ class BackupAndRestore(Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._should_save_on_batch(batch):
             self._save()
-
-    def _should_save_on_batch(self, batch):
-        if self.save_freq in ("epoch", False):
-            return False
-        if batch <= self._last_batch_seen:  # a new epoch
-            add_batches = batch + 1
-        else:
-            add_batches = batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += add_batches
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
 
     def _save(self):
         from .._files import replace_atomically

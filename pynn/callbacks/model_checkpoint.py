@@ -8,6 +8,7 @@ import numpy as np
 
 from .callback import Callback, _print
 from .monitoring import _check_mode, _scalar
+from .save_frequency import BatchSaveFrequency
 
 __all__ = ["ModelCheckpoint"]
 
@@ -16,7 +17,7 @@ _MODEL_SUFFIXES = (".pynn", ".keras")
 _WEIGHTS_SUFFIXES = (".weights.npz", ".weights.h5")
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(BatchSaveFrequency, Callback):
     """Save the model (or its weights) every epoch or every ``save_freq`` batches.
 
     Parameters
@@ -87,20 +88,6 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
             self._save_model(epoch=epoch, batch=None, logs=logs)
-
-    def _should_save_on_batch(self, batch):
-        if self.save_freq == "epoch":
-            return False
-        if batch <= self._last_batch_seen:  # a new epoch
-            add_batches = batch + 1
-        else:
-            add_batches = batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += add_batches
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
 
     def _write(self, filepath):
         if self.save_weights_only:

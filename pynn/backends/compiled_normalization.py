@@ -1,24 +1,28 @@
-"""The ``numba`` backend's per-row normalisation ops (kernels:
-:mod:`pynn.backends._numba_normalization`): layer normalisation and L2 normalisation.
+"""The compiled backends' per-row normalisation ops: layer normalisation and L2
+normalisation.
 
-:class:`NumbaNormalizationOps` is mixed into
-:class:`~pynn.backends.numba_backend.NumbaBackend`. Each op validates its arguments with
-the reference's ``prep_*`` function, then runs one kernel.
+:class:`CompiledNormalizationOps` is mixed into the Cython and Numba backends; each names
+its kernel module in ``_normalization_kernels`` (``pynn._ext.layers``,
+:mod:`pynn.backends._numba_normalization`: the same four kernels, the same arguments).
+Each op validates its arguments with the reference's ``prep_*`` function, then runs one
+kernel (an absent gamma/beta is an empty vector and a flag).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import _numba_normalization as N
 from .normalization import (empty_if_none, prep_l2_normalize_backward,
                             prep_l2_normalize_forward, prep_layernorm_backward,
                             prep_layernorm_forward)
 
-__all__ = ["NumbaNormalizationOps"]
+__all__ = ["CompiledNormalizationOps"]
 
 
-class NumbaNormalizationOps:
-    """Numba layer-normalisation and L2-normalisation ops (see the module docstring)."""
+class CompiledNormalizationOps:
+    """Compiled layer-normalisation and L2-normalisation ops (see the module docstring)."""
+
+    #: the kernel module (set by each backend)
+    _normalization_kernels = None
 
     def layernorm_forward(self, x, gamma=None, beta=None, epsilon=1e-3, rms_scaling=False,
                           out=None):
@@ -26,9 +30,9 @@ class NumbaNormalizationOps:
                                                               rms_scaling, out)
         n, dt = x.shape[0], x.dtype
         mean, inv_std = np.empty(n), np.empty(n)
-        N.layernorm_forward(x, empty_if_none(gamma, dt), empty_if_none(beta, dt),
-                            gamma is not None, beta is not None, epsilon, bool(rms_scaling),
-                            out, mean, inv_std)
+        self._normalization_kernels.layernorm_forward(
+            x, empty_if_none(gamma, dt), empty_if_none(beta, dt), gamma is not None,
+            beta is not None, epsilon, bool(rms_scaling), out, mean, inv_std)
         return out, mean, inv_std
 
     def layernorm_backward(self, dy, x, gamma, mean, inv_std, rms_scaling=False, dx=None,
@@ -36,19 +40,19 @@ class NumbaNormalizationOps:
         dy, x, gamma, mean, inv_std, dx, dgamma, dbeta = prep_layernorm_backward(
             dy, x, gamma, mean, inv_std, dx, dgamma, dbeta)
         dt = x.dtype
-        N.layernorm_backward(dy, x, empty_if_none(gamma, dt), gamma is not None, mean, inv_std,
-                             bool(rms_scaling), dx, empty_if_none(dgamma, dt),
-                             dgamma is not None, dbeta)
+        self._normalization_kernels.layernorm_backward(
+            dy, x, empty_if_none(gamma, dt), gamma is not None, mean, inv_std,
+            bool(rms_scaling), dx, empty_if_none(dgamma, dt), dgamma is not None, dbeta)
         return dx, dgamma, dbeta
 
     def l2_normalize_forward(self, x, epsilon=1e-12, out=None):
         x, epsilon, out = prep_l2_normalize_forward(x, epsilon, out)
         inv_norm = np.empty(x.shape[0])
-        N.l2_normalize_forward(x, epsilon, out, inv_norm)
+        self._normalization_kernels.l2_normalize_forward(x, epsilon, out, inv_norm)
         return out, inv_norm
 
     def l2_normalize_backward(self, dy, y, inv_norm, epsilon=1e-12, out=None):
         dy, y, inv_norm, epsilon, out = prep_l2_normalize_backward(dy, y, inv_norm, epsilon,
                                                                    out)
-        N.l2_normalize_backward(dy, y, inv_norm, epsilon, out)
+        self._normalization_kernels.l2_normalize_backward(dy, y, inv_norm, epsilon, out)
         return out
