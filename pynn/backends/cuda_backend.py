@@ -17,14 +17,13 @@ loss reduced on the device. Output buffers (``out=``, ``grad=``, ``mask=``...)
 and arrays updated in place (parameters, optimizer state, moving statistics)
 must be device arrays of the right shape and dtype: ``ValueError`` otherwise.
 
-Convolution and pooling
------------------------
-Direct kernels (:mod:`._cuda_conv`, loaded on the first such op), with the
-reference's arguments, checks and error messages. An output buffer may not
-overlap an input on the device either (``check_aliasing`` judges device arrays
-by the byte range they span). Max-pooling's backward gathers each input
-element's gradient from the windows that hold it, so it also refuses an
-``index`` entry outside its own window (the reference would scatter to it).
+Where the ops live
+------------------
+This file: allocation and transfer, GEMM, activations, losses, dropout and
+normalisation. Mixed in: convolution and pooling (:mod:`.cuda_conv_ops`), the
+embedding and recurrent ops (:mod:`.cuda_sequence`), the optimizer steps and
+in-place vector helpers (:mod:`.cuda_update_ops`); device-array helpers in
+:mod:`.cuda_memory`.
 """
 from __future__ import annotations
 
@@ -34,20 +33,20 @@ import warnings
 
 import numpy as np
 
-from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, REFERENCE_ONLY, UNFUSED,
+from .activation_codes import (ACTIVATIONS, NEEDS_INPUT_FOR_BACKWARD, REFERENCE_ONLY,
                                activation_code)
 from .base import Backend
-from .conv import (POOL_MODES, _shape4, conv_geometry, pool_geometry, prep_conv,
-                   prep_pool)
+from .cuda_conv_ops import CudaConvOps
+from .cuda_memory import flat as _flat
+from .cuda_memory import is_simulator as _is_simulator
 from .cuda_sequence import CudaSequenceOps
-from .validation import (activation_alpha, adam_step_size, as_float, as_labels,
-                         check_aliasing, epilogue_code, gemm_shapes, op_hyper, sample_weights,
-                         work_dtype)
+from .cuda_update_ops import CudaUpdateOps
+from .validation import (activation_alpha, as_float, as_labels, epilogue_code, gemm_shapes,
+                         op_hyper, sample_weights, work_dtype)
 
 __all__ = ["CudaBackend"]
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
-_TINY32 = float(np.finfo(np.float32).tiny)
 #: the reference backend, for the activations without device kernels (``_on_host``)
 _REFERENCE = Backend()
 
@@ -63,7 +62,7 @@ def _import_cuda():
     return cuda, K
 
 
-class CudaBackend(CudaSequenceOps, Backend):
+class CudaBackend(CudaConvOps, CudaSequenceOps, CudaUpdateOps, Backend):
     """Numba CUDA kernels over device arrays.
 
     Parameters
@@ -625,438 +624,8 @@ class CudaBackend(CudaSequenceOps, Backend):
         self._launch(self._K.l2_backward_rows, y.shape[0], dy, y, inv_norm, epsilon, out)
         return out
 
-    # ------------------------------------------------------------------
-    # convolution and pooling (kernels: pynn.backends._cuda_conv). Each op makes
-    # the reference's checks in its order with its messages (prep_conv/prep_pool
-    # read only the shape and dtype of a device argument, see _geometry_arg; a shape
-    # given as such goes to conv_geometry/pool_geometry), then uploads or converts its
-    # inputs and launches one kernel.
-    # ------------------------------------------------------------------
-    def _conv_kernels(self):
-        """The conv/pool kernel module, imported on first use."""
-        from . import _cuda_conv
-        return _cuda_conv
-
-    def _foreign(self, a):
-        """A GPU array of another library (``__cuda_array_interface__``) as a Numba
-        device array without a copy; anything else unchanged."""
-        if (a is not None and not self._is_device(a) and not self._simulator
-                and hasattr(a, "__cuda_array_interface__")):
-            return self._cuda.as_cuda_array(a)
-        return a
-
-    def _geometry_arg(self, a, dt, name):
-        """What :func:`prep_conv`/:func:`prep_pool` check in place of argument ``a``:
-        a host array as given; for a device array, an uninitialised host array of its
-        shape in the working dtype ``dt`` (they read only shape and dtype, and
-        ``np.empty`` touches no memory), after the reference's dtype check."""
-        if not self._is_device(a):
-            return a
-        work_dtype(a, name)
-        return np.empty(tuple(a.shape), dt)
-
-    def _upload(self, given, checked, dt, name):
-        """The device array an op reads: a device argument converted on the device
-        (dtype, contiguity) or the host array prep_conv/prep_pool converted, copied."""
-        if self._is_device(given):
-            return self._to_device(given, dt, name)
-        return self._cuda.to_device(checked)
-
-    def conv2d_forward(self, x, kernel, bias=None, strides=1, padding=((0, 0), (0, 0)),
-                       dilation=1, groups=1, activation="linear", out=None):
-        x0, k0, b0 = self._foreign(x), self._foreign(kernel), self._foreign(bias)
-        dt = work_dtype(x0, "x")
-        xc, kc, strides, padding, dilation, groups, (oh, ow) = prep_conv(
-            "conv2d_forward", self._geometry_arg(x0, dt, "x"),
-            self._geometry_arg(k0, dt, "kernel"), strides, padding, dilation, groups)
-        co = kc.shape[3]
-        if activation in UNFUSED:
-            raise ValueError(f"conv2d_forward: activation {activation!r} is not a convolution "
-                             f"epilogue (its backward needs its input, or it has no compiled "
-                             f"kernel); run 'linear' and activation_forward")
-        if b0 is not None:
-            bc = as_float(self._geometry_arg(b0, dt, "bias"), dt, "bias", 1)
-            if bc.shape != (co,):
-                raise ValueError(f"conv2d_forward: bias must have shape ({co},), got "
-                                 f"{bc.shape}")
-        code = activation_code(activation)
-        alpha = activation_alpha(activation, None)
-        n = xc.shape[0]
-        out = self._out(out, (n, oh, ow, co), dt)
-        check_aliasing("conv2d_forward", [("out", out)],
-                       [("x", x0), ("kernel", k0), ("bias", b0)], _DeviceMemory)
-        xd = self._upload(x0, xc, dt, "x")
-        kd = self._upload(k0, kc, dt, "kernel")
-        bd = self._dummy(dt, 1) if b0 is None else self._upload(b0, bc, dt, "bias")
-        softmax = code == ACTIVATIONS["softmax"]
-        C = self._conv_kernels()
-        self._launch(C.conv_forward, out.size, xd, kd, bd, b0 is not None, out,
-                     strides[0], strides[1], padding[0][0], padding[1][0], dilation[0],
-                     dilation[1], groups, 0 if softmax else code, alpha, dt.type(0))
-        if softmax and out.size:  # row-wise over the channels, after the bias
-            rows = out.reshape(n * oh * ow, co)
-            self._launch(self._K.softmax_rows, n * oh * ow, rows, rows, False)
-        return out
-
-    def conv2d_backward_input(self, dy, kernel, input_shape, strides=1,
-                              padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
-        dy0, k0 = self._foreign(dy), self._foreign(kernel)
-        dt = work_dtype(dy0, "dy")
-        dyc = as_float(self._geometry_arg(dy0, dt, "dy"), dt, "dy", 4)
-        n, h, w, ci = _shape4(input_shape, "conv2d_backward_input", "input_shape")
-        kc = as_float(self._geometry_arg(k0, dt, "kernel"), dt, "kernel", 4)
-        strides, padding, dilation, groups, (oh, ow) = conv_geometry(
-            "conv2d_backward_input", (n, h, w, ci), kc.shape, strides, padding, dilation,
-            groups)
-        co = kc.shape[3]
-        if dyc.shape != (n, oh, ow, co):
-            raise ValueError(f"conv2d_backward_input: dy must have shape {(n, oh, ow, co)} "
-                             f"for input {input_shape} and kernel {kc.shape}, got "
-                             f"{dyc.shape}")
-        out = self._out(out, (n, h, w, ci), dt)
-        check_aliasing("conv2d_backward_input", [("out", out)], [("dy", dy0), ("kernel", k0)],
-                       _DeviceMemory)
-        dyd = self._upload(dy0, dyc, dt, "dy")
-        kd = self._upload(k0, kc, dt, "kernel")
-        self._launch(self._conv_kernels().conv_backward_input, out.size, dyd, kd, out,
-                     strides[0], strides[1], padding[0][0], padding[1][0], dilation[0],
-                     dilation[1], groups, dt.type(0))
-        return out
-
-    def conv2d_backward(self, dy, x, kernel, y=None, activation="linear", strides=1,
-                        padding=((0, 0), (0, 0)), dilation=1, groups=1, input_grad=True,
-                        kernel_grad=True, bias_grad=True, dx=None, dkernel=None, dbias=None):
-        """This backend's activation-gradient, kernel-, bias- and input-gradient ops one
-        after another on the device (each checks its arguments; ``dz`` is a new device
-        array when there is an activation)."""
-        op = "conv2d_backward"
-        if activation in UNFUSED:
-            raise ValueError(f"{op}: activation {activation!r} is not a convolution epilogue "
-                             f"(its backward needs its input, or it has no compiled kernel); "
-                             f"run 'linear' and activation_backward")
-        activation_code(activation)  # an unknown name raises here
-        for name, want, out in (("dx", input_grad, dx), ("dkernel", kernel_grad, dkernel),
-                                ("dbias", bias_grad, dbias)):
-            if not want and out is not None:
-                raise ValueError(f"{op}: {name} was given but its gradient was not asked for")
-        geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups)
-        dz = dy
-        if activation not in (None, "linear"):
-            if y is None:
-                raise ValueError(f"{op}: activation {activation!r} needs y, the forward output")
-            n, oh, ow, co = dy.shape
-            flat = (n * oh * ow, co)
-            dz = self.empty(dy.shape, work_dtype(self._foreign(dy), "dy"))
-            self.activation_backward(dy.reshape(flat), y.reshape(flat), activation,
-                                     out=dz.reshape(flat))
-        if kernel_grad:
-            dkernel = self.conv2d_backward_kernel(x, dz, kernel.shape, out=dkernel, **geometry)
-        if bias_grad:
-            n, oh, ow, co = dz.shape
-            dbias = self.bias_grad(dz.reshape((n * oh * ow, co)), out=dbias)
-        if input_grad:
-            dx = self.conv2d_backward_input(dz, kernel, x.shape, out=dx, **geometry)
-        return (dx if input_grad else None, dkernel if kernel_grad else None,
-                dbias if bias_grad else None)
-
-    def conv2d_backward_kernel(self, x, dy, kernel_shape, strides=1,
-                               padding=((0, 0), (0, 0)), dilation=1, groups=1, out=None):
-        x0, dy0 = self._foreign(x), self._foreign(dy)
-        dt = work_dtype(x0, "x")
-        kshape = _shape4(kernel_shape, "conv2d_backward_kernel", "kernel_shape",
-                         "(kh, kw, c_in/groups, c_out)")
-        xc = as_float(self._geometry_arg(x0, dt, "x"), dt, "x", 4)
-        strides, padding, dilation, groups, (oh, ow) = conv_geometry(
-            "conv2d_backward_kernel", xc.shape, kshape, strides, padding, dilation, groups)
-        dyc = as_float(self._geometry_arg(dy0, dt, "dy"), dt, "dy", 4)
-        co = kshape[3]
-        if dyc.shape != (xc.shape[0], oh, ow, co):
-            raise ValueError(f"conv2d_backward_kernel: dy must have shape "
-                             f"{(xc.shape[0], oh, ow, co)}, got {dyc.shape}")
-        out = self._out(out, kshape, dt)
-        check_aliasing("conv2d_backward_kernel", [("out", out)], [("x", x0), ("dy", dy0)],
-                       _DeviceMemory)
-        xd = self._upload(x0, xc, dt, "x")
-        dyd = self._upload(dy0, dyc, dt, "dy")
-        if out.size:  # one block per kernel element, a float64 tree in shared memory
-            tpb = self.threads_per_block
-            with self._quiet():
-                self._conv_kernels().conv_backward_kernel[
-                    min(self.max_blocks, out.size), tpb, 0, tpb * 8](
-                    xd, dyd, out, strides[0], strides[1], padding[0][0], padding[1][0],
-                    dilation[0], dilation[1], groups)
-        return out
-
-    def pool2d_forward(self, x, pool_size, strides=None, padding=((0, 0), (0, 0)), mode="max",
-                       out=None, index=None):
-        x0 = self._foreign(x)
-        strides = pool_size if strides is None else strides
-        # prep_pool checks the mode before the dtype of x: so does this
-        probe = self._geometry_arg(x0, work_dtype(x0, "x"), "x") if mode in POOL_MODES else x0
-        xc, pool, strides, padding, (oh, ow) = prep_pool("pool2d_forward", probe, pool_size,
-                                                         strides, padding, mode)
-        n, h, w, c = xc.shape
-        dt = xc.dtype
-        out = self._out(out, (n, oh, ow, c), dt)
-        is_max = mode == "max"
-        index = self._out(index, (n, oh, ow, c), np.int64, "index") if is_max else None
-        check_aliasing("pool2d_forward", [("out", out), ("index", index)], [("x", x0)],
-                       _DeviceMemory)
-        xd = self._upload(x0, xc, dt, "x")
-        self._launch(self._conv_kernels().pool_forward, out.size, xd, out,
-                     index if is_max else self._dummy(np.int64, 4), is_max, pool[0], pool[1],
-                     strides[0], strides[1], padding[0][0], padding[1][0])
-        return out, index
-
-    def pool2d_backward(self, dy, input_shape, pool_size, strides=None,
-                        padding=((0, 0), (0, 0)), mode="max", index=None, out=None):
-        """As :meth:`Backend.pool2d_backward`; for ``'max'``, every ``index`` must also
-        lie in its own pooling window (as :meth:`pool2d_forward` gives it), which the
-        gather over the windows relies on: ``ValueError`` otherwise."""
-        dy0, index = self._foreign(dy), self._foreign(index)
-        strides = pool_size if strides is None else strides
-        dt = work_dtype(dy0, "dy")
-        dyc = as_float(self._geometry_arg(dy0, dt, "dy"), dt, "dy", 4)
-        shape = _shape4(input_shape, "pool2d_backward", "input_shape")
-        pool, strides, padding, (oh, ow) = pool_geometry("pool2d_backward", shape, pool_size,
-                                                         strides, padding, mode)
-        n, h, w, c = shape
-        if dyc.shape != (n, oh, ow, c):
-            raise ValueError(f"pool2d_backward: dy must have shape {(n, oh, ow, c)}, got "
-                             f"{dyc.shape}")
-        out = self._out(out, shape, dt)
-        reads = [("dy", dy0)]
-        is_max = mode == "max"
-        if is_max:
-            if index is None:
-                raise ValueError("pool2d_backward: max pooling needs the index "
-                                 "pool2d_forward returned")
-            on_device = self._is_device(index)
-            ic = index if on_device else np.asarray(index)
-            if tuple(ic.shape) != dyc.shape or np.dtype(ic.dtype).kind not in "iu":
-                raise ValueError(f"pool2d_backward: index must be integers of shape "
-                                 f"{dyc.shape}, got {ic.dtype} {tuple(ic.shape)}")
-            if not on_device and ic.size and (ic.min() < 0 or ic.max() >= n * h * w * c):
-                raise ValueError(f"pool2d_backward: index holds positions outside an input "
-                                 f"of shape {shape}")
-            reads.append(("index", index))
-        check_aliasing("pool2d_backward", [("out", out)], reads, _DeviceMemory)
-        dyd = self._upload(dy0, dyc, dt, "dy")
-        C = self._conv_kernels()
-        if is_max:
-            idx = (self._to_device(ic, np.int64, "index") if on_device
-                   else self._cuda.to_device(np.ascontiguousarray(ic, dtype=np.int64)))
-            self._check_pool_index(idx, shape, pool, strides, padding)
-        else:
-            idx = self._dummy(np.int64, 4)
-        self._launch(C.pool_backward, out.size, dyd, idx, out, is_max, pool[0], pool[1],
-                     strides[0], strides[1], padding[0][0], padding[1][0])
-        return out
-
-    def _check_pool_index(self, index, shape, pool, strides, padding):
-        """ValueError unless every entry of device ``index`` is a position of the
-        input (the reference's check) inside its own pooling window."""
-        if not index.size:
-            return
-        bad = self._cuda.to_device(np.zeros(2, dtype=np.int32))
-        self._launch(self._conv_kernels().pool_index_check, index.size, index, pool[0],
-                     pool[1], strides[0], strides[1], padding[0][0], padding[1][0],
-                     shape[1], shape[2], bad)
-        outside, elsewhere = bad.copy_to_host()
-        if outside:
-            raise ValueError(f"pool2d_backward: index holds positions outside an input of "
-                             f"shape {shape}")
-        if elsewhere:
-            raise ValueError(f"pool2d_backward: index holds positions outside their pooling "
-                             f"windows (pool {pool}, strides {strides}, padding {padding}) "
-                             f"of an input of shape {shape}; pass the index pool2d_forward "
-                             f"returned")
-
-    # ------------------------------------------------------------------
-    # optimizers (fused, in place)
-    # ------------------------------------------------------------------
-    def _opt_args(self, param, grad, *state_names_and_arrays):
-        if not self._is_device(param):
-            raise ValueError(f"param: expected a device array (from backend.asarray), got "
-                             f"{type(param).__name__}")
-        dt = np.dtype(param.dtype)
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"param: expected float32 or float64, got {dt}")
-        self._out(param, param.shape, dt, "param")
-        grad = self._to_device(grad, dt, "grad")
-        if tuple(grad.shape) != tuple(param.shape):
-            raise ValueError(f"grad: expected shape {tuple(param.shape)}, got "
-                             f"{tuple(grad.shape)}")
-        for nm, arr in state_names_and_arrays:
-            if not self._is_device(arr):
-                raise ValueError(f"{nm}: expected a device array (from backend.zeros), got "
-                                 f"{type(arr).__name__}")
-            self._out(arr, param.shape, dt, nm)
-        tiny = _TINY32 if dt == np.float32 else 0.0
-        return grad, tiny
-
-    def sgd_update(self, param, grad, velocity=None, learning_rate=0.01, momentum=0.0,
-                   nesterov=False, weight_decay=0.0):
-        lr, momentum, weight_decay = op_hyper("sgd_update", learning_rate=learning_rate,
-                                              momentum=momentum, weight_decay=weight_decay)
-        if momentum and velocity is None:
-            raise ValueError("sgd_update: momentum > 0 needs a velocity array")
-        grad, tiny = self._opt_args(
-            param, grad, *([("velocity", velocity)] if velocity is not None else []))
-        vel = velocity if momentum else param
-        self._launch(self._K.sgd_kernel, param.size, _flat(param), _flat(grad), _flat(vel),
-                     lr, momentum, bool(nesterov), weight_decay, tiny)
-        return param
-
-    def adam_update(self, param, grad, m, v, step, learning_rate=0.001, beta_1=0.9,
-                    beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
-        step, lr, beta_1, beta_2, epsilon, weight_decay = op_hyper(
-            "adam_update", step=step, learning_rate=learning_rate, beta_1=beta_1,
-            beta_2=beta_2, epsilon=epsilon, weight_decay=weight_decay)
-        grad, tiny = self._opt_args(param, grad, ("m", m), ("v", v))
-        alpha = adam_step_size(lr, beta_1, beta_2, step)
-        self._launch(self._K.adam_kernel, param.size, _flat(param), _flat(grad), _flat(m),
-                     _flat(v), alpha, beta_1, beta_2, epsilon, lr, weight_decay, tiny)
-        return param
-
-    def rmsprop_update(self, param, grad, ms, learning_rate=0.001, rho=0.9, epsilon=1e-7,
-                       weight_decay=0.0):
-        lr, rho, epsilon, weight_decay = op_hyper(
-            "rmsprop_update", learning_rate=learning_rate, rho=rho, epsilon=epsilon,
-            weight_decay=weight_decay)
-        grad, tiny = self._opt_args(param, grad, ("ms", ms))
-        self._launch(self._K.rmsprop_kernel, param.size, _flat(param), _flat(grad), _flat(ms),
-                     lr, rho, epsilon, weight_decay, tiny)
-        return param
-
-    def adagrad_update(self, param, grad, acc, learning_rate=0.001, epsilon=1e-7,
-                       weight_decay=0.0):
-        lr, epsilon, weight_decay = op_hyper("adagrad_update", learning_rate=learning_rate,
-                                             epsilon=epsilon, weight_decay=weight_decay)
-        grad, tiny = self._opt_args(param, grad, ("acc", acc))
-        self._launch(self._K.adagrad_kernel, param.size, _flat(param), _flat(grad),
-                     _flat(acc), lr, epsilon, weight_decay, tiny)
-        return param
-
-    # ------------------------------------------------------------------
-    # small helpers used by layers and optimizers
-    # ------------------------------------------------------------------
-    def _inplace(self, x, name):
-        if not self._is_device(x):
-            raise ValueError(f"{name}: expected a device array, got {type(x).__name__}")
-        if not x.is_c_contiguous():
-            raise ValueError(f"{name}: must be C-contiguous")
-        return x
-
-    def sum_squares(self, x):
-        x = self._to_device(x, work_dtype(x), "x")
-        return self._reduce(_flat(x), self._K.RED_SUMSQ)
-
-    def scale_(self, x, factor):
-        x = self._inplace(x, "x")
-        self._launch(self._K.misc_ew, x.size, _flat(x), _flat(x), self._K.OP_SCALE,
-                     float(factor), 0.0)
-        return x
-
-    def clip_(self, x, lo, hi):
-        x = self._inplace(x, "x")
-        self._launch(self._K.misc_ew, x.size, _flat(x), _flat(x), self._K.OP_CLIP,
-                     float(lo), float(hi))
-        return x
-
-    def axpy_(self, alpha, x, y):
-        y = self._inplace(y, "y")
-        x = self._to_device(x, y.dtype, "x")
-        if tuple(x.shape) != tuple(y.shape):
-            raise ValueError(f"axpy_: x {tuple(x.shape)} and y {tuple(y.shape)} differ")
-        self._launch(self._K.misc_ew, y.size, _flat(x), _flat(y), self._K.OP_AXPY,
-                     float(alpha), 0.0)
-        return y
-
-    def copy_(self, src, dst):
-        dst = self._inplace(dst, "dst")
-        if not self._is_device(src):
-            host = np.broadcast_to(np.asarray(src, dtype=dst.dtype), tuple(dst.shape))
-            dst.copy_to_device(np.ascontiguousarray(host))
-            return dst
-        src = self._to_device(src, dst.dtype, "src")
-        if tuple(src.shape) != tuple(dst.shape):
-            raise ValueError(f"copy_: src {tuple(src.shape)} and dst {tuple(dst.shape)} differ")
-        self._launch(self._K.copy_ew, dst.size, _flat(src), _flat(dst))
-        return dst
-
-    def regularizer_loss(self, w, l1=0.0, l2=0.0):
-        l1, l2 = op_hyper("regularizer_loss", l1=l1, l2=l2)
-        w = self._to_device(w, work_dtype(w, "w"), "w")
-        r = 0.0
-        if l1:
-            r += l1 * self._reduce(_flat(w), self._K.RED_SUMABS)
-        if l2:
-            r += l2 * self._reduce(_flat(w), self._K.RED_SUMSQ)
-        return r
-
-    def regularizer_grad_(self, w, grad, l1=0.0, l2=0.0):
-        l1, l2 = op_hyper("regularizer_grad_", l1=l1, l2=l2)
-        grad = self._inplace(grad, "grad")
-        w = self._to_device(w, grad.dtype, "w")
-        if tuple(w.shape) != tuple(grad.shape):
-            raise ValueError(f"regularizer_grad_: w {tuple(w.shape)} and grad "
-                             f"{tuple(grad.shape)} differ")
-        if l1 or l2:
-            self._launch(self._K.misc_ew, grad.size, _flat(w), _flat(grad),
-                         self._K.OP_REG_GRAD, l1, l2)
-        return grad
-
-    def all_finite(self, x):
-        x = self._to_device(x, work_dtype(x), "x")
-        return self._reduce(_flat(x), self._K.RED_NONFINITE) == 0.0
 
     def __repr__(self):
         kind = "simulator" if self._simulator else "gpu"
         return (f"<pynn backend 'cuda' ({kind}, threads_per_block={self.threads_per_block}, "
                 f"gemm_tile={self.gemm_tile})>")
-
-
-class _DeviceMemory:
-    """How :func:`check_aliasing` tells device arrays apart (host arrays never
-    overlap them): by the byte range each spans, as ``np.may_share_memory`` judges
-    host arrays."""
-
-    @staticmethod
-    def holds(a):
-        return bool(getattr(a, "__cuda_ndarray__", False)) and a.size > 0
-
-    @staticmethod
-    def _span(a):
-        iface = getattr(a, "__cuda_array_interface__", None)
-        if iface is None:  # the simulator's device arrays wrap host arrays
-            iface = a.__array_interface__
-        start = end = iface["data"][0]
-        for size, step in zip(a.shape, a.strides):
-            if step < 0:
-                start += (size - 1) * step
-            else:
-                end += (size - 1) * step
-        return start, end + np.dtype(a.dtype).itemsize, iface["data"][0]
-
-    @classmethod
-    def overlap(cls, a, b):
-        a0, a1, _ = cls._span(a)
-        b0, b1, _ = cls._span(b)
-        return a0 < b1 and b0 < a1
-
-    @classmethod
-    def same(cls, a, b):
-        return (tuple(a.shape) == tuple(b.shape) and tuple(a.strides) == tuple(b.strides)
-                and np.dtype(a.dtype) == np.dtype(b.dtype)
-                and cls._span(a)[2] == cls._span(b)[2])
-
-
-def _flat(x):
-    """1-D view of a C-contiguous device array."""
-    return x if len(x.shape) == 1 else x.reshape(x.size)
-
-
-def _is_simulator():
-    from numba.cuda.core import config
-    return bool(config.ENABLE_CUDASIM)

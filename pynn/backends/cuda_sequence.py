@@ -41,8 +41,8 @@ _STATE_NAMES = ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0", "mask")
 def _device_memory():
     """How check_aliasing judges device arrays (defined with the backend, which has
     finished loading by the time an op runs)."""
-    from .cuda_backend import _DeviceMemory
-    return _DeviceMemory
+    from .cuda_memory import DeviceMemory
+    return DeviceMemory
 
 
 def _flat(x):
