@@ -1,0 +1,199 @@
+"""Data-parallel training over MPI (pynn.distribution): the scripts in tests/mpi/ run
+under ``mpiexec -n 2`` and ``-n 3`` (uneven shards) on loopback, each launch with a
+timeout, and their results are compared here with one process running the same code
+(tests/mpi/common.py)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn.distribution import distribution_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.join(HERE, "mpi")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pynn.__file__)))
+sys.path.insert(0, SCRIPTS)
+import common  # noqa: E402
+
+
+def _mpiexec():
+    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return local if os.access(local, os.X_OK) else shutil.which("mpiexec")
+
+
+def _have_mpi4py():
+    try:
+        import importlib.util
+        return importlib.util.find_spec("mpi4py") is not None
+    except ImportError:
+        return False
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None or not _have_mpi4py(),
+    reason="needs mpi4py and an mpiexec (pip install 'pynn[mpi]': mpi4py + the mpich wheel)")
+
+
+def launch(n, script, *args, timeout=180, env=None):
+    """``mpiexec -n n python tests/mpi/script args``: (returncode, output, seconds)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_"))}
+    e.update(PYTHONPATH=ROOT + os.pathsep + e.get("PYTHONPATH", ""),
+             OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    e.update(env or {})
+    start = time.monotonic()
+    proc = subprocess.run([MPIEXEC, "-n", str(n), sys.executable,
+                           os.path.join(SCRIPTS, script), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=e)
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
+
+
+def load(path):
+    z = np.load(path)
+    weights = [z[f"arr_{i}"] for i in range(len([k for k in z.files if k.startswith("arr_")]))]
+    return weights, json.loads(str(z["history"])), z["evaluate"], z["predict"]
+
+
+# ---------------------------------------------------------------------------------------
+# one process: nothing changes, nothing is imported
+# ---------------------------------------------------------------------------------------
+def test_single_process_imports_no_mpi_and_changes_nothing():
+    code = ("import sys, pynn\n"
+            "assert 'mpi4py' not in sys.modules\n"
+            "assert pynn.distribution.initialize() == 1\n"
+            "assert 'mpi4py' not in sys.modules\n"
+            "assert (pynn.distribution.num_processes(), pynn.distribution.process_id()) "
+            "== (1, 0)\n"
+            "assert pynn.distribution.is_writer()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_"))}
+    env["PYTHONPATH"] = ROOT
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_data_parallel_in_one_process_is_the_plain_run():
+    ref_model, ref_hist = common.train("mlp", epochs=1)
+    dp = pynn.distribution.DataParallel()
+    pynn.distribution.set_distribution(dp)
+    try:
+        assert pynn.distribution.distribution() is dp
+        assert distribution_lib.active() is None  # one process: the fused step stays
+        model, hist = common.train("mlp", epochs=1)
+    finally:
+        pynn.distribution.set_distribution(None)
+    assert hist == ref_hist
+    for a, b in zip(model.get_weights(), ref_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="set_distribution"):
+        pynn.distribution.set_distribution("data")
+    with pytest.raises(ValueError, match="auto_shard_dataset"):
+        pynn.distribution.DataParallel(auto_shard_dataset=1)
+    with pytest.raises(ValueError, match="num_processes=2"):
+        pynn.distribution.initialize(num_processes=2)
+    with pytest.raises(ValueError, match="job_addresses"):
+        pynn.distribution.initialize(job_addresses="a:1,b:1")
+
+
+def test_bounds_split_uneven_batches_like_array_split():
+    dp = pynn.distribution.DataParallel()
+    for n, rows in ((3, 22), (3, 32), (2, 7), (3, 2)):
+        parts = []
+        for r in range(n):
+            dp_rank = type("R", (), {"num_processes": n, "process_id": r})()
+            parts.append(pynn.distribution.DataParallel.bounds(dp_rank, rows))
+        expect = np.array_split(np.arange(rows), n)
+        assert [list(range(a, b)) for a, b in parts] == [list(e) for e in expect]
+    assert dp.bounds(5) == (0, 5)
+
+
+# ---------------------------------------------------------------------------------------
+# N ranks against one process
+# ---------------------------------------------------------------------------------------
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_ranks_train_like_one_process(tmp_path, n):
+    kinds = ["mlp", "functional"]
+    rc, out, _ = launch(n, "train.py", tmp_path, *kinds)
+    assert rc == 0, out
+    for kind in kinds:
+        ranks = [load(tmp_path / f"{kind}_rank{r}.npz") for r in range(n)]
+        ref_model, ref_hist = common.train(kind)
+        x, y = common.data()
+        ref_eval = ref_model.evaluate(x, y, batch_size=common.BATCH, verbose=0)
+        ref_pred = ref_model.predict(x, batch_size=common.BATCH, verbose=0)
+        w0, h0, e0, p0 = ranks[0]
+        for w, h, e, p in ranks[1:]:  # every rank bit-identical, same History
+            for a, b in zip(w, w0):
+                np.testing.assert_array_equal(a, b)
+            assert h == h0
+            np.testing.assert_array_equal(e, e0)
+            np.testing.assert_array_equal(p, p0)
+        # 20 steps of Adam: the same weights as one process up to float32 summation order
+        assert len(h0["loss"]) == common.EPOCHS and set(h0) == set(ref_hist)
+        for a, b in zip(w0, ref_model.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+        for key, values in ref_hist.items():
+            np.testing.assert_allclose(h0[key], values, rtol=1e-5, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(e0, ref_eval, rtol=1e-5)
+        np.testing.assert_allclose(p0, ref_pred, rtol=1e-4, atol=1e-6)
+    # only rank 0 wrote its CSV log and its checkpoint
+    written = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".npz")
+    assert written == sorted(f"{k}_{f}" for k in kinds
+                             for f in ("log_rank0.csv", "rank0.keras")), written
+
+
+@needs_mpi
+def test_checkpoint_of_two_ranks_resumes_on_three(tmp_path):
+    rc, out, _ = launch(2, "resume.py", tmp_path, "first")
+    assert rc == 0, out
+    rc, out, _ = launch(3, "resume.py", tmp_path, "second")
+    assert rc == 0, out
+    ref_dir = tmp_path / "one"
+    ref_dir.mkdir()
+    path = str(ref_dir / "ckpt.keras")
+    common.train("mlp", [pynn.callbacks.ModelCheckpoint(path)], epochs=2, shuffle=False)
+    model, _ = common.train("mlp", epochs=4, shuffle=False,
+                            model=pynn.models.load_model(path), initial_epoch=2)
+    ranks = [np.load(tmp_path / f"resumed_rank{r}.npz") for r in range(3)]
+    for i, ref in enumerate(model.get_weights()):
+        for z in ranks:
+            np.testing.assert_array_equal(z[f"arr_{i}"], ranks[0][f"arr_{i}"])
+        np.testing.assert_allclose(ranks[0][f"arr_{i}"], ref, rtol=1e-4, atol=2e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# faults: never a hang
+# ---------------------------------------------------------------------------------------
+@needs_mpi
+def test_raising_rank_ends_every_rank_with_its_error():
+    rc, out, seconds = launch(2, "faults.py", "raise", timeout=120)
+    assert rc != 0
+    assert "finished without the failure" not in out
+    assert "RuntimeError: injected failure on rank 1" in out
+    assert "rank 1 of 2" in out
+
+
+@needs_mpi
+def test_killed_rank_ends_the_job():
+    rc, out, seconds = launch(2, "faults.py", "kill", timeout=120)
+    assert rc != 0
+    assert "finished without the failure" not in out
+
+
+@needs_mpi
+def test_hanging_rank_times_out_with_a_clear_error():
+    rc, out, seconds = launch(2, "faults.py", "hang", timeout=120,
+                              env={"PYNN_MPI_TIMEOUT": "2"})
+    assert rc != 0
+    assert "rank 0 of 2" in out and "PYNN_MPI_TIMEOUT=2.0" in out, out
+    assert "finished without the failure" not in out
