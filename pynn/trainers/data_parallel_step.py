@@ -150,6 +150,13 @@ def train_step(model, dp, xs, ys, swb, fused):
         if math.isfinite(loss):
             model._track(loss, per, ys, outs, swb, fused, n)
     else:  # an uneven last batch left this rank no row: it adds nothing
+        synced = [l.name for l in model._all_layers() if getattr(l, "synchronized", False)]
+        if synced:  # its peers wait in the layers' reductions: end the job, not hang
+            raise ValueError(f"DataParallel: rank {dp.process_id} got no row of a global "
+                             f"batch, but BatchNormalization layers {synced} reduce their "
+                             f"statistics over every rank; use a batch_size (and a data "
+                             f"size) that gives every one of the {dp.num_processes} ranks at "
+                             f"least one row per batch")
         loss = 0.0
         if grads is not None:
             be.scale_(grads, 0.0)
