@@ -201,3 +201,31 @@ def test_hanging_rank_times_out_with_a_clear_error():
     assert rc != 0
     assert "rank 0 of 2" in out and "PYNN_MPI_TIMEOUT=2.0" in out, out
     assert "finished without the failure" not in out
+
+
+# ---------------------------------------------------------------------------------------
+# the benchmark (python -m pynn bench --mpi)
+# ---------------------------------------------------------------------------------------
+def test_scaling_estimate_is_the_ring_model():
+    from pynn.bench.mpi_section import fit_allreduce, scaling_estimate
+    rows = [{"bytes": 4096, "seconds": 20e-6}, {"bytes": 4096 * 1024, "seconds": 2.02e-3}]
+    a, b = fit_allreduce(rows)
+    assert a == 20e-6 and b == pytest.approx(4096 * 1024 / 2e-3)
+    (n, comm, batch), = scaling_estimate(a, b, 1000, 1e-5, nodes=(4,))
+    # gradients: 2*3 latencies + 2*3/4 of 4000 bytes; statistics: 2*3 latencies
+    expect = 6 * 10e-6 + 1.5 * 4000 / b + 6 * 10e-6
+    assert (n, comm) == (4, pytest.approx(expect))
+    assert batch == int(np.ceil(9 * 4 * expect / 1e-5))  # comm = 10% of the step there
+
+
+@needs_mpi
+def test_bench_mpi_runs(capsys):
+    from pynn.bench.mpi_section import run_mpi
+    result = run_mpi(models=("mlp",), mlp_batches=(16,), steps=2, repeats=1, rounds=1,
+                     timeout=180)
+    out = capsys.readouterr().out
+    assert "2 ranks x 1 thr" in out and "Scaling estimate, mlp" in out
+    (row,) = result["steps"]
+    assert row["gradient_floats"] == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert 0 < row["gradient_comm_s"] <= row["comm_s"] < row["two_ranks_s"]
+    assert [r["floats"] for r in result["allreduce"]][0] == 1024
