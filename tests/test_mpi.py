@@ -229,3 +229,20 @@ def test_bench_mpi_runs(capsys):
     assert row["gradient_floats"] == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
     assert 0 < row["gradient_comm_s"] <= row["comm_s"] < row["two_ranks_s"]
     assert [r["floats"] for r in result["allreduce"]][0] == 1024
+
+
+@needs_mpi
+def test_train_on_batch_broadcasts_rank_0_first(tmp_path):
+    rc, out, _ = launch(2, "on_batch.py", tmp_path)
+    assert rc == 0, out
+    model = common.build("mlp", seed=0)
+    x, y = common.data()
+    losses = [model.train_on_batch(x[s * 16:(s + 1) * 16], y[s * 16:(s + 1) * 16])
+              for s in range(3)]
+    ranks = [np.load(tmp_path / f"on_batch_rank{r}.npz", allow_pickle=True) for r in (0, 1)]
+    for i, ref in enumerate(model.get_weights()):
+        np.testing.assert_array_equal(ranks[1][f"arr_{i}"], ranks[0][f"arr_{i}"])
+        np.testing.assert_allclose(ranks[0][f"arr_{i}"], ref, rtol=1e-4, atol=2e-5)
+    for z in ranks:  # each call's logs are the global batch's
+        np.testing.assert_allclose(np.array(z["losses"].tolist(), dtype=float),
+                                   np.array(losses, dtype=float), rtol=1e-5)

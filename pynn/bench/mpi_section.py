@@ -7,14 +7,15 @@ prints:
 * the ``Allreduce`` latency and bandwidth of float32 buffers of 1k..4M values, and the
   constants of ``t(bytes) = a + bytes / b`` (:func:`fit_allreduce`);
 * per model and global batch: the step time of 1 process x 2 threads and of 2 ranks x 1
-  thread, and the share of the 2-rank step spent in its collectives (waiting for the
+  thread (and of 1 process x 1 thread, for reference; the speed-up is against 2
+  threads), and the share of the 2-rank step spent in its collectives (waiting for the
   other rank included) and in the gradient allreduce alone;
 * the scaling estimate for N machines: a ring allreduce costs
   ``2 (N-1) alpha + 2 (N-1)/N * bytes / beta`` (alpha = a / 2 and beta = b from the
   2-rank fit: a 2-rank ring is ``2 alpha + bytes / beta``), plus one latency-bound
   statistics allreduce; a machine computes its ``B/N`` rows at the per-sample time of one
-  process at the largest batch measured. Communication stays under 10% of a step when
-  ``B >= 9 N T_comm(N) / t_sample``.
+  process (the faster of 1 and 2 threads) at the largest batch measured. Communication
+  stays under 10% of a step when ``B >= 9 N T_comm(N) / t_sample``.
 """
 from __future__ import annotations
 
@@ -46,13 +47,13 @@ def _threads_env(n):
                                 "NUMBA_NUM_THREADS")}
 
 
-def _run_worker(ranks, worker_args, timeout):
+def _run_worker(ranks, worker_args, timeout, threads=None):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
         cmd = [sys.executable, "-m", "pynn.bench.mpi_worker", "--out", out, *worker_args]
         if ranks > 1:
             cmd = [mpiexec_path(), "-n", str(ranks)] + cmd
-        env = child_env(**_threads_env(2 if ranks == 1 else 1))
+        env = child_env(**_threads_env(threads or (2 if ranks == 1 else 1)))
         proc = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True,
                               timeout=timeout)
         if proc.returncode != 0:
@@ -101,9 +102,10 @@ def run_mpi(models=("mlp", "cnn"), mlp_batches=(128, 1024), cnn_batches=(128,), 
     common = ["--models", ",".join(models), "--mlp-batches", ",".join(map(str, mlp_batches)),
               "--cnn-batches", ",".join(map(str, cnn_batches)), "--steps", str(steps),
               "--repeats", str(repeats)]
-    one, two = [], []
-    for _ in range(rounds):  # interleaved: a shared machine's load hits both alike
+    one, single, two = [], [], []
+    for _ in range(rounds):  # interleaved: a shared machine's load hits all alike
         one.append(_run_worker(1, common + ["--no-allreduce"], timeout))
+        single.append(_run_worker(1, common + ["--no-allreduce"], timeout, threads=1))
         two.append(_run_worker(2, common, timeout))
     ar = {}
     for run in two:
@@ -118,19 +120,23 @@ def run_mpi(models=("mlp", "cnn"), mlp_batches=(128, 1024), cnn_batches=(128,), 
                      f"{r['gbytes_per_s']:.2f}") for r in allreduce], n_left=0))
     print(f"\nfit: t = {a * 1e6:.0f} us + bytes / ({b / 1e9:.2f} GB/s)\n")
     r1, r2 = _median_rows(one, "step_s"), _median_rows(two, "step_s")
+    r11 = _median_rows(single, "step_s")
     rows, result_rows = [], []
     for key in r1:
         s1, s2 = r1[key]["step_s"], r2[key]["step_s"]
         comm, gcomm = r2[key]["comm_s"], r2[key]["gradient_comm_s"]
-        rows.append((key[0], key[1], r1[key]["gradient_floats"], f"{s1 * 1e3:.2f}",
+        rows.append((key[0], key[1], r1[key]["gradient_floats"],
+                     f"{r11[key]['step_s'] * 1e3:.2f}", f"{s1 * 1e3:.2f}",
                      f"{s2 * 1e3:.2f}", f"{s1 / s2:.2f}x", f"{comm * 1e3:.2f}",
                      f"{100 * comm / s2:.0f}%", f"{gcomm * 1e3:.2f}",
                      f"{100 * gcomm / s2:.0f}%"))
         result_rows.append({"model": key[0], "batch": key[1],
                             "gradient_floats": r1[key]["gradient_floats"],
-                            "one_process_s": s1, "two_ranks_s": s2, "comm_s": comm,
+                            "one_process_s": s1, "one_thread_s": r11[key]["step_s"],
+                            "two_ranks_s": s2, "comm_s": comm,
                             "gradient_comm_s": gcomm})
-    print(md_table(["model", "global batch", "gradient floats", "1 proc x 2 thr (ms/step)",
+    print(md_table(["model", "global batch", "gradient floats", "1 proc x 1 thr (ms/step)",
+                    "1 proc x 2 thr (ms/step)",
                     "2 ranks x 1 thr (ms/step)", "speed-up", "in collectives (ms)",
                     "share", "of which gradient allreduce (ms)", "share"], rows, n_left=1))
     estimates = {}
@@ -139,13 +145,15 @@ def run_mpi(models=("mlp", "cnn"), mlp_batches=(128, 1024), cnn_batches=(128,), 
         if not keys:
             continue
         big = max(keys, key=lambda k: k[1])
-        sample_s = r1[big]["step_s"] / big[1]
+        threads, step_s = min((2, r1[big]["step_s"]), (1, r11[big]["step_s"]),
+                              key=lambda t: t[1])
+        sample_s = step_s / big[1]
         est = scaling_estimate(a, b, r1[big]["gradient_floats"], sample_s)
         estimates[model] = [{"machines": n, "comm_s": c, "min_global_batch": m}
                             for n, c, m in est]
         print(f"\nScaling estimate, {model} ({r1[big]['gradient_floats']} gradient floats, "
-              f"{sample_s * 1e6:.1f} us per sample on one 2-thread process at batch "
-              f"{big[1]}), with this loopback's constants:\n")
+              f"{sample_s * 1e6:.1f} us per sample on one {threads}-thread process at batch "
+              f"{big[1]}, the faster of 1 and 2 threads), with this loopback's constants:\n")
         print(md_table(["machines N", "allreduce per step (ms)",
                         "global batch for comm < 10%"],
                        [(n, f"{c * 1e3:.2f}", m) for n, c, m in est], n_left=0))

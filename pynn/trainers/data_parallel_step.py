@@ -52,8 +52,13 @@ def begin_fit(model, dp, initial_epoch):
     """At the start of ``fit`` (after ``on_train_begin``, where BackupAndRestore may have
     restored rank 0): rank 0's weights, optimizer state and initial epoch everywhere."""
     check_model(model)
-    dp.broadcast_model(model)
+    _broadcast(model, dp)
     return dp.comm.bcast(initial_epoch)
+
+
+def _broadcast(model, dp):
+    dp.broadcast_model(model)
+    model._dp_layout_id = model._layout.id
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,6 +147,10 @@ def _reduce_stats(model, dp, step_loss_sum, step_n):
 # ---------------------------------------------------------------------------------------
 def train_step(model, dp, xs, ys, swb, fused):
     """One data-parallel training step (module docstring); the global mean loss."""
+    if model._dp_layout_id != model._layout.id:
+        # train_on_batch / train_step without fit, or new weights: rank 0's everywhere
+        check_model(model)
+        _broadcast(model, dp)
     n = xs[0].shape[0]
     grads = model._layout.grads
     be = model._backend

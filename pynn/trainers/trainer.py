@@ -62,6 +62,7 @@ class Trainer:
         self._out_loss_sums = []
         self._trackers_built = False
         self._dp_logs = None  # the logs reduced across ranks (DataParallel), else None
+        self._dp_layout_id = None  # the weight layout rank 0 last broadcast (DataParallel)
 
     # ------------------------------------------------------------------------------------
     # compile
