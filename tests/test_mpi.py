@@ -246,3 +246,24 @@ def test_train_on_batch_broadcasts_rank_0_first(tmp_path):
     for z in ranks:  # each call's logs are the global batch's
         np.testing.assert_allclose(np.array(z["losses"].tolist(), dtype=float),
                                    np.array(losses, dtype=float), rtol=1e-5)
+
+
+def test_file_writers_and_progress_bar_run_on_rank_0_only(tmp_path, monkeypatch):
+    """The one place that decides: CallbackList leaves out every rank_zero_only callback
+    on a rank other than 0, and keeps the others (they must decide alike everywhere)."""
+    from pynn import callbacks as cbm
+
+    def made():
+        return [cbm.CSVLogger(str(tmp_path / "log.csv")),
+                cbm.ModelCheckpoint(str(tmp_path / "m.keras")),
+                cbm.TensorBoard(str(tmp_path / "tb")),
+                cbm.BackupAndRestore(str(tmp_path / "backup")),
+                cbm.EarlyStopping(), cbm.ReduceLROnPlateau()]
+    fake = type("Comm", (), {"rank": 1, "size": 2})()
+    monkeypatch.setattr(distribution_lib, "_COMMUNICATOR", fake)
+    kept = cbm.CallbackList(made(), add_history=True, add_progbar=True)
+    assert [type(c).__name__ for c in kept] == ["EarlyStopping", "ReduceLROnPlateau",
+                                                "History"]
+    fake.rank = 0
+    kept = cbm.CallbackList(made(), add_history=True, add_progbar=True)
+    assert len(list(kept)) == 8 and kept._progbar is not None
