@@ -267,3 +267,20 @@ def test_file_writers_and_progress_bar_run_on_rank_0_only(tmp_path, monkeypatch)
     fake.rank = 0
     kept = cbm.CallbackList(made(), add_history=True, add_progbar=True)
     assert len(list(kept)) == 8 and kept._progbar is not None
+
+
+@needs_mpi
+def test_backup_of_an_aborted_job_resumes_on_another_rank_count(tmp_path):
+    rc, out, _ = launch(2, "backup.py", tmp_path, "crash")
+    assert rc != 0 and "crash after the backup of epoch 2" in out
+    assert not list(tmp_path.glob("backup_rank*.npz"))
+    rc, out, _ = launch(3, "backup.py", tmp_path, "resume")
+    assert rc == 0, out
+    ref, _ = common.train("mlp", shuffle=False)  # the uninterrupted run
+    ranks = [np.load(tmp_path / f"backup_rank{r}.npz") for r in range(3)]
+    for z in ranks:
+        assert list(z["epochs"]) == [2, 3]  # every rank resumed at epoch 3 (0-based 2)
+    for i, w in enumerate(ref.get_weights()):
+        for z in ranks:
+            np.testing.assert_array_equal(z[f"arr_{i}"], ranks[0][f"arr_{i}"])
+        np.testing.assert_allclose(ranks[0][f"arr_{i}"], w, rtol=1e-4, atol=2e-5)
