@@ -108,7 +108,7 @@ def time_steps(kind, batch, steps, repeats, dp):
     i = int(np.argsort(per_step)[len(per_step) // 2])
     return {"model": kind, "batch": batch, "step_s": per_step[i],
             "comm_s": comm[i] if comm else 0.0, "gradient_comm_s": grad[i] if grad else 0.0,
-            "gradient_floats": int(model._layout.grads.size)}
+            "gradient_floats": sum(int(np.prod(w.shape)) for w in model.trainable_weights)}
 
 
 def main(argv=None):
