@@ -284,3 +284,23 @@ def test_backup_of_an_aborted_job_resumes_on_another_rank_count(tmp_path):
         for z in ranks:
             np.testing.assert_array_equal(z[f"arr_{i}"], ranks[0][f"arr_{i}"])
         np.testing.assert_allclose(ranks[0][f"arr_{i}"], w, rtol=1e-4, atol=2e-5)
+
+
+@needs_mpi
+def test_each_rank_its_own_data_without_auto_sharding(tmp_path):
+    rc, out, _ = launch(2, "own_data.py", tmp_path)
+    assert rc == 0, out
+    x, y = common.data()
+    # one process sees, per step, rank 0's 15 rows then rank 1's 15 rows
+    order = np.concatenate([np.r_[15 * i:15 * i + 15, 90 + 15 * i:90 + 15 * i + 15]
+                            for i in range(6)])
+    model = common.build("mlp")
+    ref = model.fit(x[order], y[order], batch_size=30, epochs=2, shuffle=False, verbose=0)
+    ranks = [np.load(tmp_path / f"own_rank{r}.npz") for r in (0, 1)]
+    hists = [json.loads(str(z["history"])) for z in ranks]
+    assert hists[0] == hists[1]
+    for key, values in ref.history.items():
+        np.testing.assert_allclose(hists[0][key], values, rtol=1e-5, err_msg=key)
+    for i, w in enumerate(model.get_weights()):
+        np.testing.assert_array_equal(ranks[0][f"arr_{i}"], ranks[1][f"arr_{i}"])
+        np.testing.assert_allclose(ranks[0][f"arr_{i}"], w, rtol=1e-4, atol=2e-5)
