@@ -13,8 +13,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import (activations, backends, callbacks, datasets, export, initializers, layers, losses,
-               metrics, models, ops, optimizers, preprocessing, regularizers, saving,
+from . import (activations, backends, callbacks, datasets, distribution, export, initializers,
+               layers, losses, metrics, models, ops, optimizers, preprocessing, regularizers, saving,
                trainers, utils)
 from ._config import floatx, set_floatx, set_seed
 from .backends import get_backend, set_backend, use_backend
@@ -27,7 +27,7 @@ __all__ = [
     "layers", "losses", "metrics", "models", "ops", "optimizers", "regularizers", "saving",
     "plot", "floatx", "set_floatx", "set_seed", "get_backend", "set_backend", "use_backend",
     "clear_session", "Input", "Model", "Sequential", "load_model", "trainers", "utils",
-    "preprocessing", "export", "GradientTape",
+    "preprocessing", "export", "GradientTape", "distribution",
 ]
 
 

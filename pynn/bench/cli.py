@@ -74,6 +74,12 @@ def build_parser():
                         "batches 32,128) for the compiled pynn backends, PyTorch, Keras 3 "
                         "on torch and the products alone; then one LSTM/GRU layer's "
                         "training step beside its own matrix products")
+    p.add_argument("--mpi", action="store_true",
+                   help="data-parallel table (g), only when asked: allreduce latency and "
+                        "bandwidth on loopback, and the step time of the tutorial MLP and "
+                        "the convnet on 2 MPI ranks x 1 thread against 1 process x 2 "
+                        "threads, with the share spent communicating and a scaling "
+                        "estimate for N machines (needs pynn[mpi])")
     p.add_argument("--startup", action="store_true",
                    help="start-up table (d): import, first-epoch compilation, allocations "
                         "per step, for the MLP and the convnet, and the LSTM classifier "
@@ -139,7 +145,7 @@ def main(argv=None):
     else:
         names = default_backends(avail)
 
-    sections = [s for s in ("ops", "dense", "train", "cnn", "rnn", "startup")
+    sections = [s for s in ("ops", "dense", "train", "cnn", "rnn", "startup", "mpi")
                 if getattr(args, s)]
     models_why = models_status()
     if not sections:
@@ -215,6 +221,13 @@ def _run(args, names, sections, models_why, contestants, peers):
         result["startup"] = run_startup(
             names, args.optimizers, args.repeats, quick, cnn_backends=cnn_names,
             rnn_backends=cnn_names if "rnn" in sections else ())
+        sys.stdout.flush()
+    if "mpi" in sections:
+        from .mpi_section import run_mpi
+        result["mpi"] = run_mpi(
+            mlp_batches=args.batches or ((32,) if quick else (128, 1024)),
+            cnn_batches=args.batches or ((32,) if quick else (128,)),
+            steps=4 if quick else 20, repeats=args.repeats, rounds=1 if quick else 2)
         sys.stdout.flush()
     if args.json:
         with open(args.json, "w") as f:

@@ -40,6 +40,8 @@ class BackupAndRestore(BatchSaveFrequency, Callback):
         Remove ``backup_dir`` when ``fit`` completes.
     """
 
+    rank_zero_only = True  # writes files / prints: rank 0 of a data-parallel job
+
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
                  delete_checkpoint=True):
         super().__init__()

@@ -19,7 +19,13 @@ class Callback:
     ----------
     model : the model being trained (set by :meth:`set_model`).
     params : dict with ``verbose``, ``epochs`` and ``steps`` (set by :meth:`set_params`).
+    rank_zero_only : bool (class attribute)
+        True for a callback that writes files or prints progress: in a data-parallel job
+        (:mod:`pynn.distribution`) it runs on rank 0 only (:class:`CallbackList` leaves
+        it out elsewhere). The others run on every rank, with the same logs.
     """
+
+    rank_zero_only = False
 
     def __init__(self):
         self.params = {}

@@ -1,6 +1,7 @@
 """``CallbackList``: the callbacks of one ``fit``/``evaluate``/``predict`` call."""
 from __future__ import annotations
 
+from ..distribution.distribution_lib import is_writer
 from .callback import Callback
 from .history import History
 from .progbar_logger import ProgbarLogger
@@ -35,6 +36,9 @@ class CallbackList(Callback):
                 raise TypeError(f"callbacks: expected Callback instances, got "
                                 f"{type(cb).__name__}")
         self._add_default_callbacks(add_history, add_progbar)
+        if not is_writer():  # a data-parallel job: files and progress on rank 0 only
+            self.callbacks = [cb for cb in self.callbacks if not cb.rank_zero_only]
+            self._progbar = None
         if model is not None:
             self.set_model(model)
         if params:

@@ -28,6 +28,8 @@ class CSVLogger(Callback):
         Append to an existing file (without repeating its header).
     """
 
+    rank_zero_only = True  # writes files / prints: rank 0 of a data-parallel job
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.sep = separator

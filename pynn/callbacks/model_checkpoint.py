@@ -41,6 +41,8 @@ class ModelCheckpoint(BatchSaveFrequency, Callback):
         The value the first save must beat when ``save_best_only``.
     """
 
+    rank_zero_only = True  # writes files / prints: rank 0 of a data-parallel job
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):

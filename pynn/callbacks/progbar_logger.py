@@ -15,6 +15,8 @@ class ProgbarLogger(Callback):
     ``epochs > 1``. Batch logs are running averages and are shown as given.
     """
 
+    rank_zero_only = True  # writes files / prints: rank 0 of a data-parallel job
+
     def __init__(self):
         super().__init__()
         self.seen = 0

@@ -69,6 +69,8 @@ class TensorBoard(Callback):
         Not supported: a non-zero ``embeddings_freq`` warns.
     """
 
+    rank_zero_only = True  # writes files / prints: rank 0 of a data-parallel job
+
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0,
                  embeddings_freq=0, embeddings_metadata=None):

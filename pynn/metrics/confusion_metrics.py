@@ -148,6 +148,8 @@ class _ThresholdCounts(Metric):
         self._evenly = _evenly_distributed(self.thresholds)
         self.reset_state()
 
+    sum_state = ("tp", "fp", "tn", "fn")
+
     def reset_state(self):
         for key in ("tp", "fp", "tn", "fn"):
             setattr(self, key, np.zeros(len(self.thresholds)))
@@ -303,6 +305,8 @@ class AUC(Metric):
     @property
     def thresholds(self):
         return self._thresholds.tolist()
+
+    sum_state = ("tp", "fp", "tn", "fn")
 
     def reset_state(self):
         if self.multi_label and self.num_labels is None:

@@ -38,6 +38,8 @@ class FBetaScore(Metric):
         self.threshold = None if threshold is None else float(threshold)
         self.reset_state()
 
+    sum_state = ("tp", "fp", "fn", "support")
+
     def reset_state(self):
         self.tp = self.fp = self.fn = self.support = None
         self._k = None

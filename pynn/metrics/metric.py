@@ -116,7 +116,9 @@ class Metric:
 
     Subclasses implement ``update_state``, ``result`` and ``reset_state``; as in Keras, a
     subclass may keep its state in variables from :meth:`add_variable` (then the default
-    ``reset_state`` zeroes them). Calling a metric updates its state and returns the
+    ``reset_state`` zeroes them). A metric that keeps its state in plain attributes names
+    those that are sums over samples in ``sum_state``, so that a data-parallel run
+    (:mod:`pynn.distribution`) can add them up across ranks. Calling a metric updates its state and returns the
     current result (Keras).
     """
 
@@ -143,6 +145,7 @@ class Metric:
         var = MetricVariable(np.array(value, dtype=dt),
                              name or f"variable_{len(variables)}" if variables else
                              name or "variable")
+        var.aggregation = aggregation  # 'sum': data-parallel runs sum it across ranks
         variables.append(var)
         return var
 
@@ -184,6 +187,9 @@ class Metric:
 
 class Mean(Metric):
     """Weighted mean of the values passed to ``update_state(values, sample_weight=None)``."""
+
+    #: the state attributes that are sums over samples (summed across data-parallel ranks)
+    sum_state = ("total", "count")
 
     def __init__(self, name="mean", dtype=None):
         super().__init__(name=name, dtype=dtype)

@@ -120,6 +120,8 @@ class R2Score(Metric):
         self.num_regressors = num_regressors
         self.reset_state()
 
+    sum_state = ("sum", "squared_sum", "total_mse", "count", "num_samples")
+
     def reset_state(self):
         self.sum = self.squared_sum = self.total_mse = self.count = None
         self.num_samples = 0

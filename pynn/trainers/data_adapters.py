@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from ..distribution.distribution_lib import active as active_distribution
 from ..utils.py_dataset import PyDataset
 from .data import check_batch_size, prepare_inputs, prepare_sample_weight
 
@@ -89,15 +90,18 @@ class ArrayAdapter:
     """Batches of checked arrays ``xs``/``ys``/``sw`` (see :mod:`.data`).
 
     ``take(array, index, key)`` gathers the rows of one batch (the trainer's reusable
-    buffers); ``rng`` shuffles (``shuffle``: True, False or ``'batch'``, as Keras)."""
+    buffers); ``rng`` shuffles (``shuffle``: True, False or ``'batch'``, as Keras).
+    ``shard`` (a :class:`pynn.distribution.DataParallel`): ``batch_size`` is the global
+    batch, the order is rank 0's, and each rank yields its rows of every batch."""
 
-    def __init__(self, xs, ys, sw, batch_size, shuffle, rng, take):
+    def __init__(self, xs, ys, sw, batch_size, shuffle, rng, take, shard=None):
         self.xs, self.ys, self.sw = xs, ys, sw
         self.n = xs[0].shape[0]
         self.batch_size = batch_size
         self.shuffle = shuffle
         self._rng = rng
         self._take = take
+        self._shard = shard
         self.num_batches = -(-self.n // batch_size)
 
     def on_epoch_begin(self):
@@ -117,10 +121,15 @@ class ArrayAdapter:
 
     def __iter__(self):
         order = self._order()
+        shard = self._shard
+        if shard is not None:
+            order = shard.shared_order(order)
         n, bs, sw = self.n, self.batch_size, self.sw
         for start in range(0, n, bs):
             stop = min(n, start + bs)
             idx = slice(start, stop) if order is None else order[start:stop]
+            if shard is not None:
+                idx = shard.local_rows(idx)
             gathered = order is not None
             xbs = [self._take(xa, idx, ("x", i)) for i, xa in enumerate(self.xs)]
             ybs = [None if a is None else (np.take(a, idx, axis=0) if gathered else a[idx])
@@ -192,7 +201,11 @@ class PyDatasetAdapter:
                 yield i
                 i += 1
         order = self._rng.permutation(n) if self.shuffle and self._rng is not None \
-            else range(n)
+            else None
+        dp = active_distribution()
+        if dp is not None and order is not None:  # one order on every rank (rank 0's)
+            order = dp.shared_order(order)
+        order = range(n) if order is None else order
         for i in order:
             yield int(i)
 
@@ -269,7 +282,8 @@ def array_adapter(model, xs, ys, sw, batch_size, shuffle, steps, what):
     if n == 0:
         raise ValueError(f"{what}: x is empty (0 samples)")
     bs = array_batch_size(batch_size, n, steps)
-    return ArrayAdapter(xs, ys, sw, bs, shuffle, model._rng, model._take)
+    return ArrayAdapter(xs, ys, sw, bs, shuffle, model._rng, model._take,
+                        active_distribution())
 
 
 def fit_adapters(model, x, y, sample_weight, class_weight, batch_size, shuffle, steps,

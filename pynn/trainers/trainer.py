@@ -29,6 +29,8 @@ import numpy as np
 from . import data as data_mod
 from . import data_adapters as adapters
 from . import custom_steps
+from . import data_parallel_step
+from ..distribution.distribution_lib import active as active_distribution
 from .compile_utils import CompileLoss, CompileMetrics
 from .epoch_iterator import RAN_OUT, EpochIterator
 from .step_guard import StepGuard
@@ -59,6 +61,8 @@ class Trainer:
         self._loss_count = 0
         self._out_loss_sums = []
         self._trackers_built = False
+        self._dp_logs = None  # the logs reduced across ranks (DataParallel), else None
+        self._dp_layout_id = None  # the weight layout rank 0 last broadcast (DataParallel)
 
     # ------------------------------------------------------------------------------------
     # compile
@@ -192,6 +196,7 @@ class Trainer:
 
     def reset_metrics(self):
         self._loss_sum, self._loss_count = 0.0, 0
+        self._dp_logs = None
         n = len(self._compiled_loss.losses) if self._compiled_loss is not None else 0
         self._out_loss_sums = [0.0] * n
         for m in self.metrics:
@@ -326,6 +331,9 @@ class Trainer:
             self._opt_layout_id = self._layout.id
 
     def _train_step(self, xs, ys, swb, fused):
+        dp = active_distribution()
+        if dp is not None:  # gradients -> allreduce -> update; never the fused update
+            return data_parallel_step.train_step(self, dp, xs, ys, swb, fused)
         spec = self._fast_path.train_spec(xs[0].ndim) if len(xs) == 1 else None
         update = self._fast_path.stack_update(spec) if spec is not None else None
         self._root_ctx.output_mask = None  # the fused step has no masks
@@ -351,6 +359,12 @@ class Trainer:
         return loss
 
     def _test_step(self, xs, ys, swb, fused):
+        dp = active_distribution()
+        if dp is not None:
+            return data_parallel_step.test_step(self, dp, xs, ys, swb, fused)
+        return self._local_test_step(xs, ys, swb, fused)
+
+    def _local_test_step(self, xs, ys, swb, fused):
         outs = self._inference(xs, fused)
         loss, _, per = self._losses(outs, ys, swb, fused)
         loss += self._regularization(with_grad=False)
@@ -390,6 +404,13 @@ class Trainer:
                 m.update_state(y_true, y_pred, sample_weight=sw)
 
     def _logs(self):
+        """The running loss and metrics: under DataParallel those the last step reduced
+        across ranks (equal on every rank), else this process's."""
+        if self._dp_logs is not None and active_distribution() is not None:
+            return dict(self._dp_logs)
+        return self._local_logs()
+
+    def _local_logs(self):
         count = self._loss_count
         logs = {"loss": self._loss_sum / count if count else 0.0}
         cl = self._compiled_loss
@@ -521,6 +542,9 @@ class Trainer:
         callbacks.on_train_begin()
         # BackupAndRestore sets where an interrupted fit resumes (Keras's _initial_epoch)
         initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch
+        dp = active_distribution()
+        if dp is not None:  # rank 0's weights, optimizer state and epoch everywhere
+            initial_epoch = data_parallel_step.begin_fit(self, dp, initial_epoch)
         logs = {}
         epoch_logs = {}
         try:
@@ -686,7 +710,15 @@ class Trainer:
         (a list of arrays for a model with several outputs).
 
         ``x`` may be a batch source as for :meth:`fit` (a batch's targets, if any, are
-        ignored); ``steps`` limits the pass to that many batches."""
+        ignored); ``steps`` limits the pass to that many batches.
+
+        Under :class:`pynn.distribution.DataParallel`, array ``x`` is split into one
+        contiguous block of rows per rank, and EVERY rank returns the whole result in
+        the order of ``x``. A batch source is not split: each rank predicts its own."""
+        dp = active_distribution()
+        if dp is not None and dp.auto_shard_dataset and not adapters.is_batch_source(x):
+            return data_parallel_step.predict(self, dp, x, batch_size, verbose, steps,
+                                              callbacks)
         if adapters.is_batch_source(x):
             return self._predict_batches(x, batch_size, verbose, steps, callbacks)
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from ... import initializers, regularizers
+from ...distribution.distribution_lib import active as active_distribution
 from ..layer import Layer, rows
+from . import synchronized_stats
 
 __all__ = ["BatchNormalization"]
 
@@ -21,6 +23,13 @@ class BatchNormalization(Layer):
     ``moving_mean`` and ``moving_variance`` (non-trainable, updated in training as
     ``moving = momentum * moving + (1 - momentum) * batch``). A layer with
     ``trainable = False`` runs in inference mode even while the model trains (Keras 3).
+
+    ``synchronized=True`` (Keras's argument): in a data-parallel job
+    (:mod:`pynn.distribution`) the training statistics are those of the global batch,
+    reduced across ranks (:mod:`.synchronized_stats`), so the result is one process's
+    on the global batch; in one process it changes nothing. The default takes each
+    rank's statistics over its own rows (and the moving statistics then differ by rank;
+    rank 0's are the ones saved).
     """
 
     _supports_masking = True  # masks pass through (Keras)
@@ -28,8 +37,13 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+                 beta_regularizer=None, gamma_regularizer=None, synchronized=False,
+                 **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(synchronized, bool):
+            raise ValueError(f"BatchNormalization {self.name!r}: synchronized must be a bool, "
+                             f"got {synchronized!r}")
+        self.synchronized = synchronized
         if not isinstance(axis, (int, np.integer)):
             raise ValueError(f"BatchNormalization {self.name!r}: axis must be an int (a "
                              f"feature axis: the last axis, or 1 for channels_first data), "
@@ -124,15 +138,26 @@ class BatchNormalization(Layer):
         train_mode = bool(training) and self.trainable
         gamma = self.gamma.value if self.gamma is not None else self._constant(ctx, "ones", k, 1.0)
         beta = self.beta.value if self.beta is not None else self._constant(ctx, "zeros", k, 0.0)
+        dp = active_distribution() if train_mode and self.synchronized else None
+        if dp is not None:
+            if not be.host_memory:
+                raise NotImplementedError(f"BatchNormalization {self.name!r}: synchronized "
+                                          f"statistics need a host-memory backend (not "
+                                          f"{be.name!r})")
+            y, mean, inv_std, weight = synchronized_stats.forward(
+                dp, x2, gamma, beta, self.moving_mean.value, self.moving_variance.value,
+                self.momentum, self.epsilon, ctx.buffer("y", x2.shape))
+            ctx.saved = (xs, x2, gamma, mean, inv_std, train_mode, (dp, weight))
+            return y if len(xs) == 2 else y.reshape(xs)
         y, mean, inv_std = be.batchnorm_forward(
             x2, gamma, beta, self.moving_mean.value, self.moving_variance.value, train_mode,
             momentum=self.momentum, epsilon=self.epsilon, out=ctx.buffer("y", x2.shape))
-        ctx.saved = (xs, x2, gamma, mean, inv_std, train_mode)
+        ctx.saved = (xs, x2, gamma, mean, inv_std, train_mode, None)
         return y if len(xs) == 2 else y.reshape(xs)
 
     def _backward_last(self, ctx, dy, input_grad):
         be = self.backend
-        x_shape, x2, gamma, mean, inv_std, train_mode = ctx.saved
+        x_shape, x2, gamma, mean, inv_std, train_mode, sync = ctx.saved
         k = x2.shape[1]
         dy = rows(dy, k)
         dx = ctx.buffer("dx", x2.shape)
@@ -141,7 +166,12 @@ class BatchNormalization(Layer):
             db = ctx.grad_out(self.beta) if self.beta is not None else None
             dg = dg if dg is not None else ctx.buffer("dgamma_scratch", (k,))
             db = db if db is not None else ctx.buffer("dbeta_scratch", (k,))
-            be.batchnorm_backward(dy, x2, gamma, mean, inv_std, dx=dx, dgamma=dg, dbeta=db)
+            if sync is not None:
+                synchronized_stats.backward(sync[0], dy, x2, gamma, mean, inv_std, sync[1],
+                                            dx, dg, db)
+            else:
+                be.batchnorm_backward(dy, x2, gamma, mean, inv_std, dx=dx, dgamma=dg,
+                                      dbeta=db)
         else:
             # inference-mode normalisation is a per-column scale: dx = dy * gamma * inv_std
             if not be.host_memory:
@@ -156,6 +186,7 @@ class BatchNormalization(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
+                   synchronized=self.synchronized,
                    center=self.center, scale=self.scale,
                    beta_initializer=initializers.serialize(self.beta_initializer),
                    gamma_initializer=initializers.serialize(self.gamma_initializer),
