@@ -304,3 +304,11 @@ def test_each_rank_its_own_data_without_auto_sharding(tmp_path):
     for i, w in enumerate(model.get_weights()):
         np.testing.assert_array_equal(ranks[0][f"arr_{i}"], ranks[1][f"arr_{i}"])
         np.testing.assert_allclose(ranks[0][f"arr_{i}"], w, rtol=1e-4, atol=2e-5)
+
+
+@needs_mpi
+def test_masked_outputs_are_refused_on_every_rank():
+    rc, out, _ = launch(2, "masked.py", timeout=120)
+    assert rc != 0, out
+    assert "trained a masked output" not in out
+    assert "carry a mask" in out and "not supported" in out, out

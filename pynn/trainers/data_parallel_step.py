@@ -145,6 +145,22 @@ def _reduce_stats(model, dp, step_loss_sum, step_n):
 # ---------------------------------------------------------------------------------------
 # the steps
 # ---------------------------------------------------------------------------------------
+def _refuse_masked_losses(model):
+    """A masked output's loss is a mean over its unmasked steps, whose count differs
+    between ranks, so weighting each rank by its rows would be silently wrong: refuse
+    it (the error ends every rank, see :mod:`pynn.distribution.faults`)."""
+    outs = model._compiled_loss.losses
+    masks = model._output_masks(len(outs))
+    masked = [name for name, loss, mask in zip(model._compiled_loss.names, outs, masks)
+              if loss is not None and mask is not None]
+    if masked:
+        raise NotImplementedError(
+            f"DataParallel: model {model.name!r} outputs {masked} carry a mask (their loss "
+            f"averages over unmasked steps, a count that differs between ranks); "
+            f"data-parallel training of masked outputs is not supported: return the last "
+            f"step (return_sequences=False) or pool the sequence before the loss")
+
+
 def train_step(model, dp, xs, ys, swb, fused):
     """One data-parallel training step (module docstring); the global mean loss."""
     if model._dp_layout_id != model._layout.id:
@@ -156,6 +172,7 @@ def train_step(model, dp, xs, ys, swb, fused):
     be = model._backend
     if n:
         loss, outs, per = model._compute_gradients(xs, ys, swb, fused)
+        _refuse_masked_losses(model)
         if math.isfinite(loss):
             model._track(loss, per, ys, outs, swb, fused, n)
     else:  # an uneven last batch left this rank no row: it adds nothing
@@ -192,6 +209,8 @@ def test_step(model, dp, xs, ys, swb, fused):
     """One data-parallel evaluation step: local loss and metrics, then one reduction."""
     n = xs[0].shape[0]
     loss = model._local_test_step(xs, ys, swb, fused) if n else 0.0
+    if n:
+        _refuse_masked_losses(model)
     stats = _reduce_stats(model, dp, loss * n, n)
     return float(stats[0] / stats[1]) if stats[1] else 0.0
 
