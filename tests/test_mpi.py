@@ -104,6 +104,25 @@ def test_bad_arguments_are_named():
         pynn.distribution.initialize(num_processes=2)
     with pytest.raises(ValueError, match="job_addresses"):
         pynn.distribution.initialize(job_addresses="a:1,b:1")
+    with pytest.raises(ValueError, match=r"devices \['cpu:0', 'cpu:1'\].*\['cpu:0'\]"):
+        pynn.distribution.DataParallel(devices=["cpu:0", "cpu:1"])
+    with pytest.raises(ValueError, match="1-D mesh"):
+        pynn.distribution.DataParallel(
+            device_mesh=pynn.distribution.DeviceMesh((1, 1), ["batch", "model"]))
+    with pytest.raises(ValueError, match="holds 2 devices"):
+        pynn.distribution.DeviceMesh((2,), ["batch"], ["cpu:0"])
+    with pytest.raises(ValueError, match="device_type='gpu'"):
+        pynn.distribution.list_devices("gpu")
+
+
+def test_keras_device_arguments_name_every_process():
+    # the keras-io distribution guide's spelling, in one process
+    devices = pynn.distribution.list_devices()
+    assert devices == ["cpu:0"]
+    mesh = pynn.distribution.DeviceMesh((len(devices),), ["batch"], devices)
+    for dp in (pynn.distribution.DataParallel(devices=devices),
+               pynn.distribution.DataParallel(device_mesh=mesh)):
+        assert dp.num_processes == 1
 
 
 def test_bounds_split_uneven_batches_like_array_split():

@@ -18,8 +18,9 @@ launcher only; ``import pynn`` never imports it.
 from __future__ import annotations
 
 from .data_parallel import DataParallel
+from .device_mesh import DeviceMesh, list_devices
 from .distribution_lib import (distribution, initialize, is_writer, num_processes,
                                process_id, set_distribution)
 
-__all__ = ["DataParallel", "initialize", "set_distribution", "distribution",
+__all__ = ["DataParallel", "DeviceMesh", "list_devices", "initialize", "set_distribution", "distribution",
            "num_processes", "process_id", "is_writer"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import distribution_lib
+from .device_mesh import check_devices
 
 __all__ = ["DataParallel"]
 
@@ -25,6 +26,10 @@ class DataParallel:
 
     Parameters
     ----------
+    device_mesh, devices : optional
+        Keras's: a 1-D :class:`~.device_mesh.DeviceMesh` or a device list, which must
+        name every process of the job in rank order (:func:`~.device_mesh.list_devices`);
+        None (default) is the same.
     auto_shard_dataset : bool
         True (default): array data given to ``fit``/``evaluate``/``predict`` is the
         whole data set on every rank, and each rank takes its rows of every global batch.
@@ -34,7 +39,8 @@ class DataParallel:
         must yield the same number of batches per epoch.
     """
 
-    def __init__(self, auto_shard_dataset=True):
+    def __init__(self, device_mesh=None, devices=None, auto_shard_dataset=True):
+        check_devices(device_mesh, devices)
         if not isinstance(auto_shard_dataset, bool):
             raise ValueError(f"DataParallel: auto_shard_dataset must be a bool, got "
                              f"{auto_shard_dataset!r}")

@@ -12,7 +12,8 @@ import numpy as np
 import pynn
 
 pynn.distribution.initialize()
-pynn.distribution.set_distribution(pynn.distribution.DataParallel())
+devices = pynn.distribution.list_devices()          # Keras's spelling: every rank
+pynn.distribution.set_distribution(pynn.distribution.DataParallel(devices=devices))
 
 sys.path.insert(0, os.path.dirname(__file__))
 import common  # noqa: E402
