@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import serialization
+from ..layers import added_losses, serialization
 from ..layers.input_layer import InputLayer
 from ..layers.layer import Layer, weights_generation
 from ..layers.masking_rules import UNSET, makes_masks, output_masks, previous_mask, takes_mask
@@ -318,10 +318,15 @@ class Functional(Model):
 
     def _run_forward(self, ctx, xs, training, logits, in_masks=None):
         """The outputs (a list) for the input arrays ``xs`` (a list in input order);
-        their masks go to ``ctx.output_mask`` (a list).
+        their masks go to ``ctx.output_mask`` (a list). One forward pass is one scope of
+        the losses layers add (:mod:`~pynn.layers.added_losses`).
 
         ``logits``: per output, whether its node returns pre-activation logits.
         ``in_masks``: per input, its mask or None (masks: :mod:`~pynn.layers.masking_rules`)."""
+        with added_losses.collecting():
+            return self._forward_nodes(ctx, xs, training, logits, in_masks)
+
+    def _forward_nodes(self, ctx, xs, training, logits, in_masks):
         vals = {id(t): a for t, a in zip(self._inputs, xs)}
         masks = {}
         if in_masks is not None:
