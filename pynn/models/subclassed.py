@@ -134,6 +134,14 @@ class SubclassedModel(Functional):
                 del layer._inbound_nodes[marks.get(id(layer), 0):]
             return None
 
+    def get_build_config(self):
+        shape = self.input_shape if self.built else None
+        return None if shape is None else {"input_shape": list(shape)}
+
+    def build_from_config(self, config):
+        if config and config.get("input_shape") is not None:
+            self.build(tuple(config["input_shape"]))
+
     def get_config(self):
         if type(self).get_config is SubclassedModel.get_config:
             raise NotImplementedError(
