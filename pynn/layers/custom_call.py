@@ -20,11 +20,22 @@ from . import added_losses
 from .node import flatten_structure, pack_structure
 
 __all__ = ["uses_call", "call_forward", "call_backward", "call_on_tensors",
-           "infer_output_shape", "add_loss"]
+           "infer_output_shape", "add_loss", "NoGradientPath"]
 
 #: [the CallContext of the custom call running now, a counter of its sub-calls, its
 #: tape, the tracked losses its call() added]; a context of None: shapes being inferred
 _FRAME = contextvars.ContextVar("pynn_call_frame", default=None)
+
+
+class NoGradientPath(ValueError):
+    """A graph node's ``call()`` output does not depend on its inputs, so the layers
+    before it get no gradient (the model's engine names their weights)."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        super().__init__(f"Layer {layer.name!r}: the output of call() does not depend on "
+                         f"its inputs (no gradient path), so the trainable weights before "
+                         f"it get no gradient")
 
 
 def uses_call(layer):
@@ -50,7 +61,7 @@ def _values(out, layer):
     vals = []
     for o in flat:
         v = np.asarray(unwrap(o))
-        if v.dtype.kind != "f":
+        if v.dtype != np.dtype(layer.dtype):  # ints, or float64 from NumPy promotion
             v = v.astype(layer.dtype)
         vals.append(np.ascontiguousarray(v))
     return flat, structure, vals
@@ -121,6 +132,8 @@ def call_backward(layer, ctx, dy, input_grad=True):
                          f"call(), or create them with trainable=False")
     if not input_grad:
         return None
+    if ins and all(g is None for g in dxs) and _FRAME.get() is None:
+        raise NoGradientPath(layer)  # a graph node whose inputs need a gradient
     out = [np.zeros(x.shape, x.dtype) if g is None else np.asarray(g, dtype=x.dtype)
            for x, g in zip(ins, dxs)]
     return out[0] if len(out) == 1 else out
