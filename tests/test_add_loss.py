@@ -230,3 +230,24 @@ def test_same_logged_loss_as_keras():
                                rtol=2e-5)
     for a, b in zip(p.get_weights(), k.get_weights()):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_a_model_call_that_stops_adding_clears_its_losses():
+    class Sometimes(pynn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = L.Dense(2)
+            self.add = True
+
+        def call(self, x):
+            if self.add:
+                self.add_loss(ops.sum(x))
+            return self.fc(x)
+
+    m = Sometimes()
+    x = np.ones((2, 3), np.float32)
+    m.predict(x, verbose=0)
+    np.testing.assert_allclose([float(v) for v in m.losses], [6.0])
+    m.add = False
+    m.predict(x, verbose=0)
+    assert m.losses == []

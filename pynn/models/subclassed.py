@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 
 
+from ..layers import added_losses
 from ..layers.input_layer import InputLayer
 from ..layers.layer import Layer
 from .functional import Functional
@@ -53,6 +54,7 @@ class _ModelCall(Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        added_losses.enter_call(self.owner)  # the model's own add_loss list starts anew
         call = self.owner.call
         if "training" in inspect.signature(call).parameters:
             return call(inputs, training=training)
