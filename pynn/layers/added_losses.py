@@ -20,7 +20,7 @@ import numpy as np
 
 from ..autodiff.tape import Tensor, unwrap
 
-__all__ = ["Scope", "collecting", "add", "own_losses", "enter_call"]
+__all__ = ["Scope", "collecting", "add", "own_losses", "enter_call", "total"]
 
 _SCOPE = contextvars.ContextVar("pynn_loss_scope", default=None)
 _MISSING = object()
@@ -35,9 +35,14 @@ class Scope:
         self.values = []
 
     def total(self):
-        """Their sum (each loss summed over its elements, Keras's
-        ``_aggregate_additional_loss``), as a float."""
-        return float(sum(float(np.sum(v, dtype=np.float64)) for v in self.values))
+        """Their sum, as :func:`total`."""
+        return total(self.values)
+
+
+def total(values):
+    """The sum of added losses, each summed over its elements (Keras's
+    ``_aggregate_additional_loss``), accumulated in float64; a float."""
+    return float(sum(float(np.sum(v, dtype=np.float64)) for v in values))
 
 
 class collecting:

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from ..layers import added_losses
+
 __all__ = ["overrides", "run_step", "compute_loss", "compute_metrics"]
 
 
@@ -91,7 +93,7 @@ def compute_loss(model, x=None, y=None, y_pred=None, sample_weight=None, trainin
         total = pen if total is None else ops.add(total, pen)
     added = model._added_losses()
     if added:  # values: their gradients flow in the backward pass of the layers' calls
-        extra = float(sum(float(np.sum(v, dtype=np.float64)) for v in added))
+        extra = added_losses.total(added)
         total = extra if total is None else ops.add(total, extra)
     model.__dict__["_step_loss"] = float(np.asarray(getattr(total, "value", total)))
     return total
