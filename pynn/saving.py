@@ -50,7 +50,8 @@ import numpy as np
 from ._files import NotRegularFileError, open_regular, replace_atomically
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "check_weight_shapes",
-           "save_training_state", "load_training_state", "FORMAT_NAME", "FORMAT_VERSION"]
+           "save_training_state", "load_training_state", "register_keras_serializable",
+           "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "pynn.model"
 WEIGHTS_FORMAT_NAME = "pynn.weights"
@@ -121,6 +122,25 @@ def _weight_entries(model):
     return [(f"w{i:04d}", w.path, w.numpy()) for i, w in enumerate(model.weights)]
 
 
+def register_keras_serializable(package="Custom", name=None):
+    """Class decorator (Keras's ``keras.saving.register_keras_serializable``): make a
+    custom layer or subclassed model loadable by its class name without
+    ``custom_objects``. Files name classes; only registered ones are ever built, and a
+    file never makes pynn import a module. ``package`` is accepted for Keras
+    compatibility; ``name`` registers the class under an extra name."""
+    from .layers import serialization
+
+    def decorate(cls):
+        if not isinstance(cls, type):
+            raise TypeError(f"register_keras_serializable decorates a class, got "
+                            f"{type(cls).__name__}")
+        serialization.register_custom(cls, cls.__name__)
+        if name is not None and name != cls.__name__:
+            serialization.register_custom(cls, name)
+        return cls
+    return decorate
+
+
 def save_model(model, filepath, overwrite=True):
     """Save ``model`` (architecture, weights, compile config, optimizer state) to ``filepath``.
 
@@ -154,7 +174,8 @@ def save_model(model, filepath, overwrite=True):
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "pynn_version": _pynn_version(),
-        "model": {"class_name": type(model).__name__, "config": model.get_config()},
+        "model": {"class_name": type(model).__name__, "config": model.get_config(),
+                  "build_config": model.get_build_config()},
         "compile_config": compile_config,
         "weights": _array_specs(entries),
         "optimizer_state": _array_specs(opt_specs) if opt_specs else None,
@@ -626,8 +647,19 @@ def _model_class(filepath, mcfg, custom_objects):
         cls = None
     if cls is None or not callable(getattr(cls, "compile", None)) \
             or not isinstance(mcfg.get("config"), dict):
-        raise ValueError(f"{filepath!r}: unsupported model class {name!r}")
+        raise ValueError(f"{filepath!r}: unsupported model class {name!r}: not a pynn model "
+                         f"class; for a custom one, {serialization.HOW_TO_NAME}")
     return cls
+
+
+def _model_from_config(cls, mcfg, custom_objects):
+    """``cls.from_config``, then built from the saved build config when the class does
+    not build itself (a subclassed model, built by its first input shape)."""
+    model = cls.from_config(mcfg["config"], custom_objects=custom_objects)
+    build = mcfg.get("build_config")
+    if not model.built and isinstance(build, dict):
+        model.build_from_config(build)
+    return model
 
 
 def _model_from_archive(filepath, config, arrays, custom_objects, compile):
@@ -636,10 +668,10 @@ def _model_from_archive(filepath, config, arrays, custom_objects, compile):
     cls = _model_class(filepath, mcfg, custom_objects)
     # the architecture's weights, listed without allocating any, against the file's
     with shapes_only():
-        declared = cls.from_config(mcfg["config"], custom_objects=custom_objects)
+        declared = _model_from_config(cls, mcfg, custom_objects)
     if declared.built:
         check_weight_shapes(filepath, config, [(w.path, w.shape) for w in declared.weights])
-    model = cls.from_config(mcfg["config"], custom_objects=custom_objects)
+    model = _model_from_config(cls, mcfg, custom_objects)
     specs = config.get("weights") or []
     if specs and not model.built:
         raise ValueError(f"{filepath!r}: the saved config has no input shape, but weights")

@@ -170,3 +170,45 @@ def test_keras_add_weight_arguments():
     assert not layer.b.trainable and np.all(layer.b.numpy() == 1)
     with pytest.raises(ValueError, match="constraints are not supported"):
         L.Layer().add_weight(shape=(2,), constraint="non_neg")
+
+
+def test_call_ignoring_its_inputs_names_the_weights_left_without_gradient():
+    class Constant(L.Layer):
+        def call(self, x):
+            return ops.ones((4, 2))  # no path back to x
+
+    m = Sequential([pynn.Input((3,)), L.Dense(5, name="first"), Constant(name="const")])
+    m.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"Layer 'const': the output of call\(\) does not "
+                                         r"depend on its inputs .*\['first/bias', "
+                                         r"'first/kernel'\]"):
+        m.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    alone = Sequential([pynn.Input((3,)), Constant()])  # nothing before it to train
+    alone.compile("sgd", "mse")
+    alone.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+
+
+def test_op_on_incompatible_shapes_inside_call_names_the_op_and_shapes():
+    class Mismatch(L.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(5,), name="w")
+
+        def call(self, x):
+            return ops.add(x, self.w)
+
+    with pytest.raises(ValueError, match=r"ops.add: operands of shapes \(1, 3\), \(5,\)"):
+        Sequential([pynn.Input((3,)), Mismatch()])
+
+
+def test_non_differentiable_op_inside_call_is_named_when_training():
+    class Rounding(L.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 2), name="w")
+
+        def call(self, x):
+            return ops.cast(ops.matmul(x, self.w), "int32") * 1.0
+
+    m = Sequential([pynn.Input((3,)), Rounding()])
+    m.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="cast to int32 has no gradient"):
+        m.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)

@@ -40,8 +40,12 @@ QUICK = [
                            "mnist_confusion_matrix.png"]),
     ("mnist_regularized.py", 0.6, ["mnist_regularized_history.png",
                                    "mnist_regularized_confusion_matrix.png"]),
+    # issue 21: custom code, one example per piece
     ("mnist_manual_loop.py", 0.6, []),
-    ("custom_layer_loss_metric.py", 0.9, []),
+    ("subclassed_model.py", 0.7, ["subclassed_mlp.keras"]),
+    ("custom_layer.py", 0.9, []),
+    ("custom_loss.py", 0.9, []),
+    ("custom_metric.py", 0.9, []),
 ]
 
 

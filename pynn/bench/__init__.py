@@ -34,6 +34,14 @@ and, with ``--json PATH``, writes every measurement as JSON:
     timed batches, at batch 32 and 128, for the compiled backends, PyTorch eager
     (``nn.LSTM``/``nn.GRU``, 2 threads), Keras 3 on torch and the recurrent kernels'
     products alone; then one LSTM/GRU layer's training step beside its own products.
+(g) ``--custom`` (only when asked): one epoch of the MLP of (c) written three ways
+    (built-in layers, a subclassed ``Model`` of built-in layers, custom layers whose
+    ``call()`` uses ``pynn.ops``), Adam, 16,384 samples at batch 32 and 128, per compiled
+    backend, with each way's ratio to the built-in layers; then the op path's per-op
+    overhead (an op recorded on the tape and its backward, beside NumPy's own work).
+(h) ``--mpi`` (only when asked, needs ``pynn[mpi]``): allreduce latency and bandwidth on
+    loopback; the tutorial MLP's and the convnet's step on 2 MPI ranks x 1 thread against
+    one process; the share spent communicating; a scaling estimate for N machines.
 
 Timing rules: every contestant is warmed up first (Numba compiles lazily); timed samples
 are taken round-robin over the contestants so that drift of a shared machine hits all of
@@ -54,7 +62,9 @@ The code is split by concern: :mod:`~pynn.bench.timing` (calibrated samples, med
 :mod:`~pynn.bench.startup` (d), :mod:`~pynn.bench.cnn` (e's network, data and
 products), :mod:`~pynn.bench.cnn_contestants`, :mod:`~pynn.bench.cnn_section` (e),
 :mod:`~pynn.bench.rnn`, :mod:`~pynn.bench.rnn_contestants`, :mod:`~pynn.bench.rnn_section`
-(f), :mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
+(f), :mod:`~pynn.bench.custom`, :mod:`~pynn.bench.custom_section` (g),
+:mod:`~pynn.bench.mpi_worker`, :mod:`~pynn.bench.mpi_section` (h),
+:mod:`~pynn.bench.plot` and :mod:`~pynn.bench.cli`.
 Every section uses pynn's public API; the two model internals that timing one step
 needs go through :mod:`~pynn.bench.pynn_api` alone.
 """
@@ -70,6 +80,8 @@ from .constants import (ARCH, BATCHES, CNN_BATCHES, CNN_PREDICT_BATCH, LEARNING_
                         QUICK_RNN_TIMED_STEPS, QUICK_SAMPLES, QUICK_TRAIN_BATCHES,
                         RNN_BATCHES, RNN_LENGTH, RNN_SAMPLES, RNN_TIMED_STEPS)
 from .contestants import PEERS, default_peers, models_status, tutorial_model
+from .custom import custom_model, op_overhead
+from .custom_section import run_custom
 from .data import training_data
 from .dense import dense_step
 from .environment import OPENBLAS_OVERRIDES, blas_info, default_backends, openblas_overrides
@@ -92,4 +104,5 @@ __all__ = [
     "rnn_model", "rnn_layer_model", "rnn_data", "rnn_products", "rnn_flops_per_sample",
     "run_rnn", "RNN_BATCHES", "RNN_LENGTH", "RNN_SAMPLES", "RNN_TIMED_STEPS",
     "QUICK_RNN_BATCHES", "QUICK_RNN_LENGTH", "QUICK_RNN_TIMED_STEPS",
+    "custom_model", "op_overhead", "run_custom",
 ]

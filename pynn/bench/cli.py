@@ -14,12 +14,14 @@ from .. import backends as _backends
 from .cnn import cnn_backends
 from .cnn_contestants import CNN_PEERS
 from .cnn_section import run_cnn
-from .constants import (BATCHES, CNN_BATCHES, CNN_PREDICT_BATCH, LEARNING_RATES,
-                        OPS_PAUSE_S, PAUSE_S, PREDICT_BATCHES, QUICK_BATCHES,
+from .constants import (BATCHES, CNN_BATCHES, CNN_PREDICT_BATCH, CUSTOM_BATCHES,
+                        CUSTOM_SAMPLES, LEARNING_RATES, OPS_PAUSE_S, PAUSE_S,
+                        PREDICT_BATCHES, QUICK_BATCHES, QUICK_CUSTOM_BATCHES,
                         QUICK_CNN_BATCHES, QUICK_CNN_PREDICT_BATCH, QUICK_CNN_SAMPLES,
                         QUICK_PREDICT_BATCHES, QUICK_RNN_BATCHES, QUICK_RNN_LENGTH,
                         QUICK_RNN_TIMED_STEPS, QUICK_SAMPLES, QUICK_TRAIN_BATCHES, RNN_BATCHES,
                         RNN_LENGTH, RNN_TIMED_STEPS)
+from .custom_section import run_custom
 from .contestants import PEERS, default_peers, models_status, train_contestants
 from .environment import (default_backends, override_warning, report_header, report_meta,
                           single_threaded)
@@ -50,8 +52,9 @@ def build_parser():
         description="Benchmark pynn's backends (ops, one dense layer, MLP training, a "
                     "convnet) against each other and against PyTorch, NumPy, "
                     "scikit-learn and Keras.",
-        epilog="With none of --ops/--dense/--train/--cnn/--rnn/--startup, the first three "
-               "run (training only when pynn.models works); --cnn, --rnn and --startup run "
+        epilog="With none of --ops/--dense/--train/--cnn/--rnn/--custom/--startup, the first "
+               "three run (training only when pynn.models works); --cnn, --rnn, --custom "
+               "and --startup run "
                "only when asked. "
                "For trustworthy numbers unset OpenBLAS overrides for "
                "the command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pynn "
@@ -74,8 +77,14 @@ def build_parser():
                         "batches 32,128) for the compiled pynn backends, PyTorch, Keras 3 "
                         "on torch and the products alone; then one LSTM/GRU layer's "
                         "training step beside its own matrix products")
+    p.add_argument("--custom", action="store_true",
+                   help="custom-code table (g), only when asked: seconds per epoch of the "
+                        "tutorial MLP written three ways (built-in layers, a subclassed "
+                        "Model of built-in layers, custom layers from pynn.ops; 16,384 "
+                        "samples, Adam, default batches 32,128) on the compiled pynn "
+                        "backends, their ratios, and the op path's per-op overhead")
     p.add_argument("--mpi", action="store_true",
-                   help="data-parallel table (g), only when asked: allreduce latency and "
+                   help="data-parallel table (h), only when asked: allreduce latency and "
                         "bandwidth on loopback, and the step time of the tutorial MLP and "
                         "the convnet on 2 MPI ranks x 1 thread against 1 process x 2 "
                         "threads, with the share spent communicating and a scaling "
@@ -145,7 +154,7 @@ def main(argv=None):
     else:
         names = default_backends(avail)
 
-    sections = [s for s in ("ops", "dense", "train", "cnn", "rnn", "startup", "mpi")
+    sections = [s for s in ("ops", "dense", "train", "cnn", "rnn", "custom", "startup", "mpi")
                 if getattr(args, s)]
     models_why = models_status()
     if not sections:
@@ -215,6 +224,12 @@ def _run(args, names, sections, models_why, contestants, peers):
             QUICK_RNN_LENGTH if quick else RNN_LENGTH,
             QUICK_RNN_TIMED_STEPS if quick else RNN_TIMED_STEPS, args.repeats, pause,
             0.0 if quick else 0.1, torch_threads=1 if quick else 2)
+        sys.stdout.flush()
+    if "custom" in sections:
+        result["custom"] = run_custom(
+            cnn_names, args.batches or (QUICK_CUSTOM_BATCHES if quick else CUSTOM_BATCHES),
+            args.samples or (QUICK_SAMPLES if quick else CUSTOM_SAMPLES), args.repeats,
+            data_dir, pause)
         sys.stdout.flush()
     if "startup" in sections:
         # the LSTM classifier's rows join when --rnn is asked for too

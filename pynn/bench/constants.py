@@ -41,3 +41,9 @@ RNN_TIMED_STEPS = 4
 QUICK_RNN_LENGTH = 20
 QUICK_RNN_BATCHES = (8,)
 QUICK_RNN_TIMED_STEPS = 2
+#: The ``--custom`` table (issue 21): the tutorial MLP written three ways, its batches,
+#: samples per epoch, and optimizer.
+CUSTOM_BATCHES = (32, 128)
+CUSTOM_SAMPLES = 16_384
+CUSTOM_OPTIMIZER = "adam"
+QUICK_CUSTOM_BATCHES = (32,)

@@ -1,4 +1,4 @@
-"""The ``--mpi`` table (g): data-parallel training on this machine's loopback.
+"""The ``--mpi`` table (h): data-parallel training on this machine's loopback.
 
 Runs :mod:`pynn.bench.mpi_worker` as ``mpiexec -n 2`` with one BLAS thread per rank and
 as one process with two threads, alternately (``rounds`` times each, medians), then
@@ -113,7 +113,7 @@ def run_mpi(models=("mlp", "cnn"), mlp_batches=(128, 1024), cnn_batches=(128,), 
             ar.setdefault(r["floats"], []).append(r)
     allreduce = [sorted(v, key=lambda r: r["seconds"])[len(v) // 2] for v in ar.values()]
     a, b = fit_allreduce(allreduce)
-    print("\n### (g) Data parallel over MPI: 2 ranks x 1 thread vs 1 process x 2 threads "
+    print("\n### (h) Data parallel over MPI: 2 ranks x 1 thread vs 1 process x 2 threads "
           "(loopback)\n")
     print(md_table(["float32 values", "bytes", "allreduce (us)", "GB/s"],
                    [(r["floats"], r["bytes"], f"{r['seconds'] * 1e6:.0f}",

@@ -174,9 +174,10 @@ def model_from_keras_config(config, custom_objects, filepath):
     except keras_config.KerasConfigError as exc:
         raise ValueError(f"{filepath!r}: {exc}") from None
     cls = serialization.get(pcfg["class_name"], custom_objects)
+    mcfg = {"config": pcfg["config"], "build_config": config.get("build_config")}
     with shapes_only():
-        cls.from_config(pcfg["config"], custom_objects=custom_objects)
-    return cls.from_config(pcfg["config"], custom_objects=custom_objects)
+        _pynn_saving._model_from_config(cls, mcfg, custom_objects)
+    return _pynn_saving._model_from_config(cls, mcfg, custom_objects)
 
 
 def load_keras_model(filepath, custom_objects=None, compile=True):

@@ -14,6 +14,7 @@ reproduce is never loaded as a different one.
 from __future__ import annotations
 
 from ..layers.keras_config import dtype_name, layer_config
+from ..layers.serialization import HOW_TO_NAME
 
 __all__ = ["to_keras", "from_keras", "prune", "KerasConfigError"]
 
@@ -244,7 +245,8 @@ def layer_from_keras(obj, registry_get, where="config"):
     try:
         cls = registry_get(name)
     except ValueError:
-        raise KerasConfigError(f"{where}: pynn has no layer class {name!r}") from None
+        raise KerasConfigError(f"{where}: pynn has no layer class {name!r}; for a custom "
+                               f"one, {HOW_TO_NAME}") from None
     cfg = dict(obj.get("config") or {})
     label = f"{where}: layer {cfg.get('name', '?')!r} ({name})"
     out_cfg = {}

@@ -15,14 +15,27 @@ import inspect
 
 import numpy as np
 
-from ..autodiff.tape import Tape, gradients, record, unwrap
+from ..autodiff.tape import Tape, Tensor, gradients, record, unwrap
+from . import added_losses
 from .node import flatten_structure, pack_structure
 
 __all__ = ["uses_call", "call_forward", "call_backward", "call_on_tensors",
-           "infer_output_shape"]
+           "infer_output_shape", "add_loss", "NoGradientPath"]
 
-#: (the CallContext of the custom call running now, a counter of its sub-calls)
+#: [the CallContext of the custom call running now, a counter of its sub-calls, its
+#: tape, the tracked losses its call() added]; a context of None: shapes being inferred
 _FRAME = contextvars.ContextVar("pynn_call_frame", default=None)
+
+
+class NoGradientPath(ValueError):
+    """A graph node's ``call()`` output does not depend on its inputs, so the layers
+    before it get no gradient (the model's engine names their weights)."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        super().__init__(f"Layer {layer.name!r}: the output of call() does not depend on "
+                         f"its inputs (no gradient path), so the trainable weights before "
+                         f"it get no gradient")
 
 
 def uses_call(layer):
@@ -48,37 +61,54 @@ def _values(out, layer):
     vals = []
     for o in flat:
         v = np.asarray(unwrap(o))
-        if v.dtype.kind != "f":
+        if v.dtype != np.dtype(layer.dtype):  # ints, or float64 from NumPy promotion
             v = v.astype(layer.dtype)
         vals.append(np.ascontiguousarray(v))
     return flat, structure, vals
 
 
 def call_forward(layer, ctx, x, training=False, mask=None):
-    """Run ``layer.call`` on a tape; returns the outputs as arrays."""
-    with Tape() as tape:
+    """Run ``layer.call`` on a tape; returns the outputs as arrays. Losses the call adds
+    (:func:`add_loss`) are kept for the backward pass."""
+    with Tape() as tape, added_losses.collecting():
+        added_losses.enter_call(layer)
         flat_in, structure = flatten_structure(x)
         ins = [tape.leaf(np.asarray(a)) for a in flat_in]
-        token = _FRAME.set([ctx, 0])
+        frame = [ctx, 0, tape, []]
+        token = _FRAME.set(frame)
         try:
             out = layer.call(pack_structure(ins, structure), **_call_kwargs(layer, training,
                                                                              mask))
         finally:
             _FRAME.reset(token)
     flat, out_structure, vals = _values(out, layer)
-    ctx.saved = (tape, ins, flat)
+    ctx.saved = (tape, ins, flat, frame[3])
     return vals[0] if out_structure is None else vals
+
+
+def add_loss(layer, loss):
+    """``layer.add_loss(loss)`` (see :mod:`pynn.layers.added_losses`): inside a running
+    ``call()``, a loss computed on its tape gets its gradient in that call's backward
+    pass. Ignored while output shapes are inferred (``call`` on zeros)."""
+    frame = _FRAME.get()
+    if frame is not None and frame[0] is None:
+        return
+    mine = frame is not None and isinstance(loss, Tensor) and loss.tape is frame[2]
+    added_losses.add(layer, loss, frame[3] if mine else None)
 
 
 def call_backward(layer, ctx, dy, input_grad=True):
     """Backpropagate ``dy`` through the recorded ``call``: weight gradients into
     ``ctx.grad_out``; returns the input gradient(s)."""
-    tape, ins, outs = ctx.saved
+    tape, ins, outs, losses = ctx.saved
     dys = list(dy) if isinstance(dy, (list, tuple)) else [dy]
+    if losses:  # each added loss enters the total as its sum: seed it with ones
+        outs = list(outs) + losses
+        dys = dys + [np.ones(t.shape, t.dtype) for t in losses]
     weights = [w for w in layer._weights if w.trainable]
     leaves = [tape.leaves.get(w) for w in weights]
     wrt = list(ins) + [leaf for leaf in leaves if leaf is not None]
-    token = _FRAME.set([ctx, 0])
+    token = _FRAME.set([ctx, 0, tape, None])
     try:
         grads = gradients(outs, dys, wrt)
     finally:
@@ -102,6 +132,8 @@ def call_backward(layer, ctx, dy, input_grad=True):
                          f"call(), or create them with trainable=False")
     if not input_grad:
         return None
+    if ins and all(g is None for g in dxs) and _FRAME.get() is None:
+        raise NoGradientPath(layer)  # a graph node whose inputs need a gradient
     out = [np.zeros(x.shape, x.dtype) if g is None else np.asarray(g, dtype=x.dtype)
            for x, g in zip(ins, dxs)]
     return out[0] if len(out) == 1 else out
@@ -117,7 +149,7 @@ def call_on_tensors(layer, flat, structure, training):
             values[i] = v.astype(layer.dtype)
     shapes = [tuple(v.shape) for v in values]
     layer._build_for(shapes[0] if structure is None else shapes)
-    if frame is None:  # outside any layer (a manual loop): the layer's own context
+    if frame is None or frame[0] is None:  # outside any layer (a manual loop)
         ctx = layer.__dict__.setdefault("_loop_ctx", layer.context())
     else:
         ctx = frame[0].child_for(layer, ("sub", frame[1]))
@@ -155,7 +187,11 @@ def infer_output_shape(layer, input_shape):
         flat, structure = flatten_structure(layer.call(x, **_call_kwargs(layer, False, None)))
         return [tuple(np.shape(unwrap(o))) for o in flat], structure
 
-    (one, structure), (two, _) = run(1), run(2)
+    token = _FRAME.set([None, 0, None, None])
+    try:
+        (one, structure), (two, _) = run(1), run(2)
+    finally:
+        _FRAME.reset(token)
     batch = (input_shape[0] if isinstance(input_shape, list) else input_shape)[0]
     shapes = [(batch,) + tuple(a if a == b else None for a, b in zip(s1[1:], s2[1:]))
               for s1, s2 in zip(one, two)]

@@ -32,7 +32,7 @@ from .. import _config, initializers, regularizers
 from ..backends import get_backend
 from .context import CallContext
 from .node import KerasTensor, Node, flatten_structure, pack_structure
-from . import custom_call
+from . import added_losses, custom_call
 from ..autodiff.tape import Tensor, install_operators
 
 __all__ = ["Layer", "Weight", "WeightViews", "clear_session", "auto_name", "weights_changed",
@@ -421,10 +421,23 @@ class Layer(WeightViews):
 
     @property
     def losses(self):
-        """Current regularisation penalties of the trainable weights (floats)."""
+        """Keras's ``losses``: what this layer and its sublayers added with
+        :meth:`add_loss` during their latest call (NumPy values), then the current
+        regularisation penalties of the trainable weights (floats)."""
+        out = added_losses.own_losses(self)
+        for sub in self._sublayers:
+            out.extend(added_losses.own_losses(sub))
         be = self.backend
-        return [w.regularizer.loss(be, w.value) for w in self.trainable_weights
-                if w.regularizer is not None]
+        return out + [w.regularizer.loss(be, w.value) for w in self.trainable_weights
+                      if w.regularizer is not None]
+
+    def add_loss(self, loss):
+        """Add ``loss`` (a tensor computed in :meth:`call` with ``pynn.ops``; summed over
+        its elements) to the training objective, as Keras's ``add_loss``: ``fit`` and
+        ``evaluate`` add it to the loss they minimise and log, its gradient flows
+        through the tape of the call that computed it, and :attr:`losses` lists it
+        until the layer's next forward pass (:mod:`pynn.layers.added_losses`)."""
+        custom_call.add_loss(self, loss)
 
     @property
     def input(self):

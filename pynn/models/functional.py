@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import serialization
+from ..layers import added_losses, serialization
+from ..layers.custom_call import NoGradientPath
 from ..layers.input_layer import InputLayer
 from ..layers.layer import Layer, weights_generation
 from ..layers.masking_rules import UNSET, makes_masks, output_masks, previous_mask, takes_mask
@@ -318,10 +319,15 @@ class Functional(Model):
 
     def _run_forward(self, ctx, xs, training, logits, in_masks=None):
         """The outputs (a list) for the input arrays ``xs`` (a list in input order);
-        their masks go to ``ctx.output_mask`` (a list).
+        their masks go to ``ctx.output_mask`` (a list). One forward pass is one scope of
+        the losses layers add (:mod:`~pynn.layers.added_losses`).
 
         ``logits``: per output, whether its node returns pre-activation logits.
         ``in_masks``: per input, its mask or None (masks: :mod:`~pynn.layers.masking_rules`)."""
+        with added_losses.collecting():
+            return self._forward_nodes(ctx, xs, training, logits, in_masks)
+
+    def _forward_nodes(self, ctx, xs, training, logits, in_masks):
         vals = {id(t): a for t, a in zip(self._inputs, xs)}
         masks = {}
         if in_masks is not None:
@@ -430,7 +436,12 @@ class Functional(Model):
                 dy = gs[0][0]
             nctx = ctx.child_for(node.layer, j)
             nctx.pass_id = pass_id
-            dx = step.backward(nctx, dy, input_grad=need_in)
+            try:
+                dx = step.backward(nctx, dy, input_grad=need_in)
+            except NoGradientPath as exc:
+                if exc.layer is not node.layer:
+                    raise
+                raise ValueError(f"{exc}: {self._weights_before(node)}") from None
             nctx.end_backward()
             if need_in:
                 for t, d in zip(node.inputs, [dx] if node.structure is None else dx):
@@ -448,6 +459,18 @@ class Functional(Model):
             else:
                 out.append(g[0])
         return out
+
+    def _weights_before(self, node):
+        """The paths of the trainable weights of the layers that feed ``node``."""
+        seen, paths, todo = set(), [], [t.node for t in node.inputs]
+        while todo:
+            n = todo.pop()
+            if n is None or id(n) in seen:
+                continue
+            seen.add(id(n))
+            paths.extend(w.path for w in n.layer.trainable_weights if w.path not in paths)
+            todo.extend(t.node for t in n.inputs)
+        return sorted(paths)
 
     # ------------------------------------------------------------------------------------
     # config

@@ -18,6 +18,7 @@ import numpy as np
 from .. import _config
 from ..backends import get_backend
 from ..layers.context import CallContext
+from ..layers import added_losses
 from ..layers.layer import Layer, assign_all, auto_name, building_shapes_only
 from ..autodiff.tape import Tensor
 from ..layers.node import KerasTensor, flatten_structure
@@ -55,6 +56,13 @@ class Model(Trainer, Layer):
         if not issubclass(cls, Model._graph_class):  # class MyModel(pynn.Model): call()
             return super().__new__(Model._subclass_base(cls))
         return super().__new__(cls)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A subclassed model from its ``get_config()``: ``cls(**config)`` (Keras's
+        default), built afterwards from the saved build config. The graph classes
+        override this."""
+        return cls(**config)
 
     def _init_model(self, name, trainable, seed):
         Layer.__init__(self, name=name if name is not None else auto_name(type(self).__name__),
@@ -117,8 +125,19 @@ class Model(Trainer, Layer):
 
     @property
     def losses(self):
-        """Current regularisation penalties (floats)."""
-        return [p for layer in self.layers for p in layer.losses]
+        """Keras's ``losses``: what the model and its layers added with ``add_loss``
+        during the latest forward pass, then the weights' regularisation penalties."""
+        be = self.backend
+        return self._added_losses() + [w.regularizer.loss(be, w.value)
+                                       for w in self.trainable_weights
+                                       if w.regularizer is not None]
+
+    def _added_losses(self):
+        """The ``add_loss`` values of the latest forward pass (NumPy values)."""
+        out = added_losses.own_losses(self)
+        for layer in self._all_layers():
+            out.extend(added_losses.own_losses(layer))
+        return out
 
     def _require_built(self, what):
         if not self.built:

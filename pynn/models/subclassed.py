@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 
 
+from ..layers import added_losses
 from ..layers.input_layer import InputLayer
 from ..layers.layer import Layer
 from .functional import Functional
@@ -53,6 +54,7 @@ class _ModelCall(Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        added_losses.enter_call(self.owner)  # the model's own add_loss list starts anew
         call = self.owner.call
         if "training" in inspect.signature(call).parameters:
             return call(inputs, training=training)
@@ -133,6 +135,14 @@ class SubclassedModel(Functional):
             for layer in self._all_layers():
                 del layer._inbound_nodes[marks.get(id(layer), 0):]
             return None
+
+    def get_build_config(self):
+        shape = self.input_shape if self.built else None
+        return None if shape is None else {"input_shape": list(shape)}
+
+    def build_from_config(self, config):
+        if config and config.get("input_shape") is not None:
+            self.build(tuple(config["input_shape"]))
 
     def get_config(self):
         if type(self).get_config is SubclassedModel.get_config:

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from ..layers import added_losses
+
 __all__ = ["overrides", "run_step", "compute_loss", "compute_metrics"]
 
 
@@ -63,7 +65,8 @@ def _list(v, n, what):
 
 def compute_loss(model, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """The compiled loss of ``y_pred`` against ``y`` (weighted over outputs) plus the
-    weights' regularization penalties; differentiable inside a ``GradientTape``."""
+    weights' regularization penalties and the losses layers added in the latest
+    forward pass (``add_loss``); differentiable inside a ``GradientTape``."""
     from .. import ops
     cl = model._compiled_loss
     if cl is None:
@@ -88,6 +91,10 @@ def compute_loss(model, x=None, y=None, y_pred=None, sample_weight=None, trainin
         pen = ops.add(ops.multiply(float(l1), ops.sum(ops.absolute(w))),
                       ops.multiply(float(l2), ops.sum(ops.square(w))))
         total = pen if total is None else ops.add(total, pen)
+    added = model._added_losses()
+    if added:  # values: their gradients flow in the backward pass of the layers' calls
+        extra = added_losses.total(added)
+        total = extra if total is None else ops.add(total, extra)
     model.__dict__["_step_loss"] = float(np.asarray(getattr(total, "value", total)))
     return total
 

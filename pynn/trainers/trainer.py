@@ -31,6 +31,7 @@ from . import data_adapters as adapters
 from . import custom_steps
 from . import data_parallel_step
 from ..distribution.distribution_lib import active as active_distribution
+from ..layers import added_losses
 from .compile_utils import CompileLoss, CompileMetrics
 from .epoch_iterator import RAN_OUT, EpochIterator
 from .step_guard import StepGuard
@@ -316,9 +317,12 @@ class Trainer:
             loss, out = self._fast_path.train_step(spec, xs[0], ys[0], swb)
             outs, per = [out], [loss]
         else:
-            outs = self._run_forward(self._root_ctx, xs, True, fused)
+            with added_losses.collecting() as added:
+                outs = self._run_forward(self._root_ctx, xs, True, fused)
             loss, grads, per = self._losses(outs, ys, swb, fused)
-            self._backward(grads)
+            self._backward(grads)  # the added losses' gradients flow in their layers
+            if added.values:
+                loss += added.total()
         loss += self._regularization(with_grad=True)
         return loss, outs, per
 
@@ -365,9 +369,10 @@ class Trainer:
         return self._local_test_step(xs, ys, swb, fused)
 
     def _local_test_step(self, xs, ys, swb, fused):
-        outs = self._inference(xs, fused)
+        with added_losses.collecting() as added:
+            outs = self._inference(xs, fused)
         loss, _, per = self._losses(outs, ys, swb, fused)
-        loss += self._regularization(with_grad=False)
+        loss += self._regularization(with_grad=False) + added.total()
         self._track(loss, per, ys, outs, swb, fused, xs[0].shape[0])
         return loss
 
