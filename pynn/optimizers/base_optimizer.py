@@ -368,7 +368,7 @@ class Optimizer:
         pairs = list(grads_and_vars)
         return self.apply([g for g, _ in pairs], [v for _, v in pairs])
 
-    def apply(self, grads, params=None, flat_grad=None):
+    def apply(self, grads, params=None, flat_grad=None, present=None):
         """Apply one update step in place.
 
         Parameters
@@ -380,6 +380,10 @@ class Optimizer:
         flat_grad : array, optional
             The flat buffer ``grads`` are views of (used when built with
             ``flat_param``): the update then runs as one backend call.
+        present : list of bool, optional
+            Which parameters have a gradient this step (None: all). The others, whose
+            ``grads`` entries must hold zeros, are left untouched, their optimizer
+            state included, as Keras skips the variables whose gradient is None.
         """
         grads = [np.asarray(getattr(g, "value", g)) if not isinstance(g, np.ndarray) else g
                  for g in grads]
@@ -398,6 +402,14 @@ class Optimizer:
         if flat and flat_grad.shape != self._flat_param.shape:
             raise ValueError(f"flat_grad: expected shape {self._flat_param.shape}, got "
                              f"{flat_grad.shape}")
+        if present is not None:
+            if len(present) != len(grads):
+                raise ValueError(f"apply: present has {len(present)} flags for "
+                                 f"{len(grads)} parameters")
+            if all(present):
+                present = None
+            else:
+                flat = False  # the one flat call would move every parameter
         self._clip(be, grads, flat_grad if flat else None)
         self._begin_step()
         wd = float(self.weight_decay or 0.0)
@@ -411,6 +423,8 @@ class Optimizer:
             self._update(be, self._flat_param, flat_grad, state, lr, wd)
         else:
             for i, (p, g) in enumerate(zip(self._params, grads)):
+                if present is not None and not present[i]:
+                    continue
                 state = self._param_state(i)
                 self._update(be, p, g, state, lr, wd if self._decay_mask[i] else 0.0)
         self._end_step()

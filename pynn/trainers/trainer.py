@@ -313,6 +313,7 @@ class Trainer:
         loss runs as ONE backend call (see :mod:`pynn.trainers.planner`)."""
         spec = self._fast_path.train_spec(xs[0].ndim) if len(xs) == 1 else None
         self._root_ctx.output_mask = None
+        self._reached = None
         if spec is not None:
             loss, out = self._fast_path.train_step(spec, xs[0], ys[0], swb)
             outs, per = [out], [loss]
@@ -321,10 +322,27 @@ class Trainer:
                 outs = self._run_forward(self._root_ctx, xs, True, fused)
             loss, grads, per = self._losses(outs, ys, swb, fused)
             self._backward(grads)  # the added losses' gradients flow in their layers
+            self._reached = self._weights_reached()
             if added.values:
                 loss += added.total()
         loss += self._regularization(with_grad=True)
         return loss, outs, per
+
+    def _weights_reached(self):
+        """None when the last backward pass wrote every trainable weight's gradient;
+        otherwise one flag per weight (``_layout.train`` order). A subclassed ``call()``
+        that skipped a layer this step leaves that layer's gradient from an earlier
+        step: it is zeroed here, and the update skips the weight, as Keras updates only
+        the weights that have a gradient (a regularized one has its penalty's)."""
+        pid = self._root_ctx.pass_id
+        train = self._layout.train
+        reached = [w._grad_pass == pid for w in train]
+        if all(reached):
+            return None
+        for w, r in zip(train, reached):
+            if not r:
+                self._backend.copy_(0.0, w.grad)
+        return [r or w.regularizer is not None for w, r in zip(train, reached)]
 
     def _ensure_optimizer(self):
         if self._opt_layout_id != self._layout.id:
@@ -357,8 +375,9 @@ class Trainer:
                 return loss
             train = self._layout.train
             if train:
+                skip = {} if self._reached is None else {"present": self._reached}
                 self.optimizer.apply([w.grad for w in train], [w.value for w in train],
-                                     flat_grad=self._layout.grads)
+                                     flat_grad=self._layout.grads, **skip)
         self._track(loss, per, ys, outs, swb, fused, xs[0].shape[0])
         return loss
 
