@@ -63,3 +63,24 @@ def test_custom_steps_equal_the_builtin_ones():
                                    plain.evaluate(x, y, verbose=0), rtol=1e-10)
     finally:
         pynn.set_floatx("float32")
+
+
+def test_tape_gives_none_for_an_unconnected_weight_and_apply_leaves_it():
+    # Keras: tape.gradient gives None where the target does not depend on a source, and
+    # optimizer.apply skips that variable (Adam would otherwise move it by its moments)
+    used = pynn.Sequential([pynn.Input((3,)), L.Dense(2, name="used")])
+    unused = pynn.Sequential([pynn.Input((3,)), L.Dense(2, name="unused")])
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
+    weights = used.trainable_weights + unused.trainable_weights
+    opt = pynn.optimizers.Adam(0.1)
+    for step in range(2):
+        with pynn.GradientTape() as tape:
+            loss = pynn.ops.mean(pynn.ops.square(used(x, training=True)))
+        grads = tape.gradient(loss, weights)
+        assert [g is None for g in grads] == [False, False, True, True]
+        before = [np.array(w.value, copy=True) for w in weights]
+        opt.apply(grads, weights)
+        after = [np.array(w.value) for w in weights]
+        assert not np.array_equal(before[0], after[0])
+        for b, a in zip(before[2:], after[2:]):
+            np.testing.assert_array_equal(b, a)

@@ -36,8 +36,8 @@ class GradientTape(Tape):
 
     def gradient(self, target, sources):
         """d ``target`` (a scalar Tensor, or a list summed) / d each of ``sources``
-        (weights or Tensors): a list of arrays (zeros for a source ``target`` does not
-        depend on)."""
+        (weights or Tensors): a list of arrays, None for a source ``target`` does not
+        depend on (as in Keras; ``optimizer.apply`` skips those)."""
         if self._used:
             raise RuntimeError("GradientTape.gradient can be called once per tape (record "
                                "again for new gradients)")
@@ -60,8 +60,5 @@ class GradientTape(Tape):
             if written:  # a layer's own backward wrote it
                 wg = np.array(s.layer.backend.to_numpy(s.grad), copy=True)
                 g = wg if g is None else g + wg
-            if g is None:
-                shape = s.shape if not isinstance(s, Tensor) else s.value.shape
-                g = np.zeros(shape, getattr(s, "dtype", np.float32))
-            out.append(g)
+            out.append(g)  # None: no path from the source (Keras)
         return out[0] if single else out

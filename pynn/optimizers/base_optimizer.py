@@ -374,7 +374,8 @@ class Optimizer:
         Parameters
         ----------
         grads : list of arrays
-            One gradient per parameter (may be rescaled/clipped in place).
+            One gradient per parameter (may be rescaled/clipped in place); None for a
+            parameter without one (it is skipped, as in Keras).
         params : list of arrays, optional
             The parameters; the optimizer is built on them at the first call.
         flat_grad : array, optional
@@ -385,8 +386,8 @@ class Optimizer:
             ``grads`` entries must hold zeros, are left untouched, their optimizer
             state included, as Keras skips the variables whose gradient is None.
         """
-        grads = [np.asarray(getattr(g, "value", g)) if not isinstance(g, np.ndarray) else g
-                 for g in grads]
+        grads = [g if g is None or isinstance(g, np.ndarray)
+                 else np.asarray(getattr(g, "value", g)) for g in grads]
         if params is not None:  # layer weights (Keras's variables) update their values
             params = [getattr(p, "value", p) for p in params]
         if not self.built:
@@ -396,6 +397,12 @@ class Optimizer:
         if len(grads) != len(self._params):
             raise ValueError(f"apply: got {len(grads)} gradients for {len(self._params)} "
                              "parameters")
+        if any(g is None for g in grads):  # Keras: a None gradient leaves its variable be
+            have = [g is not None for g in grads]
+            present = have if present is None else [a and b for a, b in zip(present, have)]
+            grads = [self._backend.zeros(p.shape, p.dtype) if g is None else g
+                     for g, p in zip(grads, self._params)]
+            flat_grad = None
         be = self._backend
         lr = self.learning_rate
         flat = self._flat_param is not None and flat_grad is not None
