@@ -164,6 +164,15 @@ cdef inline void recurrent_product(int cell, bint reset_after, Py_ssize_t n, Py_
         gemm_rm(False, False, n, G, u, h, u, rk, G, 1, g, ld)
 
 
+cdef inline Py_ssize_t rec_blocks(int cell, bint reset_after, Py_ssize_t u,
+                                  Py_ssize_t G) noexcept nogil:
+    """How many gate blocks read ``h_prev`` through the recurrent dropout mask (none
+    without units)."""
+    if u == 0:
+        return 0
+    return 2 if (cell == CELL_GRU and not reset_after) else G // u
+
+
 cdef inline void rows_times(Py_ssize_t n, Py_ssize_t u, const floating* a, Py_ssize_t lda,
                             const floating* m, Py_ssize_t ldm, floating* out) noexcept nogil:
     """``out (n, u) = a * m`` row by row (``a``, ``m`` with row strides ``lda``, ``ldm``)."""
@@ -179,7 +188,7 @@ cdef void masked_recurrent_product(int cell, bint reset_after, Py_ssize_t n, Py_
                                    floating* g, floating* rec) noexcept nogil:
     """:func:`recurrent_product` with recurrent dropout: block ``b`` of the product reads
     ``h * rm[:, b]`` (copied into ``hm (n, u)``), written where the plain product goes."""
-    cdef Py_ssize_t b, nb = 2 if (cell == CELL_GRU and not reset_after) else G // u
+    cdef Py_ssize_t b, nb = rec_blocks(cell, reset_after, u, G)
     for b in range(nb):
         rows_times(n, u, h, u, &rm[b * u], G, hm)
         if cell == CELL_GRU and reset_after:
@@ -194,7 +203,7 @@ cdef void masked_state_grad_product(int cell, bint reset_after, Py_ssize_t n, Py
                                     floating* dhn) noexcept nogil:
     """:func:`state_grad_product` with recurrent dropout: ``dhn = sum_b (dg_b @ rk_b.T) *
     rm[:, b]`` over the blocks that read ``h_prev`` through the mask."""
-    cdef Py_ssize_t b, i, j, nb = 2 if (cell == CELL_GRU and not reset_after) else G // u
+    cdef Py_ssize_t b, i, j, nb = rec_blocks(cell, reset_after, u, G)
     memset(dhn, 0, n * u * sizeof(floating))
     for b in range(nb):
         gemm_rm(False, True, n, u, u, &dg[b * u], ld, &rk[b * u], G, 0, tmp, u)
@@ -211,7 +220,7 @@ cdef void masked_hprev_products(int cell, bint reset_after, Py_ssize_t n, Py_ssi
     """The ``hprev`` blocks of ``drk`` with recurrent dropout: ``drk[:, b] = (hprev *
     rm[:, b]).T @ dgates[:, b]`` (``hm`` holds ``n * T * u``), overwriting what
     :func:`weight_products` wrote there."""
-    cdef Py_ssize_t b, i, t, nb = 2 if (cell == CELL_GRU and not reset_after) else G // u
+    cdef Py_ssize_t b, i, t, nb = rec_blocks(cell, reset_after, u, G)
     for b in range(nb):
         for i in range(n):
             for t in range(T):
