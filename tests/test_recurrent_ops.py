@@ -397,14 +397,16 @@ WARM_LIMIT = 12 * 1024
 @pytest.mark.parametrize("name", COMPILED)
 @pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
-def test_compiled_ops_allocate_nothing_when_warm(name, cell, reset_after, dt):
+@pytest.mark.parametrize("rdrop", [False, True], ids=["", "recurrent_dropout"])
+def test_compiled_ops_allocate_nothing_when_warm(name, cell, reset_after, dt, rdrop):
     be = B.get(name)
-    p = problem(cell, reset_after, n=64, t=4, d=8, u=64, dt=dt, mask="random")
-    kw = dict(mask=p["mask"], reset_after=reset_after)
+    p = problem(cell, reset_after, n=64, t=4, d=8, u=64, dt=dt, mask="random", rdrop=rdrop)
+    kw = dict(mask=p["mask"], reset_after=reset_after, rmask=p["rmask"])
     fw = forward(be, cell, p["x"], p["kernel"], p["rk"], p["bias"], p["h0"], p["c0"], **kw)
     grads = backward(be, cell, fw, p["wy"], p["wh"], p["wc"], p["x"], p["kernel"], p["rk"],
                      **kw)
     extra = dict(reset_after=reset_after) if cell == "gru" else {}
+    extra["recurrent_dropout_mask"] = p["rmask"]
     states = (p["h0"],) + ((p["c0"],) if cell == "lstm" else ())
     fwd = getattr(be, f"{cell}_forward")
     bwd = getattr(be, f"{cell}_backward")
