@@ -16,6 +16,11 @@
   activation chosen outside each loop, so GCC vectorises them; float32 sigmoid and tanh
   come from ``vec_math.h`` (polynomials within 3 ulp of libm), float64 keeps libm.
   ``rnn_products`` runs the products alone, the floor the epilogues add to.
+* Recurrent dropout (``has_rmask``): ``rmask (n, G)`` multiplies ``h_prev`` per gate
+  block where it enters that block's recurrent product, so those products run one block
+  at a time on a masked copy of the state (``masked_recurrent_product``,
+  ``masked_state_grad_product``, ``masked_hprev_products``); without it the code path
+  is the one above, unchanged.
 
 Layouts and workspaces are those of the reference ops (see ``pynn/backends/recurrent.py``);
 the backend wrappers in ``pynn.backends.cython_backend`` validate every argument with the
@@ -157,6 +162,71 @@ cdef inline void recurrent_product(int cell, bint reset_after, Py_ssize_t n, Py_
         gemm_rm(False, False, n, 2 * u, u, h, u, rk, G, 1, g, ld)
     else:
         gemm_rm(False, False, n, G, u, h, u, rk, G, 1, g, ld)
+
+
+cdef inline Py_ssize_t rec_blocks(int cell, bint reset_after, Py_ssize_t u,
+                                  Py_ssize_t G) noexcept nogil:
+    """How many gate blocks read ``h_prev`` through the recurrent dropout mask (none
+    without units)."""
+    if u == 0:
+        return 0
+    return 2 if (cell == CELL_GRU and not reset_after) else G // u
+
+
+cdef inline void rows_times(Py_ssize_t n, Py_ssize_t u, const floating* a, Py_ssize_t lda,
+                            const floating* m, Py_ssize_t ldm, floating* out) noexcept nogil:
+    """``out (n, u) = a * m`` row by row (``a``, ``m`` with row strides ``lda``, ``ldm``)."""
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        for j in range(u):
+            out[i * u + j] = a[i * lda + j] * m[i * ldm + j]
+
+
+cdef void masked_recurrent_product(int cell, bint reset_after, Py_ssize_t n, Py_ssize_t u,
+                                   Py_ssize_t G, Py_ssize_t ld, const floating* h,
+                                   const floating* rk, const floating* rm, floating* hm,
+                                   floating* g, floating* rec) noexcept nogil:
+    """:func:`recurrent_product` with recurrent dropout: block ``b`` of the product reads
+    ``h * rm[:, b]`` (copied into ``hm (n, u)``), written where the plain product goes."""
+    cdef Py_ssize_t b, nb = rec_blocks(cell, reset_after, u, G)
+    for b in range(nb):
+        rows_times(n, u, h, u, &rm[b * u], G, hm)
+        if cell == CELL_GRU and reset_after:
+            gemm_rm(False, False, n, u, u, hm, u, &rk[b * u], G, 0, &rec[b * u], G)
+        else:
+            gemm_rm(False, False, n, u, u, hm, u, &rk[b * u], G, 1, &g[b * u], ld)
+
+
+cdef void masked_state_grad_product(int cell, bint reset_after, Py_ssize_t n, Py_ssize_t u,
+                                    Py_ssize_t G, Py_ssize_t ld, const floating* dg,
+                                    const floating* rk, const floating* rm, floating* tmp,
+                                    floating* dhn) noexcept nogil:
+    """:func:`state_grad_product` with recurrent dropout: ``dhn = sum_b (dg_b @ rk_b.T) *
+    rm[:, b]`` over the blocks that read ``h_prev`` through the mask."""
+    cdef Py_ssize_t b, i, j, nb = rec_blocks(cell, reset_after, u, G)
+    memset(dhn, 0, n * u * sizeof(floating))
+    for b in range(nb):
+        gemm_rm(False, True, n, u, u, &dg[b * u], ld, &rk[b * u], G, 0, tmp, u)
+        for i in range(n):
+            for j in range(u):
+                dhn[i * u + j] += tmp[i * u + j] * rm[i * G + b * u + j]
+
+
+cdef void masked_hprev_products(int cell, bint reset_after, Py_ssize_t n, Py_ssize_t T,
+                                Py_ssize_t u, Py_ssize_t G, Py_ssize_t W,
+                                const floating* hprev, const floating* rm,
+                                const floating* dgates, floating* hm,
+                                floating* drk) noexcept nogil:
+    """The ``hprev`` blocks of ``drk`` with recurrent dropout: ``drk[:, b] = (hprev *
+    rm[:, b]).T @ dgates[:, b]`` (``hm`` holds ``n * T * u``), overwriting what
+    :func:`weight_products` wrote there."""
+    cdef Py_ssize_t b, i, t, nb = rec_blocks(cell, reset_after, u, G)
+    for b in range(nb):
+        for i in range(n):
+            for t in range(T):
+                rows_times(1, u, &hprev[(i * T + t) * u], u, &rm[i * G + b * u], G,
+                           &hm[(i * T + t) * u])
+        gemm_rm(True, False, u, u, n * T, hm, u, &dgates[b * u], W, 0, &drk[b * u], G)
 
 
 cdef inline void reset_product(Py_ssize_t n, Py_ssize_t u, Py_ssize_t G, Py_ssize_t ld,
@@ -348,8 +418,10 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
                 floating[:, ::1] c_out not None, floating[:, :, ::1] hprev not None,
                 floating[:, :, ::1] cprev not None, floating[:, :, ::1] gates not None,
                 floating[::1] scratch not None, int act, int ract, floating a_act,
-                floating a_ract, bint go_backwards):
-    """The forward time loop of one recurrent layer (see the module docstring)."""
+                floating a_ract, bint go_backwards,
+                const floating[:, ::1] rmask not None, bint has_rmask):
+    """The forward time loop of one recurrent layer (see the module docstring).
+    ``scratch`` holds at least ``n * G`` elements, ``n * (G + units)`` with ``rmask``."""
     cdef Py_ssize_t n = x.shape[0], T = x.shape[1], d = x.shape[2], u = rk.shape[0]
     cdef Py_ssize_t G = rk.shape[1], W = gates.shape[2], ld = T * W
     cdef Py_ssize_t i, j, s, t
@@ -393,8 +465,13 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
         _want(fn, "mask", _s2(mask.shape), (n, T))
     else:
         _unused(fn, "mask", mask.shape[0] * mask.shape[1])
-    if scratch.shape[0] < n * G:
-        raise ValueError(f"{fn}: scratch needs at least {n * G} elements, got "
+    if has_rmask:
+        _want(fn, "rmask", _s2(rmask.shape), (n, G))
+    else:
+        _unused(fn, "rmask", rmask.shape[0] * rmask.shape[1])
+    cdef Py_ssize_t need = n * (G + u) if has_rmask else n * G
+    if scratch.shape[0] < need:
+        raise ValueError(f"{fn}: scratch needs at least {need} elements, got "
                          f"{scratch.shape[0]}")
     if n == 0 or T == 0:
         if n:
@@ -423,16 +500,24 @@ def rnn_forward(int cell, bint reset_after, const floating[:, :, ::1] x not None
                 memcpy(&hprev[i, t, 0], &h_out[i, 0], u * sizeof(floating))
                 if cell == CELL_LSTM:
                     memcpy(&cprev[i, t, 0], &c_out[i, 0], u * sizeof(floating))
-            recurrent_product(cell, reset_after, n, u, G, ld, &h_out[0, 0], &rk[0, 0],
-                              &gates[0, t, 0], &scratch[0])
+            if has_rmask:
+                masked_recurrent_product(cell, reset_after, n, u, G, ld, &h_out[0, 0],
+                                         &rk[0, 0], &rmask[0, 0], &scratch[n * G],
+                                         &gates[0, t, 0], &scratch[0])
+            else:
+                recurrent_product(cell, reset_after, n, u, G, ld, &h_out[0, 0], &rk[0, 0],
+                                  &gates[0, t, 0], &scratch[0])
             if cell == CELL_GRU and not reset_after:
-                # z and r, then the reset state r * h_prev into the fourth block
+                # z and r, then the reset state r * h_prev (* its dropout) into the 4th block
                 for i in range(n):
                     g = &gates[i, t, 0]
                     h = &h_out[i, 0]
                     act_into(g, g, 2 * u, ract, a_ract)
                     for j in range(u):
                         g[3 * u + j] = g[u + j] * h[j]
+                    if has_rmask:
+                        for j in range(u):
+                            g[3 * u + j] = g[3 * u + j] * rmask[i, 2 * u + j]
                 reset_product(n, u, G, ld, &rk[0, 0], &gates[0, t, 0])
             for i in range(n):
                 m = mask[i, t] if has_mask else True
@@ -493,9 +578,11 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
                  bint has_dbias, floating[:, ::1] dh0 not None, floating[:, ::1] dc0 not None,
                  bint has_dstate, floating[:, :, ::1] dgates not None,
                  floating[::1] scratch not None, int act, int ract, floating a_act,
-                 floating a_ract, bint go_backwards):
+                 floating a_ract, bint go_backwards,
+                 const floating[:, ::1] rmask not None, bint has_rmask):
     """Backpropagation through time of :func:`rnn_forward` (see the module docstring).
-    ``scratch`` holds at least ``5 * n * units`` elements."""
+    ``scratch`` holds at least ``5 * n * units`` elements, with ``rmask`` ``(6 * n + n *
+    T) * units``."""
     cdef Py_ssize_t n = x.shape[0], T = x.shape[1], d = x.shape[2], u = rk.shape[0]
     cdef Py_ssize_t G = rk.shape[1], W = gates.shape[2], ld = T * W, nu = n * u
     cdef Py_ssize_t N = n * T
@@ -538,8 +625,13 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
                 size *= v
             _unused(fn, name, size)
     has_dc = has_dc and cell == CELL_LSTM
-    if scratch.shape[0] < 5 * n * u:
-        raise ValueError(f"{fn}: scratch needs at least {5 * n * u} elements, got "
+    if has_rmask:
+        _want(fn, "rmask", _s2(rmask.shape), (n, G))
+    else:
+        _unused(fn, "rmask", rmask.shape[0] * rmask.shape[1])
+    cdef Py_ssize_t need = (6 * n + N) * u if has_rmask else 5 * n * u
+    if scratch.shape[0] < need:
+        raise ValueError(f"{fn}: scratch needs at least {need} elements, got "
                          f"{scratch.shape[0]}")
     with nogil:
         for j in range(nu):
@@ -580,8 +672,17 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
                     hp = &hprev[i, t, 0]
                     for j in range(u):
                         dg[u + j] = drec[i * u + j] * hp[j]
+                    if has_rmask:  # the candidate read r * (h_prev * m_h)
+                        for j in range(u):
+                            dg[u + j] = dg[u + j] * rmask[i, 2 * u + j]
+                            drec[i * u + j] = drec[i * u + j] * rmask[i, 2 * u + j]
                     act_grad_inplace(&dg[u], &gates[i, t, u], u, ract, a_ract)
-            state_grad_product(cell, reset_after, n, u, G, ld, &dgates[0, t, 0], &rk[0, 0], dhn)
+            if has_rmask:
+                masked_state_grad_product(cell, reset_after, n, u, G, ld, &dgates[0, t, 0],
+                                          &rk[0, 0], &rmask[0, 0], &scratch[5 * nu], dhn)
+            else:
+                state_grad_product(cell, reset_after, n, u, G, ld, &dgates[0, t, 0],
+                                   &rk[0, 0], dhn)
             for i in range(n):
                 if has_mask and not mask[i, t]:
                     continue
@@ -602,6 +703,9 @@ def rnn_backward(int cell, bint reset_after, const floating[:, :, ::1] dy not No
         weight_products(cell, reset_after, N, d, u, G, W, &x[0, 0, 0], &kernel[0, 0],
                         &hprev[0, 0, 0], &gates[0, 0, 0], &dgates[0, 0, 0], &dkernel[0, 0],
                         &drk[0, 0], &dx[0, 0, 0] if has_dx else NULL)
+        if has_rmask:
+            masked_hprev_products(cell, reset_after, n, T, u, G, W, &hprev[0, 0, 0],
+                                  &rmask[0, 0], &dgates[0, 0, 0], &scratch[6 * nu], &drk[0, 0])
         if has_dbias and cell == CELL_GRU:
             column_sums_strided(&dgates[0, 0, 0], W, &dbias_in[0], N, 2 * u)
             column_sums_strided(&dgates[0, 0, 3 * u], W, &dbias_in[2 * u], N, u)

@@ -30,6 +30,12 @@ def _keras_models(keras):
         "rnn": (keras.Sequential([
             keras.Input((5,), dtype="int32"), L.Embedding(20, 4, mask_zero=True),
             L.LSTM(6, return_sequences=True), L.GRU(3), L.Dense(2)]), None),
+        # recurrent_dropout is read, and predict (inference) drops nothing
+        "rnn_dropout": (keras.Sequential([
+            keras.Input((5,), dtype="int32"), L.Embedding(20, 4, mask_zero=True),
+            L.LSTM(6, return_sequences=True, recurrent_dropout=0.3),
+            L.GRU(3, dropout=0.2, recurrent_dropout=0.25, return_sequences=True),
+            L.SimpleRNN(2, recurrent_dropout=0.1), L.Dense(2)]), None),
         "nested": (keras.Sequential([
             keras.Input((3,)), keras.Sequential([L.Dense(4, use_bias=False)], name="inner"),
             L.UnitNormalization(), L.Dense(1)]), (2, 3)),
@@ -40,7 +46,7 @@ def _config(model):
     return json.loads(json.dumps(model.get_config()))  # as read from a config.json
 
 
-@pytest.mark.parametrize("case", ["cnn", "mlp", "rnn", "nested"])
+@pytest.mark.parametrize("case", ["cnn", "mlp", "rnn", "rnn_dropout", "nested"])
 def test_keras_sequential_config_builds_the_same_model(case):
     keras = import_keras()
     theirs, x_shape = _keras_models(keras)[case]

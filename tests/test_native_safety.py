@@ -224,7 +224,8 @@ EXT_CASES = {
     ("sequence", "embedding_backward"): [_arr("in", (M,), "p", "labels"),
                                          _arr("in", (M, N), "F"), _arr("out", (K + N, N), "F")],
     # an LSTM (cell 1): x (5, 3, 4), units 2, gates 8; every flag on except the GRU's
-    # recurrent bias (an empty array: unused)
+    # recurrent bias (an empty array: unused); with a recurrent dropout mask (n, 8), so
+    # scratch n * (G + u) forward, (6 n + n T) u backward
     ("sequence", "rnn_forward"): [1, False, _arr("in", (N, M, K), "F"), _arr("in", (K, 8), "F"),
                                   _arr("in", (2, 8), "F"), _arr("in", (8,), "F"),
                                   _arr("in", (0,), "F"), True, False, _arr("in", (N, 2), "F"),
@@ -233,7 +234,8 @@ EXT_CASES = {
                                   _arr("out", (N, M, 2), "F"), _arr("out", (N, 2), "F"),
                                   _arr("out", (N, 2), "F"), _arr("out", (N, M, 2), "F"),
                                   _arr("out", (N, M, 2), "F"), _arr("out", (N, M, 8), "F"),
-                                  _arr("out", (N * 8,), "F"), 5, 4, 0.0, 0.0, False],
+                                  _arr("out", (N * 10,), "F"), 5, 4, 0.0, 0.0, False,
+                                  _arr("in", (N, 8), "F"), True],
     ("sequence", "rnn_backward"): [1, False, _arr("in", (N, M, 2), "F"), True,
                                    _arr("in", (N, M, K), "F"), _arr("in", (K, 8), "F"),
                                    _arr("in", (2, 8), "F"), _arr("in", (N, M, 2), "F"),
@@ -244,7 +246,8 @@ EXT_CASES = {
                                    _arr("out", (2, 8), "F"), _arr("out", (8,), "F"),
                                    _arr("out", (0,), "F"), True, _arr("out", (N, 2), "F"),
                                    _arr("out", (N, 2), "F"), True, _arr("out", (N, M, 8), "F"),
-                                   _arr("out", (5 * N * 2,), "F"), 5, 4, 0.0, 0.0, False],
+                                   _arr("out", ((6 * N + N * M) * 2,), "F"), 5, 4, 0.0, 0.0,
+                                   False, _arr("in", (N, 8), "F"), True],
     # the products alone of that LSTM's forward and backward (scratch n * (G + 3u))
     ("sequence", "rnn_products"): [1, False, _arr("in", (N, M, K), "F"), _arr("in", (K, 8), "F"),
                                    _arr("in", (2, 8), "F"), _arr("in", (N, M, 2), "F"),

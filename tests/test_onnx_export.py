@@ -96,6 +96,18 @@ def test_recurrent(cell, kw, tmp_path):
     check(randomize(m), rand(5, 6, 3), tmp_path)
 
 
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
+def test_recurrent_trained_with_recurrent_dropout_exports_the_inference_graph(cell, tmp_path):
+    """Dropout is the identity at inference: the export of a model trained with
+    ``dropout``/``recurrent_dropout`` equals its ``predict``."""
+    m = Sequential([pynn.Input((6, 3)), getattr(L, cell)(4, dropout=0.2, recurrent_dropout=0.3,
+                                                         return_sequences=True),
+                    L.Bidirectional(getattr(L, cell)(3, recurrent_dropout=0.2)), L.Dense(1)])
+    m.compile("adam", "mse")
+    m.fit(rand(16, 6, 3), rand(16, 1, seed=1), epochs=2, batch_size=8, verbose=0)
+    check(m, rand(5, 6, 3, seed=2), tmp_path)
+
+
 @pytest.mark.parametrize("kw", [dict(reset_after=False), dict(reset_after=False,
                                                                 use_bias=False)])
 def test_gru_reset_before(kw, tmp_path):

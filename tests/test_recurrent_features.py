@@ -50,6 +50,154 @@ def test_dropout_is_reproducible_under_a_seed_and_trains():
     assert a == b and a[-1] < a[0]
 
 
+# --------------------------------------------------------------------------------------
+# recurrent dropout
+# --------------------------------------------------------------------------------------
+RDROP_CASES = [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}), ("GRU", dict(reset_after=False))]
+RDROP_IDS = ["SimpleRNN", "LSTM", "GRU", "GRU_reset_before"]
+
+
+def _rdrop_pair(keras, cell, kw, x, u=3, **extra):
+    """A pynn layer with recurrent dropout, and Keras's with the same weights."""
+    ours = getattr(L, cell)(u, recurrent_dropout=0.4, seed=5, return_sequences=True,
+                            return_state=True, dtype="float64", **kw, **extra)
+    ours(x)
+    theirs = getattr(keras.layers, cell)(u, recurrent_dropout=0.4, return_sequences=True,
+                                         return_state=True, dtype="float64", **kw, **extra)
+    theirs(x)
+    theirs.set_weights(ours.get_weights())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("cell, kw", RDROP_CASES, ids=RDROP_IDS)
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_recurrent_dropout_equals_keras_with_the_same_masks(cell, kw, go_backwards):
+    """Training: Keras's cell given our masks (one per gate block) gives our outputs,
+    states and weight gradients; the mask is fixed over the sequence and differs per
+    sample; inference drops nothing, in both. (Keras's float64 torch path agrees with a
+    hand-written float64 loop to about 1e-7 only, hence the tolerance; dropping a unit
+    moves the outputs by far more, which the test checks too.)"""
+    keras = import_keras()
+    import torch
+    rng = np.random.default_rng(2)
+    n, t, u = 6, 5, 3
+    x = rng.standard_normal((n, t, 4))
+    mask = np.ones((n, t), bool)
+    mask[1, 3:] = False  # masked steps keep the state
+    ours, theirs = _rdrop_pair(keras, cell, kw, x, u, go_backwards=go_backwards)
+    ctx = ours.context()
+    res = ours.forward(ctx, x, training=True, mask=mask)
+    rmask = np.array(ctx.saved[-1], copy=True)
+    k = rmask.shape[1] // u
+    assert rmask.shape == (n, {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[cell] * u)
+    assert set(np.unique(rmask)) == {0.0, 1 / 0.6}
+    wy = rng.standard_normal((n, t, u))
+    wh = rng.standard_normal((n, u))
+    grads = [np.ones((n, t, u)) * wy, wh] + ([np.zeros((n, u))] if cell == "LSTM" else [])
+    ours.backward(ctx, grads)
+    ctx.end_backward()
+    got = [np.array(ctx.grad_out(w)) for w in (ours.kernel, ours.recurrent_kernel)]
+    blocks = [torch.tensor(rmask[:, j * u:(j + 1) * u]) for j in range(k)]
+    theirs.cell._recurrent_dropout_mask = blocks if k > 1 else blocks[0]
+    outs = theirs(torch.tensor(x), training=True, mask=torch.tensor(mask))
+    close = dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res[0], outs[0].detach().numpy(), **close)
+    np.testing.assert_allclose(res[1], outs[1].detach().numpy(), **close)
+    assert np.abs(np.asarray(res[0]) - ours(x, mask=mask)[0]).max() > 1e-2  # dropout acts
+    loss = (outs[0] * torch.tensor(wy)).sum() + (outs[1] * torch.tensor(wh)).sum()
+    loss.backward()
+    for ours_g, w in zip(got, (theirs.cell.kernel, theirs.cell.recurrent_kernel)):
+        np.testing.assert_allclose(ours_g, w.value.grad.numpy(), **close)
+    # inference: no dropout, in both
+    want = theirs(x)
+    for a, b in zip(ours(x), want):
+        np.testing.assert_allclose(a, keras.ops.convert_to_numpy(b), **close)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_recurrent_dropout_gradients_equal_finite_differences(cell):
+    """The layer's gradients (input, weights) with this call's recurrent mask held fixed."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 2))
+    layer = getattr(L, cell)(2, recurrent_dropout=0.5, seed=1, return_sequences=True,
+                             dtype="float64")
+    layer(x)
+    wy = rng.standard_normal((3, 4, 2))
+    ctx = layer.context()
+    layer.forward(ctx, x, training=True)
+    rmask = np.array(ctx.saved[-1], copy=True)
+    assert 0 < (rmask == 0).mean() < 1
+    dx = np.array(layer.backward(ctx, wy), copy=True)
+    ctx.end_backward()
+    dk = np.array(ctx.grad_out(layer.kernel), copy=True)
+    be = layer.backend
+    op = getattr(be, f"{layer.cell}_forward")
+
+    def loss(x, kernel):
+        out = op(x, kernel, layer.recurrent_kernel.value, layer.bias.value,
+                 recurrent_dropout_mask=rmask, **layer._op_kwargs())[0]
+        return np.sum(out * wy)
+
+    eps = 1e-6
+    for arr, want, name in ((x, dx, "x"), (layer.kernel.value, dk, "kernel")):
+        fd = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            plus, minus = arr.copy(), arr.copy()
+            plus[i] += eps
+            minus[i] -= eps
+            args = (plus, layer.kernel.value) if name == "x" else (x, plus)
+            args_m = (minus, layer.kernel.value) if name == "x" else (x, minus)
+            fd[i] = (loss(*args) - loss(*args_m)) / (2 * eps)
+        np.testing.assert_allclose(want, fd, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_recurrent_dropout_trains_reproducibly_alone_and_in_bidirectional():
+    def run(make):
+        pynn.set_seed(3)
+        m = Sequential([pynn.Input((5, 2)), make(), L.Dense(1)])
+        m.compile(pynn.optimizers.Adam(0.02), "mse")
+        x = np.random.default_rng(1).standard_normal((64, 5, 2))
+        return m.fit(x, x.sum((1, 2))[:, None], epochs=8, batch_size=16,
+                     verbose=0).history["loss"]
+    for make in (lambda: L.LSTM(4, recurrent_dropout=0.2),
+                 lambda: L.GRU(4, dropout=0.1, recurrent_dropout=0.2),
+                 lambda: L.Bidirectional(L.SimpleRNN(4, recurrent_dropout=0.2))):
+        a, b = run(make), run(make)
+        assert a == b and a[-1] < 0.5 * a[0], a
+
+
+def test_recurrent_dropout_draws_a_fresh_mask_per_call_and_none_at_inference():
+    x = np.random.default_rng(0).standard_normal((8, 4, 3)).astype(np.float32)
+    layer = L.LSTM(5, recurrent_dropout=0.5, seed=2)
+    layer(x)
+    ctx = layer.context()
+    layer.forward(ctx, x, training=True)
+    first = np.array(ctx.saved[-1], copy=True)
+    layer.forward(ctx, x, training=True)
+    assert not np.array_equal(first, ctx.saved[-1])
+    layer.forward(ctx, x, training=False)
+    assert ctx.saved[-1] is None
+    # a rate of 1 is clamped and ignored, as Keras ignores it
+    assert L.GRU(2, recurrent_dropout=1.0)._recurrent_dropout is None
+
+
+def test_recurrent_dropout_config_round_trip_and_keras_keys(tmp_path):
+    keras = import_keras()
+    layer = L.GRU(3, dropout=0.1, recurrent_dropout=0.25, seed=4)
+    cfg = layer.get_config()
+    theirs = keras.layers.GRU(3, dropout=0.1, recurrent_dropout=0.25, seed=4).get_config()
+    assert cfg["recurrent_dropout"] == theirs["recurrent_dropout"] == 0.25
+    again = L.GRU.from_config(cfg)
+    assert again.recurrent_dropout == 0.25 and again.get_config() == cfg
+    m = Sequential([pynn.Input((4, 2)), L.Bidirectional(L.LSTM(3, recurrent_dropout=0.3)),
+                    L.Dense(1)])
+    m.save(tmp_path / "m.keras")
+    back = load_model(tmp_path / "m.keras")
+    assert back.layers[0].forward_layer.recurrent_dropout == 0.3
+    x = np.random.default_rng(0).standard_normal((2, 4, 2)).astype(np.float32)
+    np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
+
+
 def test_dropout_config_matches_keras_keys():
     keras = import_keras()
     ours = L.LSTM(3, dropout=0.25, seed=4).get_config()

@@ -243,8 +243,8 @@ def test_bad_input_recurrent():
     with pytest.raises(ValueError, match=r"the mask must have shape \(batch, timesteps\) = "
                                          r"\(2, 4\) for inputs of shape \(2, 4, 5\)"):
         layer(np.zeros((2, 4, 5)), mask=np.ones((2, 5), bool))
-    with pytest.raises(ValueError, match=r"recurrent_dropout=0.2 is not supported"):
-        LSTM(3, recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match=r"`recurrent_dropout` must be a float"):
+        LSTM(3, recurrent_dropout=[0.2])
     with pytest.raises(ValueError, match=r"`dropout` must be a float"):
         LSTM(3, dropout="a lot")
     stateful = GRU(3, stateful=True, name="gru_s")

@@ -38,9 +38,12 @@ def make_mask(rng, n, t, kind):
 
 
 def forward(be, cell, x, kernel, rk, bias, h0=None, c0=None, mask=None, go_backwards=False,
-            reset_after=True, activation="tanh", recurrent_activation="sigmoid"):
-    """``dict`` of every output of ``<cell>_forward``."""
+            reset_after=True, activation="tanh", recurrent_activation="sigmoid", rmask=None):
+    """``dict`` of every output of ``<cell>_forward`` (``rmask``: the recurrent dropout
+    multipliers, passed only when given)."""
     kw = dict(mask=mask, activation=activation, go_backwards=go_backwards)
+    if rmask is not None:
+        kw["recurrent_dropout_mask"] = rmask
     if cell == "simple_rnn":
         names = ("out", "h_out", "hprev", "gates")
         res = be.simple_rnn_forward(x, kernel, rk, bias, h0, **kw)
@@ -57,9 +60,11 @@ def forward(be, cell, x, kernel, rk, bias, h0=None, c0=None, mask=None, go_backw
 
 def backward(be, cell, fw, dy, dh_out, dc_out, x, kernel, rk, mask=None, go_backwards=False,
              reset_after=True, use_bias=True, activation="tanh",
-             recurrent_activation="sigmoid"):
+             recurrent_activation="sigmoid", rmask=None):
     kw = dict(mask=mask, dh_out=dh_out, bias_grad=use_bias, activation=activation,
               go_backwards=go_backwards)
+    if rmask is not None:
+        kw["recurrent_dropout_mask"] = rmask
     if cell == "simple_rnn":
         names = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0")
         res = be.simple_rnn_backward(dy, x, kernel, rk, fw["hprev"], fw["gates"], **kw)
@@ -75,8 +80,14 @@ def backward(be, cell, fw, dy, dh_out, dc_out, x, kernel, rk, mask=None, go_back
     return dict(zip(names, res))
 
 
+def make_rmask(rng, n, cell, u, dt, rate=0.4):
+    """Recurrent dropout multipliers ``(n, k*u)``: 0 or ``1 / (1 - rate)``, as Keras's."""
+    keep = rng.random((n, WIDTH[cell] * u)) >= rate
+    return (keep / (1 - rate)).astype(dt)
+
+
 def problem(cell, reset_after, n=3, t=4, d=3, u=2, dt=np.float64, seed=0, mask=None,
-            use_bias=True, initial=True):
+            use_bias=True, initial=True, rdrop=False):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, t, d)).astype(dt)
     kernel, rk, bias = make_params(rng, cell, d, u, reset_after, dt, use_bias)
@@ -88,8 +99,9 @@ def problem(cell, reset_after, n=3, t=4, d=3, u=2, dt=np.float64, seed=0, mask=N
     wy = rng.standard_normal((n, t, u)).astype(dt)
     wh = rng.standard_normal((n, u)).astype(dt)
     wc = rng.standard_normal((n, u)).astype(dt) if cell == "lstm" else None
+    rmask = make_rmask(rng, n, cell, u, dt) if rdrop else None
     return dict(x=x, kernel=kernel, rk=rk, bias=bias, h0=h0, c0=c0, mask=m, wy=wy, wh=wh,
-                wc=wc)
+                wc=wc, rmask=rmask)
 
 
 # --------------------------------------------------------------------------------------
@@ -98,9 +110,11 @@ def problem(cell, reset_after, n=3, t=4, d=3, u=2, dt=np.float64, seed=0, mask=N
 @pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("mask", [None, "random", "fully_masked_row"])
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_gradients_equal_finite_differences(cell, reset_after, mask, go_backwards):
-    p = problem(cell, reset_after, mask=mask)
-    kw = dict(mask=p["mask"], go_backwards=go_backwards, reset_after=reset_after)
+@pytest.mark.parametrize("rdrop", [False, True], ids=["", "recurrent_dropout"])
+def test_gradients_equal_finite_differences(cell, reset_after, mask, go_backwards, rdrop):
+    p = problem(cell, reset_after, mask=mask, rdrop=rdrop)
+    kw = dict(mask=p["mask"], go_backwards=go_backwards, reset_after=reset_after,
+              rmask=p["rmask"])
 
     def loss(x, kernel, rk, bias, h0, c0):
         fw = forward(REFERENCE, cell, x, kernel, rk, bias, h0, c0, **kw)
@@ -152,13 +166,15 @@ GRID = [
 @pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("mask", [None, "fully_masked_row", "right_padded"])
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_backend_equals_reference(name, cell, reset_after, dt, mask, go_backwards):
+@pytest.mark.parametrize("rdrop", [False, True], ids=["", "recurrent_dropout"])
+def test_backend_equals_reference(name, cell, reset_after, dt, mask, go_backwards, rdrop):
     be = B.get(name)
     for gi, g in enumerate(GRID):
         for use_bias, initial in ((True, True), (False, False)):
             p = problem(cell, reset_after, dt=dt, seed=gi, mask=mask, use_bias=use_bias,
-                        initial=initial, **g)
-            kw = dict(mask=p["mask"], go_backwards=go_backwards, reset_after=reset_after)
+                        initial=initial, rdrop=rdrop, **g)
+            kw = dict(mask=p["mask"], go_backwards=go_backwards, reset_after=reset_after,
+                      rmask=p["rmask"])
             args = (p["x"], p["kernel"], p["rk"], p["bias"], p["h0"], p["c0"])
             want = forward(REFERENCE, cell, *args, **kw)
             got = forward(be, cell, *args, **kw)
@@ -381,14 +397,16 @@ WARM_LIMIT = 12 * 1024
 @pytest.mark.parametrize("name", COMPILED)
 @pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["f32", "f64"])
-def test_compiled_ops_allocate_nothing_when_warm(name, cell, reset_after, dt):
+@pytest.mark.parametrize("rdrop", [False, True], ids=["", "recurrent_dropout"])
+def test_compiled_ops_allocate_nothing_when_warm(name, cell, reset_after, dt, rdrop):
     be = B.get(name)
-    p = problem(cell, reset_after, n=64, t=4, d=8, u=64, dt=dt, mask="random")
-    kw = dict(mask=p["mask"], reset_after=reset_after)
+    p = problem(cell, reset_after, n=64, t=4, d=8, u=64, dt=dt, mask="random", rdrop=rdrop)
+    kw = dict(mask=p["mask"], reset_after=reset_after, rmask=p["rmask"])
     fw = forward(be, cell, p["x"], p["kernel"], p["rk"], p["bias"], p["h0"], p["c0"], **kw)
     grads = backward(be, cell, fw, p["wy"], p["wh"], p["wc"], p["x"], p["kernel"], p["rk"],
                      **kw)
     extra = dict(reset_after=reset_after) if cell == "gru" else {}
+    extra["recurrent_dropout_mask"] = p["rmask"]
     states = (p["h0"],) + ((p["c0"],) if cell == "lstm" else ())
     fwd = getattr(be, f"{cell}_forward")
     bwd = getattr(be, f"{cell}_backward")

@@ -22,6 +22,10 @@ time ``t``, outputs ``out (n, T, u)`` by step ``s``.
   order that may vary from run to run (float64 rounding only, then one rounding to
   the working dtype).
 
+* Recurrent dropout: ``mul_cols``/``add_mul_cols`` multiply a state (or its gradient)
+  by one gate block of the ``(n, G)`` multipliers, ``mask_reset_block`` masks the GRU's
+  reset state, ``mul_cols_rows`` masks every step's ``h_prev`` for the weight gradient.
+
 Every kernel walks its index space with a grid-stride loop; nothing compiles on
 import, and each kernel is cached in pynn's checked directory (:mod:`._numba_cache`).
 """
@@ -63,6 +67,54 @@ def copy_cols(src, s0, dst, d0, width):
         i = idx // width
         j = idx - i * width
         dst[i, d0 + j] = src[i, s0 + j]
+
+
+@_kernel
+def mul_cols(a, m, m0, out):
+    """``out = a * m[:, m0:m0 + u]`` (``a``, ``out (n, u)``; may be the same array)."""
+    n = out.shape[0]
+    u = out.shape[1]
+    for idx in range(cuda.grid(1), n * u, cuda.gridsize(1)):
+        i = idx // u
+        j = idx - i * u
+        out[i, j] = a[i, j] * m[i, m0 + j]
+
+
+@_kernel
+def add_mul_cols(a, m, m0, out):
+    """``out += a * m[:, m0:m0 + u]`` (``a``, ``out (n, u)``)."""
+    n = out.shape[0]
+    u = out.shape[1]
+    for idx in range(cuda.grid(1), n * u, cuda.gridsize(1)):
+        i = idx // u
+        j = idx - i * u
+        out[i, j] = out[i, j] + a[i, j] * m[i, m0 + j]
+
+
+@_kernel
+def mul_cols_rows(a, m, m0, steps, out):
+    """``out[r] = a[r] * m[r // steps, m0:m0 + u]`` over ``(n * T, u)`` rows."""
+    rows = out.shape[0]
+    u = out.shape[1]
+    for idx in range(cuda.grid(1), rows * u, cuda.gridsize(1)):
+        r = idx // u
+        j = idx - r * u
+        out[r, j] = a[r, j] * m[r // steps, m0 + j]
+
+
+@_kernel
+def mask_reset_block(rh, m, m0, t, gates):
+    """GRU without ``reset_after`` under recurrent dropout: ``rh *= m[:, m0:]`` (the
+    reset state ``r * h_prev`` becomes ``r * (h_prev * m_h)``), also in ``gates``'s last
+    block."""
+    n = rh.shape[0]
+    u = rh.shape[1]
+    for idx in range(cuda.grid(1), n * u, cuda.gridsize(1)):
+        i = idx // u
+        j = idx - i * u
+        v = rh[i, j] * m[i, m0 + j]
+        rh[i, j] = v
+        gates[i, t, 3 * u + j] = v
 
 
 # --------------------------------------------------------------------------

@@ -11,6 +11,13 @@ and one fused epilogue per row; backward, per step a fused pass per row writes t
 pre-activation gradients (into ``dgates`` and a contiguous copy ``dgt``), then one
 product for the state gradient (two for the GRU without ``reset_after``); after the
 loop the weight and input gradients are a few large products. Nothing is allocated.
+
+Recurrent dropout (``has_rmask``, ``rmask (n, G)``): the products that read ``h_prev``
+run one gate block at a time on ``h_prev * rmask[:, block]`` (copied into scratch),
+against contiguous copies of the recurrent kernel's blocks ``rkb (blocks, u, u)``; the
+state gradient sums the blocks' products times their masks, and the ``h_prev`` blocks of
+``drecurrent_kernel`` are redone with the masked states after the loop. Without it the
+code path is unchanged.
 """
 from __future__ import annotations
 
@@ -67,15 +74,70 @@ def embedding_backward(ids, dy, out):
 # --------------------------------------------------------------------------
 # recurrent layers
 # --------------------------------------------------------------------------
+@_inline
+def _rec_blocks(cell, reset_after, u, G):
+    """How many gate blocks read ``h_prev`` through the recurrent dropout mask."""
+    return 2 if (cell == CELL_GRU and not reset_after) else G // u
+
+
+@_jit
+def _masked_product(h, rmask, rkb, nb, hm, recb, rec):
+    """``rec[:, b] = (h * rmask[:, b]) @ rkb[b]`` for the first ``nb`` blocks."""
+    n, u = hm.shape
+    for b in range(nb):
+        for i in range(n):
+            for j in range(u):
+                hm[i, j] = h[i, j] * rmask[i, b * u + j]
+        K.dot_into(hm, rkb[b], recb)
+        for i in range(n):
+            for j in range(u):
+                rec[i, b * u + j] = recb[i, j]
+
+
+@_jit
+def _masked_state_grad(dgt, rmask, rkb, nb, dgb, tmp, dhn):
+    """``dhn = sum_b (dgt[:, b] @ rkb[b].T) * rmask[:, b]`` over the first ``nb`` blocks."""
+    n, u = dgb.shape
+    dhn[:, :] = 0.0
+    for b in range(nb):
+        for i in range(n):
+            for j in range(u):
+                dgb[i, j] = dgt[i, b * u + j]
+        K.dot_into(dgb, rkb[b].T, tmp)
+        for i in range(n):
+            for j in range(u):
+                dhn[i, j] += tmp[i, j] * rmask[i, b * u + j]
+
+
+@_jit
+def _masked_hprev_grads(hp2, dg2, T, rmask, nb, hm_all, dg_all, small, drk):
+    """``drk[:, b] = (hprev * rmask[:, b]).T @ dgates[:, b]`` for the first ``nb`` blocks
+    (``hp2``, ``dg2`` as ``(n * T, .)`` rows)."""
+    N, u = hm_all.shape
+    for b in range(nb):
+        for r in range(N):
+            i = r // T
+            for j in range(u):
+                hm_all[r, j] = hp2[r, j] * rmask[i, b * u + j]
+                dg_all[r, j] = dg2[r, b * u + j]
+        K.dot_into(hm_all.T, dg_all, small)
+        for a in range(u):
+            for c in range(u):
+                drk[a, b * u + c] = small[a, c]
+
+
 @_jit
 def rnn_forward(cell, reset_after, x2, T, kernel, rk, rk_zr, rk_h, ibias, rbias, has_ibias,
                 has_rbias, h0, c0, has_h0, has_c0, mask, has_mask, out, h_out, c_out, hprev,
-                cprev, gates, proj, rec, rh, tmp, act, ract, a_act, a_ract, go_backwards):
+                cprev, gates, proj, rec, rh, tmp, act, ract, a_act, a_ract, go_backwards,
+                rmask, has_rmask, rkb, hm, recb):
     """The forward time loop (see the module docstring). ``x2`` is ``x`` as ``(n * T,
     d)``; ``proj (n * T, G)``, ``rec (n, G)``, ``rh`` and ``tmp`` ``(n, u)`` are scratch;
-    ``rk_zr``/``rk_h`` contiguous copies of the GRU's recurrent kernel blocks."""
+    ``rk_zr``/``rk_h`` contiguous copies of the GRU's recurrent kernel blocks; with
+    ``has_rmask``, ``rkb`` the blocks of all of it and ``hm``, ``recb (n, u)`` scratch."""
     n = h_out.shape[0]
     u = h_out.shape[1]
+    nb = _rec_blocks(cell, reset_after, u, rk.shape[1])
     K.dot_into(x2, kernel, proj)
     for i in range(n):
         for j in range(u):
@@ -89,7 +151,9 @@ def rnn_forward(cell, reset_after, x2, T, kernel, rk, rk_zr, rk_h, ibias, rbias,
                 hprev[i, t, j] = h_out[i, j]
                 if cell == CELL_LSTM:
                     cprev[i, t, j] = c_out[i, j]
-        if cell == CELL_GRU and not reset_after:
+        if has_rmask:
+            _masked_product(h_out, rmask, rkb, nb, hm, recb, rec)
+        elif cell == CELL_GRU and not reset_after:
             K.dot_into(h_out, rk_zr, rec)  # rec is (n, 2u) here
         else:
             K.dot_into(h_out, rk, rec)
@@ -101,6 +165,8 @@ def rnn_forward(cell, reset_after, x2, T, kernel, rk, rk_zr, rk_h, ibias, rbias,
                     gates[i, t, j] = _act(proj[p, j] + b + rec[i, j], ract, a_ract)
                 for j in range(u):
                     v = gates[i, t, u + j] * h_out[i, j]
+                    if has_rmask:
+                        v *= rmask[i, 2 * u + j]
                     gates[i, t, 3 * u + j] = v
                     rh[i, j] = v
             K.dot_into(rh, rk_h, tmp)
@@ -178,14 +244,17 @@ def rnn_backward(cell, reset_after, dy, has_dy, x2, T, kernel, rk, rk_zr, rk_h, 
                  gates, mask, has_mask, dh_out, has_dh, dc_out, has_dc, dx2, has_dx, dkernel,
                  drk, dbias_in, dbias_rec, has_dbias, dh0, dc0, has_dstate, dgates, dh, dc,
                  carry, dhn, drec, dgt, big_in, big_rec, big_h, big_h2, small, act, ract, a_act,
-                 a_ract, go_backwards):
+                 a_ract, go_backwards, rmask, has_rmask, rkb, dgb, tmp, hm_all, dg_all, small2):
     """Backpropagation through time of :func:`rnn_forward` (see the module docstring).
     Scratch: ``dh, dc, carry, dhn, drec (n, u)``, ``dgt (n, Wr)`` (a step's recurrent
     pre-activation gradients), for the GRU ``big_in (n * T, 3u)``, ``big_rec (n * T,
-    3u)``, ``big_h``, ``big_h2 (n * T, u)`` and ``small (u, u)``."""
+    3u)``, ``big_h``, ``big_h2 (n * T, u)`` and ``small (u, u)``; with ``has_rmask``,
+    ``rkb`` (as forward), ``dgb``, ``tmp (n, u)``, ``hm_all``, ``dg_all (n * T, u)`` and
+    ``small2 (u, u)``."""
     n = dh.shape[0]
     u = dh.shape[1]
     G = rk.shape[1]
+    nb = _rec_blocks(cell, reset_after, u, G)
     W = gates.shape[2]
     N = n * T
     for i in range(n):
@@ -259,6 +328,10 @@ def rnn_backward(cell, reset_after, dy, has_dy, x2, T, kernel, rk, rk_zr, rk_h, 
                         dhn[i, j] = dhh  # the candidate's gradient, for drec below
         if cell == CELL_GRU and not reset_after:
             K.dot_into(dhn, rk_h.T, drec)
+            if has_rmask:  # the candidate read r * (h_prev * m_h)
+                for i in range(n):
+                    for j in range(u):
+                        drec[i, j] *= rmask[i, 2 * u + j]
             for i in range(n):
                 if has_mask and not mask[i, t]:
                     continue
@@ -266,6 +339,9 @@ def rnn_backward(cell, reset_after, dy, has_dy, x2, T, kernel, rk, rk_zr, rk_h, 
                     dr = _grad(drec[i, j] * hprev[i, t, j], gates[i, t, u + j], ract, a_ract)
                     dgates[i, t, u + j] = dr
                     dgt[i, u + j] = dr
+        if has_rmask:
+            _masked_state_grad(dgt, rmask, rkb, nb, dgb, tmp, dhn)
+        elif cell == CELL_GRU and not reset_after:
             K.dot_into(dgt, rk_zr.T, dhn)
         else:
             K.dot_into(dgt, rk.T, dhn)
@@ -291,6 +367,8 @@ def rnn_backward(cell, reset_after, dy, has_dy, x2, T, kernel, rk, rk_zr, rk_h, 
     if cell != CELL_GRU:
         K.dot_into(x2.T, dg2, dkernel)
         K.dot_into(hp2.T, dg2, drk)
+        if has_rmask:
+            _masked_hprev_grads(hp2, dg2, T, rmask, nb, hm_all, dg_all, small2, drk)
         if has_dbias:
             _column_sums(dg2, 0, G, dbias_in, 0)
         if has_dx:
@@ -306,6 +384,8 @@ def rnn_backward(cell, reset_after, dy, has_dy, x2, T, kernel, rk, rk_zr, rk_h, 
             big_rec[r, 2 * u + j] = dg2[r, 2 * u + j]
     K.dot_into(x2.T, big_in, dkernel)
     K.dot_into(hp2.T, big_rec, drk)
+    if has_rmask:
+        _masked_hprev_grads(hp2, dg2, T, rmask, nb, hm_all, dg_all, small2, drk)
     if not reset_after:
         for r in range(N):
             for j in range(u):

@@ -20,6 +20,11 @@ and overlapping device arrays, uploads its host inputs and runs on the device:
 * backward: per step one epilogue-gradient kernel and one GEMM that adds the state
   gradient (``dgates @ recurrent_kernel^T``, ``beta = 1``) to the kernel's part; the
   weight, bias and input gradients after the loop as a few large GEMMs and column sums.
+* recurrent dropout (``recurrent_dropout_mask (n, G)``): the products that read
+  ``h_prev`` run one gate block at a time on the masked state, against contiguous
+  copies of the recurrent kernel's blocks; the state gradient adds each block's
+  product times its mask; the ``h_prev`` blocks of ``drecurrent_kernel`` are redone
+  with the masked states. Without it nothing changes.
 
 Scratch matrices live on the backend, one grow-only device buffer per role and dtype,
 so warm steps allocate only the outputs not supplied.
@@ -36,6 +41,7 @@ from .validation import check_aliasing
 __all__ = ["CudaSequenceOps"]
 
 _STATE_NAMES = ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0", "mask")
+_RMASK = "recurrent_dropout_mask"
 
 
 def _device_memory():
@@ -158,21 +164,24 @@ class CudaSequenceOps:
     # -- recurrent: the public ops -------------------------------------------------------
     def simple_rnn_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                            out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                           go_backwards=False):
+                           go_backwards=False, recurrent_dropout_mask=None):
         return self._rnn_forward_op(
             "simple_rnn", dict(x=x, kernel=kernel, recurrent_kernel=recurrent_kernel,
-                               bias=bias, h0=h0, c0=None, mask=mask),
+                               bias=bias, h0=h0, c0=None, mask=mask,
+                               recurrent_dropout_mask=recurrent_dropout_mask),
             dict(out=out, h_out=h_out, hprev=hprev, gates=gates), activation, "sigmoid",
             go_backwards, False)
 
     def simple_rnn_backward(self, dy, x, kernel, recurrent_kernel, hprev, gates, mask=None,
                             dh_out=None, input_grad=True, bias_grad=True, state_grad=True,
                             dx=None, dkernel=None, drecurrent_kernel=None, dbias=None,
-                            dh0=None, dgates=None, activation="tanh", go_backwards=False):
+                            dh0=None, dgates=None, activation="tanh", go_backwards=False,
+                            recurrent_dropout_mask=None):
         return self._rnn_backward_op(
             "simple_rnn", dict(dy=dy, dh_out=dh_out, dc_out=None, x=x, kernel=kernel,
                                recurrent_kernel=recurrent_kernel, hprev=hprev, cprev=None,
-                               gates=gates, mask=mask),
+                               gates=gates, mask=mask,
+                        recurrent_dropout_mask=recurrent_dropout_mask),
             dict(dx=input_grad, dh0=state_grad), bias_grad,
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
                  dh0=dh0, dgates=dgates), activation, "sigmoid", go_backwards, False)
@@ -180,10 +189,11 @@ class CudaSequenceOps:
     def lstm_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, c0=None,
                      mask=None, out=None, h_out=None, c_out=None, hprev=None, cprev=None,
                      gates=None, activation="tanh", recurrent_activation="sigmoid",
-                     go_backwards=False):
+                     go_backwards=False, recurrent_dropout_mask=None):
         return self._rnn_forward_op(
             "lstm", dict(x=x, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
-                         h0=h0, c0=c0, mask=mask),
+                         h0=h0, c0=c0, mask=mask,
+                         recurrent_dropout_mask=recurrent_dropout_mask),
             dict(out=out, h_out=h_out, c_out=c_out, hprev=hprev, cprev=cprev, gates=gates),
             activation, recurrent_activation, go_backwards, False)
 
@@ -191,11 +201,13 @@ class CudaSequenceOps:
                       dh_out=None, dc_out=None, input_grad=True, bias_grad=True,
                       state_grad=True, dx=None, dkernel=None, drecurrent_kernel=None,
                       dbias=None, dh0=None, dc0=None, dgates=None, activation="tanh",
-                      recurrent_activation="sigmoid", go_backwards=False):
+                      recurrent_activation="sigmoid", go_backwards=False,
+                      recurrent_dropout_mask=None):
         return self._rnn_backward_op(
             "lstm", dict(dy=dy, dh_out=dh_out, dc_out=dc_out, x=x, kernel=kernel,
                          recurrent_kernel=recurrent_kernel, hprev=hprev, cprev=cprev,
-                         gates=gates, mask=mask),
+                         gates=gates, mask=mask,
+                        recurrent_dropout_mask=recurrent_dropout_mask),
             dict(dx=input_grad, dh0=state_grad, dc0=state_grad), bias_grad,
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
                  dh0=dh0, dc0=dc0, dgates=dgates), activation, recurrent_activation,
@@ -203,10 +215,12 @@ class CudaSequenceOps:
 
     def gru_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                     out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True):
+                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True,
+                    recurrent_dropout_mask=None):
         return self._rnn_forward_op(
             "gru", dict(x=x, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
-                        h0=h0, c0=None, mask=mask),
+                        h0=h0, c0=None, mask=mask,
+                               recurrent_dropout_mask=recurrent_dropout_mask),
             dict(out=out, h_out=h_out, hprev=hprev, gates=gates), activation,
             recurrent_activation, go_backwards, reset_after)
 
@@ -214,11 +228,12 @@ class CudaSequenceOps:
                      dh_out=None, input_grad=True, bias_grad=True, state_grad=True, dx=None,
                      dkernel=None, drecurrent_kernel=None, dbias=None, dh0=None, dgates=None,
                      activation="tanh", recurrent_activation="sigmoid", go_backwards=False,
-                     reset_after=True):
+                     reset_after=True, recurrent_dropout_mask=None):
         return self._rnn_backward_op(
             "gru", dict(dy=dy, dh_out=dh_out, dc_out=None, x=x, kernel=kernel,
                         recurrent_kernel=recurrent_kernel, hprev=hprev, cprev=None,
-                        gates=gates, mask=mask),
+                        gates=gates, mask=mask,
+                        recurrent_dropout_mask=recurrent_dropout_mask),
             dict(dx=input_grad, dh0=state_grad), bias_grad,
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
                  dh0=dh0, dgates=dgates), activation, recurrent_activation, go_backwards,
@@ -232,7 +247,7 @@ class CudaSequenceOps:
         s = {k: self._stand_in(v) for k, v in ins.items()}
         a = prep_rnn_forward(cell, *(s[k] for k in _STATE_NAMES), activation,
                              recurrent_activation, go_backwards, reset_after,
-                             {k: self._stand_in(v) for k, v in outs.items()})
+                             {k: self._stand_in(v) for k, v in outs.items()}, s[_RMASK])
         dt = a.x.dtype
         o = {k: self._out(outs[k], a.outs[k].shape, dt, k) for k in outs}
         check_aliasing(f"{cell}_forward", list(o.items()),
@@ -241,6 +256,7 @@ class CudaSequenceOps:
                        bias=a.bias, h0=a.h0, c0=a.c0)
         d = {k: self._device_in(ins[k], v, dt, k) for k, v in checked.items()}
         d["mask"] = self._device_in(ins["mask"], a.mask, np.bool_, "mask")
+        d[_RMASK] = self._device_in(ins[_RMASK], a.rmask, dt, _RMASK)
         self._rnn_forward_steps(a, d, o)
         return tuple(o.values())
 
@@ -253,7 +269,7 @@ class CudaSequenceOps:
             cell, s["dy"], s["dh_out"], s["dc_out"], s["x"], s["kernel"],
             s["recurrent_kernel"], s["hprev"], s["cprev"], s["gates"], s["mask"], activation,
             recurrent_activation, go_backwards, reset_after, use_bias, wanted,
-            {k: self._stand_in(v) for k, v in outs.items()})
+            {k: self._stand_in(v) for k, v in outs.items()}, s[_RMASK])
         dt = a.x.dtype
         o = {k: None if a.outs[k] is None else self._out(outs[k], a.outs[k].shape, dt, k)
              for k in outs}
@@ -264,6 +280,7 @@ class CudaSequenceOps:
                        gates=gates)
         d = {k: self._device_in(ins[k], v, dt, k) for k, v in checked.items()}
         d["mask"] = self._device_in(ins["mask"], a.mask, np.bool_, "mask")
+        d[_RMASK] = self._device_in(ins[_RMASK], a.rmask, dt, _RMASK)
         self._rnn_backward_steps(a, d, o)
         return tuple(o[k] for k in outs if k != "dgates")
 
@@ -303,14 +320,21 @@ class CudaSequenceOps:
         rbd = rb if rb is not None else self._dummy(dt, 1)
         cprev = o["cprev"] if lstm else self._dummy(dt, 3)
         code = _cell_code(S, a.cell)
+        rm = d[_RMASK]
+        rkb = self._rnn_kernel_blocks(a, rk) if rm is not None else None
         for s, t in _steps(a):
-            if gru_rb:
+            if rm is not None:
+                self._masked_product(h[0], rm, rkb, rec)
+            elif gru_rb:
                 self.gemm(h[0], rk_zr, out=rec)
-                self._launch(S.gru_reset_gates, n * u, xw, rec, h[0], rh, t, o["gates"], ract,
-                             a_ract)
-                self.gemm(rh, rk_h, out=rec_h)
             else:
                 self.gemm(h[0], rk, out=rec)
+            if gru_rb:
+                self._launch(S.gru_reset_gates, n * u, xw, rec, h[0], rh, t, o["gates"], ract,
+                             a_ract)
+                if rm is not None:
+                    self._launch(S.mask_reset_block, n * u, rh, rm, 2 * u, t, o["gates"])
+                self.gemm(rh, rk_h, out=rec_h)
             self._launch(S.rnn_step_forward, n * u, code, a.reset_after, xw,
                          rec_h if gru_rb else rec, rbd, rb is not None, h[0], c[0], h[1], c[1],
                          mask, has_mask, t, s, o["out"], o["hprev"], cprev, o["gates"], act,
@@ -357,14 +381,21 @@ class CudaSequenceOps:
         cprev = d["cprev"] if lstm else self._dummy(dt, 3)
         dgates = o["dgates"]
         code = _cell_code(S, a.cell)
+        rm = d[_RMASK]
+        rkb = self._rnn_kernel_blocks(a, rk) if rm is not None else None
         for s, t in reversed(_steps(a)):
             self._launch(S.rnn_step_backward, n * u, code, a.reset_after, dy, has_dy, s, t,
                          mask, has_mask, d["hprev"], cprev, d["gates"], dh[0], dc[0], carry,
                          dh[1], dc[1], dgates, dgt, dhh, act, ract, a_act, a_ract)
             if gru_rb:
                 self.gemm(dhh, rk_h, out=d_rec, trans_b=True)
+                if rm is not None:  # the candidate read r * (h_prev * m_h)
+                    self._launch(S.mul_cols, n * u, d_rec, rm, 2 * u, d_rec)
                 self._launch(S.gru_reset_backward, n * u, t, mask, has_mask, d["hprev"],
                              d["gates"], d_rec, dh[1], dgates, dgt, ract, a_ract)
+            if rm is not None:
+                self._masked_state_grad(dgt, rm, rkb, dh[1])
+            elif gru_rb:
                 self.gemm(dgt, rk_zr, out=dh[1], trans_b=True, beta=1.0)
             else:
                 self.gemm(dgt, rk, out=dh[1], trans_b=True, beta=1.0)
@@ -375,6 +406,57 @@ class CudaSequenceOps:
         if o.get("dc0") is not None:
             self._fill_state(o["dc0"], dc[0])
         self._rnn_weight_grads(a, d, o)
+
+    # -- recurrent dropout: the products that read h_prev, one gate block at a time ----
+    def _rnn_kernel_blocks(self, a, rk):
+        """Contiguous device copies ``(u, u)`` of the recurrent kernel's gate blocks that
+        read ``h_prev`` (the GRU without ``reset_after``: z and r)."""
+        S = self._sequence_kernels()
+        u, dt = a.units, a.x.dtype
+        nb = 2 if (a.cell == "gru" and not a.reset_after) else a.recurrent_kernel.shape[1] // u
+        blocks = []
+        for b in range(nb):
+            blk = self._seq_buffer(f"rnn_rkb{b}", (u, u), dt)
+            self._launch(S.copy_cols, u * u, rk, b * u, blk, 0, u)
+            blocks.append(blk)
+        return blocks
+
+    def _masked_product(self, h, rm, rkb, rec):
+        """``rec[:, b] = (h * rm[:, b]) @ rk_b`` for each block ``b`` of ``rkb``."""
+        S = self._sequence_kernels()
+        n, u = h.shape
+        hm = self._seq_buffer("rnn_hm", (n, u), h.dtype)
+        recb = self._seq_buffer("rnn_recb", (n, u), h.dtype)
+        for b, blk in enumerate(rkb):
+            self._launch(S.mul_cols, n * u, h, rm, b * u, hm)
+            self.gemm(hm, blk, out=recb)
+            self._launch(S.copy_cols, n * u, recb, 0, rec, b * u, u)
+
+    def _masked_state_grad(self, dgt, rm, rkb, dh):
+        """``dh += sum_b (dgt[:, b] @ rk_b^T) * rm[:, b]``."""
+        S = self._sequence_kernels()
+        n, u = dh.shape
+        dgb = self._seq_buffer("rnn_dgb", (n, u), dh.dtype)
+        tmp = self._seq_buffer("rnn_tmpb", (n, u), dh.dtype)
+        for b, blk in enumerate(rkb):
+            self._launch(S.copy_cols, n * u, dgt, b * u, dgb, 0, u)
+            self.gemm(dgb, blk, out=tmp, trans_b=True)
+            self._launch(S.add_mul_cols, n * u, tmp, rm, b * u, dh)
+
+    def _masked_hprev_grads(self, a, hp, rm, dg, drk):
+        """The ``h_prev`` blocks of ``drk`` redone with the masked states: ``drk[:, b] =
+        (hprev * rm[:, b])^T dgates[:, b]``."""
+        S = self._sequence_kernels()
+        rows, u, dt = hp.shape[0], a.units, a.x.dtype
+        nb = 2 if (a.cell == "gru" and not a.reset_after) else a.recurrent_kernel.shape[1] // u
+        hm = self._seq_buffer("rnn_hm_all", (rows, u), dt)
+        dgb = self._seq_buffer("rnn_dg_all", (rows, u), dt)
+        small = self._seq_buffer("rnn_drk_b", (u, u), dt)
+        for b in range(nb):
+            self._launch(S.mul_cols_rows, rows * u, hp, rm, b * u, a.T, hm)
+            self._launch(S.copy_cols, rows * u, dg, b * u, dgb, 0, u)
+            self.gemm(hm, dgb, out=small, trans_a=True)
+            self._launch(S.copy_cols, u * u, small, 0, drk, b * u, u)
 
     def _rnn_weight_grads(self, a, d, o):
         """``dkernel = X^T dG_in``, ``drecurrent_kernel = Hprev^T dG_rec``, ``dbias`` (column
@@ -407,6 +489,8 @@ class CudaSequenceOps:
             block = self._seq_buffer("rnn_drk_h", (u, u), dt)
             self.gemm(rh, dcand, out=block, trans_a=True)
             self._launch(S.copy_cols, u * u, block, 0, drk, 2 * u, u)
+        if d[_RMASK] is not None:
+            self._masked_hprev_grads(a, hp, d[_RMASK], dg, drk)
         dbias = o.get("dbias")
         if dbias is not None:
             if len(dbias.shape) == 2:

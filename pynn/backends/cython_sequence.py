@@ -45,20 +45,23 @@ class CythonSequenceOps(CompiledRecurrentOps):
         if empty_forward(a):
             return
         k = forward_args(a, np.uint8)
-        scratch = _scratch(self, a.n * a.recurrent_kernel.shape[1], a.x.dtype)
+        extra = a.n * a.units if k.has_rmask else 0
+        scratch = _scratch(self, a.n * a.recurrent_kernel.shape[1] + extra, a.x.dtype)
         _seq.rnn_forward(k.cell, a.reset_after, a.x, a.kernel, a.recurrent_kernel, k.ibias,
                          k.rbias, k.has_ibias, k.has_rbias, k.h0, k.c0, k.has_h0, k.has_c0,
                          k.mask, k.has_mask, k.out, k.h_out, k.c_out, k.hprev, k.cprev,
-                         k.gates, scratch, k.act, k.ract, k.a_act, k.a_ract, a.go_backwards)
+                         k.gates, scratch, k.act, k.ract, k.a_act, k.a_ract, a.go_backwards,
+                         k.rmask, k.has_rmask)
 
     def _rnn_backward_kernel(self, a, dy, dh_out, dc_out, hprev, cprev, gates):
         if empty_backward(a, dh_out, dc_out):
             return
         k = backward_args(a, dy, dh_out, dc_out, hprev, cprev, gates, np.uint8)
-        scratch = _scratch(self, 5 * a.n * a.units, a.x.dtype)
+        rows = 6 * a.n + a.n * a.T if k.has_rmask else 5 * a.n
+        scratch = _scratch(self, rows * a.units, a.x.dtype)
         _seq.rnn_backward(k.cell, a.reset_after, k.dy, k.has_dy, a.x, a.kernel,
                           a.recurrent_kernel, k.hprev, k.cprev, k.gates, k.mask, k.has_mask,
                           k.dh_out, k.has_dh, k.dc_out, k.has_dc, k.dx, k.has_dx, k.dkernel,
                           k.drk, k.dbias_in, k.dbias_rec, k.has_dbias, k.dh0, k.dc0,
                           k.has_dstate, k.dgates, scratch, k.act, k.ract, k.a_act, k.a_ract,
-                          a.go_backwards)
+                          a.go_backwards, k.rmask, k.has_rmask)

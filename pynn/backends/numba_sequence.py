@@ -44,6 +44,18 @@ class NumbaSequenceOps(CompiledRecurrentOps):
         rk_h[...] = a.recurrent_kernel[:, 2 * u:]
         return rk_zr, rk_h
 
+    def _rec_blocks(self, a, k, sc, dt):
+        """Contiguous copies of the recurrent kernel's gate blocks ``(blocks, u, u)``, for
+        recurrent dropout (empty without it)."""
+        if not k.has_rmask:
+            return empty(dt, 3)
+        u = a.units
+        nb = a.recurrent_kernel.shape[1] // u
+        rkb = sc.get("rnn_rkb", dt, (nb, u, u))
+        for b in range(nb):
+            rkb[b] = a.recurrent_kernel[:, b * u:(b + 1) * u]
+        return rkb
+
     def _rnn_forward_kernel(self, a):
         if empty_forward(a):
             return
@@ -54,13 +66,16 @@ class NumbaSequenceOps(CompiledRecurrentOps):
         g = a.recurrent_kernel.shape[1]
         rk_zr, rk_h = self._gru_blocks(a, sc, dt)
         rec_w = 2 * u if (a.cell == "gru" and not a.reset_after) else g
+        dn = (n, u) if k.has_rmask else (0, 0)
         S.rnn_forward(k.cell, a.reset_after, a.x.reshape(n * t, d), t, a.kernel,
                       a.recurrent_kernel, rk_zr, rk_h, k.ibias, k.rbias, k.has_ibias,
                       k.has_rbias, k.h0, k.c0, k.has_h0, k.has_c0, k.mask, k.has_mask, k.out,
                       k.h_out, k.c_out, k.hprev, k.cprev, k.gates,
                       sc.get("rnn_proj", dt, (n * t, g)), sc.get("rnn_rec", dt, (n, rec_w)),
                       sc.get("rnn_rh", dt, (n, u)), sc.get("rnn_tmp", dt, (n, u)), k.act,
-                      k.ract, k.a_act, k.a_ract, a.go_backwards)
+                      k.ract, k.a_act, k.a_ract, a.go_backwards, k.rmask, k.has_rmask,
+                      self._rec_blocks(a, k, sc, dt), sc.get("rnn_hm", dt, dn),
+                      sc.get("rnn_recb", dt, dn))
 
     def _rnn_backward_kernel(self, a, dy, dh_out, dc_out, hprev, cprev, gates):
         if empty_backward(a, dh_out, dc_out):
@@ -76,6 +91,8 @@ class NumbaSequenceOps(CompiledRecurrentOps):
         wr = (2 * u if not a.reset_after else 3 * u) if gru else g
         big = (n * t, 3 * u) if gru else (0, 0)
         small = (n * t, u) if gru and not a.reset_after else (0, 0)
+        dn = (n, u) if k.has_rmask else (0, 0)
+        dnt = (n * t, u) if k.has_rmask else (0, 0)
         S.rnn_backward(k.cell, a.reset_after, k.dy, k.has_dy, a.x.reshape(n * t, d), t,
                        a.kernel, a.recurrent_kernel, rk_zr, rk_h, k.hprev, k.cprev, k.gates,
                        k.mask, k.has_mask, k.dh_out, k.has_dh, k.dc_out, k.has_dc, dx2,
@@ -87,4 +104,8 @@ class NumbaSequenceOps(CompiledRecurrentOps):
                        sc.get("rnn_big_rec", dt, big), sc.get("rnn_big_h", dt, small),
                        sc.get("rnn_big_h2", dt, small),
                        sc.get("rnn_small", dt, (u, u) if small[0] else (0, 0)), k.act, k.ract,
-                       k.a_act, k.a_ract, a.go_backwards)
+                       k.a_act, k.a_ract, a.go_backwards, k.rmask, k.has_rmask,
+                       self._rec_blocks(a, k, sc, dt), sc.get("rnn_dgb", dt, dn),
+                       sc.get("rnn_tmpb", dt, dn), sc.get("rnn_hm_all", dt, dnt),
+                       sc.get("rnn_dg_all", dt, dnt),
+                       sc.get("rnn_small2", dt, (u, u) if k.has_rmask else (0, 0)))

@@ -34,6 +34,18 @@ time) runs one product per step for the state gradient (two for GRU without
 candidate)``) and forms the weight gradients after the loop as a few large products.
 A layer keeps these arrays and reuses them, so a warm step allocates nothing.
 
+Recurrent dropout (Keras 3's ``recurrent_dropout``): ``recurrent_dropout_mask (n, k*u)``
+(``k`` = 1 SimpleRNN, 4 LSTM, 3 GRU, the kernel's gate blocks) holds one multiplier per
+sample, gate block and unit, fixed over the sequence (Keras draws ``k`` masks of
+``(n, u)`` per sequence; its ``implementation=1`` cell, which Keras switches to whenever
+``recurrent_dropout > 0``). Block ``j`` multiplies ``h_prev`` where it enters gate ``j``'s
+recurrent product: ``sum_j (h_prev * m_j) @ rk_j``. Nothing else reads the mask: the
+LSTM's cell state and the GRU's update ``z * h_prev`` use ``h_prev`` itself (GRU without
+``reset_after``: ``hh = act(x_h + (r * (h_prev * m_h)) @ rk_h)``, and the ``gates``
+workspace holds ``r * (h_prev * m_h)``). The gradient reaching ``h_prev`` through each
+product is multiplied by its block, and ``drecurrent_kernel``'s block ``j`` is
+``(Hprev * m_j)^T dG_j``. ``None`` (the default): no dropout, no extra work.
+
 Activations: any name of :data:`~pynn.backends.activation_codes.ACTIVATIONS` whose
 derivative follows from its output and that is elementwise (not those of
 :data:`~pynn.backends.activation_codes.UNFUSED` or ``softmax``).
@@ -87,6 +99,23 @@ def _mask(op, mask, n, t):
     return _aligned(np.ascontiguousarray(m, dtype=np.bool_))
 
 
+def _recurrent_dropout_mask(op, rmask, dt, x, rk):
+    """The checked recurrent dropout multipliers ``(n, k*u)`` in the op's dtype (or None)."""
+    if rmask is None:
+        return None
+    m = np.asarray(rmask)
+    if m.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: recurrent_dropout_mask must be a real array, got dtype "
+                        f"{m.dtype}")
+    want = (x.shape[0], rk.shape[1])
+    if m.shape != want:
+        k = rk.shape[1] // rk.shape[0]
+        raise ValueError(f"{op}: recurrent_dropout_mask must have shape (n, {k} * units) = "
+                         f"{want} for x {x.shape} and recurrent_kernel {rk.shape}, got "
+                         f"{m.shape}")
+    return _aligned(np.ascontiguousarray(m, dtype=dt))
+
+
 def _bias_shape(cell, units, reset_after):
     if cell == "gru":
         return (2, 3 * units) if reset_after else (3 * units,)
@@ -98,7 +127,7 @@ class RNNArgs:
 
     __slots__ = ("cell", "x", "kernel", "recurrent_kernel", "bias", "h0", "c0", "mask",
                  "activation", "recurrent_activation", "go_backwards", "reset_after",
-                 "n", "T", "d", "units", "outs")
+                 "n", "T", "d", "units", "outs", "rmask")
 
 
 def _weights(op, cell, x, kernel, recurrent_kernel, bias, reset_after):
@@ -135,12 +164,13 @@ def _state(op, name, s, dt, n, units):
 
 
 def prep_rnn_forward(cell, x, kernel, recurrent_kernel, bias, h0, c0, mask, activation,
-                     recurrent_activation, go_backwards, reset_after, outs):
+                     recurrent_activation, go_backwards, reset_after, outs,
+                     recurrent_dropout_mask=None):
     """Checked arguments of ``<cell>_forward`` as an :class:`RNNArgs`; ``outs`` maps the
     output names to the arrays given (``None``: allocated here)."""
     op = f"{cell}_forward"
     raw = dict(x=x, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias, h0=h0,
-               c0=c0, mask=mask)
+               c0=c0, mask=mask, recurrent_dropout_mask=recurrent_dropout_mask)
     a = RNNArgs()
     a.cell = cell
     a.reset_after = bool(reset_after)
@@ -150,6 +180,7 @@ def prep_rnn_forward(cell, x, kernel, recurrent_kernel, bias, h0, c0, mask, acti
     a.h0 = _state(op, "h0", h0, dt, n, u)
     a.c0 = _state(op, "c0", c0, dt, n, u)
     a.mask = _mask(op, mask, n, t)
+    a.rmask = _recurrent_dropout_mask(op, recurrent_dropout_mask, dt, a.x, a.recurrent_kernel)
     a.activation = _activation(op, activation, "activation")
     a.recurrent_activation = _activation(op, recurrent_activation, "recurrent_activation")
     a.go_backwards = bool(go_backwards)
@@ -163,21 +194,24 @@ def prep_rnn_forward(cell, x, kernel, recurrent_kernel, bias, h0, c0, mask, acti
 
 
 #: the array inputs of each cell's ops (forward; backward adds the gradients)
-ALIASING_INPUTS = {"simple_rnn": ("x", "kernel", "recurrent_kernel", "bias", "h0", "mask"),
-                   "lstm": ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0", "mask"),
-                   "gru": ("x", "kernel", "recurrent_kernel", "bias", "h0", "mask")}
+ALIASING_INPUTS = {"simple_rnn": ("x", "kernel", "recurrent_kernel", "bias", "h0", "mask",
+                                  "recurrent_dropout_mask"),
+                   "lstm": ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0", "mask",
+                            "recurrent_dropout_mask"),
+                   "gru": ("x", "kernel", "recurrent_kernel", "bias", "h0", "mask",
+                           "recurrent_dropout_mask")}
 
 
 def prep_rnn_backward(cell, dy, dh_out, dc_out, x, kernel, recurrent_kernel, hprev, cprev,
                       gates, mask, activation, recurrent_activation, go_backwards,
-                      reset_after, use_bias, wanted, outs):
+                      reset_after, use_bias, wanted, outs, recurrent_dropout_mask=None):
     """Checked arguments of ``<cell>_backward``: ``(args, dy, dh_out, dc_out, hprev, cprev,
     gates)``; ``wanted`` maps ``dx``, ``dbias``, ``dh0``/``dc0`` to whether they are asked
     for (an output not asked for must be ``None`` and stays ``None``)."""
     op = f"{cell}_backward"
     raw = dict(dy=dy, dh_out=dh_out, dc_out=dc_out, x=x, kernel=kernel,
                recurrent_kernel=recurrent_kernel, hprev=hprev, cprev=cprev, gates=gates,
-               mask=mask)
+               mask=mask, recurrent_dropout_mask=recurrent_dropout_mask)
     a = RNNArgs()
     a.cell = cell
     a.reset_after = bool(reset_after)
@@ -186,6 +220,7 @@ def prep_rnn_backward(cell, dy, dh_out, dc_out, x, kernel, recurrent_kernel, hpr
     a.n, a.T, a.d, a.units = n, t, d, u
     a.bias = None
     a.mask = _mask(op, mask, n, t)
+    a.rmask = _recurrent_dropout_mask(op, recurrent_dropout_mask, dt, a.x, a.recurrent_kernel)
     a.activation = _activation(op, activation, "activation")
     a.recurrent_activation = _activation(op, recurrent_activation, "recurrent_activation")
     a.go_backwards = bool(go_backwards)
@@ -251,6 +286,32 @@ class RecurrentOps:
 
     def _rnn_dact(self, dy, y, name):
         return self.activation_backward(dy, y, name)
+
+    @staticmethod
+    def _rnn_rec(h, rk, rm):
+        """The recurrent product ``h @ rk``; with dropout multipliers ``rm`` (the columns
+        of ``rk``), ``sum_j (h * m_j) @ rk_j`` over the gate blocks."""
+        if rm is None:
+            return h @ rk
+        u = h.shape[1]
+        out = np.empty((h.shape[0], rk.shape[1]), h.dtype)
+        for j in range(rk.shape[1] // u):
+            b = slice(j * u, (j + 1) * u)
+            out[:, b] = (h * rm[:, b]) @ rk[:, b]
+        return out
+
+    @staticmethod
+    def _rnn_rec_grad(dg, rk, rm):
+        """The gradient reaching ``h`` through :meth:`_rnn_rec` from ``dg`` (its output's
+        gradient): ``dg @ rk^T``, or ``sum_j (dg_j @ rk_j^T) * m_j``."""
+        if rm is None:
+            return dg @ rk.T
+        u = rk.shape[0]
+        dh = np.zeros((dg.shape[0], u), dg.dtype)
+        for j in range(rk.shape[1] // u):
+            b = slice(j * u, (j + 1) * u)
+            dh += (dg[:, b] @ rk[:, b].T) * rm[:, b]
+        return dh
 
     def _rnn_project(self, a, width_bias):
         """``x @ kernel (+ input bias)`` for all timesteps as one product: (n, T, G)."""
@@ -342,11 +403,17 @@ class RecurrentOps:
         x2 = a.x.reshape(n * t, d)
         o["dkernel"][...] = x2.T @ dgi
         hp = hprev.reshape(n * t, u)
-        if rec_h is None:
-            o["drecurrent_kernel"][...] = hp.T @ dgr
+        drk = o["drecurrent_kernel"]
+        reads_h = drk.shape[1] if rec_h is None else 2 * u  # the blocks that read h_prev
+        if a.rmask is None:
+            drk[:, :reads_h] = hp.T @ dgr[:, :reads_h]
         else:
-            o["drecurrent_kernel"][:, :2 * u] = hp.T @ dgr[:, :2 * u]
-            o["drecurrent_kernel"][:, 2 * u:] = rec_h.reshape(n * t, u).T @ dgr[:, 2 * u:]
+            for j in range(reads_h // u):
+                b = slice(j * u, (j + 1) * u)
+                hm = (hprev * a.rmask[:, None, b]).reshape(n * t, u)
+                drk[:, b] = hm.T @ dgr[:, b]
+        if rec_h is not None:
+            drk[:, 2 * u:] = rec_h.reshape(n * t, u).T @ dgr[:, 2 * u:]
         if o.get("dbias") is not None:
             sums_in = dgi.astype(np.float64).sum(axis=0)
             if o["dbias"].ndim == 2:
@@ -364,16 +431,17 @@ class RecurrentOps:
     # -- SimpleRNN -----------------------------------------------------------------------
     def simple_rnn_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                            out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                           go_backwards=False):
+                           go_backwards=False, recurrent_dropout_mask=None):
         """SimpleRNN over ``x (n, T, d)``: ``(out, h_out, hprev, gates)`` (see the module
         docstring; ``h0`` defaults to zeros, ``gates (n, T, u)`` the new states)."""
         a = prep_rnn_forward("simple_rnn", x, kernel, recurrent_kernel, bias, h0, None, mask,
                              activation, "sigmoid", go_backwards, False,
-                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
+                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates),
+                             recurrent_dropout_mask)
         rk, g = a.recurrent_kernel, a.outs["gates"]
 
         def step(t, xw, h, c):
-            z = xw + h @ rk
+            z = xw + self._rnn_rec(h, rk, a.rmask)
             g[:, t] = self._rnn_act(z, a.activation)
             return g[:, t].copy(), None
 
@@ -383,7 +451,8 @@ class RecurrentOps:
     def simple_rnn_backward(self, dy, x, kernel, recurrent_kernel, hprev, gates, mask=None,
                             dh_out=None, input_grad=True, bias_grad=True, state_grad=True,
                             dx=None, dkernel=None, drecurrent_kernel=None, dbias=None,
-                            dh0=None, dgates=None, activation="tanh", go_backwards=False):
+                            dh0=None, dgates=None, activation="tanh", go_backwards=False,
+                            recurrent_dropout_mask=None):
         """Backpropagation through time of :meth:`simple_rnn_forward`: ``(dx, dkernel,
         drecurrent_kernel, dbias, dh0)`` (``None`` where not asked for). ``dy (n, T, u)``
         is the gradient of ``out`` (``None``: zero), ``dh_out`` that of ``h_out``."""
@@ -392,12 +461,12 @@ class RecurrentOps:
             mask, activation, "sigmoid", go_backwards, False, bias_grad,
             dict(dx=input_grad, dh0=state_grad),
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dgates=dgates))
+                 dh0=dh0, dgates=dgates), recurrent_dropout_mask)
         rk, dg = a.recurrent_kernel, a.outs["dgates"]
 
         def step(t, dh, dc):
             dg[:, t] = self._rnn_dact(dh, gates[:, t], a.activation)
-            return dg[:, t] @ rk.T, None
+            return self._rnn_rec_grad(dg[:, t], rk, a.rmask), None
 
         self._rnn_backward(a, dy, dh_out, None, step)
         cols = slice(None)
@@ -408,17 +477,17 @@ class RecurrentOps:
     def lstm_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, c0=None,
                      mask=None, out=None, h_out=None, c_out=None, hprev=None, cprev=None,
                      gates=None, activation="tanh", recurrent_activation="sigmoid",
-                     go_backwards=False):
+                     go_backwards=False, recurrent_dropout_mask=None):
         """LSTM over ``x (n, T, d)``: ``(out, h_out, c_out, hprev, cprev, gates)`` (see
         the module docstring; ``gates (n, T, 4u)`` holds the activated i, f, g, o)."""
         a = prep_rnn_forward("lstm", x, kernel, recurrent_kernel, bias, h0, c0, mask,
                              activation, recurrent_activation, go_backwards, False,
                              dict(out=out, h_out=h_out, c_out=c_out, hprev=hprev,
-                                  cprev=cprev, gates=gates))
+                                  cprev=cprev, gates=gates), recurrent_dropout_mask)
         rk, g, u = a.recurrent_kernel, a.outs["gates"], a.units
 
         def step(t, xw, h, c):
-            z = xw + h @ rk
+            z = xw + self._rnn_rec(h, rk, a.rmask)
             for k, name in enumerate((a.recurrent_activation, a.recurrent_activation,
                                       a.activation, a.recurrent_activation)):
                 blk = np.ascontiguousarray(z[:, k * u:(k + 1) * u])
@@ -435,7 +504,8 @@ class RecurrentOps:
                       dh_out=None, dc_out=None, input_grad=True, bias_grad=True,
                       state_grad=True, dx=None, dkernel=None, drecurrent_kernel=None,
                       dbias=None, dh0=None, dc0=None, dgates=None, activation="tanh",
-                      recurrent_activation="sigmoid", go_backwards=False):
+                      recurrent_activation="sigmoid", go_backwards=False,
+                      recurrent_dropout_mask=None):
         """Backpropagation through time of :meth:`lstm_forward`: ``(dx, dkernel,
         drecurrent_kernel, dbias, dh0, dc0)`` (``None`` where not asked for)."""
         a, dy, dh_out, dc_out, hprev, cprev, gates = prep_rnn_backward(
@@ -443,7 +513,7 @@ class RecurrentOps:
             mask, activation, recurrent_activation, go_backwards, False, bias_grad,
             dict(dx=input_grad, dh0=state_grad, dc0=state_grad),
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dc0=dc0, dgates=dgates))
+                 dh0=dh0, dc0=dc0, dgates=dgates), recurrent_dropout_mask)
         rk, dg, u = a.recurrent_kernel, a.outs["dgates"], a.units
         act, ract = a.activation, a.recurrent_activation
 
@@ -456,7 +526,7 @@ class RecurrentOps:
             dg[:, t, u:2 * u] = self._rnn_dact(dc * cprev[:, t], f, ract)
             dg[:, t, 2 * u:3 * u] = self._rnn_dact(dc * i, gg, act)
             dg[:, t, 3 * u:] = self._rnn_dact(dh * tc, o, ract)
-            return dg[:, t] @ rk.T, dc * f
+            return self._rnn_rec_grad(dg[:, t], rk, a.rmask), dc * f
 
         self._rnn_backward(a, dy, dh_out, dc_out, step)
         cols = slice(None)
@@ -467,19 +537,21 @@ class RecurrentOps:
     # -- GRU -----------------------------------------------------------------------------
     def gru_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                     out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True):
+                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True,
+                    recurrent_dropout_mask=None):
         """GRU over ``x (n, T, d)``: ``(out, h_out, hprev, gates)`` (see the module
         docstring; ``gates (n, T, 4u)``: z, r, hh and the recurrent candidate)."""
         a = prep_rnn_forward("gru", x, kernel, recurrent_kernel, bias, h0, None, mask,
                              activation, recurrent_activation, go_backwards, reset_after,
-                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
-        rk, g, u = a.recurrent_kernel, a.outs["gates"], a.units
+                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates),
+                             recurrent_dropout_mask)
+        rk, g, u, rm = a.recurrent_kernel, a.outs["gates"], a.units, a.rmask
         rb = a.bias[1] if (a.bias is not None and a.reset_after) else None
         act, ract = a.activation, a.recurrent_activation
 
         def step(t, xw, h, c):
             if a.reset_after:
-                inner = h @ rk
+                inner = self._rnn_rec(h, rk, rm)
                 if rb is not None:
                     inner = inner + rb
                 z = self._rnn_act(np.ascontiguousarray(xw[:, :u] + inner[:, :u]), ract)
@@ -488,10 +560,10 @@ class RecurrentOps:
                 rec = inner[:, 2 * u:]
                 hh = self._rnn_act(np.ascontiguousarray(xw[:, 2 * u:] + r * rec), act)
             else:
-                inner = h @ rk[:, :2 * u]
+                inner = self._rnn_rec(h, rk[:, :2 * u], None if rm is None else rm[:, :2 * u])
                 z = self._rnn_act(np.ascontiguousarray(xw[:, :u] + inner[:, :u]), ract)
                 r = self._rnn_act(np.ascontiguousarray(xw[:, u:2 * u] + inner[:, u:]), ract)
-                rec = r * h
+                rec = r * h if rm is None else r * (h * rm[:, 2 * u:])
                 hh = self._rnn_act(np.ascontiguousarray(xw[:, 2 * u:] + rec @ rk[:, 2 * u:]),
                                    act)
             g[:, t, :u], g[:, t, u:2 * u], g[:, t, 2 * u:3 * u], g[:, t, 3 * u:] = z, r, hh, rec
@@ -504,7 +576,7 @@ class RecurrentOps:
                      dh_out=None, input_grad=True, bias_grad=True, state_grad=True, dx=None,
                      dkernel=None, drecurrent_kernel=None, dbias=None, dh0=None, dgates=None,
                      activation="tanh", recurrent_activation="sigmoid", go_backwards=False,
-                     reset_after=True):
+                     reset_after=True, recurrent_dropout_mask=None):
         """Backpropagation through time of :meth:`gru_forward`: ``(dx, dkernel,
         drecurrent_kernel, dbias, dh0)`` (``None`` where not asked for). ``dgates``
         ``(n, T, 4u)`` receives ``dz, dr, d(recurrent candidate), d(input candidate)``
@@ -514,8 +586,8 @@ class RecurrentOps:
             activation, recurrent_activation, go_backwards, reset_after, bias_grad,
             dict(dx=input_grad, dh0=state_grad),
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dgates=dgates))
-        rk, dg, u = a.recurrent_kernel, a.outs["dgates"], a.units
+                 dh0=dh0, dgates=dgates), recurrent_dropout_mask)
+        rk, dg, u, rm = a.recurrent_kernel, a.outs["dgates"], a.units, a.rmask
         act, ract = a.activation, a.recurrent_activation
 
         def step(t, dh, dc):
@@ -527,11 +599,16 @@ class RecurrentOps:
             if a.reset_after:
                 dg[:, t, u:2 * u] = self._rnn_dact(dhh * rec, r, ract)
                 dg[:, t, 2 * u:3 * u] = dhh * r
-                return dh * z + dg[:, t, :3 * u] @ rk.T, None
-            d_rec = dhh @ rk[:, 2 * u:].T
+                return dh * z + self._rnn_rec_grad(dg[:, t, :3 * u], rk, rm), None
+            d_rec = dhh @ rk[:, 2 * u:].T  # the gradient of r * h_h, h_h = h_prev (* m_h)
+            d_hh = d_rec * r if rm is None else d_rec * r * rm[:, 2 * u:]
+            if rm is not None:
+                hp = hp * rm[:, 2 * u:]
             dg[:, t, u:2 * u] = self._rnn_dact(d_rec * hp, r, ract)
             dg[:, t, 2 * u:3 * u] = dhh
-            return dh * z + d_rec * r + dg[:, t, :2 * u] @ rk[:, :2 * u].T, None
+            d_zr = self._rnn_rec_grad(dg[:, t, :2 * u], rk[:, :2 * u],
+                                      None if rm is None else rm[:, :2 * u])
+            return dh * z + d_hh + d_zr, None
 
         self._rnn_backward(a, dy, dh_out, None, step)
         in_cols = np.r_[0:2 * u, 3 * u:4 * u]
@@ -550,34 +627,36 @@ class CompiledRecurrentOps:
 
     def simple_rnn_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                            out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                           go_backwards=False):
+                           go_backwards=False, recurrent_dropout_mask=None):
         a = prep_rnn_forward("simple_rnn", x, kernel, recurrent_kernel, bias, h0, None, mask,
                              activation, "sigmoid", go_backwards, False,
-                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
+                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates),
+                             recurrent_dropout_mask)
         self._rnn_forward_kernel(a)
         return tuple(a.outs[k] for k in ("out", "h_out", "hprev", "gates"))
 
     def simple_rnn_backward(self, dy, x, kernel, recurrent_kernel, hprev, gates, mask=None,
                             dh_out=None, input_grad=True, bias_grad=True, state_grad=True,
                             dx=None, dkernel=None, drecurrent_kernel=None, dbias=None,
-                            dh0=None, dgates=None, activation="tanh", go_backwards=False):
+                            dh0=None, dgates=None, activation="tanh", go_backwards=False,
+                            recurrent_dropout_mask=None):
         a, dy, dh_out, _, hprev, _, gates = prep_rnn_backward(
             "simple_rnn", dy, dh_out, None, x, kernel, recurrent_kernel, hprev, None, gates,
             mask, activation, "sigmoid", go_backwards, False, bias_grad,
             dict(dx=input_grad, dh0=state_grad),
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dgates=dgates))
+                 dh0=dh0, dgates=dgates), recurrent_dropout_mask)
         self._rnn_backward_kernel(a, dy, dh_out, None, hprev, None, gates)
         return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0"))
 
     def lstm_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, c0=None,
                      mask=None, out=None, h_out=None, c_out=None, hprev=None, cprev=None,
                      gates=None, activation="tanh", recurrent_activation="sigmoid",
-                     go_backwards=False):
+                     go_backwards=False, recurrent_dropout_mask=None):
         a = prep_rnn_forward("lstm", x, kernel, recurrent_kernel, bias, h0, c0, mask,
                              activation, recurrent_activation, go_backwards, False,
                              dict(out=out, h_out=h_out, c_out=c_out, hprev=hprev,
-                                  cprev=cprev, gates=gates))
+                                  cprev=cprev, gates=gates), recurrent_dropout_mask)
         self._rnn_forward_kernel(a)
         return tuple(a.outs[k] for k in ("out", "h_out", "c_out", "hprev", "cprev", "gates"))
 
@@ -585,23 +664,26 @@ class CompiledRecurrentOps:
                       dh_out=None, dc_out=None, input_grad=True, bias_grad=True,
                       state_grad=True, dx=None, dkernel=None, drecurrent_kernel=None,
                       dbias=None, dh0=None, dc0=None, dgates=None, activation="tanh",
-                      recurrent_activation="sigmoid", go_backwards=False):
+                      recurrent_activation="sigmoid", go_backwards=False,
+                      recurrent_dropout_mask=None):
         a, dy, dh_out, dc_out, hprev, cprev, gates = prep_rnn_backward(
             "lstm", dy, dh_out, dc_out, x, kernel, recurrent_kernel, hprev, cprev, gates,
             mask, activation, recurrent_activation, go_backwards, False, bias_grad,
             dict(dx=input_grad, dh0=state_grad, dc0=state_grad),
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dc0=dc0, dgates=dgates))
+                 dh0=dh0, dc0=dc0, dgates=dgates), recurrent_dropout_mask)
         self._rnn_backward_kernel(a, dy, dh_out, dc_out, hprev, cprev, gates)
         return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0",
                                          "dc0"))
 
     def gru_forward(self, x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                     out=None, h_out=None, hprev=None, gates=None, activation="tanh",
-                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True):
+                    recurrent_activation="sigmoid", go_backwards=False, reset_after=True,
+                    recurrent_dropout_mask=None):
         a = prep_rnn_forward("gru", x, kernel, recurrent_kernel, bias, h0, None, mask,
                              activation, recurrent_activation, go_backwards, reset_after,
-                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates))
+                             dict(out=out, h_out=h_out, hprev=hprev, gates=gates),
+                             recurrent_dropout_mask)
         self._rnn_forward_kernel(a)
         return tuple(a.outs[k] for k in ("out", "h_out", "hprev", "gates"))
 
@@ -609,12 +691,12 @@ class CompiledRecurrentOps:
                      dh_out=None, input_grad=True, bias_grad=True, state_grad=True, dx=None,
                      dkernel=None, drecurrent_kernel=None, dbias=None, dh0=None, dgates=None,
                      activation="tanh", recurrent_activation="sigmoid", go_backwards=False,
-                     reset_after=True):
+                     reset_after=True, recurrent_dropout_mask=None):
         a, dy, dh_out, _, hprev, _, gates = prep_rnn_backward(
             "gru", dy, dh_out, None, x, kernel, recurrent_kernel, hprev, None, gates, mask,
             activation, recurrent_activation, go_backwards, reset_after, bias_grad,
             dict(dx=input_grad, dh0=state_grad),
             dict(dx=dx, dkernel=dkernel, drecurrent_kernel=drecurrent_kernel, dbias=dbias,
-                 dh0=dh0, dgates=dgates))
+                 dh0=dh0, dgates=dgates), recurrent_dropout_mask)
         self._rnn_backward_kernel(a, dy, dh_out, None, hprev, None, gates)
         return tuple(a.outs[k] for k in ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0"))

@@ -3,7 +3,8 @@
 The Cython and Numba time loops take the same flat arguments: every optional array as
 an (array, present) pair, an absent one replaced by a shared empty array of the right
 dtype and rank (so a warm call allocates nothing), the GRU's ``(2, 3u)`` bias split into
-its input and recurrent rows, the activations as codes. :func:`forward_args` and
+its input and recurrent rows, the activations as codes, the recurrent dropout
+multipliers as ``(rmask, has_rmask)``. :func:`forward_args` and
 :func:`backward_args` build them from the checked :class:`~pynn.backends.recurrent.RNNArgs`;
 each backend keeps only its kernel call (and its scratch). :func:`empty_forward` and
 :func:`empty_backward` fill the outputs of a call over no steps or no samples, where no
@@ -48,7 +49,7 @@ class ForwardArgs:
 
     __slots__ = ("cell", "ibias", "rbias", "has_ibias", "has_rbias", "h0", "c0", "has_h0",
                  "has_c0", "mask", "has_mask", "out", "h_out", "c_out", "hprev", "cprev",
-                 "gates", "act", "ract", "a_act", "a_ract")
+                 "gates", "act", "ract", "a_act", "a_ract", "rmask", "has_rmask")
 
 
 class BackwardArgs:
@@ -57,7 +58,7 @@ class BackwardArgs:
     __slots__ = ("cell", "dy", "has_dy", "hprev", "cprev", "gates", "mask", "has_mask",
                  "dh_out", "has_dh", "dc_out", "has_dc", "dx", "has_dx", "dkernel", "drk",
                  "dbias_in", "dbias_rec", "has_dbias", "dh0", "dc0", "has_dstate", "dgates",
-                 "act", "ract", "a_act", "a_ract")
+                 "act", "ract", "a_act", "a_ract", "rmask", "has_rmask")
 
 
 def forward_args(a, mask_dtype):
@@ -80,6 +81,7 @@ def forward_args(a, mask_dtype):
     k.c_out = o["c_out"] if lstm else empty(dt, 2)
     k.cprev = o["cprev"] if lstm else empty(dt, 3)
     k.act, k.ract, k.a_act, k.a_ract = kernel_activations(a)
+    k.rmask, k.has_rmask = _or_empty(a.rmask, dt, 2)
     return k
 
 
@@ -108,6 +110,7 @@ def backward_args(a, dy, dh_out, dc_out, hprev, cprev, gates, mask_dtype):
     k.cprev = cprev if lstm else empty(dt, 3)
     k.dkernel, k.drk, k.dgates = o["dkernel"], o["drecurrent_kernel"], o["dgates"]
     k.act, k.ract, k.a_act, k.a_ract = kernel_activations(a)
+    k.rmask, k.has_rmask = _or_empty(a.rmask, dt, 2)
     return k
 
 

@@ -147,6 +147,41 @@ def test_recurrent_ops_match_reference(cuda_be, cell, reset_after, dt):
                     assert_close(gg[k], gw[k], dt, loose=10, what=f"{what} {k}")
 
 
+#: (n, T, d, units) -> (mask, go_backwards, bias and initial states given), with a
+#: recurrent dropout mask
+RDROP_GRID = [
+    ((1, 1, 1, 1), [(None, False, True)]),
+    ((3, 4, 3, 2), [("fully_masked_row", True, True), ("right_padded", False, False)]),
+    ((2, 3, 2, 3), [(None, True, True)]),
+]
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
+def test_recurrent_dropout_matches_reference(cuda_be, cell, reset_after, dt):
+    """With ``recurrent_dropout_mask``: every output and gradient, from host arguments
+    and from a device mask."""
+    host = Host(cuda_be)
+    for (n, t, d, u), cases in RDROP_GRID:
+        for seed, (mask, go_backwards, full) in enumerate(cases):
+            p = problem(cell, reset_after, n=n, t=t, d=d, u=u, dt=dt, seed=seed, mask=mask,
+                        use_bias=full, initial=full, rdrop=True)
+            kw = dict(mask=p["mask"], go_backwards=go_backwards, reset_after=reset_after)
+            args = (p["x"], p["kernel"], p["rk"], p["bias"], p["h0"], p["c0"])
+            what = f"{cell} {(n, t, d, u)} mask={mask} go_backwards={go_backwards} {full}"
+            want = forward(REFERENCE, cell, *args, rmask=p["rmask"], **kw)
+            rm = p["rmask"] if seed else cuda_be.asarray(p["rmask"])
+            got = forward(host, cell, *args, rmask=rm, **kw)
+            for k in want:
+                assert_close(got[k], want[k], dt, loose=10, what=f"{what} {k}")
+            bargs = (p["wy"], p["wh"], p["wc"], p["x"], p["kernel"], p["rk"])
+            gw = backward(REFERENCE, cell, want, *bargs, use_bias=full, rmask=p["rmask"], **kw)
+            gg = backward(host, cell, want, *bargs, use_bias=full, rmask=rm, **kw)
+            for k in gw:
+                if gw[k] is not None:
+                    assert_close(gg[k], gw[k], dt, loose=10, what=f"{what} {k}")
+
+
 @pytest.mark.parametrize("cell, reset_after", CELLS, ids=CELL_IDS)
 def test_recurrent_device_arguments_buffers_and_activations(cuda_be, cell, reset_after):
     """Device inputs (one of them a strided view), device output buffers filled in place
@@ -447,7 +482,8 @@ def test_sequence_kernels_are_cached_only_in_pynns_checked_directory(tmp_path):
     assert sorted(row[0] for row in rows) == sorted(
         ["fill_zero", "copy_cols", "ids_out_of_range", "embedding_gather",
          "embedding_scatter_add", "gru_reset_gates", "rnn_step_forward",
-         "rnn_step_backward", "gru_reset_backward"])
+         "rnn_step_backward", "gru_reset_backward", "mul_cols", "add_mul_cols",
+         "mul_cols_rows", "mask_reset_block"])
     for name, ours, inside, stamps in rows:
         assert (ours, inside, stamps) == ("True", "True", "2"), name
     assert not list(tmp_path.rglob("__pycache__"))

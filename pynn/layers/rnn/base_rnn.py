@@ -68,11 +68,15 @@ class BaseRNN(Layer):
     ``forward`` (see :mod:`pynn.layers.masking_rules`); a sequence output keeps it.
 
     ``dropout`` drops input features in training with one mask per sequence, shared by
-    every step and gate (Keras's default implementation). ``stateful=True`` carries the
-    final states of one batch into the next (no gradient flows across batches); the
-    batch size is fixed by the first batch, and :meth:`reset_states` zeroes them.
-
-    Not implemented yet: ``recurrent_dropout`` (a non-zero value is refused).
+    every step and gate (Keras's default implementation). ``recurrent_dropout`` drops
+    units of the previous state where it enters the recurrent product, in training, with
+    one mask per sequence and gate block (Keras 3's cells switch to ``implementation=1``
+    for it: LSTM 4 masks, GRU 3, SimpleRNN 1, each ``(batch, units)``); the LSTM's cell
+    state and the GRU's update ``z * h_prev`` read the undropped state, as Keras's do.
+    Unlike Keras, ``dropout`` keeps its one input mask when ``recurrent_dropout`` is also
+    set (Keras then draws one input mask per gate). ``stateful=True`` carries the final
+    states of one batch into the next (no gradient flows across batches); the batch size
+    is fixed by the first batch, and :meth:`reset_states` zeroes them.
     """
 
     cell = None
@@ -105,20 +109,25 @@ class BaseRNN(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.dropout = _rate(self, "dropout", dropout)
         self.recurrent_dropout = _rate(self, "recurrent_dropout", recurrent_dropout)
-        if self.recurrent_dropout:
-            raise ValueError(f"{type(self).__name__} layer {self.name!r}: recurrent_dropout="
-                             f"{recurrent_dropout!r} is not supported yet (only 0.0)")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int,
                                                                                 np.integer))):
             raise ValueError(f"{type(self).__name__} layer {self.name!r}: seed must be an int "
                              f"or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
         # Keras applies dropout only for 0 < rate < 1 (a rate of 1 is clamped and ignored)
-        self._input_dropout = None
+        self._input_dropout = self._recurrent_dropout = None
         if 0.0 < self.dropout < 1.0:
             self._input_dropout = Dropout(self.dropout, noise_shape=(None, 1, None),
                                           seed=self.seed, name=self.name + "_input_dropout")
-            self._sublayers = (self._input_dropout,)
+        if 0.0 < self.recurrent_dropout < 1.0:
+            # its own seed stream under a layer seed (one derived from it), so the two
+            # masks are not drawn from the same numbers
+            rseed = (None if self.seed is None else
+                     int(np.random.SeedSequence([self.seed, 1]).generate_state(1)[0]))
+            self._recurrent_dropout = Dropout(self.recurrent_dropout, seed=rseed,
+                                              name=self.name + "_recurrent_dropout")
+        self._sublayers = tuple(d for d in (self._input_dropout, self._recurrent_dropout)
+                                if d is not None)
         self.stateful = bool(stateful)
         #: the carried states of a stateful layer (backend arrays), else None
         self.states = None
@@ -221,6 +230,16 @@ class BaseRNN(Layer):
         (reversed with ``go_backwards``, as Keras returns it)."""
         return mask[:, ::-1, None] if self.go_backwards else mask[:, :, None]
 
+    def _recurrent_dropout_mask(self, ctx, n):
+        """This call's recurrent dropout multipliers ``(n, k*u)``: 0 or ``1 / (1 - rate)``
+        per sample, gate block and unit (the backend op's ``recurrent_dropout_mask``)."""
+        drop = self._recurrent_dropout
+        shape = (n, gate_widths(self.cell, self.units)[0])
+        src, mask = ctx.buffer("rdrop_src", shape), ctx.buffer("rdrop_mask", shape)
+        src[...] = 0
+        self.backend.dropout_forward(src, drop.rate, drop._next_seed(), out=src, mask=mask)
+        return mask
+
     def _check_states(self, states, n):
         name = f"{type(self).__name__} layer {self.name!r}"
         if len(states) != len(self.state_names):
@@ -273,12 +292,16 @@ class BaseRNN(Layer):
         init = states or [None] * len(self.state_names)
         op = getattr(self.backend, f"{self.cell}_forward")
         bias = self.bias.value if self.bias is not None else None
+        rmask = None
+        if training and self._recurrent_dropout is not None:
+            rmask = self._recurrent_dropout_mask(ctx, n)
         op(x, self.kernel.value, self.recurrent_kernel.value, bias, *init, mask=mask,
-           **bufs, **self._op_kwargs())
+           **bufs, **self._op_kwargs(), recurrent_dropout_mask=rmask)
         if self.stateful:
             for carried, key in zip(self.states, ("h_out", "c_out")):
                 self.backend.copy_(bufs[key], carried)
-        ctx.saved = (x, mask, bufs, states_in, training and self._input_dropout is not None)
+        ctx.saved = (x, mask, bufs, states_in, training and self._input_dropout is not None,
+                     rmask)
         if self.return_sequences:
             y = bufs["out"]
             if mask is not None and self.zero_output_for_mask:
@@ -291,7 +314,7 @@ class BaseRNN(Layer):
         return [y, bufs["h_out"]] + ([bufs["c_out"]] if lstm else [])
 
     def backward(self, ctx, dy, input_grad=True):
-        x, mask, bufs, states_in, dropped = ctx.saved
+        x, mask, bufs, states_in, dropped, rmask = ctx.saved
         n, t, d = x.shape
         u = self.units
         lstm = self.cell == "lstm"
@@ -329,7 +352,8 @@ class BaseRNN(Layer):
         extra = dict(dc_out=dc_out) if lstm else {}
         op(dseq, x, self.kernel.value, self.recurrent_kernel.value, *work, mask=mask,
            dh_out=dh_out, input_grad=input_grad, bias_grad=dbias is not None,
-           state_grad=state_grad, dbias=dbias, **grads, **extra, **self._op_kwargs())
+           state_grad=state_grad, dbias=dbias, **grads, **extra, **self._op_kwargs(),
+           recurrent_dropout_mask=rmask)
         if not input_grad:
             return None
         dx = grads["dx"]
