@@ -51,6 +51,17 @@ def recurrent(lib):
     return lib.Model(i, L.Dense(1, activation="sigmoid")(x))
 
 
+def recurrent_sequential(lib):
+    # wrappers inside Sequential: their configs nest Keras layer entries
+    L = lib.layers
+    return lib.Sequential([
+        lib.Input((6, 3)), L.Bidirectional(L.LSTM(4, return_sequences=True)),
+        L.TimeDistributed(L.Dense(3)),
+        L.Bidirectional(L.GRU(2), backward_layer=L.GRU(2, go_backwards=True),
+                        merge_mode="sum"),
+        L.Dense(1)])
+
+
 def encoder_decoder(lib):
     L = lib.layers
     enc, dec = lib.Input((4, 3)), lib.Input((5, 2))
@@ -72,6 +83,8 @@ MODELS = {"mlp": (mlp, lambda r: r.standard_normal((5, 6))),
                                                 r.standard_normal((5, 3))]),
           "convnet": (convnet, lambda r: r.standard_normal((3, 12, 12, 1))),
           "recurrent": (recurrent, lambda r: r.integers(0, 20, (4, 7)).astype("int32")),
+          "recurrent_sequential": (recurrent_sequential,
+                                   lambda r: r.standard_normal((3, 6, 3))),
           "encoder_decoder": (encoder_decoder, lambda r: [r.standard_normal((3, 4, 3)),
                                                           r.standard_normal((3, 5, 2))]),
           "nested": (nested, lambda r: r.standard_normal((5, 4)))}

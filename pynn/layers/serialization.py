@@ -8,7 +8,7 @@ from a config: only registered classes can be named.
 """
 from __future__ import annotations
 
-from .keras_config import is_keras_entry, layer_config
+from .keras_config import dtype_name, is_keras_entry, layer_config
 
 __all__ = ["register", "register_custom", "serialize", "deserialize", "get", "HOW_TO_NAME"]
 
@@ -61,8 +61,12 @@ def deserialize(config, custom_objects=None):
                          f"{type(config).__name__}")
     cls = get(config["class_name"], custom_objects)
     cfg = dict(config.get("config") or {})
-    if is_keras_entry(config) and not getattr(cls, "_from_config_takes_custom_objects", False):
-        cfg = layer_config(cls, cfg)  # written by Keras: its policies and extra keys mapped
-    if getattr(cls, "_from_config_takes_custom_objects", False):
+    nests = getattr(cls, "_from_config_takes_custom_objects", False)
+    if is_keras_entry(config):  # written by Keras: its policies and extra keys mapped
+        if not nests:
+            cfg = layer_config(cls, cfg)
+        elif "dtype" in cfg:  # a wrapper: its inner layers' entries map themselves
+            cfg["dtype"] = dtype_name(cfg["dtype"], f"{cls.__name__} {cfg.get('name')!r}")
+    if nests:
         return cls.from_config(cfg, custom_objects=custom_objects)
     return cls.from_config(cfg)
