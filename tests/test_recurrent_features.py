@@ -151,6 +151,89 @@ def test_recurrent_dropout_gradients_equal_finite_differences(cell):
         np.testing.assert_allclose(want, fd, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
+GATE_CASES = [("LSTM", {}), ("GRU", {}), ("GRU", dict(reset_after=False))]
+
+
+@pytest.mark.parametrize("cell, kw", GATE_CASES, ids=["LSTM", "GRU", "GRU_reset_before"])
+def test_both_dropouts_equal_keras_per_gate_input_masks(cell, kw):
+    """With recurrent_dropout set, Keras's cells draw one input mask per gate too
+    (implementation=1): given our masks, Keras's LSTM/GRU give our outputs, states and
+    weight and input gradients, with masked steps and go_backwards."""
+    keras = import_keras()
+    import torch
+    rng = np.random.default_rng(7)
+    n, t, d, u = 5, 4, 3, 2
+    x = rng.standard_normal((n, t, d))
+    mask = np.ones((n, t), bool)
+    mask[2, 2:] = False
+    ours, theirs = _rdrop_pair(keras, cell, kw, x, u, dropout=0.3, go_backwards=True)
+    ctx = ours.context()
+    res = ours.forward(ctx, x, training=True, mask=mask)
+    gate_drop, rmask = ctx.saved[-2], np.array(ctx.saved[-1], copy=True)
+    k = {"LSTM": 4, "GRU": 3}[cell]
+    imask = np.array(gate_drop.mask, copy=True)
+    assert imask.shape == (n, k * d) and set(np.unique(imask)) == {0.0, 1 / 0.7}
+    assert not all(np.array_equal(imask[:, :d], imask[:, j * d:(j + 1) * d])
+                   for j in range(1, k))  # the gates' masks differ
+    wy, wh = rng.standard_normal((n, t, u)), rng.standard_normal((n, u))
+    grads = [wy, wh] + ([np.zeros((n, u))] if cell == "LSTM" else [])
+    dx = np.array(ours.backward(ctx, grads), copy=True)
+    ctx.end_backward()
+    got = [np.array(ctx.grad_out(w)) for w in (ours.kernel, ours.recurrent_kernel)]
+    theirs.cell._dropout_mask = [torch.tensor(imask[:, j * d:(j + 1) * d]) for j in range(k)]
+    theirs.cell._recurrent_dropout_mask = [torch.tensor(rmask[:, j * u:(j + 1) * u])
+                                           for j in range(k)]
+    xt = torch.tensor(x, requires_grad=True)
+    outs = theirs(xt, training=True, mask=torch.tensor(mask))
+    close = dict(rtol=1e-5, atol=1e-6)
+    for a, b in zip(res[:2], outs[:2]):
+        np.testing.assert_allclose(a, b.detach().numpy(), **close)
+    ((outs[0] * torch.tensor(wy)).sum() + (outs[1] * torch.tensor(wh)).sum()).backward()
+    for ours_g, w in zip(got, (theirs.cell.kernel, theirs.cell.recurrent_kernel)):
+        np.testing.assert_allclose(ours_g, w.value.grad.numpy(), **close)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **close)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_per_gate_input_dropout_gradients_equal_finite_differences(cell):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 2))
+    layer = getattr(L, cell)(2, dropout=0.5, recurrent_dropout=0.5, seed=2,
+                             return_sequences=True, dtype="float64")
+    layer(x)
+    wy = rng.standard_normal((3, 4, 2))
+    ctx = layer.context()
+    layer.forward(ctx, x, training=True)
+    gate_drop, rmask = ctx.saved[-2], np.array(ctx.saved[-1], copy=True)
+    imask, k = np.array(gate_drop.mask, copy=True), gate_drop.k
+    dx = np.array(layer.backward(ctx, wy), copy=True)
+    ctx.end_backward()
+    dk = np.array(ctx.grad_out(layer.kernel), copy=True)
+    op = getattr(layer.backend, f"{layer.cell}_forward")
+
+    def loss(x, kernel):  # Keras's implementation=1, written out per gate
+        d, u = x.shape[2], kernel.shape[1] // k
+        xg = np.concatenate([x * imask[:, None, j * d:(j + 1) * d] for j in range(k)], 2)
+        kg = np.zeros((k * d, k * u))
+        for j in range(k):
+            kg[j * d:(j + 1) * d, j * u:(j + 1) * u] = kernel[:, j * u:(j + 1) * u]
+        out = op(xg, kg, layer.recurrent_kernel.value, layer.bias.value,
+                 recurrent_dropout_mask=rmask, **layer._op_kwargs())[0]
+        return np.sum(out * wy)
+
+    eps = 1e-6
+    for arr, want, name in ((x, dx, "x"), (layer.kernel.value, dk, "kernel")):
+        fd = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            plus, minus = arr.copy(), arr.copy()
+            plus[i] += eps
+            minus[i] -= eps
+            args = (plus, layer.kernel.value) if name == "x" else (x, plus)
+            args_m = (minus, layer.kernel.value) if name == "x" else (x, minus)
+            fd[i] = (loss(*args) - loss(*args_m)) / (2 * eps)
+        np.testing.assert_allclose(want, fd, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
 def test_recurrent_dropout_trains_reproducibly_alone_and_in_bidirectional():
     def run(make):
         pynn.set_seed(3)

@@ -8,6 +8,7 @@ from ... import activations, initializers, regularizers
 from ...backends.recurrent import gate_widths
 from ..layer import Layer
 from ..regularization.dropout import Dropout
+from .gate_dropout import GateInputDropout
 
 __all__ = ["BaseRNN"]
 
@@ -73,8 +74,8 @@ class BaseRNN(Layer):
     one mask per sequence and gate block (Keras 3's cells switch to ``implementation=1``
     for it: LSTM 4 masks, GRU 3, SimpleRNN 1, each ``(batch, units)``); the LSTM's cell
     state and the GRU's update ``z * h_prev`` read the undropped state, as Keras's do.
-    Unlike Keras, ``dropout`` keeps its one input mask when ``recurrent_dropout`` is also
-    set (Keras then draws one input mask per gate). ``stateful=True`` carries the final
+    With ``recurrent_dropout`` set, LSTM's and GRU's ``dropout`` draws one input mask per
+    gate, as Keras's ``implementation=1`` does (:mod:`.gate_dropout`). ``stateful=True`` carries the final
     states of one batch into the next (no gradient flows across batches); the batch size
     is fixed by the first batch, and :meth:`reset_states` zeroes them.
     """
@@ -230,6 +231,12 @@ class BaseRNN(Layer):
         (reversed with ``go_backwards``, as Keras returns it)."""
         return mask[:, ::-1, None] if self.go_backwards else mask[:, :, None]
 
+    def _gate_input_masks(self):
+        """Whether ``dropout`` draws one input mask per gate: Keras's LSTM and GRU cells
+        switch to ``implementation=1`` whenever ``recurrent_dropout`` is not 0, and that
+        implementation multiplies each gate's inputs by its own mask."""
+        return self.cell in ("lstm", "gru") and self.recurrent_dropout != 0.0
+
     def _recurrent_dropout_mask(self, ctx, n):
         """This call's recurrent dropout multipliers ``(n, k*u)``: 0 or ``1 / (1 - rate)``
         per sample, gate block and unit (the backend op's ``recurrent_dropout_mask``)."""
@@ -278,9 +285,16 @@ class BaseRNN(Layer):
         if isinstance(mask, list):
             mask = mask[0]
         states = self._check_call(x, mask, initial_state)
+        gate_drop = None
         if training and self._input_dropout is not None:
-            x = self._input_dropout.forward(ctx.child_for(self._input_dropout, 0), x,
-                                            training=True)
+            if self._gate_input_masks():
+                gate_drop = GateInputDropout(
+                    ctx, self.backend, self._input_dropout.rate,
+                    self._input_dropout._next_seed(), x, self.kernel.value,
+                    gate_widths(self.cell, self.units)[0] // self.units)
+            else:
+                x = self._input_dropout.forward(ctx.child_for(self._input_dropout, 0), x,
+                                                training=True)
         n, t, _ = x.shape
         u = self.units
         g = gate_widths(self.cell, u)[1]
@@ -295,13 +309,17 @@ class BaseRNN(Layer):
         rmask = None
         if training and self._recurrent_dropout is not None:
             rmask = self._recurrent_dropout_mask(ctx, n)
-        op(x, self.kernel.value, self.recurrent_kernel.value, bias, *init, mask=mask,
+        if gate_drop is not None:  # the ops see the per-gate problem (gate_dropout.py)
+            x, kernel = gate_drop.x, gate_drop.kernel
+        else:
+            kernel = self.kernel.value
+        op(x, kernel, self.recurrent_kernel.value, bias, *init, mask=mask,
            **bufs, **self._op_kwargs(), recurrent_dropout_mask=rmask)
         if self.stateful:
             for carried, key in zip(self.states, ("h_out", "c_out")):
                 self.backend.copy_(bufs[key], carried)
-        ctx.saved = (x, mask, bufs, states_in, training and self._input_dropout is not None,
-                     rmask)
+        ctx.saved = (x, mask, bufs, states_in, training and self._input_dropout is not None
+                     and gate_drop is None, gate_drop, rmask)
         if self.return_sequences:
             y = bufs["out"]
             if mask is not None and self.zero_output_for_mask:
@@ -314,7 +332,7 @@ class BaseRNN(Layer):
         return [y, bufs["h_out"]] + ([bufs["c_out"]] if lstm else [])
 
     def backward(self, ctx, dy, input_grad=True):
-        x, mask, bufs, states_in, dropped, rmask = ctx.saved
+        x, mask, bufs, states_in, dropped, gate_drop, rmask = ctx.saved
         n, t, d = x.shape
         u = self.units
         lstm = self.cell == "lstm"
@@ -334,7 +352,12 @@ class BaseRNN(Layer):
         # a frozen kernel's gradient still comes out of the op: into a workspace
         dk = ctx.grad_out(self.kernel)
         drk = ctx.grad_out(self.recurrent_kernel)
-        grads = dict(dkernel=dk if dk is not None else ctx.buffer("dk_frozen", self.kernel.shape),
+        kernel = self.kernel.value if gate_drop is None else gate_drop.kernel
+        if gate_drop is not None:
+            dkernel = gate_drop.kernel_grad_buffer()
+        else:
+            dkernel = dk if dk is not None else ctx.buffer("dk_frozen", self.kernel.shape)
+        grads = dict(dkernel=dkernel,
                      drecurrent_kernel=drk if drk is not None else
                      ctx.buffer("drk_frozen", self.recurrent_kernel.shape),
                      dgates=ctx.buffer("dgates", (n, t, g)))
@@ -350,13 +373,17 @@ class BaseRNN(Layer):
         op = getattr(self.backend, f"{self.cell}_backward")
         work = [bufs["hprev"]] + ([bufs["cprev"]] if lstm else []) + [bufs["gates"]]
         extra = dict(dc_out=dc_out) if lstm else {}
-        op(dseq, x, self.kernel.value, self.recurrent_kernel.value, *work, mask=mask,
+        op(dseq, x, kernel, self.recurrent_kernel.value, *work, mask=mask,
            dh_out=dh_out, input_grad=input_grad, bias_grad=dbias is not None,
            state_grad=state_grad, dbias=dbias, **grads, **extra, **self._op_kwargs(),
            recurrent_dropout_mask=rmask)
+        if gate_drop is not None and dk is not None:
+            gate_drop.kernel_grad(dkernel, dk)
         if not input_grad:
             return None
         dx = grads["dx"]
+        if gate_drop is not None:
+            dx = gate_drop.input_grad(dx, ctx.buffer("dx_inputs", (n, t, gate_drop.d)))
         if dropped:
             dx = self._input_dropout.backward(ctx.child_for(self._input_dropout, 0), dx)
         if states_in:
