@@ -114,6 +114,20 @@ def test_recurrent_dropout_equals_keras_with_the_same_masks(cell, kw, go_backwar
         np.testing.assert_allclose(a, keras.ops.convert_to_numpy(b), **close)
 
 
+def _assert_fd(loss, x, kernel, dx, dk, eps=1e-6):
+    """``dx``/``dk`` equal central differences of ``loss(x, kernel)``."""
+    for arr, want, name in ((x, dx, "x"), (kernel, dk, "kernel")):
+        fd = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            plus, minus = arr.copy(), arr.copy()
+            plus[i] += eps
+            minus[i] -= eps
+            args = (plus, kernel) if name == "x" else (x, plus)
+            args_m = (minus, kernel) if name == "x" else (x, minus)
+            fd[i] = (loss(*args) - loss(*args_m)) / (2 * eps)
+        np.testing.assert_allclose(want, fd, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_recurrent_dropout_gradients_equal_finite_differences(cell):
     """The layer's gradients (input, weights) with this call's recurrent mask held fixed."""
@@ -138,17 +152,7 @@ def test_recurrent_dropout_gradients_equal_finite_differences(cell):
                  recurrent_dropout_mask=rmask, **layer._op_kwargs())[0]
         return np.sum(out * wy)
 
-    eps = 1e-6
-    for arr, want, name in ((x, dx, "x"), (layer.kernel.value, dk, "kernel")):
-        fd = np.zeros_like(arr)
-        for i in np.ndindex(arr.shape):
-            plus, minus = arr.copy(), arr.copy()
-            plus[i] += eps
-            minus[i] -= eps
-            args = (plus, layer.kernel.value) if name == "x" else (x, plus)
-            args_m = (minus, layer.kernel.value) if name == "x" else (x, minus)
-            fd[i] = (loss(*args) - loss(*args_m)) / (2 * eps)
-        np.testing.assert_allclose(want, fd, rtol=1e-6, atol=1e-8, err_msg=name)
+    _assert_fd(loss, x, layer.kernel.value, dx, dk)
 
 
 GATE_CASES = [("LSTM", {}), ("GRU", {}), ("GRU", dict(reset_after=False))]
@@ -221,17 +225,7 @@ def test_per_gate_input_dropout_gradients_equal_finite_differences(cell):
                  recurrent_dropout_mask=rmask, **layer._op_kwargs())[0]
         return np.sum(out * wy)
 
-    eps = 1e-6
-    for arr, want, name in ((x, dx, "x"), (layer.kernel.value, dk, "kernel")):
-        fd = np.zeros_like(arr)
-        for i in np.ndindex(arr.shape):
-            plus, minus = arr.copy(), arr.copy()
-            plus[i] += eps
-            minus[i] -= eps
-            args = (plus, layer.kernel.value) if name == "x" else (x, plus)
-            args_m = (minus, layer.kernel.value) if name == "x" else (x, minus)
-            fd[i] = (loss(*args) - loss(*args_m)) / (2 * eps)
-        np.testing.assert_allclose(want, fd, rtol=1e-6, atol=1e-8, err_msg=name)
+    _assert_fd(loss, x, layer.kernel.value, dx, dk)
 
 
 def test_recurrent_dropout_trains_reproducibly_alone_and_in_bidirectional():
