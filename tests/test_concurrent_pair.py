@@ -1,7 +1,9 @@
 """Two calls at once (``pynn.backends.concurrent``): the runner's hand-off, exceptions,
 BLAS thread pinning and fall-backs, and ``Bidirectional`` running its two directions at
 once with results equal bit for bit to running them in turn."""
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -72,6 +74,26 @@ def test_runner_exceptions_propagate_and_it_keeps_working():
         runner.run(be, boom("caller"), boom("worker"))
     assert threads.n == 3  # restored every time
     assert runner.run(be, lambda: 1, lambda: 2) == (1, 2)
+
+
+def test_an_interrupt_while_waiting_still_waits_for_the_worker():
+    threads = _Threads()
+    runner = PairRunner(threads.get, threads.set)
+    be = B.get("numpy")
+    main = threading.get_ident()
+    done = []
+
+    def second():
+        time.sleep(0.05)  # the caller is waiting by now
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.2)
+        done.append(1)
+        return "stale"
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(be, lambda: None, second)
+    assert done == [1] and threads.n == 2  # finished before run() returned
+    assert runner.run(be, lambda: 1, lambda: 2) == (1, 2)  # no stale hand-off
 
 
 def test_a_pair_inside_a_pair_runs_in_turn():

@@ -61,8 +61,18 @@ class _Worker:
         self._todo.release()
 
     def wait(self):
-        """The task's result; its exception is raised here."""
-        self._done.acquire()
+        """The task's result; its exception is raised here. Waits for the task's end
+        even through a ``KeyboardInterrupt`` (raised afterwards): the task is still
+        writing into its workspaces."""
+        interrupted = None
+        while True:
+            try:
+                self._done.acquire()
+                break
+            except BaseException as exc:  # an interrupted acquire took nothing
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
         result, error = self._result, self._error
         self._result = self._error = None
         if error is not None:
