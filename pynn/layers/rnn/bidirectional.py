@@ -46,6 +46,10 @@ class Bidirectional(Layer):
     the outputs are ``[output, forward states..., backward states...]``; an
     ``initial_state`` list gives the forward layer its first half, the backward layer
     the second.
+
+    The two directions are independent: on a backend that allows it they run at once,
+    one on a worker thread (:func:`~pynn.backends.concurrent.run_pair`), with results
+    equal bit for bit to running them in turn.
     """
 
     _free_axes = (1,)  # any sequence length
