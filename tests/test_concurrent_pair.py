@@ -118,7 +118,7 @@ def test_where_pairs_run(monkeypatch):
             assert pair_runner(B.get(name), big) is None
     if "cython" in B.available():
         be = B.get("cython")
-        control = be.blas_thread_control()
+        control = be.pair_blas_threads
         if control is not None:
             assert pair_runner(be, big) is pair_runner(be, big)
             assert pair_runner(be, big - 1) is None
@@ -132,10 +132,10 @@ def test_where_pairs_run(monkeypatch):
     assert ran == []
 
 
-def test_cython_blas_thread_control_round_trips():
+def test_cython_pair_blas_threads_round_trip():
     if "cython" not in B.available():
         pytest.skip("cython backend not built")
-    control = B.get("cython").blas_thread_control()
+    control = B.get("cython").pair_blas_threads
     if control is None:
         pytest.skip("the cython kernels call SciPy's BLAS (PYNN_BLAS=scipy)")
     get, set_ = control
@@ -151,7 +151,7 @@ def test_cython_blas_thread_control_round_trips():
 @pytest.fixture
 def counted_pairs(monkeypatch):
     """Pairs forced on (any size, two CPUs) on the cython backend, counted."""
-    if "cython" not in B.available() or B.get("cython").blas_thread_control() is None:
+    if "cython" not in B.available() or B.get("cython").pair_blas_threads is None:
         pytest.skip("needs the cython backend on NumPy's OpenBLAS")
     monkeypatch.setattr(concurrent, "MIN_PAIR_WORK", 0)
     monkeypatch.setattr(concurrent, "_cpus", lambda: 2)

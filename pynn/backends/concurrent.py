@@ -3,7 +3,7 @@ worker thread: :func:`run_pair` (``Bidirectional`` runs its two directions with 
 
 Whether to run them at once is decided here, in :func:`pair_runner`, from three things:
 
-* the backend: :meth:`~pynn.backends.base.Backend.blas_thread_control` is ``None`` unless
+* the backend: :attr:`~pynn.backends.base.Backend.pair_blas_threads` is ``None`` unless
   its ops release the GIL for their work, keep their scratch per thread and call a BLAS
   whose thread count can be pinned (the ``cython`` backend with NumPy's OpenBLAS). The
   NumPy reference (GIL-bound), Numba (a second BLAS) and CUDA backends run in turn;
@@ -143,7 +143,7 @@ def pair_runner(backend, work):
     this is decided; see the module docstring)."""
     if work <= 0 or work < MIN_PAIR_WORK or _cpus() < 2:
         return None
-    control = backend.blas_thread_control()
+    control = backend.pair_blas_threads
     if control is None:
         return None
     key = id(control)  # ctypes functions do not hash; the runner keeps control alive

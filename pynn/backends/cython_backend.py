@@ -86,11 +86,9 @@ class CythonBackend(CythonSequenceOps, CompiledNormalizationOps, Backend):
     _normalization_kernels = _layers
     #: which BLAS library runs the matrix products
     blas = BLAS
-
-    def blas_thread_control(self):
-        """The kernels release the GIL and keep per-thread scratch; two may run at once
-        when they call NumPy's OpenBLAS, whose thread count can be pinned."""
-        return _BLAS_THREADS
+    #: the kernels release the GIL and keep per-thread scratch; two may run at once
+    #: when they call NumPy's OpenBLAS, whose thread count can be pinned
+    pair_blas_threads = _BLAS_THREADS
 
     # ------------------------------------------------------------------
     # matrix product with fused epilogue
