@@ -500,6 +500,18 @@ def test_quick_rnn_json(tmp_path, capsys):
     assert "Keras" not in printed  # not asked for
 
 
+def test_rnn_cells_option(tmp_path):
+    """--rnn-cells runs only the cells named; an unknown one is refused by name."""
+    path = tmp_path / "bench.json"
+    assert bench.main(["--rnn", "--quick", "--no-peers", "--backends", "numpy",
+                       "--rnn-cells", "gru", "--json", str(path)]) == 0
+    rnn = json.loads(path.read_text())["rnn"]
+    assert {r["cell"] for r in rnn["epochs"]} == {"gru"}
+    assert {r["cell"] for r in rnn["layer_steps"]} == {"gru"}
+    with pytest.raises(SystemExit):
+        bench.main(["--rnn", "--rnn-cells", "lstm,rnn"])
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_rnn_floor_runs_the_layers_products(cell):
     """The floor's products are the classifier's: the kernel shapes of its recurrent

@@ -72,3 +72,20 @@ def select(modules):
     if choice == "numpy" and found is None:
         raise RuntimeError("PYNN_BLAS=numpy: NumPy's scipy-openblas64 library was not found")
     return "scipy's BLAS (scipy.linalg.cython_blas)"
+
+
+def numpy_openblas_threads():
+    """``(get, set)``: ctypes functions reading and setting the thread count of NumPy's
+    OpenBLAS (the library the kernels call when :func:`select` chose it; the setting is
+    process-wide), or ``None`` when that library or its entry points are missing."""
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+            get = lib.scipy_openblas_get_num_threads64_
+            set_ = lib.scipy_openblas_set_num_threads64_
+        except (OSError, AttributeError):
+            continue
+        get.restype, get.argtypes = ctypes.c_int, []
+        set_.restype, set_.argtypes = None, [ctypes.c_int]
+        return get, set_
+    return None

@@ -213,6 +213,10 @@ class Backend(ConvOps, ConvPoolOps, EmbeddingOps, NormalizationOps, RecurrentOps
     name = "numpy"
     #: True for backends whose arrays live in host memory as numpy arrays.
     host_memory = True
+    #: ``(get, set)`` functions of the BLAS thread count when two of this backend's ops
+    #: may run at once on two threads (their work without the GIL, their scratch per
+    #: thread), else ``None``: ops run one at a time (:mod:`pynn.backends.concurrent`)
+    pair_blas_threads = None
 
     # ------------------------------------------------------------------
     # allocation and transfer: layers and models allocate only through these

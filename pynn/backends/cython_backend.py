@@ -75,6 +75,8 @@ def _weights(w):
 
 #: The BLAS the kernels call (chosen once, at import).
 BLAS = _blas.select([_dense, _step, _conv, _seq])
+#: ``(get, set)`` of the kernels' BLAS thread count, or None (SciPy's BLAS)
+_BLAS_THREADS = _blas.numpy_openblas_threads() if _seq._blas_in_use() == "ilp64" else None
 
 
 class CythonBackend(CythonSequenceOps, CompiledNormalizationOps, Backend):
@@ -84,6 +86,9 @@ class CythonBackend(CythonSequenceOps, CompiledNormalizationOps, Backend):
     _normalization_kernels = _layers
     #: which BLAS library runs the matrix products
     blas = BLAS
+    #: the kernels release the GIL and keep per-thread scratch; two may run at once
+    #: when they call NumPy's OpenBLAS, whose thread count can be pinned
+    pair_blas_threads = _BLAS_THREADS
 
     # ------------------------------------------------------------------
     # matrix product with fused epilogue

@@ -27,6 +27,7 @@ from .environment import (default_backends, override_warning, report_header, rep
                           single_threaded)
 from .plot import plot
 from .rnn_contestants import RNN_PEERS
+from .rnn import RNN_CELLS
 from .rnn_section import run_rnn
 from .sections import run_dense, run_ops, run_train
 from .startup import run_startup
@@ -77,6 +78,8 @@ def build_parser():
                         "batches 32,128) for the compiled pynn backends, PyTorch, Keras 3 "
                         "on torch and the products alone; then one LSTM/GRU layer's "
                         "training step beside its own matrix products")
+    p.add_argument("--rnn-cells", type=_name_list, default=None,
+                   help="cells of the --rnn table: lstm,gru (default both)")
     p.add_argument("--custom", action="store_true",
                    help="custom-code table (g), only when asked: seconds per epoch of the "
                         "tutorial MLP written three ways (built-in layers, a subclassed "
@@ -137,6 +140,10 @@ def main(argv=None):
     else:
         peers, cnn_peers, rnn_peers = default_peers(), CNN_PEERS, RNN_PEERS
     args.cnn_peers, args.rnn_peers = cnn_peers, rnn_peers
+    for cell in args.rnn_cells or ():
+        if cell not in RNN_CELLS:
+            parser.error(f"--rnn-cells: unknown {cell!r}; expected one of "
+                         f"{', '.join(RNN_CELLS)}")
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.repeats < 1:
@@ -223,7 +230,7 @@ def _run(args, names, sections, models_why, contestants, peers):
             args.batches or (QUICK_RNN_BATCHES if quick else RNN_BATCHES),
             QUICK_RNN_LENGTH if quick else RNN_LENGTH,
             QUICK_RNN_TIMED_STEPS if quick else RNN_TIMED_STEPS, args.repeats, pause,
-            0.0 if quick else 0.1, torch_threads=1 if quick else 2)
+            0.0 if quick else 0.1, torch_threads=1 if quick else 2, cells=args.rnn_cells)
         sys.stdout.flush()
     if "custom" in sections:
         result["custom"] = run_custom(

@@ -18,17 +18,19 @@ from .timing import epoch_rounds, interleaved
 
 
 def run_rnn(backends, peers, batches, length, timed_steps, repeats, pause, target_s,
-            torch_threads=2, out=print):
+            torch_threads=2, out=print, cells=None):
     """Section (f). Returns ``{"epochs": rows, "layer_steps": rows}``: one epoch row per
     cell, batch and contestant (``median_s`` of the timed batches, ``epoch_s`` that
     extrapolated to :data:`RNN_SAMPLES` samples, ``vs_torch`` = PyTorch's epoch over
     this one, ``vs_floor`` = a pynn row's over the products-only floor's), and one
     layer-step row per cell, batch and backend (``step_s``, ``products_s``,
-    ``vs_products``)."""
+    ``vs_products``). ``cells``: the cells to run (default every one of
+    :data:`~pynn.bench.rnn.RNN_CELLS`)."""
     rows, layer_rows = [], []
     n_timed = max(batches) * timed_steps
     x, y = rnn_data(n_timed, length)
-    for cell in RNN_CELLS:
+    cells = tuple(cells or RNN_CELLS)
+    for cell in cells:
         cs = rnn_contestants(backends, peers, cell, n_timed, length, torch_threads)
         floor = RNNFloor(cell, length)
         try:
@@ -64,7 +66,7 @@ def run_rnn(backends, peers, batches, length, timed_steps, repeats, pause, targe
         f"`{RNN_TORCH} / X` is X's speed-up over PyTorch; `X / products` what a pynn "
         "epoch costs over its bare matrix products. "
         + ", ".join(f"{c.upper()}: {rnn_flops_per_sample(c, length) / 1e6:.0f} MFLOP"
-                    for c in RNN_CELLS) + " of recurrent products per training sample.\n")
+                    for c in cells) + " of recurrent products per training sample.\n")
     out(epoch_table(rows, names))
     out("\n### One recurrent layer's training step beside its own matrix products\n")
     out(f"One {{LSTM, GRU}}(64) layer on float32 input (batch, {length}, 128), final state "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...backends.concurrent import run_pair
 from .. import serialization
 from ..layer import Layer
 
@@ -45,6 +46,10 @@ class Bidirectional(Layer):
     the outputs are ``[output, forward states..., backward states...]``; an
     ``initial_state`` list gives the forward layer its first half, the backward layer
     the second.
+
+    The two directions are independent: on a backend that allows it they run at once,
+    one on a worker thread (:func:`~pynn.backends.concurrent.run_pair`), with results
+    equal bit for bit to running them in turn.
     """
 
     _free_axes = (1,)  # any sequence length
@@ -145,6 +150,23 @@ class Bidirectional(Layer):
         return outs if self.merge_mode is None else out
 
     # -- computation -------------------------------------------------------------------------
+    def _pair_work(self, shape, training):
+        """Multiply-adds of both directions' input and recurrent products on a sequence
+        of ``shape``, for :func:`~pynn.backends.concurrent.run_pair`; 0 (run them in
+        turn) unless both are built-in recurrent layers, whose calls touch only their
+        own weights and workspaces, and, in ``training``, neither draws dropout (the
+        draws from the model's generator must keep their order)."""
+        from .base_rnn import BaseRNN
+        lays = self._sublayers
+        if not all(isinstance(lay, BaseRNN) and type(lay).forward is BaseRNN.forward and
+                   type(lay).backward is BaseRNN.backward for lay in lays):
+            return 0
+        if training and any(lay.dropout or lay.recurrent_dropout for lay in lays):
+            return 0
+        steps = int(shape[0] or 0) * int(shape[1] or 0)
+        return sum(steps * (int(np.prod(lay.kernel.shape)) +
+                            int(np.prod(lay.recurrent_kernel.shape))) for lay in lays)
+
     def _initial_states(self, initial_state):
         if initial_state is None:
             return None, None
@@ -166,10 +188,15 @@ class Bidirectional(Layer):
         else:
             xf = xb = x
             f_init, b_init = self._initial_states(initial_state)
-        yf, sf = self._split(fl.forward(ctx.child_for(fl, 0), xf, training=training,
-                                        initial_state=f_init, **kw))
-        yb, sb = self._split(bl.forward(ctx.child_for(bl, 1), xb, training=training,
-                                        initial_state=b_init, **kw))
+        fctx, bctx = ctx.child_for(fl, 0), ctx.child_for(bl, 1)
+        seq = xf[0] if isinstance(xf, list) else xf
+        work = self._pair_work(seq.shape, training)
+        out_f, out_b = run_pair(
+            self.backend,
+            lambda: fl.forward(fctx, xf, training=training, initial_state=f_init, **kw),
+            lambda: bl.forward(bctx, xb, training=training, initial_state=b_init, **kw),
+            work)
+        (yf, sf), (yb, sb) = self._split(out_f), self._split(out_b)
         if self.return_sequences:
             yb = yb[:, ::-1]
         mode = self.merge_mode
@@ -192,7 +219,10 @@ class Bidirectional(Layer):
             else:
                 np.multiply(yf, yb, out=y)
             outs = [y]
-        ctx.saved = (yf, yb) if mode == "mul" else None
+        # backward runs the directions at once too, unless they are not ours (dropout's
+        # draws are made in forward; its backward reuses them)
+        ctx.saved = ((yf, yb) if mode == "mul" else None,
+                     self._pair_work(seq.shape, False))
         if self.return_state or mode is None:
             return outs + sf + sb
         return outs[0]
@@ -214,7 +244,7 @@ class Bidirectional(Layer):
             elif mode in ("sum", "ave"):
                 dyf = dyb = d if mode == "sum" else d * 0.5
             else:
-                yf, yb = ctx.saved
+                yf, yb = ctx.saved[0]
                 dyf, dyb = d * yb, d * yf
         if self.return_sequences:
             dyb = dyb[:, ::-1]
@@ -225,10 +255,13 @@ class Bidirectional(Layer):
         fctx, bctx = ctx.child_for(fl, 0), ctx.child_for(bl, 1)
         for c in (fctx, bctx):
             c.pass_id = ctx.pass_id
-        dxf = fl.backward(fctx, dyf, input_grad=input_grad)
-        fctx.end_backward()
-        dxb = bl.backward(bctx, dyb, input_grad=input_grad)
-        bctx.end_backward()
+
+        def run(lay, c, d):
+            out = lay.backward(c, d, input_grad=input_grad)
+            c.end_backward()
+            return out
+        dxf, dxb = run_pair(self.backend, lambda: run(fl, fctx, dyf),
+                            lambda: run(bl, bctx, dyb), ctx.saved[1])
         if not input_grad:
             return None
         states_f = states_b = []
