@@ -535,7 +535,7 @@ def test_rnn_floor_runs_the_layers_products(cell):
     dgates = rng.standard_normal((n, t, 4 * u)).astype(f)
     dx, dk, drk = np.zeros((n, t, d), f), np.zeros((d, g), f), np.zeros((u, g), f)
     rnn_products_kernel()({"lstm": 1, "gru": 2}[cell], True, x, kern, rk, hprev, gates,
-                          dgates, dx, True, dk, drk, np.zeros(n * (g + 3 * u), f), True,
+                          dgates, dx, True, dk, drk, np.zeros(n * (g + 3 * u) + g * u, f), True,
                           True)
     cols = np.r_[0:2 * u, 3 * u:4 * u] if cell == "gru" else np.arange(g)
     dg = dgates.reshape(n * t, 4 * u)

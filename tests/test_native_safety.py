@@ -248,13 +248,13 @@ EXT_CASES = {
                                    _arr("out", (N, 2), "F"), True, _arr("out", (N, M, 8), "F"),
                                    _arr("out", ((6 * N + N * M) * 2,), "F"), 5, 4, 0.0, 0.0,
                                    False, _arr("in", (N, 8), "F"), True],
-    # the products alone of that LSTM's forward and backward (scratch n * (G + 3u))
+    # the products alone of that LSTM's forward and backward (scratch n * (G + 3u) + G u)
     ("sequence", "rnn_products"): [1, False, _arr("in", (N, M, K), "F"), _arr("in", (K, 8), "F"),
                                    _arr("in", (2, 8), "F"), _arr("in", (N, M, 2), "F"),
                                    _arr("out", (N, M, 8), "F"), _arr("out", (N, M, 8), "F"),
                                    _arr("out", (N, M, K), "F"), True,
                                    _arr("out", (K, 8), "F"), _arr("out", (2, 8), "F"),
-                                   _arr("out", (N * 14,), "F"), True, True],
+                                   _arr("out", (N * 14 + 16,), "F"), True, True],
     ("sequence", "epilogue_activation"): [5, _arr("in", (N,), "F"), _arr("out", (N,), "F")],
 }
 

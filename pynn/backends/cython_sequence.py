@@ -57,7 +57,8 @@ class CythonSequenceOps(CompiledRecurrentOps):
         if empty_backward(a, dh_out, dc_out):
             return
         k = backward_args(a, dy, dh_out, dc_out, hprev, cprev, gates, np.uint8)
-        rows = 6 * a.n + a.n * a.T if k.has_rmask else 5 * a.n
+        # the state products' transposed recurrent kernel (G x units) follows the rows
+        rows = 6 * a.n + a.n * a.T if k.has_rmask else 5 * a.n + a.recurrent_kernel.shape[1]
         scratch = _scratch(self, rows * a.units, a.x.dtype)
         _seq.rnn_backward(k.cell, a.reset_after, k.dy, k.has_dy, a.x, a.kernel,
                           a.recurrent_kernel, k.hprev, k.cprev, k.gates, k.mask, k.has_mask,

@@ -105,7 +105,7 @@ def rnn_products(cell, batch, length, directions=4, input_grad=True, seed=0):
     gates, dgates = normal(rng, (batch, length, w), f32), normal(rng, (batch, length, w), f32)
     dx = np.empty((batch, length, d) if input_grad else (0, 0, 0), f32)
     dk, drk = np.empty((d, g), f32), np.empty((u, g), f32)
-    scratch = np.empty(batch * (g + 3 * u), f32)
+    scratch = np.empty(batch * (g + 3 * u) + g * u, f32)
     code = {"lstm": 1, "gru": 2}[cell]
 
     def step():
