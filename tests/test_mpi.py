@@ -218,7 +218,7 @@ def test_hanging_rank_times_out_with_a_clear_error():
     rc, out, seconds = launch(2, "faults.py", "hang", timeout=120,
                               env={"PYNN_MPI_TIMEOUT": "2"})
     assert rc != 0
-    assert "rank 0 of 2" in out and "PYNN_MPI_TIMEOUT=2.0" in out, out
+    assert "rank 0 of 2" in out and "PYNN_MPI_TIMEOUT=2.0" in out, (rc, out)
     assert "finished without the failure" not in out
 
 

@@ -9,9 +9,16 @@ every rank of the job with that exit code.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 
 __all__ = ["install_excepthook", "abort_job"]
+
+
+#: seconds between printing the reason and aborting: the launcher forwards each rank's
+#: output through a pipe, and an abort that wins the race drops what is still in it
+#: (seen in CI: a timed-out job ended with no output at all)
+ABORT_GRACE = 0.5
 
 
 def abort_job(comm, message, code=1):
@@ -20,6 +27,7 @@ def abort_job(comm, message, code=1):
                      f"aborting all ranks\n")
     sys.stderr.flush()
     sys.stdout.flush()
+    time.sleep(ABORT_GRACE)
     comm.abort(code)
 
 
