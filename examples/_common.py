@@ -34,6 +34,15 @@ def setup(args):
     return args.epochs if args.epochs is not None else (quick if args.quick else full)
 
 
+def quadrant_data(seed, n=1000):
+    """``n`` random 2-D points labelled 1 where both coordinates share a sign (the custom-
+    piece examples' task: not linearly separable, learnt in seconds)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 2)).astype("float32")
+    return x, ((x[:, 0] > 0) == (x[:, 1] > 0)).astype("float32")[:, None]
+
+
 def save_plot(args, filename, make):
     """Call ``make(path)`` to draw and save a figure; report it (or why plots are skipped)."""
     path = os.path.join(args.outdir, filename)

@@ -51,9 +51,7 @@ class ActivityRegularization(layers.Layer):
 def main(argv=None):
     args = _common.parser(__doc__.splitlines()[0], epochs=30, quick_epochs=10).parse_args(argv)
     epochs = _common.setup(args)
-    rng = np.random.default_rng(args.seed)
-    x = rng.standard_normal((1000, 2)).astype("float32")
-    y = ((x[:, 0] > 0) == (x[:, 1] > 0)).astype("float32")[:, None]
+    x, y = _common.quadrant_data(args.seed)
 
     model = pynn.Sequential([pynn.Input((2,)), Linear(16, activation="relu"),
                              ActivityRegularization(1e-2), Linear(1)])
